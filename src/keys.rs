@@ -154,12 +154,10 @@ impl fmt::Display for KeyRef {
 fn decode_key_material(b64: &str) -> Result<[u8; 32], KeyError> {
     let raw = B64.decode(b64).map_err(|_| KeyError::BadBase64)?;
     if raw.len() != 33 {
-        if let Some(&alg) = raw.first() {
-            if alg != ALG_ED25519 {
-                return Err(KeyError::UnknownAlgorithm(alg));
-            }
-        }
-        return Err(KeyError::BadLength(raw.len()));
+        return Err(match raw.first() {
+            Some(&alg) if alg != ALG_ED25519 => KeyError::UnknownAlgorithm(alg),
+            _ => KeyError::BadLength(raw.len()),
+        });
     }
     if raw[0] != ALG_ED25519 {
         return Err(KeyError::UnknownAlgorithm(raw[0]));

@@ -1,0 +1,783 @@
+//! The sequencer: admits signed submissions and appends them to the log in group commits.
+//!
+//! Admission runs in the submitter's own thread and does the cheap checks first (size, envelope
+//! and payload parsing, the signer's registration and role), then the Ed25519 signature, so that
+//! forged input costs little and verification uses every core. Admitted submissions queue for
+//! one sequencer thread, which takes everything waiting as one batch: it applies the business
+//! rules in order (each submission sees the earlier ones of its batch), builds the entries and
+//! Merkle nodes, signs the seals and one checkpoint, then writes the whole batch atomically and
+//! flushes it before answering anyone. Each answer carries what SPEC §6 says for
+//! `POST /api/v1/entries`.
+
+use crate::certificate::CertificateId;
+use crate::checkpoint::Checkpoint;
+use crate::dsse::{DsseError, Envelope};
+use crate::entry::{Entry, MAX_ENTRY_BYTES, format_time_ms};
+use crate::keys::{PrivateKey, PublicKey};
+use crate::merkle::{self, Hash, TreeBuilder};
+use crate::party::Role;
+use crate::payload::{self, Payload, PayloadError, PayloadType};
+use crate::seal::{self, Seal};
+use crate::state::{self, Accepted, Overlay, RefusalKind, RuleError, StateRead};
+use crate::store::{Commit, Store, StoreError};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, mpsc};
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The largest submission body accepted: enough for a 32 KiB payload in base64 and its envelope.
+pub const MAX_SUBMISSION_BYTES: usize = 64 * 1024;
+
+/// The largest number of submissions sequenced in one group commit.
+pub const DEFAULT_MAX_BATCH: usize = 4096;
+
+/// Why a ledger could not be created or opened.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// `init` on a directory that already holds a ledger.
+    #[error("{0} already holds a ledger; open it instead of initializing it")]
+    AlreadyInitialized(String),
+    /// `open` on a directory that holds no ledger.
+    #[error("{0} holds no ledger; run `reman-ledger init` first")]
+    NotInitialized(String),
+    /// The log key given is not the one the ledger was created with.
+    #[error("this ledger belongs to log key {stored}, not {given}")]
+    WrongLogKey {
+        /// The stored log key.
+        stored: String,
+        /// The key given.
+        given: String,
+    },
+    /// The stored tree or checkpoint does not match.
+    #[error("ledger storage is inconsistent: {0}; run `reman-ledger audit` on it")]
+    Inconsistent(String),
+    /// The genesis entry was refused.
+    #[error("genesis entry refused: {0}")]
+    Genesis(#[from] Box<SubmitError>),
+}
+
+/// Why a submission was refused. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The body is larger than [`MAX_SUBMISSION_BYTES`].
+    #[error("submission of {0} bytes exceeds the limit of 65536 bytes")]
+    TooLarge(usize),
+    /// The envelope is malformed.
+    #[error("malformed envelope: {0}")]
+    Envelope(#[source] DsseError),
+    /// The payload is malformed or invalid.
+    #[error("{0}")]
+    Payload(#[from] PayloadError),
+    /// The signature does not verify under the signer's registered key.
+    #[error("bad signature: {0}")]
+    BadSignature(#[source] DsseError),
+    /// The state refuses it (unknown signer, role, duplicate, revoked, ...).
+    #[error("{0}")]
+    Rule(#[from] RuleError),
+    /// The resulting entry would exceed the entry size limit.
+    #[error("the entry would be {0} bytes, over the limit of 65535 bytes")]
+    EntryTooLarge(usize),
+    /// Storage failed; the submission was not logged.
+    #[error("not logged, storage failed: {0}")]
+    Store(String),
+    /// The ledger is shutting down.
+    #[error("the ledger is shutting down; submit again later")]
+    Closed,
+    /// A storage failure stopped the ledger from accepting writes.
+    #[error("the ledger stopped accepting writes after a storage failure; restart it")]
+    Halted,
+}
+
+impl SubmitError {
+    /// The class of the refusal, which gives the HTTP status of SPEC §6.
+    pub fn kind(&self) -> RefusalKind {
+        match self {
+            SubmitError::TooLarge(_) | SubmitError::EntryTooLarge(_) => RefusalKind::TooLarge,
+            SubmitError::Envelope(_) => RefusalKind::Malformed,
+            SubmitError::Payload(e) if e.is_malformed() => RefusalKind::Malformed,
+            SubmitError::Payload(_) => RefusalKind::Invalid,
+            SubmitError::BadSignature(_) => RefusalKind::Unauthorized,
+            SubmitError::Rule(e) => e.kind(),
+            SubmitError::Store(_) | SubmitError::Closed | SubmitError::Halted => {
+                RefusalKind::Internal
+            }
+        }
+    }
+}
+
+/// An inclusion proof against the checkpoint returned beside it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct InclusionProof {
+    /// The tree size of the checkpoint.
+    pub tree_size: u64,
+    /// The checkpoint's root hash.
+    #[serde(with = "hex_hash")]
+    pub root: Hash,
+    /// The RFC 9162 proof path.
+    #[serde(with = "hex_hashes")]
+    pub proof: Vec<Hash>,
+}
+
+/// The ledger's answer to a submission (SPEC §6, `POST /api/v1/entries`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Receipt {
+    /// True when this submission created the entry (201), false when it was already logged (200).
+    #[serde(skip)]
+    pub created: bool,
+    /// The entry index.
+    pub index: u64,
+    /// The entry's leaf hash.
+    #[serde(with = "hex_hash")]
+    pub leaf_hash: Hash,
+    /// When the log sequenced it.
+    pub integrated_time: String,
+    /// The certificate ID, for certificates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_id: Option<CertificateId>,
+    /// The seal (base64url), for certificates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
+    /// The QR content, for certificates, when the ledger knows its base URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qr_url: Option<String>,
+    /// The signed checkpoint the proof is against.
+    pub checkpoint: String,
+    /// The inclusion proof of the entry in that checkpoint.
+    pub inclusion_proof: InclusionProof,
+}
+
+/// Serde helpers: hashes as lowercase hex in JSON.
+pub mod hex_hash {
+    use serde::{Deserialize, Deserializer, Serializer};
+    /// Writes a hash as hex.
+    pub fn serialize<S: Serializer>(h: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(h))
+    }
+    /// Reads a hash from hex.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let s = String::deserialize(d)?;
+        let mut h = [0u8; 32];
+        hex::decode_to_slice(&s, &mut h).map_err(serde::de::Error::custom)?;
+        Ok(h)
+    }
+}
+
+/// Serde helpers: lists of hashes as lowercase hex in JSON.
+pub mod hex_hashes {
+    use serde::Serializer;
+    use serde::ser::SerializeSeq;
+    /// Writes hashes as hex strings.
+    pub fn serialize<S: Serializer>(hs: &[[u8; 32]], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(hs.len()))?;
+        for h in hs {
+            seq.serialize_element(&hex::encode(h))?;
+        }
+        seq.end()
+    }
+}
+
+/// The latest committed tree head.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// Tree size.
+    pub size: u64,
+    /// Root hash.
+    pub root: Hash,
+    /// The signed checkpoint text.
+    pub checkpoint: Arc<str>,
+}
+
+/// Options of a running ledger.
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    /// Base URL of the QR links (`<base_url>/01/...`); no QR URL in answers when `None`.
+    pub base_url: Option<String>,
+    /// The largest group commit.
+    pub max_batch: usize,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            base_url: None,
+            max_batch: DEFAULT_MAX_BATCH,
+        }
+    }
+}
+
+/// What the operator's genesis registration says beyond its key.
+#[derive(Debug, Clone, Default)]
+pub struct OperatorDetails {
+    /// Human-readable name.
+    pub display_name: Option<String>,
+    /// ISO 3166-1 alpha-2 country.
+    pub country: Option<String>,
+}
+
+struct Inner {
+    store: Store,
+    log_key: PrivateKey,
+    config: LedgerConfig,
+    head: RwLock<Head>,
+    /// Set when a group commit failed: the in-memory tree may no longer match the store, so
+    /// the ledger refuses writes until it is reopened.
+    halted: AtomicBool,
+}
+
+struct Job {
+    envelope: Envelope,
+    payload: Payload,
+    digest: Hash,
+    certificate_id: Option<CertificateId>,
+    key: PublicKey,
+    role: Role,
+    reply: tokio::sync::oneshot::Sender<Result<Sequenced, SubmitError>>,
+}
+
+enum Sequenced {
+    New {
+        index: u64,
+        leaf: Hash,
+        time_ms: u64,
+        seal: Option<Seal>,
+        head: Head,
+    },
+    Existing(u64),
+}
+
+enum Admission {
+    Existing(u64, Envelope, Payload),
+    Queued(
+        Envelope,
+        Payload,
+        tokio::sync::oneshot::Receiver<Result<Sequenced, SubmitError>>,
+    ),
+}
+
+/// A running ledger: the store, the log key and the sequencer thread.
+pub struct Ledger {
+    inner: Arc<Inner>,
+    tx: Option<mpsc::Sender<Job>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Ledger {
+    /// Creates a new ledger in `dir`: records the log key and logs entry 0, the operator's
+    /// self-registration, signed with the operator key.
+    pub fn init(
+        dir: &Path,
+        log_key: PrivateKey,
+        operator_key: &PrivateKey,
+        operator: &OperatorDetails,
+        config: LedgerConfig,
+    ) -> Result<Ledger, LedgerError> {
+        let store = Store::open(dir)?;
+        if store.log_key()?.is_some() || store.size()? > 0 {
+            return Err(LedgerError::AlreadyInitialized(dir.display().to_string()));
+        }
+        store.set_log_key(&log_key.public().to_vkey())?;
+        let ledger = Ledger::start(store, log_key, config)?;
+        let mut party = serde_json::Map::new();
+        party.insert("name".into(), operator_key.name().into());
+        party.insert("role".into(), "operator".into());
+        if let Some(d) = &operator.display_name {
+            party.insert("display_name".into(), d.as_str().into());
+        }
+        if let Some(c) = &operator.country {
+            party.insert("country".into(), c.as_str().into());
+        }
+        party.insert("key".into(), operator_key.public().to_vkey().into());
+        party.insert("status".into(), "active".into());
+        let bytes = serde_json::to_vec(&party).unwrap_or_default();
+        let env = Envelope::sign(PayloadType::Party.media_type(), bytes, operator_key)
+            .map_err(|e| LedgerError::Genesis(Box::new(SubmitError::Envelope(e))))?;
+        ledger
+            .submit(env.to_json().as_bytes())
+            .map_err(|e| LedgerError::Genesis(Box::new(e)))?;
+        Ok(ledger)
+    }
+
+    /// Opens an existing ledger. Reads O(log n) stored hashes, never the whole log.
+    pub fn open(dir: &Path, log_key: PrivateKey, config: LedgerConfig) -> Result<Ledger, LedgerError> {
+        let store = Store::open(dir)?;
+        let Some(stored) = store.log_key()? else {
+            return Err(LedgerError::NotInitialized(dir.display().to_string()));
+        };
+        if stored != log_key.public().to_vkey() {
+            return Err(LedgerError::WrongLogKey {
+                stored,
+                given: log_key.public().to_vkey(),
+            });
+        }
+        Ledger::start(store, log_key, config)
+    }
+
+    fn start(store: Store, log_key: PrivateKey, config: LedgerConfig) -> Result<Ledger, LedgerError> {
+        let size = store.size()?;
+        let tb = TreeBuilder::from_reader(size, &store)
+            .map_err(|e| LedgerError::Inconsistent(format!("tree of size {size}: {e}")))?;
+        let (checkpoint, last_leaf, last_time) = if size == 0 {
+            let cp = Checkpoint {
+                origin: log_key.name().to_owned(),
+                size: 0,
+                root: merkle::EMPTY_ROOT,
+                extensions: vec![],
+            };
+            let text = cp
+                .sign(&log_key)
+                .map_err(|e| LedgerError::Inconsistent(e.to_string()))?;
+            (text, [0u8; 32], 0)
+        } else {
+            let text = store
+                .checkpoint()?
+                .ok_or_else(|| LedgerError::Inconsistent("no checkpoint".into()))?;
+            let cp = Checkpoint::open(&text, log_key.public())
+                .map_err(|e| LedgerError::Inconsistent(format!("stored checkpoint: {e}")))?;
+            if cp.size != size || cp.root != tb.root() {
+                return Err(LedgerError::Inconsistent(format!(
+                    "checkpoint (size {}) does not match the stored tree (size {size})",
+                    cp.size
+                )));
+            }
+            let last = store
+                .entry(size - 1)?
+                .ok_or_else(|| LedgerError::Inconsistent(format!("entry {} missing", size - 1)))?;
+            let entry = Entry::parse(&last)
+                .map_err(|e| LedgerError::Inconsistent(format!("entry {}: {e}", size - 1)))?;
+            (text, merkle::leaf_hash(&last), entry.integrated_time_ms)
+        };
+        let head = Head {
+            size,
+            root: tb.root(),
+            checkpoint: checkpoint.into(),
+        };
+        let inner = Arc::new(Inner {
+            store,
+            log_key,
+            config,
+            head: RwLock::new(head),
+            halted: AtomicBool::new(false),
+        });
+        let (tx, rx) = mpsc::channel::<Job>();
+        let seq = Sequencer {
+            inner: inner.clone(),
+            tb,
+            last_leaf,
+            last_time,
+        };
+        let worker = std::thread::Builder::new()
+            .name("sequencer".into())
+            .spawn(move || seq.run(rx))
+            .map_err(|e| LedgerError::Inconsistent(format!("cannot start sequencer: {e}")))?;
+        Ok(Ledger {
+            inner,
+            tx: Some(tx),
+            worker: Some(worker),
+        })
+    }
+
+    /// The store underneath, for read paths and audit.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The log's public key.
+    pub fn log_key(&self) -> &PublicKey {
+        self.inner.log_key.public()
+    }
+
+    /// The log's origin (the log key's name).
+    pub fn origin(&self) -> &str {
+        self.inner.log_key.name()
+    }
+
+    /// The latest committed tree head.
+    pub fn head(&self) -> Head {
+        match self.inner.head.read() {
+            Ok(h) => h.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Submits an envelope and waits until it is durably logged (blocking; not for async code).
+    pub fn submit(&self, body: &[u8]) -> Result<Receipt, SubmitError> {
+        match self.admit(body)? {
+            Admission::Existing(index, env, payload) => self.existing_receipt(index, &env, &payload),
+            Admission::Queued(env, payload, rx) => {
+                let seq = rx.blocking_recv().map_err(|_| SubmitError::Closed)??;
+                self.receipt(seq, &env, &payload)
+            }
+        }
+    }
+
+    /// Submits an envelope and waits until it is durably logged (async).
+    pub async fn submit_async(&self, body: &[u8]) -> Result<Receipt, SubmitError> {
+        match self.admit(body)? {
+            Admission::Existing(index, env, payload) => self.existing_receipt(index, &env, &payload),
+            Admission::Queued(env, payload, rx) => {
+                let seq = rx.await.map_err(|_| SubmitError::Closed)??;
+                self.receipt(seq, &env, &payload)
+            }
+        }
+    }
+
+    /// The cheap checks, then the signature; queues the submission for the sequencer.
+    fn admit(&self, body: &[u8]) -> Result<Admission, SubmitError> {
+        if self.inner.halted.load(Ordering::SeqCst) {
+            return Err(SubmitError::Halted);
+        }
+        if body.len() > MAX_SUBMISSION_BYTES {
+            return Err(SubmitError::TooLarge(body.len()));
+        }
+        let envelope = Envelope::parse(body).map_err(SubmitError::Envelope)?;
+        let payload = payload::parse(&envelope.payload_type, &envelope.payload)?;
+        let store = &self.inner.store;
+        let digest = envelope.digest();
+        if let Some(index) = state::logged_envelope(store, &digest).map_err(RuleError::from)? {
+            return Ok(Admission::Existing(index, envelope, payload));
+        }
+        let size = self.head().size;
+        let (key, role) = state::signer_key(store, size, &envelope.signature.keyid, &payload)?;
+        envelope.verify(&key).map_err(SubmitError::BadSignature)?;
+        let certificate_id = matches!(payload, Payload::Certificate(_))
+            .then(|| CertificateId::of_payload(&envelope.payload));
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let job = Job {
+            envelope: envelope.clone(),
+            payload: payload.clone(),
+            digest,
+            certificate_id,
+            key,
+            role,
+            reply,
+        };
+        let tx = self.tx.as_ref().ok_or(SubmitError::Closed)?;
+        tx.send(job).map_err(|_| SubmitError::Closed)?;
+        Ok(Admission::Queued(envelope, payload, rx))
+    }
+
+    fn proof(&self, index: u64, head: &Head) -> Result<InclusionProof, SubmitError> {
+        let proof = merkle::inclusion_proof(index, head.size, &self.inner.store)
+            .map_err(|e| SubmitError::Store(e.to_string()))?;
+        Ok(InclusionProof {
+            tree_size: head.size,
+            root: head.root,
+            proof,
+        })
+    }
+
+    fn qr_url(&self, payload: &Payload, seal: &Seal) -> Option<String> {
+        let base = self.inner.config.base_url.as_deref()?;
+        match payload {
+            Payload::Certificate(c) => {
+                Some(seal::qr_url(base, &c.product.gtin, &c.product.serial, seal))
+            }
+            _ => None,
+        }
+    }
+
+    fn receipt(&self, seq: Sequenced, env: &Envelope, payload: &Payload) -> Result<Receipt, SubmitError> {
+        match seq {
+            Sequenced::Existing(index) => self.existing_receipt(index, env, payload),
+            Sequenced::New {
+                index,
+                leaf,
+                time_ms,
+                seal,
+                head,
+            } => Ok(Receipt {
+                created: true,
+                index,
+                leaf_hash: leaf,
+                integrated_time: format_time_ms(time_ms),
+                certificate_id: seal.as_ref().map(|s| CertificateId(s.certificate_id)),
+                qr_url: seal.as_ref().and_then(|s| self.qr_url(payload, s)),
+                seal: seal.map(|s| s.to_base64url()),
+                checkpoint: head.checkpoint.to_string(),
+                inclusion_proof: self.proof(index, &head)?,
+            }),
+        }
+    }
+
+    fn existing_receipt(
+        &self,
+        index: u64,
+        env: &Envelope,
+        payload: &Payload,
+    ) -> Result<Receipt, SubmitError> {
+        let store = &self.inner.store;
+        let bytes = store
+            .entry(index)
+            .map_err(|e| SubmitError::Store(e.to_string()))?
+            .ok_or_else(|| SubmitError::Store(format!("entry {index} missing")))?;
+        let entry = Entry::parse(&bytes).map_err(|e| SubmitError::Store(e.to_string()))?;
+        let (certificate_id, seal) = match payload {
+            Payload::Certificate(_) => {
+                let id = CertificateId::of_payload(&env.payload);
+                (Some(id), self.seal(&id)?)
+            }
+            _ => (None, None),
+        };
+        let head = self.head();
+        Ok(Receipt {
+            created: false,
+            index,
+            leaf_hash: merkle::leaf_hash(&bytes),
+            integrated_time: entry.integrated_time(),
+            certificate_id,
+            qr_url: seal.as_ref().and_then(|s| self.qr_url(payload, s)),
+            seal: seal.map(|s| s.to_base64url()),
+            checkpoint: head.checkpoint.to_string(),
+            inclusion_proof: self.proof(index, &head)?,
+        })
+    }
+
+    /// The stored seal of a certificate.
+    pub fn seal(&self, id: &CertificateId) -> Result<Option<Seal>, SubmitError> {
+        let raw = self
+            .inner
+            .store
+            .get(&state::key::seal(id))
+            .map_err(|e| SubmitError::Store(e.to_string()))?;
+        raw.map(|b| Seal::from_bytes(&b).map_err(|e| SubmitError::Store(e.to_string())))
+            .transpose()
+    }
+
+    /// Stops the sequencer after it has committed everything queued, and flushes.
+    pub fn close(mut self) -> Result<(), StoreError> {
+        self.stop();
+        self.inner.store.flush()
+    }
+
+    fn stop(&mut self) {
+        self.tx.take();
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The sequencer thread's own state: the tree's right edge and the chain's end.
+struct Sequencer {
+    inner: Arc<Inner>,
+    tb: TreeBuilder,
+    last_leaf: Hash,
+    last_time: u64,
+}
+
+enum Outcome {
+    New {
+        index: u64,
+        leaf: Hash,
+        cert: Option<(CertificateId, String, String)>,
+    },
+    Existing(u64),
+    Refused(SubmitError),
+}
+
+impl Sequencer {
+    fn run(mut self, rx: mpsc::Receiver<Job>) {
+        while let Ok(first) = rx.recv() {
+            let mut jobs = vec![first];
+            while jobs.len() < self.inner.config.max_batch {
+                match rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
+            self.batch(jobs);
+        }
+    }
+
+    fn batch(&mut self, jobs: Vec<Job>) {
+        let store = &self.inner.store;
+        let mut overlay = Overlay::new(store);
+        let mut tb = self.tb.clone();
+        let mut last_leaf = self.last_leaf;
+        let time_ms = now_ms().max(self.last_time);
+        let mut commit = Commit::default();
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            outcomes.push(
+                match self.sequence(&mut overlay, &mut tb, &mut last_leaf, time_ms, job, &mut commit) {
+                    Ok(o) => o,
+                    Err(e) => Outcome::Refused(e),
+                },
+            );
+        }
+        if commit.entries.is_empty() {
+            let head = current_head(&self.inner);
+            return reply_all(jobs, outcomes, &head, time_ms, &[]);
+        }
+        // Seals: one signature per certificate, spread over the cores.
+        let key = &self.inner.log_key;
+        let origin = key.name();
+        let seals: Vec<(u64, Seal)> = outcomes
+            .par_iter()
+            .filter_map(|o| match o {
+                Outcome::New {
+                    index,
+                    cert: Some((id, gtin, serial)),
+                    ..
+                } => Some((
+                    *index,
+                    Seal::sign(key, origin, gtin, serial, *index, time_ms / 1000, id.0),
+                )),
+                _ => None,
+            })
+            .collect();
+        for (_, s) in &seals {
+            commit.state.push((
+                state::key::seal(&CertificateId(s.certificate_id)),
+                Some(s.to_bytes().to_vec()),
+            ));
+        }
+        let cp = Checkpoint {
+            origin: origin.to_owned(),
+            size: tb.size(),
+            root: tb.root(),
+            extensions: vec![],
+        };
+        let text = match cp.sign(key) {
+            Ok(t) => t,
+            Err(e) => return self.fail(jobs, &e.to_string()),
+        };
+        commit.size = tb.size();
+        commit.checkpoint = text.clone();
+        commit.state.extend(overlay.into_writes());
+        if let Err(e) = store.commit(commit) {
+            return self.fail(jobs, &e.to_string());
+        }
+        let head = Head {
+            size: tb.size(),
+            root: tb.root(),
+            checkpoint: text.into(),
+        };
+        self.tb = tb;
+        self.last_leaf = last_leaf;
+        self.last_time = time_ms;
+        match self.inner.head.write() {
+            Ok(mut h) => *h = head.clone(),
+            Err(p) => *p.into_inner() = head.clone(),
+        }
+        reply_all(jobs, outcomes, &head, time_ms, &seals);
+    }
+
+    /// Applies one job to the batch being built.
+    fn sequence(
+        &self,
+        overlay: &mut Overlay<'_, Store>,
+        tb: &mut TreeBuilder,
+        last_leaf: &mut Hash,
+        time_ms: u64,
+        job: &Job,
+        commit: &mut Commit,
+    ) -> Result<Outcome, SubmitError> {
+        if let Some(i) = state::logged_envelope(&*overlay, &job.digest).map_err(RuleError::from)? {
+            return Ok(Outcome::Existing(i));
+        }
+        let index = tb.size();
+        // The signer's registration may have changed since admission (rotation, suspension).
+        let (key, role) =
+            state::signer_key(&*overlay, index, &job.envelope.signature.keyid, &job.payload)?;
+        if key != job.key || role != job.role {
+            return Err(RuleError::NotCurrentKey {
+                signer: job.envelope.signature.keyid.clone(),
+                name: key.name().to_owned(),
+                current: key.reference(),
+            }
+            .into());
+        }
+        let entry = Entry {
+            index,
+            integrated_time_ms: time_ms,
+            prev: *last_leaf,
+            envelope: job.envelope.clone(),
+        };
+        let bytes = entry.to_bytes();
+        if bytes.len() > MAX_ENTRY_BYTES {
+            return Err(SubmitError::EntryTooLarge(bytes.len()));
+        }
+        let accepted = Accepted {
+            signer: key.name(),
+            role,
+            payload: &job.payload,
+            certificate_id: job.certificate_id,
+            digest: job.digest,
+        };
+        let writes = state::apply(&*overlay, &accepted, index)?;
+        overlay.apply(writes);
+        let leaf = merkle::leaf_hash(&bytes);
+        commit.nodes.extend(tb.push(leaf));
+        commit.entries.push((index, bytes));
+        *last_leaf = leaf;
+        let cert = match (&job.payload, job.certificate_id) {
+            (Payload::Certificate(c), Some(id)) => {
+                Some((id, c.product.gtin.clone(), c.product.serial.clone()))
+            }
+            _ => None,
+        };
+        Ok(Outcome::New { index, leaf, cert })
+    }
+
+    fn fail(&mut self, jobs: Vec<Job>, why: &str) {
+        self.inner.halted.store(true, Ordering::SeqCst);
+        tracing::error!(error = why, "group commit failed; refusing writes until reopened");
+        for j in jobs {
+            let _ = j.reply.send(Err(SubmitError::Store(why.to_owned())));
+        }
+    }
+}
+
+fn current_head(inner: &Inner) -> Head {
+    match inner.head.read() {
+        Ok(h) => h.clone(),
+        Err(p) => p.into_inner().clone(),
+    }
+}
+
+fn reply_all(
+    jobs: Vec<Job>,
+    outcomes: Vec<Outcome>,
+    head: &Head,
+    time_ms: u64,
+    seals: &[(u64, Seal)],
+) {
+    for (job, outcome) in jobs.into_iter().zip(outcomes) {
+        let answer = match outcome {
+            Outcome::Refused(e) => Err(e),
+            Outcome::Existing(i) => Ok(Sequenced::Existing(i)),
+            Outcome::New { index, leaf, .. } => Ok(Sequenced::New {
+                index,
+                leaf,
+                time_ms,
+                seal: seals
+                    .binary_search_by_key(&index, |(i, _)| *i)
+                    .ok()
+                    .and_then(|p| seals.get(p))
+                    .map(|(_, s)| s.clone()),
+                head: head.clone(),
+            }),
+        };
+        let _ = job.reply.send(answer);
+    }
+}

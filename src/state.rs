@@ -1,0 +1,591 @@
+//! The ledger's derived state, and the rules of SPEC §3 that depend on it.
+//!
+//! What the log has already accepted (registered parties, certificates and their status, the
+//! valid certificate of each unit, logged envelopes) is kept as key-value records. The rules
+//! that need that state, the signer's registration and role, duplicates, supersession,
+//! revocation, events on revoked certificates, are plain functions over a [`StateRead`] view:
+//! the sequencer runs them over sled plus the batch being built, and `audit` runs the very same
+//! functions over an in-memory replay of the log. Each accepted submission yields the list of
+//! writes that brings the state up to date.
+
+use crate::certificate::CertificateId;
+use crate::keys::{KeyRef, PublicKey};
+use crate::merkle::Hash;
+use crate::party::{Party, PartyStatus, Role};
+use crate::payload::Payload;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A failure to read the state: the storage failed or holds a record it cannot decode.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("ledger state unreadable: {0}")]
+pub struct ReadError(pub String);
+
+/// Read access to the state records.
+pub trait StateRead {
+    /// The record under `key`, if any.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError>;
+
+    /// A party's current registration. Stores may cache the decoded record.
+    fn party_record(&self, name: &str) -> Result<Option<Arc<PartyRecord>>, ReadError> {
+        let k = key::party(name);
+        self.get(&k)?
+            .map(|v| decode_party(&k, &v).map(Arc::new))
+            .transpose()
+    }
+}
+
+/// One change to the state: a value to store, or `None` to delete the key.
+pub type Write = (Vec<u8>, Option<Vec<u8>>);
+
+/// Key layout of the state records. Each kind has its own first byte.
+pub mod key {
+    use super::*;
+
+    /// Current registration of a party, by name.
+    pub fn party(name: &str) -> Vec<u8> {
+        [b"p", name.as_bytes()].concat()
+    }
+    /// Prefix of all registrations of a party (`r` name 0x00 index).
+    pub fn party_history_prefix(name: &str) -> Vec<u8> {
+        [b"r", name.as_bytes(), b"\0"].concat()
+    }
+    /// One registration of a party, by entry index.
+    pub fn party_history(name: &str, index: u64) -> Vec<u8> {
+        [party_history_prefix(name), index.to_be_bytes().to_vec()].concat()
+    }
+    /// A certificate's record, by ID.
+    pub fn certificate(id: &CertificateId) -> Vec<u8> {
+        [b"c".as_slice(), &id.0].concat()
+    }
+    /// A certificate's seal, by ID.
+    pub fn seal(id: &CertificateId) -> Vec<u8> {
+        [b"s".as_slice(), &id.0].concat()
+    }
+    /// The valid certificate of a unit (gtin, serial).
+    pub fn unit_valid(gtin: &str, serial: &str) -> Vec<u8> {
+        [b"u", gtin.as_bytes(), serial.as_bytes()].concat()
+    }
+    /// Prefix of all certificates of a unit (`l` gtin serial 0x00 index); serials never hold 0x00.
+    pub fn unit_history_prefix(gtin: &str, serial: &str) -> Vec<u8> {
+        [b"l", gtin.as_bytes(), serial.as_bytes(), b"\0"].concat()
+    }
+    /// One certificate of a unit, by entry index.
+    pub fn unit_history(gtin: &str, serial: &str, index: u64) -> Vec<u8> {
+        [
+            unit_history_prefix(gtin, serial),
+            index.to_be_bytes().to_vec(),
+        ]
+        .concat()
+    }
+    /// Prefix of the revocation and event entries that refer to a certificate.
+    pub fn history_prefix(id: &CertificateId) -> Vec<u8> {
+        [b"v".as_slice(), &id.0].concat()
+    }
+    /// One revocation or event entry of a certificate, by entry index.
+    pub fn history(id: &CertificateId, index: u64) -> Vec<u8> {
+        [history_prefix(id), index.to_be_bytes().to_vec()].concat()
+    }
+    /// The entry index of a logged envelope, by envelope digest.
+    pub fn envelope(digest: &Hash) -> Vec<u8> {
+        [b"h".as_slice(), digest].concat()
+    }
+}
+
+/// Status of a certificate (SPEC §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CertStatus {
+    /// The unit's valid certificate.
+    Valid,
+    /// Revoked by its issuer or the operator.
+    Revoked,
+    /// Replaced by a newer certificate of the same issuer for the same unit.
+    Superseded,
+}
+
+impl CertStatus {
+    /// The lowercase name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertStatus::Valid => "valid",
+            CertStatus::Revoked => "revoked",
+            CertStatus::Superseded => "superseded",
+        }
+    }
+}
+
+/// The current registration of a party.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartyRecord {
+    /// Entry index of this registration.
+    pub index: u64,
+    /// The registration itself.
+    pub party: Party,
+}
+
+/// What the ledger knows of a certificate beyond its payload.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CertRecord {
+    /// Entry index of the certificate.
+    pub index: u64,
+    /// Name of the remanufacturer that signed it.
+    pub issuer: String,
+    /// The unit's GTIN-14.
+    pub gtin: String,
+    /// The unit's serial number.
+    pub serial: String,
+    /// Current status.
+    pub status: CertStatus,
+    /// The certificate that replaced it, when superseded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<CertificateId>,
+    /// Entry index of its revocation, when revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<u64>,
+}
+
+/// Why the state refuses a submission. Each maps to one HTTP status of SPEC §6.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RuleError {
+    /// The signer is not a registered party.
+    #[error("unknown signer {0}: register the party (operator-signed party entry) first")]
+    UnknownSigner(KeyRef),
+    /// The signer's name is registered with another key.
+    #[error("signer {signer} is not the key in force for {name} (registered key {current})")]
+    NotCurrentKey {
+        /// The reference the envelope names.
+        signer: KeyRef,
+        /// The party name.
+        name: String,
+        /// The registered key.
+        current: KeyRef,
+    },
+    /// The signer is suspended.
+    #[error("party {0} is suspended and may not sign")]
+    Suspended(String),
+    /// The signer's role may not sign this payload.
+    #[error("party {name} has role {role:?}, which may not sign {what}")]
+    RoleNotAllowed {
+        /// The party name.
+        name: String,
+        /// Its role.
+        role: Role,
+        /// What it tried to sign.
+        what: String,
+    },
+    /// A remanufacturer tried to revoke another issuer's certificate.
+    #[error("certificate {certificate} was issued by {issuer}; only its issuer or the operator may revoke it")]
+    NotIssuer {
+        /// The certificate.
+        certificate: CertificateId,
+        /// Its issuer.
+        issuer: String,
+    },
+    /// The log is empty and this is not the operator's self-registration.
+    #[error("the first entry must register the operator (role operator, signed by its own key)")]
+    GenesisRequired,
+    /// The certificate is not in the log.
+    #[error("certificate {0} is not in the log")]
+    UnknownCertificate(CertificateId),
+    /// The certificate is revoked.
+    #[error("certificate {0} is revoked")]
+    Revoked(CertificateId),
+    /// A certificate with the same ID (the same payload) is already logged.
+    #[error("certificate {0} is already logged")]
+    CertificateExists(CertificateId),
+    /// The unit already has a valid certificate.
+    #[error("unit {gtin}/{serial} already has valid certificate {current}; a new one must supersede it and be signed by its issuer")]
+    UnitHasValidCertificate {
+        /// GTIN.
+        gtin: String,
+        /// Serial.
+        serial: String,
+        /// The valid certificate.
+        current: CertificateId,
+    },
+    /// `supersedes` names a certificate that cannot be superseded by this one.
+    #[error("supersedes names {named}, which {why}")]
+    BadSupersede {
+        /// The named certificate.
+        named: CertificateId,
+        /// Why it cannot be superseded.
+        why: String,
+    },
+    /// The state could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+}
+
+/// The broad class of a refusal; the HTTP layer maps it to a status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// 400: the request is not well-formed.
+    Malformed,
+    /// 401: bad signature or unknown signer.
+    Unauthorized,
+    /// 403: role not allowed or party suspended.
+    Forbidden,
+    /// 404: refers to something unknown.
+    NotFound,
+    /// 409: conflicts with the log's history.
+    Conflict,
+    /// 413: too large.
+    TooLarge,
+    /// 422: well-formed but invalid content.
+    Invalid,
+    /// 500: the ledger failed.
+    Internal,
+}
+
+impl RefusalKind {
+    /// The HTTP status code of SPEC §6.
+    pub fn status(self) -> u16 {
+        match self {
+            RefusalKind::Malformed => 400,
+            RefusalKind::Unauthorized => 401,
+            RefusalKind::Forbidden => 403,
+            RefusalKind::NotFound => 404,
+            RefusalKind::Conflict => 409,
+            RefusalKind::TooLarge => 413,
+            RefusalKind::Invalid => 422,
+            RefusalKind::Internal => 500,
+        }
+    }
+
+    /// A short stable name, for metrics and problem types.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalKind::Malformed => "malformed",
+            RefusalKind::Unauthorized => "unauthorized",
+            RefusalKind::Forbidden => "forbidden",
+            RefusalKind::NotFound => "not_found",
+            RefusalKind::Conflict => "conflict",
+            RefusalKind::TooLarge => "too_large",
+            RefusalKind::Invalid => "invalid",
+            RefusalKind::Internal => "internal",
+        }
+    }
+}
+
+impl RuleError {
+    /// The class of this refusal.
+    pub fn kind(&self) -> RefusalKind {
+        match self {
+            RuleError::UnknownSigner(_) | RuleError::NotCurrentKey { .. } => {
+                RefusalKind::Unauthorized
+            }
+            RuleError::Suspended(_)
+            | RuleError::RoleNotAllowed { .. }
+            | RuleError::NotIssuer { .. }
+            | RuleError::GenesisRequired => RefusalKind::Forbidden,
+            RuleError::UnknownCertificate(_) => RefusalKind::NotFound,
+            RuleError::Revoked(_)
+            | RuleError::CertificateExists(_)
+            | RuleError::UnitHasValidCertificate { .. }
+            | RuleError::BadSupersede { .. } => RefusalKind::Conflict,
+            RuleError::Read(_) => RefusalKind::Internal,
+        }
+    }
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, ReadError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ReadError(format!(
+            "record {} is corrupt: {e}",
+            String::from_utf8_lossy(key)
+        ))
+    })
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Records are plain data structures: serialization cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// Decodes a stored party record.
+pub fn decode_party(key: &[u8], bytes: &[u8]) -> Result<PartyRecord, ReadError> {
+    decode(key, bytes)
+}
+
+/// Reads a certificate's record.
+pub fn certificate<R: StateRead + ?Sized>(
+    view: &R,
+    id: &CertificateId,
+) -> Result<Option<CertRecord>, ReadError> {
+    let k = key::certificate(id);
+    view.get(&k)?.map(|v| decode(&k, &v)).transpose()
+}
+
+/// Reads the entry index of an already logged envelope.
+pub fn logged_envelope<R: StateRead + ?Sized>(
+    view: &R,
+    digest: &Hash,
+) -> Result<Option<u64>, ReadError> {
+    let k = key::envelope(digest);
+    match view.get(&k)? {
+        None => Ok(None),
+        Some(v) => {
+            let b: [u8; 8] = v
+                .as_slice()
+                .try_into()
+                .map_err(|_| ReadError("envelope index record is corrupt".into()))?;
+            Ok(Some(u64::from_be_bytes(b)))
+        }
+    }
+}
+
+/// Reads the valid certificate of a unit.
+pub fn unit_valid<R: StateRead + ?Sized>(
+    view: &R,
+    gtin: &str,
+    serial: &str,
+) -> Result<Option<CertificateId>, ReadError> {
+    match view.get(&key::unit_valid(gtin, serial))? {
+        None => Ok(None),
+        Some(v) => {
+            let b: [u8; 16] = v
+                .as_slice()
+                .try_into()
+                .map_err(|_| ReadError("unit record is corrupt".into()))?;
+            Ok(Some(CertificateId(b)))
+        }
+    }
+}
+
+/// What the payload is, for messages.
+fn describe(payload: &Payload) -> String {
+    match payload {
+        Payload::Party(_) => "party registrations".into(),
+        Payload::Certificate(_) => "certificates".into(),
+        Payload::Revocation(_) => "revocations".into(),
+        Payload::Event(e) => format!("{} events", e.event.as_str()),
+    }
+}
+
+/// Finds the key a submission must be verified with, and checks that its signer is a
+/// registered, active party whose role may sign this payload (the cheap checks, before
+/// the signature). For the first entry of an empty log, the key is the one the operator's
+/// self-registration carries.
+pub fn signer_key<R: StateRead + ?Sized>(
+    view: &R,
+    tree_size: u64,
+    signer: &KeyRef,
+    payload: &Payload,
+) -> Result<(PublicKey, Role), RuleError> {
+    if tree_size == 0 {
+        return match payload {
+            Payload::Party(p)
+                if p.role == Role::Operator
+                    && p.status == PartyStatus::Active
+                    && p.key.reference() == *signer =>
+            {
+                Ok((p.key.clone(), Role::Operator))
+            }
+            _ => Err(RuleError::GenesisRequired),
+        };
+    }
+    let rec = view
+        .party_record(&signer.name)?
+        .ok_or_else(|| RuleError::UnknownSigner(signer.clone()))?;
+    let p = &rec.party;
+    if p.key.reference() != *signer {
+        return Err(RuleError::NotCurrentKey {
+            signer: signer.clone(),
+            name: p.name.clone(),
+            current: p.key.reference(),
+        });
+    }
+    if p.status == PartyStatus::Suspended {
+        return Err(RuleError::Suspended(p.name.clone()));
+    }
+    if !payload.role_may_sign(p.role) {
+        return Err(RuleError::RoleNotAllowed {
+            name: p.name.clone(),
+            role: p.role,
+            what: describe(payload),
+        });
+    }
+    Ok((p.key.clone(), p.role))
+}
+
+/// A submission that passed the stateless checks and its signature, ready for the rules.
+pub struct Accepted<'a> {
+    /// The signer's party name.
+    pub signer: &'a str,
+    /// The signer's role at admission.
+    pub role: Role,
+    /// The parsed payload.
+    pub payload: &'a Payload,
+    /// The certificate ID, for certificate payloads.
+    pub certificate_id: Option<CertificateId>,
+    /// The envelope digest, for idempotent resubmission.
+    pub digest: Hash,
+}
+
+/// Applies the business rules of SPEC §3 (duplicates, supersession, revocation, events on
+/// revoked certificates) to a submission about to become entry `index`, and returns the
+/// writes that record it. Nothing is written when it is refused.
+pub fn apply<R: StateRead + ?Sized>(
+    view: &R,
+    sub: &Accepted<'_>,
+    index: u64,
+) -> Result<Vec<Write>, RuleError> {
+    let mut w: Vec<Write> = vec![(key::envelope(&sub.digest), Some(index.to_be_bytes().to_vec()))];
+    match sub.payload {
+        Payload::Party(p) => {
+            let rec = PartyRecord {
+                index,
+                party: p.clone(),
+            };
+            w.push((key::party(&p.name), Some(encode(&rec))));
+            w.push((key::party_history(&p.name, index), Some(Vec::new())));
+        }
+        Payload::Certificate(c) => {
+            let id = sub
+                .certificate_id
+                .ok_or_else(|| ReadError("certificate submitted without its ID".into()))?;
+            let (gtin, serial) = (c.product.gtin.as_str(), c.product.serial.as_str());
+            if certificate(view, &id)?.is_some() {
+                return Err(RuleError::CertificateExists(id));
+            }
+            let current = unit_valid(view, gtin, serial)?;
+            if let Some(named) = c.supersedes {
+                let old = certificate(view, &named)?.ok_or_else(|| RuleError::BadSupersede {
+                    named,
+                    why: "is not in the log".into(),
+                })?;
+                if old.gtin != gtin || old.serial != serial {
+                    return Err(RuleError::BadSupersede {
+                        named,
+                        why: format!("certifies another unit ({}/{})", old.gtin, old.serial),
+                    });
+                }
+                if old.issuer != sub.signer {
+                    return Err(RuleError::BadSupersede {
+                        named,
+                        why: format!("was issued by {}, not by {}", old.issuer, sub.signer),
+                    });
+                }
+                match current {
+                    Some(cur) if cur == named => {
+                        let mut old = old;
+                        old.status = CertStatus::Superseded;
+                        old.superseded_by = Some(id);
+                        w.push((key::certificate(&named), Some(encode(&old))));
+                    }
+                    Some(cur) => {
+                        return Err(RuleError::BadSupersede {
+                            named,
+                            why: format!("is not the unit's valid certificate ({cur} is)"),
+                        });
+                    }
+                    // Re-issuing after a revocation: the named certificate stays as it is.
+                    None => {}
+                }
+            } else if let Some(current) = current {
+                return Err(RuleError::UnitHasValidCertificate {
+                    gtin: gtin.to_owned(),
+                    serial: serial.to_owned(),
+                    current,
+                });
+            }
+            let rec = CertRecord {
+                index,
+                issuer: sub.signer.to_owned(),
+                gtin: gtin.to_owned(),
+                serial: serial.to_owned(),
+                status: CertStatus::Valid,
+                superseded_by: None,
+                revoked_at: None,
+            };
+            w.push((key::certificate(&id), Some(encode(&rec))));
+            w.push((key::unit_valid(gtin, serial), Some(id.0.to_vec())));
+            w.push((key::unit_history(gtin, serial, index), Some(id.0.to_vec())));
+        }
+        Payload::Revocation(r) => {
+            let id = r.certificate_id;
+            let mut rec = certificate(view, &id)?.ok_or(RuleError::UnknownCertificate(id))?;
+            if rec.status == CertStatus::Revoked {
+                return Err(RuleError::Revoked(id));
+            }
+            if sub.role != Role::Operator && rec.issuer != sub.signer {
+                return Err(RuleError::NotIssuer {
+                    certificate: id,
+                    issuer: rec.issuer,
+                });
+            }
+            if rec.status == CertStatus::Valid {
+                w.push((key::unit_valid(&rec.gtin, &rec.serial), None));
+            }
+            rec.status = CertStatus::Revoked;
+            rec.revoked_at = Some(index);
+            w.push((key::certificate(&id), Some(encode(&rec))));
+            w.push((key::history(&id, index), Some(b"revocation".to_vec())));
+        }
+        Payload::Event(e) => {
+            let id = e.certificate_id;
+            let rec = certificate(view, &id)?.ok_or(RuleError::UnknownCertificate(id))?;
+            if rec.status == CertStatus::Revoked {
+                return Err(RuleError::Revoked(id));
+            }
+            w.push((key::history(&id, index), Some(b"event".to_vec())));
+        }
+    }
+    Ok(w)
+}
+
+/// Pending writes layered over a base view: the batch being built sees its own earlier
+/// submissions, and audit replays a whole log in memory.
+pub struct Overlay<'a, R: ?Sized> {
+    base: &'a R,
+    writes: HashMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<'a, R: StateRead + ?Sized> Overlay<'a, R> {
+    /// An empty overlay over `base`.
+    pub fn new(base: &'a R) -> Self {
+        Overlay {
+            base,
+            writes: HashMap::new(),
+        }
+    }
+
+    /// Records writes; later ones win.
+    pub fn apply(&mut self, writes: Vec<Write>) {
+        self.writes.extend(writes);
+    }
+
+    /// The pending writes, in no particular order.
+    pub fn into_writes(self) -> HashMap<Vec<u8>, Option<Vec<u8>>> {
+        self.writes
+    }
+}
+
+impl<R: StateRead + ?Sized> StateRead for Overlay<'_, R> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+        match self.writes.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.base.get(key),
+        }
+    }
+
+    fn party_record(&self, name: &str) -> Result<Option<Arc<PartyRecord>>, ReadError> {
+        let k = key::party(name);
+        match self.writes.get(&k) {
+            Some(Some(v)) => Ok(Some(Arc::new(decode_party(&k, v)?))),
+            Some(None) => Ok(None),
+            None => self.base.party_record(name),
+        }
+    }
+}
+
+/// An empty state, the base of an in-memory replay.
+pub struct Empty;
+
+impl StateRead for Empty {
+    fn get(&self, _key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+        Ok(None)
+    }
+}
