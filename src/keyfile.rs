@@ -1,0 +1,131 @@
+//! Key files on disk (SPEC §2): `PATH` holds the private key (mode 0600), `PATH.pub` the vkey.
+
+use crate::keys::{KeyError, PrivateKey, PublicKey};
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+/// Why a key file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file does not hold a valid key.
+    #[error("{path}: {source}")]
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with the key.
+        source: KeyError,
+    },
+    /// The file holds a key with another name than expected.
+    #[error("{path} holds key {found:?}, expected a key named {expected:?}")]
+    WrongName {
+        /// The file.
+        path: PathBuf,
+        /// The name found.
+        found: String,
+        /// The name expected.
+        expected: String,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyFileError + '_ {
+    move |source| KeyFileError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The path of the public key file that goes with a private key file.
+pub fn pub_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".pub");
+    PathBuf::from(p)
+}
+
+/// Reads a private key file.
+pub fn read_private(path: &Path) -> Result<PrivateKey, KeyFileError> {
+    let text = fs::read_to_string(path).map_err(io(path))?;
+    PrivateKey::parse(&text).map_err(|source| KeyFileError::Key {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Reads a public key file (a vkey, one line).
+pub fn read_public(path: &Path) -> Result<PublicKey, KeyFileError> {
+    let text = fs::read_to_string(path).map_err(io(path))?;
+    PublicKey::parse(text.trim()).map_err(|source| KeyFileError::Key {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Writes a new key pair: `path` (mode 0600, refused if it exists) and `path.pub`.
+pub fn write_new(path: &Path, key: &PrivateKey) -> Result<(), KeyFileError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
+    f.write_all(format!("{}\n", key.to_text()).as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(io(path))?;
+    let pub_file = pub_path(path);
+    fs::write(&pub_file, format!("{}\n", key.public().to_vkey())).map_err(io(&pub_file))?;
+    Ok(())
+}
+
+/// Reads the key at `path`, or creates it with `name` when the file does not exist.
+/// An existing file must hold a key named `name` when a name is given.
+pub fn read_or_create(path: &Path, name: &str) -> Result<(PrivateKey, bool), KeyFileError> {
+    if path.exists() {
+        let key = read_private(path)?;
+        if key.name() != name {
+            return Err(KeyFileError::WrongName {
+                path: path.to_owned(),
+                found: key.name().to_owned(),
+                expected: name.to_owned(),
+            });
+        }
+        return Ok((key, false));
+    }
+    let key = PrivateKey::generate(name).map_err(|source| KeyFileError::Key {
+        path: path.to_owned(),
+        source,
+    })?;
+    write_new(path, &key)?;
+    Ok((key, true))
+}
+
+/// Reads every private key file (`*.key`) under `dir`, recursively, by key name.
+pub fn read_dir_keys(
+    dir: &Path,
+) -> Result<std::collections::HashMap<String, PrivateKey>, KeyFileError> {
+    let mut out = std::collections::HashMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).map_err(io(&d))? {
+            let p = e.map_err(io(&d))?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "key") {
+                let k = read_private(&p)?;
+                out.insert(k.name().to_owned(), k);
+            }
+        }
+    }
+    Ok(out)
+}
