@@ -3,5 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+pub mod dsse;
 pub mod keys;
 pub mod note;
+pub mod seal;

@@ -1,0 +1,458 @@
+//! Signed submissions (SPEC §3): DSSE envelopes with exactly one Ed25519 signature.
+//!
+//! Every write to the ledger is a DSSE ("Dead Simple Signing Envelope") whose signature covers
+//! the pre-authentication encoding `PAE(payloadType, payload)`, so the type is signed together
+//! with the bytes and a payload can never be reinterpreted as another type.
+//!
+//! The envelope only carries bytes: whether the payload is a valid certificate, party, ... is
+//! the domain model's business. This module is strict about the envelope itself, because its
+//! canonical JSON form ([`Envelope::to_json`]) is embedded byte-for-byte in log entries and
+//! its digest identifies a submission: any leniency here would let two different byte strings
+//! mean the same envelope.
+
+use crate::keys::{KeyError, KeyRef, PrivateKey, PublicKey};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::fmt;
+
+/// The largest payload, in bytes after base64 decoding, that an envelope may carry (32 KiB).
+pub const MAX_PAYLOAD: usize = 32 * 1024;
+
+/// Length in bytes of an Ed25519 signature.
+const SIG_LEN: usize = 64;
+
+/// Why an envelope was refused, when parsing, signing or verifying it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DsseError {
+    /// The input is not syntactically valid JSON.
+    #[error("envelope is not valid JSON: {0}")]
+    NotJson(String),
+    /// The JSON text is valid but its top level is not an object.
+    #[error(
+        "envelope must be a JSON object {{\"payloadType\", \"payload\", \"signatures\"}}, found {0}"
+    )]
+    NotObject(&'static str),
+    /// A JSON object has the same key twice (which value counts would be ambiguous).
+    #[error("duplicate key {key:?} in {location}: each key may appear only once")]
+    DuplicateKey {
+        /// The repeated key.
+        key: String,
+        /// Where: `envelope` or `signature`.
+        location: &'static str,
+    },
+    /// A JSON object has a key the envelope format does not define.
+    #[error("unknown field {field:?} in {location}: allowed fields are {allowed}")]
+    UnknownField {
+        /// The unknown key.
+        field: String,
+        /// Where: `envelope` or `signature`.
+        location: &'static str,
+        /// The fields allowed there.
+        allowed: &'static str,
+    },
+    /// A required field is absent.
+    #[error("missing field {field:?} in {location}")]
+    MissingField {
+        /// The missing field.
+        field: &'static str,
+        /// Where: `envelope` or `signature`.
+        location: &'static str,
+    },
+    /// A field has the wrong JSON type.
+    #[error("field {field:?} must be {expected}, found {found}")]
+    WrongType {
+        /// The field (`signatures[0]` for an array element).
+        field: &'static str,
+        /// The JSON type expected.
+        expected: &'static str,
+        /// The JSON type found.
+        found: &'static str,
+    },
+    /// `payloadType` is the empty string.
+    #[error(
+        "payloadType is empty: name the payload type, e.g. application/vnd.reman-ledger.certificate.v1+json"
+    )]
+    EmptyPayloadType,
+    /// `payload` is not canonical standard base64.
+    #[error(
+        "payload is not canonical standard base64 (alphabet A-Z a-z 0-9 + /, '=' padding required, no whitespace, unused bits zero)"
+    )]
+    PayloadNotBase64,
+    /// The decoded payload is larger than [`MAX_PAYLOAD`].
+    #[error("payload has {0} bytes, more than the maximum of 32768 bytes (32 KiB)")]
+    PayloadTooLarge(usize),
+    /// `signatures` is an empty array.
+    #[error("envelope has no signature: exactly one signature is required")]
+    NoSignature,
+    /// `signatures` has more than one element.
+    #[error("envelope has {0} signatures: exactly one signature is required")]
+    TooManySignatures(usize),
+    /// The signature's `keyid` is not a signer reference.
+    #[error(
+        "signature keyid {0:?} is not a signer reference: expected <name>+<8 lowercase hex key ID>"
+    )]
+    BadKeyId(String),
+    /// The signature's `sig` is not canonical standard base64.
+    #[error("signature sig is not canonical standard base64 ('=' padding required, no whitespace)")]
+    SigNotBase64,
+    /// The signature's `sig` does not decode to 64 bytes.
+    #[error("signature sig has {0} bytes, expected a 64-byte Ed25519 signature")]
+    SigBadLength(usize),
+    /// The envelope names a different signer than the key it is checked against.
+    #[error("envelope is signed by {found}, not by the expected key {expected}")]
+    WrongKey {
+        /// The reference of the key the envelope was checked against.
+        expected: String,
+        /// The signer reference in the envelope.
+        found: String,
+    },
+    /// The signature does not verify over `PAE(payloadType, payload)`.
+    #[error(
+        "signature by {0} does not verify over the payload type and payload: the envelope was altered or signed with another key"
+    )]
+    BadSignature(String),
+}
+
+/// The single signature of an envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Signature {
+    /// The signer reference `<name>+<keyid hex>`, used to find the signer's registered key.
+    pub keyid: KeyRef,
+    /// The Ed25519 signature over `PAE(payloadType, payload)`.
+    pub sig: [u8; 64],
+}
+
+/// A DSSE envelope with exactly one signature: a signed, typed payload.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Envelope {
+    /// The payload type, e.g. `application/vnd.reman-ledger.certificate.v1+json`.
+    pub payload_type: String,
+    /// The payload bytes (at most [`MAX_PAYLOAD`]).
+    pub payload: Vec<u8>,
+    /// The signature.
+    pub signature: Signature,
+}
+
+/// DSSE v1 pre-authentication encoding: the exact bytes a signature covers.
+///
+/// `"DSSEv1" SP LEN(type) SP type SP LEN(body) SP body`, LEN being the byte length in ASCII
+/// decimal. Binding the length-prefixed type into the signed bytes stops type confusion.
+pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let head = format!(
+        "DSSEv1 {} {} {} ",
+        payload_type.len(),
+        payload_type,
+        payload.len()
+    );
+    let mut out = Vec::with_capacity(head.len() + payload.len());
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+fn check_payload(payload_type: &str, payload: &[u8]) -> Result<(), DsseError> {
+    if payload_type.is_empty() {
+        return Err(DsseError::EmptyPayloadType);
+    }
+    if payload.len() > MAX_PAYLOAD {
+        return Err(DsseError::PayloadTooLarge(payload.len()));
+    }
+    Ok(())
+}
+
+impl Envelope {
+    /// Signs `payload` as `payload_type` with `key`, refusing an empty type or an oversized
+    /// payload (so that every envelope this returns would also pass [`Envelope::parse`]).
+    pub fn sign(
+        payload_type: &str,
+        payload: Vec<u8>,
+        key: &PrivateKey,
+    ) -> Result<Envelope, DsseError> {
+        check_payload(payload_type, &payload)?;
+        let sig = key.sign(&pae(payload_type, &payload));
+        Ok(Envelope {
+            payload_type: payload_type.to_owned(),
+            payload,
+            signature: Signature {
+                keyid: key.public().reference(),
+                sig,
+            },
+        })
+    }
+
+    /// Parses an envelope strictly: exactly the fields `payloadType`, `payload` and
+    /// `signatures` (one element with exactly `keyid` and `sig`), no duplicate keys, canonical
+    /// standard base64, a non-empty type and a payload of at most [`MAX_PAYLOAD`] bytes.
+    ///
+    /// Insignificant JSON whitespace is accepted; [`Envelope::to_json`] gives the canonical form.
+    pub fn parse(json: &[u8]) -> Result<Envelope, DsseError> {
+        let value: Json =
+            serde_json::from_slice(json).map_err(|e| DsseError::NotJson(e.to_string()))?;
+        let Json::Obj(fields) = value else {
+            return Err(DsseError::NotObject(value.kind()));
+        };
+        let [payload_type, payload, signatures] = take_fields(
+            fields,
+            "envelope",
+            ["payloadType", "payload", "signatures"],
+            "payloadType, payload, signatures",
+        )?;
+        let payload_type = expect_str(payload_type, "payloadType")?;
+        let payload = expect_str(payload, "payload")?;
+        let Json::Arr(mut signatures) = signatures else {
+            return Err(DsseError::WrongType {
+                field: "signatures",
+                expected: "an array",
+                found: signatures.kind(),
+            });
+        };
+
+        if payload_type.is_empty() {
+            return Err(DsseError::EmptyPayloadType);
+        }
+        let payload = decode_b64(&payload).ok_or(DsseError::PayloadNotBase64)?;
+        check_payload(&payload_type, &payload)?;
+
+        let signature = match signatures.len() {
+            0 => return Err(DsseError::NoSignature),
+            1 => signatures.pop().ok_or(DsseError::NoSignature)?,
+            n => return Err(DsseError::TooManySignatures(n)),
+        };
+        let Json::Obj(sig_fields) = signature else {
+            return Err(DsseError::WrongType {
+                field: "signatures[0]",
+                expected: "an object",
+                found: signature.kind(),
+            });
+        };
+        let [keyid, sig] = take_fields(sig_fields, "signature", ["keyid", "sig"], "keyid, sig")?;
+        let keyid = expect_str(keyid, "keyid")?;
+        let sig = expect_str(sig, "sig")?;
+        let keyid: KeyRef = keyid
+            .parse()
+            .map_err(|_: KeyError| DsseError::BadKeyId(keyid.clone()))?;
+        let sig = decode_b64(&sig).ok_or(DsseError::SigNotBase64)?;
+        let sig: [u8; SIG_LEN] = sig
+            .as_slice()
+            .try_into()
+            .map_err(|_| DsseError::SigBadLength(sig.len()))?;
+
+        Ok(Envelope {
+            payload_type,
+            payload,
+            signature: Signature { keyid, sig },
+        })
+    }
+
+    /// The canonical compact JSON form:
+    /// `{"payloadType":"…","payload":"<b64std>","signatures":[{"keyid":"name+id","sig":"<b64std>"}]}`.
+    ///
+    /// Deterministic (fixed field order, no whitespace, serde_json string escaping), and
+    /// [`Envelope::parse`] gives back an equal envelope: log entries embed these exact bytes.
+    pub fn to_json(&self) -> String {
+        format!(
+            r#"{{"payloadType":{},"payload":"{}","signatures":[{{"keyid":{},"sig":"{}"}}]}}"#,
+            json_string(&self.payload_type),
+            B64.encode(&self.payload),
+            json_string(&self.signature.keyid.to_string()),
+            B64.encode(self.signature.sig),
+        )
+    }
+
+    /// SHA-256 of [`Envelope::to_json`]: identifies an envelope, whatever whitespace it was
+    /// submitted with, so a resubmission can be recognised and answered idempotently.
+    pub fn digest(&self) -> [u8; 32] {
+        Sha256::digest(self.to_json().as_bytes()).into()
+    }
+
+    /// Checks that the envelope names `key` as its signer and that the signature verifies
+    /// (strict Ed25519) over `PAE(payloadType, payload)`.
+    pub fn verify(&self, key: &PublicKey) -> Result<(), DsseError> {
+        let expected = key.reference();
+        if self.signature.keyid != expected {
+            return Err(DsseError::WrongKey {
+                expected: expected.to_string(),
+                found: self.signature.keyid.to_string(),
+            });
+        }
+        key.verify(&pae(&self.payload_type, &self.payload), &self.signature.sig)
+            .map_err(|_| DsseError::BadSignature(expected.to_string()))
+    }
+}
+
+/// JSON string literal for `s`. Serialising a `&str` cannot fail; the fallback only keeps
+/// this free of panics.
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| String::from("\"\""))
+}
+
+/// Decodes canonical standard base64 only: the engine already refuses missing padding,
+/// whitespace and non-zero unused bits; the re-encoding check makes canonicity explicit.
+fn decode_b64(s: &str) -> Option<Vec<u8>> {
+    let raw = B64.decode(s).ok()?;
+    (B64.encode(&raw) == s).then_some(raw)
+}
+
+fn expect_str(value: Json, field: &'static str) -> Result<String, DsseError> {
+    match value {
+        Json::Str(s) => Ok(s),
+        other => Err(DsseError::WrongType {
+            field,
+            expected: "a string",
+            found: other.kind(),
+        }),
+    }
+}
+
+/// Takes exactly the `names` fields out of a JSON object, in that order, refusing duplicate,
+/// unknown and missing keys.
+fn take_fields<const N: usize>(
+    fields: Vec<(String, Json)>,
+    location: &'static str,
+    names: [&'static str; N],
+    allowed: &'static str,
+) -> Result<[Json; N], DsseError> {
+    let mut found: [Option<Json>; N] = std::array::from_fn(|_| None);
+    // Duplicates first: they make the object ambiguous whatever its keys are.
+    let mut seen = HashSet::with_capacity(fields.len());
+    for (key, _) in &fields {
+        if !seen.insert(key.as_str()) {
+            return Err(DsseError::DuplicateKey {
+                key: key.clone(),
+                location,
+            });
+        }
+    }
+    for (key, value) in fields {
+        let Some(slot) = names.iter().position(|n| *n == key) else {
+            return Err(DsseError::UnknownField {
+                field: key,
+                location,
+                allowed,
+            });
+        };
+        found[slot] = Some(value);
+    }
+    let mut out: [Json; N] = std::array::from_fn(|_| Json::Null);
+    for (i, slot) in found.into_iter().enumerate() {
+        out[i] = slot.ok_or(DsseError::MissingField {
+            field: names[i],
+            location,
+        })?;
+    }
+    Ok(out)
+}
+
+/// A JSON value that keeps every key of an object, duplicates included, in order: the usual
+/// map types silently keep only one value of a duplicated key, which strict parsing must refuse.
+#[derive(Debug)]
+enum Json {
+    Null,
+    Bool,
+    Num,
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    fn kind(&self) -> &'static str {
+        match self {
+            Json::Null => "null",
+            Json::Bool => "a boolean",
+            Json::Num => "a number",
+            Json::Str(_) => "a string",
+            Json::Arr(_) => "an array",
+            Json::Obj(_) => "an object",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Json {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Json, D::Error> {
+        d.deserialize_any(JsonVisitor)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> Visitor<'de> for JsonVisitor {
+    type Value = Json;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Json, E> {
+        Ok(Json::Bool)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Json, E> {
+        Ok(Json::Num)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Json, E> {
+        Ok(Json::Num)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Json, E> {
+        Ok(Json::Num)
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Json, E> {
+        Ok(Json::Str(s.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, s: String) -> Result<Json, E> {
+        Ok(Json::Str(s))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Json::Arr(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        let mut entries = Vec::new();
+        while let Some((k, v)) = map.next_entry::<String, Json>()? {
+            entries.push((k, v));
+        }
+        Ok(Json::Obj(entries))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pae_of_empty_parts() {
+        assert_eq!(pae("", b""), b"DSSEv1 0  0 ".to_vec());
+    }
+
+    #[test]
+    fn pae_counts_bytes_not_characters() {
+        // "ä" is two UTF-8 bytes.
+        assert_eq!(pae("ä", b"x"), "DSSEv1 2 ä 1 x".as_bytes().to_vec());
+    }
+
+    #[test]
+    fn json_keeps_duplicate_keys() {
+        let v: Json = serde_json::from_str(r#"{"a":1,"a":[true,null,"s"]}"#).unwrap();
+        let Json::Obj(fields) = v else { panic!() };
+        assert_eq!(fields.len(), 2);
+        assert_eq!(fields[0].0, "a");
+        assert_eq!(fields[1].0, "a");
+    }
+
+    #[test]
+    fn decode_b64_is_canonical_only() {
+        assert_eq!(decode_b64("aGk=").unwrap(), b"hi");
+        assert!(decode_b64("aGk").is_none());
+        assert!(decode_b64("aGl=").is_none());
+        assert!(decode_b64("aG k=").is_none());
+        assert!(decode_b64("-_8=").is_none());
+        assert_eq!(decode_b64("").unwrap(), b"");
+    }
+}
