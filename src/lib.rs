@@ -5,5 +5,6 @@
 pub mod checkpoint;
 pub mod dsse;
 pub mod keys;
+pub mod merkle;
 pub mod note;
 pub mod seal;
