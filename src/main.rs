@@ -1,1 +1,178 @@
-fn main() {}
+//! The `reman-ledger` command line (SPEC §7): parses arguments and calls the library.
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand, ValueEnum};
+use reman_ledger::cli::{self, CliError, InitOptions};
+use reman_ledger::ledger::{LedgerConfig, OperatorDetails};
+use reman_ledger::payload::PayloadType;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Certification and traceability ledger for remanufactured products.
+///
+/// Remanufacturers sign one certificate per unit; the ledger logs it in an append-only,
+/// verifiable Merkle-tree log and issues a seal and a QR code; customs and buyers verify.
+/// Exit codes: 0 valid/ok, 1 checked and not valid, 2 usage or I/O error.
+#[derive(Parser)]
+#[command(name = "reman-ledger", version, about, long_about = None)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Kind {
+    Party,
+    Certificate,
+    Revocation,
+    Event,
+}
+
+impl From<Kind> for PayloadType {
+    fn from(k: Kind) -> Self {
+        match k {
+            Kind::Party => PayloadType::Party,
+            Kind::Certificate => PayloadType::Certificate,
+            Kind::Revocation => PayloadType::Revocation,
+            Kind::Event => PayloadType::Event,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a named Ed25519 key pair: PATH (private, mode 0600) and PATH.pub; prints the vkey.
+    Keygen {
+        /// The key name (1-100 characters of A-Z a-z 0-9 . _ - /), e.g. gearbox-works.example.
+        #[arg(long)]
+        name: String,
+        /// Where to write the private key; the public key goes to PATH.pub.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Create a new ledger in DIR; entry 0 registers the operator. Missing key files are created.
+    Init {
+        /// The data directory (sled).
+        #[arg(long)]
+        data: PathBuf,
+        /// The log's origin, which is also the log key's name, e.g. ledger.example/log.
+        #[arg(long)]
+        origin: String,
+        /// The log key file (signs checkpoints and seals).
+        #[arg(long)]
+        log_key: PathBuf,
+        /// The operator key file (signs entry 0 and party registrations).
+        #[arg(long)]
+        operator_key: PathBuf,
+        /// Name for a new operator key (default: operator.<origin host>).
+        #[arg(long)]
+        operator_name: Option<String>,
+        /// Operator's display name in its registration.
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Operator's ISO 3166-1 alpha-2 country.
+        #[arg(long)]
+        country: Option<String>,
+    },
+    /// Sign a payload file (JSON) as a DSSE envelope and print the envelope.
+    Sign {
+        /// The signer's private key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// What the payload is.
+        #[arg(long = "type", value_enum)]
+        kind: Kind,
+        /// The payload file.
+        file: PathBuf,
+    },
+    /// Re-check every entry, the hash chain, every signature and the tree against the checkpoint.
+    Audit {
+        /// The data directory of a local ledger.
+        #[arg(long)]
+        data: PathBuf,
+        /// The log's public key file to pin (default: the key the store was created with).
+        #[arg(long)]
+        log_key: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn run(args: Args) -> Result<(), CliError> {
+    match args.command {
+        Command::Keygen { name, out } => println!("{}", cli::keygen(&name, &out)?),
+        Command::Init {
+            data,
+            origin,
+            log_key,
+            operator_key,
+            operator_name,
+            display_name,
+            country,
+        } => {
+            let opts = InitOptions {
+                data,
+                origin,
+                log_key,
+                operator_key,
+                operator_name,
+                operator: OperatorDetails {
+                    display_name,
+                    country,
+                },
+            };
+            let (ledger, msg) = cli::init(&opts, LedgerConfig::default())?;
+            ledger.close()?;
+            println!("{msg}");
+        }
+        Command::Sign { key, kind, file } => println!("{}", cli::sign(&key, kind.into(), &file)?),
+        Command::Audit {
+            data,
+            log_key,
+            json,
+        } => {
+            let report = cli::audit_data(&data, log_key.as_deref(), |done, total| {
+                if total > 0 && (done == total || done % 65_536 == 0) {
+                    eprint!("\raudited {done}/{total} entries");
+                    if done == total {
+                        eprintln!();
+                    }
+                }
+            });
+            match (report, json) {
+                (Ok(r), true) => println!(
+                    "{}",
+                    serde_json::json!({"ok": true, "report": r})
+                ),
+                (Ok(r), false) => println!(
+                    "OK: {} entries of {} verified; root {}",
+                    r.entries,
+                    r.origin,
+                    hex::encode(r.root)
+                ),
+                (Err(e), true) => {
+                    println!(
+                        "{}",
+                        serde_json::json!({"ok": false, "error": e.to_string(),
+                            "first_bad_index": match &e { CliError::AuditFailed(a) => a.index(), _ => None }})
+                    );
+                    return Err(e);
+                }
+                (Err(e), false) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Shared test setup: a real ledger on a real sled directory in a temp dir, with the demo keys.
+#![allow(dead_code)]
+
+use reman_ledger::dsse::Envelope;
+use reman_ledger::keyfile;
+use reman_ledger::keys::PrivateKey;
+use reman_ledger::ledger::{Ledger, LedgerConfig, OperatorDetails};
+use reman_ledger::payload::PayloadType;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn demo_keys() -> HashMap<String, PrivateKey> {
+    keyfile::read_dir_keys(&root().join("keys")).unwrap()
+}
+
+pub fn key(name: &str) -> PrivateKey {
+    demo_keys().remove(name).unwrap()
+}
+
+pub fn log_key() -> PrivateKey {
+    key("reman-ledger.example/log")
+}
+
+pub fn operator() -> PrivateKey {
+    key("operator.reman-ledger.example")
+}
+
+pub fn demo_jsonl() -> String {
+    std::fs::read_to_string(root().join("fixtures/demo/demo.jsonl")).unwrap()
+}
+
+pub fn config() -> LedgerConfig {
+    LedgerConfig {
+        base_url: Some("https://ledger.example".into()),
+        ..LedgerConfig::default()
+    }
+}
+
+/// A new ledger with only its genesis entry.
+pub fn new_ledger(dir: &Path) -> Ledger {
+    Ledger::init(
+        dir,
+        log_key(),
+        &operator(),
+        &OperatorDetails {
+            display_name: Some("Demo ledger operator".into()),
+            country: Some("CN".into()),
+        },
+        config(),
+    )
+    .unwrap()
+}
+
+/// A new ledger with the whole demo data set loaded.
+pub fn demo_ledger(dir: &Path) -> (Ledger, reman_ledger::demo::DemoReport) {
+    let l = new_ledger(dir);
+    let report = reman_ledger::demo::load(&l, &demo_jsonl(), &demo_keys()).unwrap();
+    (l, report)
+}
+
+/// Signs a payload given as JSON text.
+pub fn sign(kind: PayloadType, json: &str, signer: &PrivateKey) -> Vec<u8> {
+    Envelope::sign(kind.media_type(), json.as_bytes().to_vec(), signer)
+        .unwrap()
+        .to_json()
+        .into_bytes()
+}
+
+/// Every key and value of the store: to prove that a refusal wrote nothing.
+pub fn snapshot(l: &Ledger) -> Vec<(Vec<u8>, Vec<u8>)> {
+    l.store()
+        .scan_prefix(b"")
+        .map(|r| {
+            let (k, v) = r.unwrap();
+            (k.to_vec(), v.to_vec())
+        })
+        .collect()
+}
+
+/// A valid certificate payload for a unit, as JSON text.
+pub fn certificate_json(gtin: &str, serial: &str, supersedes: Option<&str>) -> String {
+    let sup = supersedes.map_or("null".to_string(), |s| format!("\"{s}\""));
+    format!(
+        r#"{{"product":{{"gtin":"{gtin}","serial":"{serial}","name":"Remanufactured 2.0 L diesel engine","category":"engine","hs_code":"840820","oem":"Example Motors","part_number":"EM-20TD-11"}},"core":{{"origin_country":"DE","source":"end-of-life vehicle dismantler","core_id":"CORE-00042"}},"process":{{"facility":"Suzhou plant 2","country":"CN","completed":"2026-11-20","standards":["GB/T 34600-2017"],"steps":["disassembly","cleaning","inspection","repair","reassembly","testing"],"replaced_parts":[{{"part":"piston ring set","new":true}}],"tests":[{{"name":"dynamometer power test","result":"pass","same_as_new_product":true}}]}},"warranty_months":24,"marking":"再制造产品 / Remanufactured","environment":{{"mass_kg":182.5,"material_reuse_pct":72.0,"energy_saved_kwh":1200,"co2e_saved_kg":850,"method":"supplier LCA 2026"}},"issued":"2026-11-21","supersedes":{sup}}}"#
+    )
+}
+
+/// A valid GTIN-14 for an item number (GS1 check digit computed).
+pub fn gtin(item: u64) -> String {
+    let body = format!("0950600{:06}", item % 1_000_000);
+    let sum: u32 = body
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| u32::from(b - b'0') * if i % 2 == 0 { 3 } else { 1 })
+        .sum();
+    format!("{body}{}", (10 - sum % 10) % 10)
+}

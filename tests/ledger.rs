@@ -1,0 +1,581 @@
+//! The ledger core through its public API, on a real sled directory.
+
+mod common;
+
+use common::*;
+use reman_ledger::audit::audit_store;
+use reman_ledger::certificate::CertificateId;
+use reman_ledger::checkpoint::Checkpoint;
+use reman_ledger::dsse::Envelope;
+use reman_ledger::keys::PrivateKey;
+use reman_ledger::ledger::{Ledger, SubmitError};
+use reman_ledger::merkle;
+use reman_ledger::payload::PayloadType;
+use reman_ledger::seal::{self, Seal};
+use reman_ledger::state::{self, CertStatus, RefusalKind, RuleError};
+use std::sync::Arc;
+
+fn status(l: &Ledger, id: &CertificateId) -> CertStatus {
+    state::certificate(l.store(), id).unwrap().unwrap().status
+}
+
+#[test]
+fn demo_data_set_loads_audits_and_has_the_expected_statuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, report) = demo_ledger(dir.path());
+    assert_eq!(report.logged, 88);
+    assert_eq!(l.head().size, 89);
+    let mut counts = std::collections::HashMap::new();
+    for id in report.certificates.values() {
+        *counts.entry(status(&l, id)).or_insert(0) += 1;
+    }
+    assert_eq!(counts.get(&CertStatus::Valid), Some(&33));
+    assert_eq!(counts.get(&CertStatus::Superseded), Some(&2));
+    assert_eq!(counts.get(&CertStatus::Revoked), Some(&3));
+    assert_eq!(status(&l, &report.certificates["eng-002"]), CertStatus::Superseded);
+    assert_eq!(status(&l, &report.certificates["alt-003"]), CertStatus::Revoked);
+    let audit = audit_store(l.store(), Some(l.log_key()), |_, _| {}).unwrap();
+    assert_eq!(audit.tree_size, 89);
+    assert_eq!(audit.by_type["certificate"], 38);
+    // Loading the same data again logs nothing new.
+    let again = reman_ledger::demo::load(&l, &demo_jsonl(), &demo_keys()).unwrap();
+    assert_eq!((again.logged, again.existing), (0, 88));
+    assert_eq!(l.head().size, 89);
+}
+
+#[test]
+fn a_receipt_carries_a_verifiable_entry_checkpoint_proof_and_seal() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = new_ledger(dir.path());
+    let (g, serial) = (gtin(77), "RM-2026/0001");
+    let r = l
+        .submit(&party_json_env("suzhou-reman.example", "remanufacturer"))
+        .unwrap();
+    assert!(r.created);
+    let body = sign(
+        PayloadType::Certificate,
+        &certificate_json(&g, serial, None),
+        &key("suzhou-reman.example"),
+    );
+    let r = l.submit(&body).unwrap();
+    assert!(r.created);
+    assert_eq!(r.index, 2);
+    let entry = l.store().entry(2).unwrap().unwrap();
+    assert_eq!(r.leaf_hash, merkle::leaf_hash(&entry));
+    let cp = Checkpoint::open(&r.checkpoint, l.log_key()).unwrap();
+    assert_eq!((cp.size, cp.root), (3, r.inclusion_proof.root));
+    assert_eq!(r.inclusion_proof.tree_size, 3);
+    merkle::verify_inclusion(&r.leaf_hash, 2, 3, &r.inclusion_proof.proof, &cp.root).unwrap();
+    let id = r.certificate_id.unwrap();
+    assert_eq!(
+        id,
+        CertificateId::of_payload(certificate_json(&g, serial, None).as_bytes())
+    );
+    let seal = Seal::from_base64url(r.seal.as_deref().unwrap()).unwrap();
+    seal.verify(l.log_key(), l.origin(), &g, serial).unwrap();
+    assert_eq!((seal.index, seal.certificate_id), (2, id.0));
+    let link = seal::parse_digital_link(r.qr_url.as_deref().unwrap()).unwrap();
+    assert_eq!((link.gtin.as_str(), link.serial.as_str()), (g.as_str(), serial));
+    assert_eq!(link.base_url, "https://ledger.example");
+    assert_eq!(link.seal.unwrap(), seal);
+    // The chain: entry 2's prev is entry 1's leaf hash.
+    let e2: serde_json::Value = serde_json::from_slice(&entry).unwrap();
+    let e1 = l.store().entry(1).unwrap().unwrap();
+    assert_eq!(e2["prev"], hex::encode(merkle::leaf_hash(&e1)));
+}
+
+fn party_json_env(name: &str, role: &str) -> Vec<u8> {
+    let k = key(name);
+    let json = format!(
+        r#"{{"name":"{name}","role":"{role}","display_name":"Test party","country":"CN","key":"{}","status":"active"}}"#,
+        k.public().to_vkey()
+    );
+    sign(PayloadType::Party, &json, &operator())
+}
+
+#[test]
+fn resubmitting_an_envelope_returns_the_original_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, _) = demo_ledger(dir.path());
+    let body = sign(
+        PayloadType::Certificate,
+        &certificate_json(&gtin(5), "X-1", None),
+        &key("suzhou-reman.example"),
+    );
+    let first = l.submit(&body).unwrap();
+    let before = snapshot(&l);
+    // The same envelope, spelled with other whitespace, is the same envelope.
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let pretty = serde_json::to_vec_pretty(&v).unwrap();
+    for b in [body.clone(), pretty] {
+        let again = l.submit(&b).unwrap();
+        assert!(!again.created);
+        assert_eq!(again.index, first.index);
+        assert_eq!(again.leaf_hash, first.leaf_hash);
+        assert_eq!(again.integrated_time, first.integrated_time);
+        assert_eq!(again.seal, first.seal);
+        assert_eq!(again.certificate_id, first.certificate_id);
+    }
+    assert_eq!(snapshot(&l), before);
+}
+
+#[test]
+fn reopening_gives_the_same_root_and_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, _) = demo_ledger(dir.path());
+    let head = l.head();
+    l.close().unwrap();
+    let l = Ledger::open(dir.path(), log_key(), config()).unwrap();
+    let again = l.head();
+    assert_eq!((again.size, again.root), (head.size, head.root));
+    assert_eq!(again.checkpoint, head.checkpoint);
+    // It goes on appending where it stopped, on the same chain.
+    let r = l
+        .submit(&sign(
+            PayloadType::Certificate,
+            &certificate_json(&gtin(9), "AFTER-REOPEN", None),
+            &key("rhein-reman.example"),
+        ))
+        .unwrap();
+    assert_eq!(r.index, head.size);
+    audit_store(l.store(), None, |_, _| {}).unwrap();
+}
+
+#[test]
+fn opening_with_another_log_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    new_ledger(dir.path()).close().unwrap();
+    let other = PrivateKey::generate("other.example/log").unwrap();
+    assert!(matches!(
+        Ledger::open(dir.path(), other, config()),
+        Err(reman_ledger::ledger::LedgerError::WrongLogKey { .. })
+    ));
+}
+
+#[test]
+fn sixty_four_concurrent_submitters_get_distinct_indices_and_valid_proofs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, _) = demo_ledger(dir.path());
+    let l = Arc::new(l);
+    let signers = [
+        "suzhou-reman.example",
+        "rhein-reman.example",
+        "texas-reman.example",
+        "kyoto-imaging.example",
+    ];
+    let bodies: Vec<Vec<u8>> = (0..64)
+        .map(|i| {
+            sign(
+                PayloadType::Certificate,
+                &certificate_json(&gtin(1000 + i), &format!("C-{i}"), None),
+                &key(signers[i as usize % 4]),
+            )
+        })
+        .collect();
+    let barrier = Arc::new(std::sync::Barrier::new(64));
+    let handles: Vec<_> = bodies
+        .into_iter()
+        .map(|b| {
+            let (l, barrier) = (l.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                l.submit(&b).unwrap()
+            })
+        })
+        .collect();
+    let receipts: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut indices: Vec<u64> = receipts.iter().map(|r| r.index).collect();
+    indices.sort();
+    assert_eq!(indices, (89..153).collect::<Vec<_>>());
+    for r in &receipts {
+        let cp = Checkpoint::open(&r.checkpoint, l.log_key()).unwrap();
+        assert!(cp.size > r.index);
+        merkle::verify_inclusion(&r.leaf_hash, r.index, cp.size, &r.inclusion_proof.proof, &cp.root)
+            .unwrap();
+    }
+    assert_eq!(l.head().size, 153);
+    audit_store(l.store(), None, |_, _| {}).unwrap();
+}
+
+#[test]
+fn superseding_by_the_same_issuer_marks_the_old_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, _) = demo_ledger(dir.path());
+    let k = key("texas-reman.example");
+    let g = gtin(4242);
+    let old = l
+        .submit(&sign(PayloadType::Certificate, &certificate_json(&g, "S/1", None), &k))
+        .unwrap()
+        .certificate_id
+        .unwrap();
+    let new = l
+        .submit(&sign(
+            PayloadType::Certificate,
+            &certificate_json(&g, "S/1", Some(&old.to_string())),
+            &k,
+        ))
+        .unwrap()
+        .certificate_id
+        .unwrap();
+    assert_eq!(status(&l, &old), CertStatus::Superseded);
+    assert_eq!(status(&l, &new), CertStatus::Valid);
+    assert_eq!(state::unit_valid(l.store(), &g, "S/1").unwrap(), Some(new));
+}
+
+#[test]
+fn after_a_revocation_the_unit_can_be_certified_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, _) = demo_ledger(dir.path());
+    let k = key("kyoto-imaging.example");
+    let g = gtin(31);
+    let id = l
+        .submit(&sign(PayloadType::Certificate, &certificate_json(&g, "K1", None), &k))
+        .unwrap()
+        .certificate_id
+        .unwrap();
+    l.submit(&sign(
+        PayloadType::Revocation,
+        &format!(r#"{{"certificate_id":"{id}","reason":"error","note":"wrong serial"}}"#),
+        &k,
+    ))
+    .unwrap();
+    assert_eq!(status(&l, &id), CertStatus::Revoked);
+    assert_eq!(state::unit_valid(l.store(), &g, "K1").unwrap(), None);
+    let mut again = certificate_json(&g, "K1", None);
+    again = again.replace("\"warranty_months\":24", "\"warranty_months\":36");
+    l.submit(&sign(PayloadType::Certificate, &again, &k)).unwrap();
+}
+
+#[test]
+fn a_rotated_key_can_no_longer_sign_but_its_entries_stay_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, _) = demo_ledger(dir.path());
+    let new_key = PrivateKey::generate("suzhou-reman.example").unwrap();
+    let json = format!(
+        r#"{{"name":"suzhou-reman.example","role":"remanufacturer","country":"CN","key":"{}","status":"active"}}"#,
+        new_key.public().to_vkey()
+    );
+    l.submit(&sign(PayloadType::Party, &json, &operator())).unwrap();
+    let before = snapshot(&l);
+    let old = key("suzhou-reman.example");
+    let err = l
+        .submit(&sign(
+            PayloadType::Certificate,
+            &certificate_json(&gtin(55), "R-1", None),
+            &old,
+        ))
+        .unwrap_err();
+    assert!(matches!(err, SubmitError::Rule(RuleError::NotCurrentKey { .. })), "{err}");
+    assert_eq!(err.kind().status(), 401);
+    assert_eq!(snapshot(&l), before);
+    l.submit(&sign(
+        PayloadType::Certificate,
+        &certificate_json(&gtin(55), "R-1", None),
+        &new_key,
+    ))
+    .unwrap();
+    audit_store(l.store(), None, |_, _| {}).unwrap();
+}
+
+/// Submits `body` to a demo ledger (after `setup`) and checks the refusal and that nothing
+/// at all was written.
+fn refused(setup: impl Fn(&Ledger), body: impl Fn() -> Vec<u8>) -> SubmitError {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, _) = demo_ledger(dir.path());
+    setup(&l);
+    let before = snapshot(&l);
+    let head = l.head();
+    let err = l.submit(&body()).unwrap_err();
+    assert_eq!(snapshot(&l), before, "a refused submission wrote something");
+    let after = l.head();
+    assert_eq!((after.size, after.root), (head.size, head.root));
+    err
+}
+
+fn demo_cert_id(label: &str) -> CertificateId {
+    let envs = reman_ledger::demo::envelopes(&demo_jsonl(), &demo_keys()).unwrap();
+    let (_, env) = envs.iter().find(|(l, _)| l == label).unwrap();
+    CertificateId::of_payload(&env.payload)
+}
+
+#[test]
+fn refuses_a_body_over_the_size_limit() {
+    let e = refused(|_| {}, || vec![b' '; 70_000]);
+    assert!(matches!(e, SubmitError::TooLarge(70_000)));
+    assert_eq!(e.kind(), RefusalKind::TooLarge);
+}
+
+#[test]
+fn refuses_a_malformed_envelope() {
+    let e = refused(|_| {}, || b"{\"payloadType\":".to_vec());
+    assert!(matches!(e, SubmitError::Envelope(_)));
+    assert_eq!(e.kind().status(), 400);
+}
+
+#[test]
+fn refuses_an_unknown_payload_type() {
+    let e = refused(
+        |_| {},
+        || {
+            Envelope::sign("application/x-unknown", b"{}".to_vec(), &key("suzhou-reman.example"))
+                .unwrap()
+                .to_json()
+                .into_bytes()
+        },
+    );
+    assert!(matches!(e, SubmitError::Payload(_)));
+    assert_eq!(e.kind().status(), 400);
+}
+
+#[test]
+fn refuses_a_certificate_with_a_failed_test() {
+    let e = refused(
+        |_| {},
+        || {
+            let json = certificate_json(&gtin(1), "F-1", None).replace("\"pass\"", "\"fail\"");
+            sign(PayloadType::Certificate, &json, &key("suzhou-reman.example"))
+        },
+    );
+    assert!(matches!(e, SubmitError::Payload(_)), "{e}");
+    assert_eq!(e.kind().status(), 422);
+}
+
+#[test]
+fn refuses_a_certificate_with_an_unknown_field() {
+    let e = refused(
+        |_| {},
+        || {
+            let json = certificate_json(&gtin(1), "F-1", None)
+                .replace("\"warranty_months\"", "\"colour\":\"red\",\"warranty_months\"");
+            sign(PayloadType::Certificate, &json, &key("suzhou-reman.example"))
+        },
+    );
+    assert!(e.to_string().contains("colour"), "{e}");
+    assert_eq!(e.kind().status(), 422);
+}
+
+#[test]
+fn refuses_a_certificate_with_a_bad_gtin_check_digit() {
+    let e = refused(
+        |_| {},
+        || {
+            let mut g = gtin(1);
+            let last = (g.pop().unwrap() as u8 - b'0' + 1) % 10;
+            g.push((b'0' + last) as char);
+            sign(
+                PayloadType::Certificate,
+                &certificate_json(&g, "F-1", None),
+                &key("suzhou-reman.example"),
+            )
+        },
+    );
+    assert_eq!(e.kind().status(), 422, "{e}");
+}
+
+#[test]
+fn refuses_an_unknown_signer() {
+    let e = refused(
+        |_| {},
+        || {
+            let stranger = PrivateKey::generate("stranger.example").unwrap();
+            sign(PayloadType::Certificate, &certificate_json(&gtin(1), "U-1", None), &stranger)
+        },
+    );
+    assert!(matches!(e, SubmitError::Rule(RuleError::UnknownSigner(_))), "{e}");
+    assert_eq!(e.kind().status(), 401);
+}
+
+#[test]
+fn refuses_a_bad_signature() {
+    let e = refused(
+        |_| {},
+        || {
+            let k = key("suzhou-reman.example");
+            let mut env = Envelope::sign(
+                PayloadType::Certificate.media_type(),
+                certificate_json(&gtin(1), "B-1", None).into_bytes(),
+                &k,
+            )
+            .unwrap();
+            env.payload = certificate_json(&gtin(2), "B-1", None).into_bytes();
+            env.to_json().into_bytes()
+        },
+    );
+    assert!(matches!(e, SubmitError::BadSignature(_)), "{e}");
+    assert_eq!(e.kind().status(), 401);
+}
+
+#[test]
+fn refuses_a_certificate_signed_by_customs() {
+    let e = refused(
+        |_| {},
+        || {
+            sign(
+                PayloadType::Certificate,
+                &certificate_json(&gtin(1), "R-1", None),
+                &key("customs-shanghai.example"),
+            )
+        },
+    );
+    assert!(matches!(e, SubmitError::Rule(RuleError::RoleNotAllowed { .. })), "{e}");
+    assert_eq!(e.kind().status(), 403);
+}
+
+#[test]
+fn refuses_a_party_registration_not_signed_by_the_operator() {
+    let e = refused(
+        |_| {},
+        || {
+            let k = PrivateKey::generate("rogue.example").unwrap();
+            let json = format!(
+                r#"{{"name":"rogue.example","role":"remanufacturer","country":"CN","key":"{}","status":"active"}}"#,
+                k.public().to_vkey()
+            );
+            sign(PayloadType::Party, &json, &key("suzhou-reman.example"))
+        },
+    );
+    assert!(matches!(e, SubmitError::Rule(RuleError::RoleNotAllowed { .. })), "{e}");
+    assert_eq!(e.kind().status(), 403);
+}
+
+#[test]
+fn refuses_an_event_by_a_role_the_event_table_does_not_allow() {
+    let id = demo_cert_id("eng-001");
+    let e = refused(
+        |_| {},
+        move || {
+            let json = format!(
+                r#"{{"certificate_id":"{id}","event":"customs_released","time":"2026-11-25T09:30:00+08:00"}}"#
+            );
+            sign(PayloadType::Event, &json, &key("hamburg-import.example"))
+        },
+    );
+    assert!(matches!(e, SubmitError::Rule(RuleError::RoleNotAllowed { .. })), "{e}");
+    assert_eq!(e.kind().status(), 403);
+}
+
+#[test]
+fn refuses_a_suspended_party() {
+    let e = refused(
+        |l| {
+            let k = key("texas-reman.example");
+            let json = format!(
+                r#"{{"name":"texas-reman.example","role":"remanufacturer","country":"US","key":"{}","status":"suspended"}}"#,
+                k.public().to_vkey()
+            );
+            l.submit(&sign(PayloadType::Party, &json, &operator())).unwrap();
+        },
+        || {
+            sign(
+                PayloadType::Certificate,
+                &certificate_json(&gtin(1), "T-1", None),
+                &key("texas-reman.example"),
+            )
+        },
+    );
+    assert!(matches!(e, SubmitError::Rule(RuleError::Suspended(_))), "{e}");
+    assert_eq!(e.kind().status(), 403);
+}
+
+#[test]
+fn refuses_a_second_valid_certificate_for_a_unit() {
+    let e = refused(
+        |_| {},
+        || {
+            // eng-001 of the demo data: same unit, no supersedes.
+            let json = certificate_json("09506001200513", "SZ-2026/000871", None);
+            sign(PayloadType::Certificate, &json, &key("suzhou-reman.example"))
+        },
+    );
+    assert!(
+        matches!(e, SubmitError::Rule(RuleError::UnitHasValidCertificate { .. })),
+        "{e}"
+    );
+    assert_eq!(e.kind().status(), 409);
+}
+
+#[test]
+fn refuses_a_supersession_by_another_issuer() {
+    let id = demo_cert_id("eng-001");
+    let e = refused(
+        |_| {},
+        move || {
+            let json =
+                certificate_json("09506001200513", "SZ-2026/000871", Some(&id.to_string()));
+            sign(PayloadType::Certificate, &json, &key("rhein-reman.example"))
+        },
+    );
+    assert!(matches!(e, SubmitError::Rule(RuleError::BadSupersede { .. })), "{e}");
+    assert_eq!(e.kind().status(), 409);
+}
+
+#[test]
+fn refuses_a_supersession_of_a_certificate_that_is_not_the_valid_one() {
+    let old = demo_cert_id("eng-002");
+    let e = refused(
+        |_| {},
+        move || {
+            let json = certificate_json(&gtin(1), "N-1", Some(&old.to_string()));
+            sign(PayloadType::Certificate, &json, &key("suzhou-reman.example"))
+        },
+    );
+    assert!(matches!(e, SubmitError::Rule(RuleError::BadSupersede { .. })), "{e}");
+    assert_eq!(e.kind().status(), 409);
+}
+
+#[test]
+fn refuses_a_revocation_by_another_remanufacturer() {
+    let id = demo_cert_id("eng-001");
+    let e = refused(
+        |_| {},
+        move || {
+            let json = format!(r#"{{"certificate_id":"{id}","reason":"fraud","note":"x"}}"#);
+            sign(PayloadType::Revocation, &json, &key("rhein-reman.example"))
+        },
+    );
+    assert!(matches!(e, SubmitError::Rule(RuleError::NotIssuer { .. })), "{e}");
+    assert_eq!(e.kind().status(), 403);
+}
+
+#[test]
+fn refuses_a_second_revocation() {
+    let id = demo_cert_id("alt-003");
+    let e = refused(
+        |_| {},
+        move || {
+            let json = format!(r#"{{"certificate_id":"{id}","reason":"other","note":"again"}}"#);
+            sign(PayloadType::Revocation, &json, &operator())
+        },
+    );
+    assert!(matches!(e, SubmitError::Rule(RuleError::Revoked(_))), "{e}");
+    assert_eq!(e.kind().status(), 409);
+}
+
+#[test]
+fn refuses_an_event_on_a_revoked_certificate() {
+    let id = demo_cert_id("alt-003");
+    let e = refused(
+        |_| {},
+        move || {
+            let json = format!(
+                r#"{{"certificate_id":"{id}","event":"received","time":"2026-11-27T10:00:00+01:00"}}"#
+            );
+            sign(PayloadType::Event, &json, &key("hamburg-import.example"))
+        },
+    );
+    assert!(matches!(e, SubmitError::Rule(RuleError::Revoked(_))), "{e}");
+    assert_eq!(e.kind().status(), 409);
+}
+
+#[test]
+fn refuses_an_event_on_an_unknown_certificate() {
+    let e = refused(
+        |_| {},
+        || {
+            let json = r#"{"certificate_id":"00112233445566778899aabbccddeeff","event":"received","time":"2026-11-27T10:00:00+01:00"}"#;
+            sign(PayloadType::Event, json, &key("hamburg-import.example"))
+        },
+    );
+    assert!(matches!(e, SubmitError::Rule(RuleError::UnknownCertificate(_))), "{e}");
+    assert_eq!(e.kind().status(), 404);
+}
