@@ -2,10 +2,10 @@
 
 mod spec_examples;
 
-use spec_examples::*;
 use reman_ledger::certificate::{CertificateError, CertificateId, TestOutcome};
 use reman_ledger::payload::{Payload, PayloadError, PayloadType, parse};
 use serde_json::{Value, json};
+use spec_examples::*;
 
 const TY: PayloadType = PayloadType::Certificate;
 

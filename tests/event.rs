@@ -2,11 +2,11 @@
 
 mod spec_examples;
 
-use spec_examples::*;
 use reman_ledger::event::{EventError, EventKind};
 use reman_ledger::party::Role;
 use reman_ledger::payload::{Payload, PayloadError, PayloadType, parse};
 use serde_json::{Value, json};
+use spec_examples::*;
 
 const TY: PayloadType = PayloadType::Event;
 

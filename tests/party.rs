@@ -4,11 +4,11 @@ mod spec_examples;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use spec_examples::*;
 use reman_ledger::keys::{KeyError, KeyId, PrivateKey};
 use reman_ledger::party::{Party, PartyError, PartyStatus, Role};
 use reman_ledger::payload::{Payload, PayloadError, PayloadType, parse};
 use serde_json::{Value, json};
+use spec_examples::*;
 
 const TY: PayloadType = PayloadType::Party;
 

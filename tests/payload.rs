@@ -3,10 +3,10 @@
 
 mod spec_examples;
 
-use spec_examples::*;
 use reman_ledger::party::Role;
 use reman_ledger::payload::{MAX_PAYLOAD_BYTES, Payload, PayloadError, PayloadType, parse};
 use serde_json::json;
+use spec_examples::*;
 
 const CERT: &str = "application/vnd.reman-ledger.certificate.v1+json";
 const REVOCATION: &str = "application/vnd.reman-ledger.revocation.v1+json";

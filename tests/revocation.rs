@@ -2,10 +2,10 @@
 
 mod spec_examples;
 
-use spec_examples::*;
 use reman_ledger::payload::{Payload, PayloadType, parse};
 use reman_ledger::revocation::RevocationReason;
 use serde_json::{Value, json};
+use spec_examples::*;
 
 const TY: PayloadType = PayloadType::Revocation;
 
