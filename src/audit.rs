@@ -10,12 +10,12 @@
 //! The auditor is pure; [`audit_store`] feeds it from a local store, and a remote auditor can
 //! feed it entries fetched over HTTP.
 
+use crate::certificate::CertificateId;
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::entry::Entry;
 use crate::keys::PublicKey;
 use crate::merkle::{self, Hash, NodeId, TreeBuilder};
 use crate::payload::{self, Payload};
-use crate::certificate::CertificateId;
 use crate::state::{self, Accepted, Empty, Overlay};
 use crate::store::{Store, StoreError};
 use rayon::prelude::*;
@@ -107,19 +107,20 @@ fn bad(index: u64, problem: impl ToString) -> AuditError {
 /// Stateless checks of one entry: form, index, recorded leaf hash, payload rules.
 fn parse_one(index: u64, bytes: &[u8], recorded: Option<Hash>) -> Result<Parsed, AuditError> {
     let leaf = merkle::leaf_hash(bytes);
-    if let Some(r) = recorded {
-        if r != leaf {
-            return Err(bad(
-                index,
-                "its bytes differ from the leaf hash the tree recorded (the entry was changed)",
-            ));
-        }
+    if recorded.is_some_and(|r| r != leaf) {
+        return Err(bad(
+            index,
+            "its bytes differ from the leaf hash the tree recorded (the entry was changed)",
+        ));
     }
     let entry = Entry::parse(bytes).map_err(|e| bad(index, e))?;
     if entry.index != index {
         return Err(bad(
             index,
-            format!("it says it is entry {} (entries moved or swapped)", entry.index),
+            format!(
+                "it says it is entry {} (entries moved or swapped)",
+                entry.index
+            ),
         ));
     }
     let payload = payload::parse(&entry.envelope.payload_type, &entry.envelope.payload)
@@ -234,7 +235,10 @@ impl Auditor {
             ));
         }
         if p.entry.integrated_time_ms < self.last_time {
-            return Err(bad(index, "its integrated_time is earlier than the entry before it"));
+            return Err(bad(
+                index,
+                "its integrated_time is earlier than the entry before it",
+            ));
         }
         let env = &p.entry.envelope;
         let view = Overlay::new(&Empty);
@@ -335,7 +339,8 @@ pub fn audit_store(
     let checkpoint = store
         .checkpoint()?
         .ok_or_else(|| AuditError::Checkpoint("no checkpoint stored".into()))?;
-    let cp = Checkpoint::open(&checkpoint, key).map_err(|e| AuditError::Checkpoint(e.to_string()))?;
+    let cp =
+        Checkpoint::open(&checkpoint, key).map_err(|e| AuditError::Checkpoint(e.to_string()))?;
     let mut auditor = Auditor::new();
     let mut next = 0u64;
     while next < cp.size {

@@ -120,13 +120,14 @@ pub fn load(
 ) -> Result<DemoReport, DemoError> {
     let mut report = DemoReport::default();
     for (n, (label, env)) in envelopes(jsonl, keys)?.into_iter().enumerate() {
-        let receipt = ledger
-            .submit(env.to_json().as_bytes())
-            .map_err(|source| DemoError::Refused {
-                line: n + 1,
-                label: label.clone(),
-                source,
-            })?;
+        let receipt =
+            ledger
+                .submit(env.to_json().as_bytes())
+                .map_err(|source| DemoError::Refused {
+                    line: n + 1,
+                    label: label.clone(),
+                    source,
+                })?;
         if receipt.created {
             report.logged += 1;
         } else {

@@ -28,7 +28,9 @@ pub enum EntryError {
     #[error("entry format version {0} is not supported (expected 1)")]
     Version(u64),
     /// The time is not RFC 3339 UTC with milliseconds.
-    #[error("integrated_time {0:?} is not RFC 3339 UTC with milliseconds (YYYY-MM-DDTHH:MM:SS.mmmZ)")]
+    #[error(
+        "integrated_time {0:?} is not RFC 3339 UTC with milliseconds (YYYY-MM-DDTHH:MM:SS.mmmZ)"
+    )]
     Time(String),
     /// `prev` is not 64 lowercase hex digits.
     #[error("prev {0:?} is not 64 lowercase hex digits")]
@@ -159,8 +161,14 @@ mod tests {
 
     #[test]
     fn time_form() {
-        assert_eq!(format_time_ms(1_795_896_000_123), "2026-11-28T20:00:00.123Z");
-        assert_eq!(parse_time_ms("2026-11-28T20:00:00.123Z"), Some(1_795_896_000_123));
+        assert_eq!(
+            format_time_ms(1_795_896_000_123),
+            "2026-11-28T20:00:00.123Z"
+        );
+        assert_eq!(
+            parse_time_ms("2026-11-28T20:00:00.123Z"),
+            Some(1_795_896_000_123)
+        );
         assert_eq!(parse_time_ms("2026-11-28T20:00:00.12Z"), None);
         assert_eq!(parse_time_ms("2026-11-28T21:00:00.123+01:00"), None);
     }

@@ -366,7 +366,11 @@ impl PrivateKey {
 
 impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PrivateKey({}, secret redacted)", self.public.reference())
+        write!(
+            f,
+            "PrivateKey({}, secret redacted)",
+            self.public.reference()
+        )
     }
 }
 

@@ -245,7 +245,7 @@ enum Sequenced {
         index: u64,
         leaf: Hash,
         time_ms: u64,
-        seal: Option<Seal>,
+        seal: Option<Box<Seal>>,
         head: Head,
     },
     Existing(u64),
@@ -311,7 +311,11 @@ impl Ledger {
     }
 
     /// Opens an existing ledger. Reads O(log n) stored hashes, never the whole log.
-    pub fn open(dir: &Path, log_key: PrivateKey, config: LedgerConfig) -> Result<Ledger, LedgerError> {
+    pub fn open(
+        dir: &Path,
+        log_key: PrivateKey,
+        config: LedgerConfig,
+    ) -> Result<Ledger, LedgerError> {
         let store = Store::open(dir)?;
         let Some(stored) = store.log_key()? else {
             return Err(LedgerError::NotInitialized(dir.display().to_string()));
@@ -325,7 +329,11 @@ impl Ledger {
         Ledger::start(store, log_key, config)
     }
 
-    fn start(store: Store, log_key: PrivateKey, config: LedgerConfig) -> Result<Ledger, LedgerError> {
+    fn start(
+        store: Store,
+        log_key: PrivateKey,
+        config: LedgerConfig,
+    ) -> Result<Ledger, LedgerError> {
         let size = store.size()?;
         let tb = TreeBuilder::from_reader(size, &store)
             .map_err(|e| LedgerError::Inconsistent(format!("tree of size {size}: {e}")))?;
@@ -415,7 +423,9 @@ impl Ledger {
     /// Submits an envelope and waits until it is durably logged (blocking; not for async code).
     pub fn submit(&self, body: &[u8]) -> Result<Receipt, SubmitError> {
         match self.admit(body)? {
-            Admission::Existing(index, env, payload) => self.existing_receipt(index, &env, &payload),
+            Admission::Existing(index, env, payload) => {
+                self.existing_receipt(index, &env, &payload)
+            }
             Admission::Queued(env, payload, rx) => {
                 let seq = rx.blocking_recv().map_err(|_| SubmitError::Closed)??;
                 self.receipt(seq, &env, &payload)
@@ -426,7 +436,9 @@ impl Ledger {
     /// Submits an envelope and waits until it is durably logged (async).
     pub async fn submit_async(&self, body: &[u8]) -> Result<Receipt, SubmitError> {
         match self.admit(body)? {
-            Admission::Existing(index, env, payload) => self.existing_receipt(index, &env, &payload),
+            Admission::Existing(index, env, payload) => {
+                self.existing_receipt(index, &env, &payload)
+            }
             Admission::Queued(env, payload, rx) => {
                 let seq = rx.await.map_err(|_| SubmitError::Closed)??;
                 self.receipt(seq, &env, &payload)
@@ -489,7 +501,12 @@ impl Ledger {
         }
     }
 
-    fn receipt(&self, seq: Sequenced, env: &Envelope, payload: &Payload) -> Result<Receipt, SubmitError> {
+    fn receipt(
+        &self,
+        seq: Sequenced,
+        env: &Envelope,
+        payload: &Payload,
+    ) -> Result<Receipt, SubmitError> {
         match seq {
             Sequenced::Existing(index) => self.existing_receipt(index, env, payload),
             Sequenced::New {
@@ -618,7 +635,14 @@ impl Sequencer {
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in &jobs {
             outcomes.push(
-                match self.sequence(&mut overlay, &mut tb, &mut last_leaf, time_ms, job, &mut commit) {
+                match self.sequence(
+                    &mut overlay,
+                    &mut tb,
+                    &mut last_leaf,
+                    time_ms,
+                    job,
+                    &mut commit,
+                ) {
                     Ok(o) => o,
                     Err(e) => Outcome::Refused(e),
                 },
@@ -697,8 +721,12 @@ impl Sequencer {
         }
         let index = tb.size();
         // The signer's registration may have changed since admission (rotation, suspension).
-        let (key, role) =
-            state::signer_key(&*overlay, index, &job.envelope.signature.keyid, &job.payload)?;
+        let (key, role) = state::signer_key(
+            &*overlay,
+            index,
+            &job.envelope.signature.keyid,
+            &job.payload,
+        )?;
         if key != job.key || role != job.role {
             return Err(RuleError::NotCurrentKey {
                 signer: job.envelope.signature.keyid.clone(),
@@ -741,7 +769,10 @@ impl Sequencer {
 
     fn fail(&mut self, jobs: Vec<Job>, why: &str) {
         self.inner.halted.store(true, Ordering::SeqCst);
-        tracing::error!(error = why, "group commit failed; refusing writes until reopened");
+        tracing::error!(
+            error = why,
+            "group commit failed; refusing writes until reopened"
+        );
         for j in jobs {
             let _ = j.reply.send(Err(SubmitError::Store(why.to_owned())));
         }
@@ -774,7 +805,7 @@ fn reply_all(
                     .binary_search_by_key(&index, |(i, _)| *i)
                     .ok()
                     .and_then(|p| seals.get(p))
-                    .map(|(_, s)| s.clone()),
+                    .map(|(_, s)| Box::new(*s)),
                 head: head.clone(),
             }),
         };

@@ -2,16 +2,24 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod certificate;
 pub mod checkpoint;
+pub mod cli;
 pub mod country;
+pub mod demo;
 pub mod dsse;
+pub mod entry;
 pub mod event;
 pub mod gs1;
+pub mod keyfile;
 pub mod keys;
+pub mod ledger;
 pub mod merkle;
 pub mod note;
 pub mod party;
 pub mod payload;
 pub mod revocation;
 pub mod seal;
+pub mod state;
+pub mod store;

@@ -141,10 +141,7 @@ fn run(args: Args) -> Result<(), CliError> {
                 }
             });
             match (report, json) {
-                (Ok(r), true) => println!(
-                    "{}",
-                    serde_json::json!({"ok": true, "report": r})
-                ),
+                (Ok(r), true) => println!("{}", serde_json::json!({"ok": true, "report": r})),
                 (Ok(r), false) => println!(
                     "OK: {} entries of {} verified; root {}",
                     r.entries,

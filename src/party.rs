@@ -121,8 +121,10 @@ pub struct Party {
     /// A human-readable name, such as the company name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
-    /// ISO 3166-1 alpha-2 code of the party's country.
-    pub country: String,
+    /// ISO 3166-1 alpha-2 code of the party's country (optional: a log's operator may be
+    /// international).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
     /// The party's public key, written as a vkey.
     #[serde(serialize_with = "serialize_vkey")]
     pub key: PublicKey,
@@ -146,7 +148,8 @@ pub(crate) struct PartyJson {
     role: Role,
     #[serde(default)]
     display_name: Option<String>,
-    country: String,
+    #[serde(default)]
+    country: Option<String>,
     key: String,
     status: PartyStatus,
     #[serde(default)]
@@ -185,8 +188,8 @@ impl Party {
                 key_name: self.key.name().to_owned(),
             });
         }
-        if !is_iso3166_alpha2(&self.country) {
-            return Err(PartyError::InvalidCountry(self.country.clone()));
+        if let Some(c) = self.country.as_deref().filter(|c| !is_iso3166_alpha2(c)) {
+            return Err(PartyError::InvalidCountry(c.to_owned()));
         }
         Ok(())
     }

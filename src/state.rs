@@ -94,7 +94,7 @@ pub mod key {
 }
 
 /// Status of a certificate (SPEC §6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CertStatus {
     /// The unit's valid certificate.
@@ -176,7 +176,9 @@ pub enum RuleError {
         what: String,
     },
     /// A remanufacturer tried to revoke another issuer's certificate.
-    #[error("certificate {certificate} was issued by {issuer}; only its issuer or the operator may revoke it")]
+    #[error(
+        "certificate {certificate} was issued by {issuer}; only its issuer or the operator may revoke it"
+    )]
     NotIssuer {
         /// The certificate.
         certificate: CertificateId,
@@ -196,7 +198,9 @@ pub enum RuleError {
     #[error("certificate {0} is already logged")]
     CertificateExists(CertificateId),
     /// The unit already has a valid certificate.
-    #[error("unit {gtin}/{serial} already has valid certificate {current}; a new one must supersede it and be signed by its issuer")]
+    #[error(
+        "unit {gtin}/{serial} already has valid certificate {current}; a new one must supersede it and be signed by its issuer"
+    )]
     UnitHasValidCertificate {
         /// GTIN.
         gtin: String,
@@ -432,7 +436,10 @@ pub fn apply<R: StateRead + ?Sized>(
     sub: &Accepted<'_>,
     index: u64,
 ) -> Result<Vec<Write>, RuleError> {
-    let mut w: Vec<Write> = vec![(key::envelope(&sub.digest), Some(index.to_be_bytes().to_vec()))];
+    let mut w: Vec<Write> = vec![(
+        key::envelope(&sub.digest),
+        Some(index.to_be_bytes().to_vec()),
+    )];
     match sub.payload {
         Payload::Party(p) => {
             let rec = PartyRecord {

@@ -74,11 +74,14 @@ pub struct Commit {
     pub checkpoint: String,
 }
 
+/// Decoded party records, each with the stored bytes it was decoded from.
+type PartyCache = HashMap<String, (sled::IVec, Arc<PartyRecord>)>;
+
 /// The sled-backed store of one ledger.
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
-    parties: Arc<Mutex<HashMap<String, (sled::IVec, Arc<PartyRecord>)>>>,
+    parties: Arc<Mutex<PartyCache>>,
 }
 
 impl Store {
@@ -244,10 +247,8 @@ impl StateRead for Store {
             .parties
             .lock()
             .map_err(|_| ReadError("party cache poisoned".into()))?;
-        if let Some((cached_raw, rec)) = cache.get(name) {
-            if *cached_raw == raw {
-                return Ok(Some(rec.clone()));
-            }
+        if let Some((_, rec)) = cache.get(name).filter(|(cached, _)| *cached == raw) {
+            return Ok(Some(rec.clone()));
         }
         let rec = Arc::new(crate::state::decode_party(&k, &raw)?);
         cache.insert(name.to_owned(), (raw, rec.clone()));

@@ -32,8 +32,14 @@ fn demo_data_set_loads_audits_and_has_the_expected_statuses() {
     assert_eq!(counts.get(&CertStatus::Valid), Some(&33));
     assert_eq!(counts.get(&CertStatus::Superseded), Some(&2));
     assert_eq!(counts.get(&CertStatus::Revoked), Some(&3));
-    assert_eq!(status(&l, &report.certificates["eng-002"]), CertStatus::Superseded);
-    assert_eq!(status(&l, &report.certificates["alt-003"]), CertStatus::Revoked);
+    assert_eq!(
+        status(&l, &report.certificates["eng-002"]),
+        CertStatus::Superseded
+    );
+    assert_eq!(
+        status(&l, &report.certificates["alt-003"]),
+        CertStatus::Revoked
+    );
     let audit = audit_store(l.store(), Some(l.log_key()), |_, _| {}).unwrap();
     assert_eq!(audit.tree_size, 89);
     assert_eq!(audit.by_type["certificate"], 38);
@@ -75,7 +81,10 @@ fn a_receipt_carries_a_verifiable_entry_checkpoint_proof_and_seal() {
     seal.verify(l.log_key(), l.origin(), &g, serial).unwrap();
     assert_eq!((seal.index, seal.certificate_id), (2, id.0));
     let link = seal::parse_digital_link(r.qr_url.as_deref().unwrap()).unwrap();
-    assert_eq!((link.gtin.as_str(), link.serial.as_str()), (g.as_str(), serial));
+    assert_eq!(
+        (link.gtin.as_str(), link.serial.as_str()),
+        (g.as_str(), serial)
+    );
     assert_eq!(link.base_url, "https://ledger.example");
     assert_eq!(link.seal.unwrap(), seal);
     // The chain: entry 2's prev is entry 1's leaf hash.
@@ -190,8 +199,14 @@ fn sixty_four_concurrent_submitters_get_distinct_indices_and_valid_proofs() {
     for r in &receipts {
         let cp = Checkpoint::open(&r.checkpoint, l.log_key()).unwrap();
         assert!(cp.size > r.index);
-        merkle::verify_inclusion(&r.leaf_hash, r.index, cp.size, &r.inclusion_proof.proof, &cp.root)
-            .unwrap();
+        merkle::verify_inclusion(
+            &r.leaf_hash,
+            r.index,
+            cp.size,
+            &r.inclusion_proof.proof,
+            &cp.root,
+        )
+        .unwrap();
     }
     assert_eq!(l.head().size, 153);
     audit_store(l.store(), None, |_, _| {}).unwrap();
@@ -204,7 +219,11 @@ fn superseding_by_the_same_issuer_marks_the_old_certificate() {
     let k = key("texas-reman.example");
     let g = gtin(4242);
     let old = l
-        .submit(&sign(PayloadType::Certificate, &certificate_json(&g, "S/1", None), &k))
+        .submit(&sign(
+            PayloadType::Certificate,
+            &certificate_json(&g, "S/1", None),
+            &k,
+        ))
         .unwrap()
         .certificate_id
         .unwrap();
@@ -229,7 +248,11 @@ fn after_a_revocation_the_unit_can_be_certified_again() {
     let k = key("kyoto-imaging.example");
     let g = gtin(31);
     let id = l
-        .submit(&sign(PayloadType::Certificate, &certificate_json(&g, "K1", None), &k))
+        .submit(&sign(
+            PayloadType::Certificate,
+            &certificate_json(&g, "K1", None),
+            &k,
+        ))
         .unwrap()
         .certificate_id
         .unwrap();
@@ -243,7 +266,8 @@ fn after_a_revocation_the_unit_can_be_certified_again() {
     assert_eq!(state::unit_valid(l.store(), &g, "K1").unwrap(), None);
     let mut again = certificate_json(&g, "K1", None);
     again = again.replace("\"warranty_months\":24", "\"warranty_months\":36");
-    l.submit(&sign(PayloadType::Certificate, &again, &k)).unwrap();
+    l.submit(&sign(PayloadType::Certificate, &again, &k))
+        .unwrap();
 }
 
 #[test]
@@ -255,7 +279,8 @@ fn a_rotated_key_can_no_longer_sign_but_its_entries_stay_valid() {
         r#"{{"name":"suzhou-reman.example","role":"remanufacturer","country":"CN","key":"{}","status":"active"}}"#,
         new_key.public().to_vkey()
     );
-    l.submit(&sign(PayloadType::Party, &json, &operator())).unwrap();
+    l.submit(&sign(PayloadType::Party, &json, &operator()))
+        .unwrap();
     let before = snapshot(&l);
     let old = key("suzhou-reman.example");
     let err = l
@@ -265,7 +290,10 @@ fn a_rotated_key_can_no_longer_sign_but_its_entries_stay_valid() {
             &old,
         ))
         .unwrap_err();
-    assert!(matches!(err, SubmitError::Rule(RuleError::NotCurrentKey { .. })), "{err}");
+    assert!(
+        matches!(err, SubmitError::Rule(RuleError::NotCurrentKey { .. })),
+        "{err}"
+    );
     assert_eq!(err.kind().status(), 401);
     assert_eq!(snapshot(&l), before);
     l.submit(&sign(
@@ -317,10 +345,14 @@ fn refuses_an_unknown_payload_type() {
     let e = refused(
         |_| {},
         || {
-            Envelope::sign("application/x-unknown", b"{}".to_vec(), &key("suzhou-reman.example"))
-                .unwrap()
-                .to_json()
-                .into_bytes()
+            Envelope::sign(
+                "application/x-unknown",
+                b"{}".to_vec(),
+                &key("suzhou-reman.example"),
+            )
+            .unwrap()
+            .to_json()
+            .into_bytes()
         },
     );
     assert!(matches!(e, SubmitError::Payload(_)));
@@ -333,7 +365,11 @@ fn refuses_a_certificate_with_a_failed_test() {
         |_| {},
         || {
             let json = certificate_json(&gtin(1), "F-1", None).replace("\"pass\"", "\"fail\"");
-            sign(PayloadType::Certificate, &json, &key("suzhou-reman.example"))
+            sign(
+                PayloadType::Certificate,
+                &json,
+                &key("suzhou-reman.example"),
+            )
         },
     );
     assert!(matches!(e, SubmitError::Payload(_)), "{e}");
@@ -345,9 +381,15 @@ fn refuses_a_certificate_with_an_unknown_field() {
     let e = refused(
         |_| {},
         || {
-            let json = certificate_json(&gtin(1), "F-1", None)
-                .replace("\"warranty_months\"", "\"colour\":\"red\",\"warranty_months\"");
-            sign(PayloadType::Certificate, &json, &key("suzhou-reman.example"))
+            let json = certificate_json(&gtin(1), "F-1", None).replace(
+                "\"warranty_months\"",
+                "\"colour\":\"red\",\"warranty_months\"",
+            );
+            sign(
+                PayloadType::Certificate,
+                &json,
+                &key("suzhou-reman.example"),
+            )
         },
     );
     assert!(e.to_string().contains("colour"), "{e}");
@@ -378,10 +420,17 @@ fn refuses_an_unknown_signer() {
         |_| {},
         || {
             let stranger = PrivateKey::generate("stranger.example").unwrap();
-            sign(PayloadType::Certificate, &certificate_json(&gtin(1), "U-1", None), &stranger)
+            sign(
+                PayloadType::Certificate,
+                &certificate_json(&gtin(1), "U-1", None),
+                &stranger,
+            )
         },
     );
-    assert!(matches!(e, SubmitError::Rule(RuleError::UnknownSigner(_))), "{e}");
+    assert!(
+        matches!(e, SubmitError::Rule(RuleError::UnknownSigner(_))),
+        "{e}"
+    );
     assert_eq!(e.kind().status(), 401);
 }
 
@@ -417,7 +466,10 @@ fn refuses_a_certificate_signed_by_customs() {
             )
         },
     );
-    assert!(matches!(e, SubmitError::Rule(RuleError::RoleNotAllowed { .. })), "{e}");
+    assert!(
+        matches!(e, SubmitError::Rule(RuleError::RoleNotAllowed { .. })),
+        "{e}"
+    );
     assert_eq!(e.kind().status(), 403);
 }
 
@@ -434,7 +486,10 @@ fn refuses_a_party_registration_not_signed_by_the_operator() {
             sign(PayloadType::Party, &json, &key("suzhou-reman.example"))
         },
     );
-    assert!(matches!(e, SubmitError::Rule(RuleError::RoleNotAllowed { .. })), "{e}");
+    assert!(
+        matches!(e, SubmitError::Rule(RuleError::RoleNotAllowed { .. })),
+        "{e}"
+    );
     assert_eq!(e.kind().status(), 403);
 }
 
@@ -450,7 +505,10 @@ fn refuses_an_event_by_a_role_the_event_table_does_not_allow() {
             sign(PayloadType::Event, &json, &key("hamburg-import.example"))
         },
     );
-    assert!(matches!(e, SubmitError::Rule(RuleError::RoleNotAllowed { .. })), "{e}");
+    assert!(
+        matches!(e, SubmitError::Rule(RuleError::RoleNotAllowed { .. })),
+        "{e}"
+    );
     assert_eq!(e.kind().status(), 403);
 }
 
@@ -463,7 +521,8 @@ fn refuses_a_suspended_party() {
                 r#"{{"name":"texas-reman.example","role":"remanufacturer","country":"US","key":"{}","status":"suspended"}}"#,
                 k.public().to_vkey()
             );
-            l.submit(&sign(PayloadType::Party, &json, &operator())).unwrap();
+            l.submit(&sign(PayloadType::Party, &json, &operator()))
+                .unwrap();
         },
         || {
             sign(
@@ -473,7 +532,10 @@ fn refuses_a_suspended_party() {
             )
         },
     );
-    assert!(matches!(e, SubmitError::Rule(RuleError::Suspended(_))), "{e}");
+    assert!(
+        matches!(e, SubmitError::Rule(RuleError::Suspended(_))),
+        "{e}"
+    );
     assert_eq!(e.kind().status(), 403);
 }
 
@@ -484,11 +546,18 @@ fn refuses_a_second_valid_certificate_for_a_unit() {
         || {
             // eng-001 of the demo data: same unit, no supersedes.
             let json = certificate_json("09506001200513", "SZ-2026/000871", None);
-            sign(PayloadType::Certificate, &json, &key("suzhou-reman.example"))
+            sign(
+                PayloadType::Certificate,
+                &json,
+                &key("suzhou-reman.example"),
+            )
         },
     );
     assert!(
-        matches!(e, SubmitError::Rule(RuleError::UnitHasValidCertificate { .. })),
+        matches!(
+            e,
+            SubmitError::Rule(RuleError::UnitHasValidCertificate { .. })
+        ),
         "{e}"
     );
     assert_eq!(e.kind().status(), 409);
@@ -500,12 +569,14 @@ fn refuses_a_supersession_by_another_issuer() {
     let e = refused(
         |_| {},
         move || {
-            let json =
-                certificate_json("09506001200513", "SZ-2026/000871", Some(&id.to_string()));
+            let json = certificate_json("09506001200513", "SZ-2026/000871", Some(&id.to_string()));
             sign(PayloadType::Certificate, &json, &key("rhein-reman.example"))
         },
     );
-    assert!(matches!(e, SubmitError::Rule(RuleError::BadSupersede { .. })), "{e}");
+    assert!(
+        matches!(e, SubmitError::Rule(RuleError::BadSupersede { .. })),
+        "{e}"
+    );
     assert_eq!(e.kind().status(), 409);
 }
 
@@ -516,10 +587,17 @@ fn refuses_a_supersession_of_a_certificate_that_is_not_the_valid_one() {
         |_| {},
         move || {
             let json = certificate_json(&gtin(1), "N-1", Some(&old.to_string()));
-            sign(PayloadType::Certificate, &json, &key("suzhou-reman.example"))
+            sign(
+                PayloadType::Certificate,
+                &json,
+                &key("suzhou-reman.example"),
+            )
         },
     );
-    assert!(matches!(e, SubmitError::Rule(RuleError::BadSupersede { .. })), "{e}");
+    assert!(
+        matches!(e, SubmitError::Rule(RuleError::BadSupersede { .. })),
+        "{e}"
+    );
     assert_eq!(e.kind().status(), 409);
 }
 
@@ -533,7 +611,10 @@ fn refuses_a_revocation_by_another_remanufacturer() {
             sign(PayloadType::Revocation, &json, &key("rhein-reman.example"))
         },
     );
-    assert!(matches!(e, SubmitError::Rule(RuleError::NotIssuer { .. })), "{e}");
+    assert!(
+        matches!(e, SubmitError::Rule(RuleError::NotIssuer { .. })),
+        "{e}"
+    );
     assert_eq!(e.kind().status(), 403);
 }
 
@@ -576,6 +657,9 @@ fn refuses_an_event_on_an_unknown_certificate() {
             sign(PayloadType::Event, json, &key("hamburg-import.example"))
         },
     );
-    assert!(matches!(e, SubmitError::Rule(RuleError::UnknownCertificate(_))), "{e}");
+    assert!(
+        matches!(e, SubmitError::Rule(RuleError::UnknownCertificate(_))),
+        "{e}"
+    );
     assert_eq!(e.kind().status(), 404);
 }

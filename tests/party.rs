@@ -50,7 +50,7 @@ fn spec_example_parses() {
     assert_eq!(p.name, "gearbox-works.example");
     assert_eq!(p.role, Role::Remanufacturer);
     assert_eq!(p.display_name.as_deref(), Some("Gearbox Works Ltd"));
-    assert_eq!(p.country, "CN");
+    assert_eq!(p.country.as_deref(), Some("CN"));
     assert_eq!(&p.key, gearbox_key().public());
     assert_eq!(p.status, PartyStatus::Active);
     assert!(p.is_active());
