@@ -407,6 +407,11 @@ impl Ledger {
         self.inner.log_key.public()
     }
 
+    /// The base URL of QR links, if configured.
+    pub fn base_url(&self) -> Option<&str> {
+        self.inner.config.base_url.as_deref()
+    }
+
     /// The log's origin (the log key's name).
     pub fn origin(&self) -> &str {
         self.inner.log_key.name()

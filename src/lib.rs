@@ -19,6 +19,7 @@ pub mod merkle;
 pub mod note;
 pub mod party;
 pub mod payload;
+pub mod query;
 pub mod revocation;
 pub mod seal;
 pub mod state;
