@@ -134,7 +134,8 @@ fn sign_prints_an_envelope_that_verifies_and_refuses_an_invalid_payload() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let env = Envelope::parse(text(&out.stdout).trim().as_bytes()).unwrap();
-    env.verify(key("suzhou-reman.example").public()).unwrap();
+    env.verify(common::key("suzhou-reman.example").public())
+        .unwrap();
     assert_eq!(env.payload, std::fs::read(&cert).unwrap());
 
     std::fs::write(
