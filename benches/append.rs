@@ -121,10 +121,11 @@ fn main() {
     let st = ledger.stats();
     let ms = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e6;
     println!(
-        "sequencer time: build {:.0} ms, sign {:.0} ms, write+flush {:.0} ms (of {:.0} ms wall)",
+        "sequencer time: build {:.0} ms, sign {:.0} ms, write {:.0} ms + flush {:.0} ms (of {:.0} ms wall)",
         ms(&st.build_ns),
         ms(&st.sign_ns),
-        ms(&st.commit_ns),
+        ms(&st.commit_ns) - ms(&st.flush_ns),
+        ms(&st.flush_ns),
         secs * 1e3
     );
     println!(

@@ -236,6 +236,8 @@ pub struct SequencerStats {
     pub sign_ns: AtomicU64,
     /// Nanoseconds spent writing and flushing batches.
     pub commit_ns: AtomicU64,
+    /// Of which flushing.
+    pub flush_ns: AtomicU64,
 }
 
 struct Inner {
@@ -734,9 +736,12 @@ impl Sequencer {
         stats
             .sign_ns
             .fetch_add((t2 - t1).as_nanos() as u64, Ordering::Relaxed);
-        if let Err(e) = store.commit(commit) {
-            return self.fail(jobs, &e.to_string());
-        }
+        match store.commit(commit) {
+            Ok(flush) => stats
+                .flush_ns
+                .fetch_add(flush.as_nanos() as u64, Ordering::Relaxed),
+            Err(e) => return self.fail(jobs, &e.to_string()),
+        };
         stats
             .commit_ns
             .fetch_add(t2.elapsed().as_nanos() as u64, Ordering::Relaxed);
