@@ -261,6 +261,7 @@ impl Auditor {
                 payload: &p.payload,
                 certificate_id,
                 digest: env.digest(),
+                time_ms: p.entry.integrated_time_ms,
             };
             let writes = state::apply(&view, &accepted, index).map_err(|e| bad(index, e))?;
             Ok((writes, key))

@@ -59,10 +59,6 @@ pub mod key {
     pub fn certificate(id: &CertificateId) -> Vec<u8> {
         [b"c".as_slice(), &id.0].concat()
     }
-    /// A certificate's seal, by ID.
-    pub fn seal(id: &CertificateId) -> Vec<u8> {
-        [b"s".as_slice(), &id.0].concat()
-    }
     /// The valid certificate of a unit (gtin, serial).
     pub fn unit_valid(gtin: &str, serial: &str) -> Vec<u8> {
         [b"u", gtin.as_bytes(), serial.as_bytes()].concat()
@@ -130,6 +126,8 @@ pub struct PartyRecord {
 pub struct CertRecord {
     /// Entry index of the certificate.
     pub index: u64,
+    /// When it was logged, Unix milliseconds (the seal carries it in seconds).
+    pub integrated_time_ms: u64,
     /// Name of the remanufacturer that signed it.
     pub issuer: String,
     /// The unit's GTIN-14.
@@ -426,6 +424,8 @@ pub struct Accepted<'a> {
     pub certificate_id: Option<CertificateId>,
     /// The envelope digest, for idempotent resubmission.
     pub digest: Hash,
+    /// The log's time for the entry, Unix milliseconds.
+    pub time_ms: u64,
 }
 
 /// Applies the business rules of SPEC §3 (duplicates, supersession, revocation, events on
@@ -500,6 +500,7 @@ pub fn apply<R: StateRead + ?Sized>(
             }
             let rec = CertRecord {
                 index,
+                integrated_time_ms: sub.time_ms,
                 issuer: sub.signer.to_owned(),
                 gtin: gtin.to_owned(),
                 serial: serial.to_owned(),
