@@ -70,7 +70,10 @@ fn main() {
     let (v1, vall) = if skip_verify {
         (1.0, 1.0)
     } else {
-        (verify_rate(&envs, &pubs, 1), verify_rate(&envs, &pubs, cores))
+        (
+            verify_rate(&envs, &pubs, 1),
+            verify_rate(&envs, &pubs, cores),
+        )
     };
 
     let dir = tempfile::tempdir().unwrap();

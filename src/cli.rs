@@ -175,7 +175,10 @@ pub const DEFAULT_ORIGIN: &str = "reman-ledger.example/log";
 
 /// Opens the ledger in `data`, or creates it with the default keys of `keys/` when the
 /// directory holds none (SPEC §7 `serve`). Returns the ledger and lines to print.
-pub fn open_or_init(cmd: &ServeCommand, config: LedgerConfig) -> Result<(Ledger, Vec<String>), CliError> {
+pub fn open_or_init(
+    cmd: &ServeCommand,
+    config: LedgerConfig,
+) -> Result<(Ledger, Vec<String>), CliError> {
     let mut said = Vec::new();
     let initialized = cmd.data.exists() && Store::open(&cmd.data)?.log_key()?.is_some();
     let ledger = if initialized {

@@ -21,6 +21,7 @@ use crate::seal::{self, Seal};
 use crate::state::{self, Accepted, Overlay, RefusalKind, RuleError};
 use crate::store::{Commit, Store, StoreError};
 use serde::Serialize;
+use sha2::Digest as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, mpsc};
@@ -252,6 +253,8 @@ struct Inner {
 
 struct Job {
     envelope: Envelope,
+    /// The envelope's canonical JSON, as it goes into the entry.
+    canonical: String,
     payload: Payload,
     digest: Hash,
     certificate_id: Option<CertificateId>,
@@ -508,18 +511,22 @@ impl Ledger {
         let envelope = Envelope::parse(body).map_err(SubmitError::Envelope)?;
         let payload = payload::parse(&envelope.payload_type, &envelope.payload)?;
         let store = &self.inner.store;
-        let digest = envelope.digest();
-        if let Some(index) = state::logged_envelope(store, &digest).map_err(RuleError::from)? {
+        let canonical = envelope.to_json();
+        let digest: Hash = sha2::Sha256::digest(canonical.as_bytes()).into();
+        let certificate_id = matches!(payload, Payload::Certificate(_))
+            .then(|| CertificateId::of_payload(&envelope.payload));
+        if let Some(index) = state::logged_envelope(store, &digest, certificate_id.as_ref())
+            .map_err(RuleError::from)?
+        {
             return Ok(Admission::Existing(index, envelope, payload));
         }
         let size = self.head().size;
         let (key, role) = state::signer_key(store, size, &envelope.signature.keyid, &payload)?;
         envelope.verify(&key).map_err(SubmitError::BadSignature)?;
-        let certificate_id = matches!(payload, Payload::Certificate(_))
-            .then(|| CertificateId::of_payload(&envelope.payload));
         let (reply, rx) = tokio::sync::oneshot::channel();
         let job = Job {
             envelope: envelope.clone(),
+            canonical,
             payload: payload.clone(),
             digest,
             certificate_id,
@@ -683,10 +690,7 @@ struct Sequencer {
 }
 
 enum Outcome {
-    New {
-        index: u64,
-        leaf: Hash,
-    },
+    New { index: u64, leaf: Hash },
     Existing(u64),
     Refused(SubmitError),
 }
@@ -802,7 +806,9 @@ impl Sequencer {
         job: &Job,
         commit: &mut Commit,
     ) -> Result<Outcome, SubmitError> {
-        if let Some(i) = state::logged_envelope(&*overlay, &job.digest).map_err(RuleError::from)? {
+        if let Some(i) = state::logged_envelope(&*overlay, &job.digest, job.certificate_id.as_ref())
+            .map_err(RuleError::from)?
+        {
             return Ok(Outcome::Existing(i));
         }
         let index = tb.size();
@@ -821,13 +827,7 @@ impl Sequencer {
             }
             .into());
         }
-        let entry = Entry {
-            index,
-            integrated_time_ms: time_ms,
-            prev: *last_leaf,
-            envelope: job.envelope.clone(),
-        };
-        let bytes = entry.to_bytes();
+        let bytes = Entry::encode(index, time_ms, last_leaf, &job.canonical);
         if bytes.len() > MAX_ENTRY_BYTES {
             return Err(SubmitError::EntryTooLarge(bytes.len()));
         }

@@ -50,7 +50,7 @@ const META_CHECKPOINT: &[u8] = b"Mcheckpoint";
 const META_LOG_KEY: &[u8] = b"Mlog_key";
 
 /// The most entries one run value holds.
-pub const RUN_LEN: usize = 8;
+pub const RUN_LEN: usize = 16;
 
 fn run_key(first: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
@@ -112,7 +112,11 @@ impl Run {
             bytes: bytes.clone(),
         };
         let body = run.body_start();
-        let last_end = if n_entries == 0 { 0 } else { word(8 + 4 * (n_entries - 1))? };
+        let last_end = if n_entries == 0 {
+            0
+        } else {
+            word(8 + 4 * (n_entries - 1))?
+        };
         if body + last_end > bytes.len() {
             return Err(corrupt());
         }
@@ -151,7 +155,13 @@ impl Run {
         let rec = self.bytes.get(at..at + NODE_REC)?;
         let index = u64::from_be_bytes(rec[1..9].try_into().ok()?);
         let hash: Hash = rec[9..41].try_into().ok()?;
-        Some((NodeId { level: rec[0], index }, hash))
+        Some((
+            NodeId {
+                level: rec[0],
+                index,
+            },
+            hash,
+        ))
     }
 
     fn nodes(&self) -> Vec<(NodeId, Hash)> {
