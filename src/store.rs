@@ -384,7 +384,9 @@ impl Store {
 /// Splits a batch into run values of at most [`RUN_LEN`] entries, each with the nodes its
 /// leaves completed.
 fn split_runs(entries: Vec<(u64, Vec<u8>)>, nodes: Vec<(NodeId, Hash)>) -> Vec<(u64, Vec<u8>)> {
-    let mut runs: Vec<(u64, Vec<Vec<u8>>, Vec<(NodeId, Hash)>)> = Vec::new();
+    /// A run being filled: first index, entries, completed nodes.
+    type Pending = (u64, Vec<Vec<u8>>, Vec<(NodeId, Hash)>);
+    let mut runs: Vec<Pending> = Vec::new();
     for (i, bytes) in entries {
         match runs.last_mut() {
             Some((first, es, _)) if *first + es.len() as u64 == i && es.len() < RUN_LEN => {
