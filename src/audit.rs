@@ -19,7 +19,9 @@ use crate::payload::{self, Payload};
 use crate::state::{self, Accepted, Empty, Overlay};
 use crate::store::{Store, StoreError};
 use rayon::prelude::*;
-use std::collections::HashMap;
+
+/// The empty base of the in-memory replay.
+static EMPTY: Empty = Empty;
 
 /// Entries checked in parallel at a time.
 const CHUNK: usize = 1024;
@@ -136,7 +138,7 @@ fn parse_one(index: u64, bytes: &[u8], recorded: Option<Hash>) -> Result<Parsed,
 /// Replays a log entry by entry. Memory grows with the state (parties, certificates), not
 /// with the entries themselves.
 pub struct Auditor {
-    state: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    state: Overlay<'static, Empty>,
     tree: TreeBuilder,
     prev: Hash,
     last_time: u64,
@@ -153,7 +155,7 @@ impl Auditor {
     /// A new audit from entry 0.
     pub fn new() -> Auditor {
         Auditor {
-            state: HashMap::new(),
+            state: Overlay::new(&EMPTY),
             tree: TreeBuilder::new(),
             prev: [0u8; 32],
             last_time: 0,
@@ -187,12 +189,12 @@ impl Auditor {
                     break;
                 }
             };
-            if let Err(e) = self.replay(p) {
-                first_err = Some(e);
-                break;
-            }
-            if let Ok(k) = self.key_for(p) {
-                keys.push((i, k));
+            match self.replay(p) {
+                Ok(k) => keys.push((i, k)),
+                Err(e) => {
+                    first_err = Some(e);
+                    break;
+                }
             }
         }
         let sig_err = keys
@@ -213,20 +215,9 @@ impl Auditor {
         }
     }
 
-    fn key_for(&self, p: &Parsed) -> Result<PublicKey, AuditError> {
-        // The key was recorded by `replay` in `pending_key`; recomputing from the state
-        // after replay would see later registrations, so replay stores it.
-        self.pending_keys_get(p.index)
-            .ok_or_else(|| bad(p.index, "no key recorded"))
-    }
-
-    fn pending_keys_get(&self, index: u64) -> Option<PublicKey> {
-        let raw = self.state.get(&pending_key(index))?.as_ref()?;
-        PublicKey::parse(std::str::from_utf8(raw).ok()?).ok()
-    }
-
-    /// The stateful checks of one entry, then its effects on the state.
-    fn replay(&mut self, p: &Parsed) -> Result<(), AuditError> {
+    /// The stateful checks of one entry, then its effects on the state. Returns the key its
+    /// signature must verify under: the signer's key in force at that point of the log.
+    fn replay(&mut self, p: &Parsed) -> Result<PublicKey, AuditError> {
         let index = p.index;
         if p.entry.prev != self.prev {
             return Err(bad(
@@ -241,19 +232,17 @@ impl Auditor {
             ));
         }
         let env = &p.entry.envelope;
-        let view = Overlay::new(&Empty);
-        let mut view = view;
-        view.apply(std::mem::take(&mut self.state).into_iter().collect());
+        let view = &self.state;
         let result = (|| {
             let certificate_id = matches!(p.payload, Payload::Certificate(_))
                 .then(|| CertificateId::of_payload(&env.payload));
-            if state::logged_envelope(&view, &env.digest(), certificate_id.as_ref())
+            if state::logged_envelope(view, &env.digest(), certificate_id.as_ref())
                 .map_err(|e| bad(index, e))?
                 .is_some()
             {
                 return Err(bad(index, "the same envelope is logged twice"));
             }
-            let (key, role) = state::signer_key(&view, index, &env.signature.keyid, &p.payload)
+            let (key, role) = state::signer_key(view, index, &env.signature.keyid, &p.payload)
                 .map_err(|e| bad(index, e))?;
             let accepted = Accepted {
                 signer: key.name(),
@@ -263,28 +252,19 @@ impl Auditor {
                 digest: env.digest(),
                 time_ms: p.entry.integrated_time_ms,
             };
-            let writes = state::apply(&view, &accepted, index).map_err(|e| bad(index, e))?;
+            let writes = state::apply(view, &accepted, index).map_err(|e| bad(index, e))?;
             Ok((writes, key))
         })();
-        match result {
-            Ok((writes, key)) => {
-                view.apply(writes);
-                view.apply(vec![(pending_key(index), Some(key.to_vkey().into_bytes()))]);
-                self.state = view.into_writes();
-                self.prev = p.leaf;
-                self.last_time = p.entry.integrated_time_ms;
-                self.tree.push(p.leaf);
-                *self
-                    .by_type
-                    .entry(payload_name(&p.payload).to_owned())
-                    .or_default() += 1;
-                Ok(())
-            }
-            Err(e) => {
-                self.state = view.into_writes();
-                Err(e)
-            }
-        }
+        let (writes, key) = result?;
+        self.state.apply(writes);
+        self.prev = p.leaf;
+        self.last_time = p.entry.integrated_time_ms;
+        self.tree.push(p.leaf);
+        *self
+            .by_type
+            .entry(payload_name(&p.payload).to_owned())
+            .or_default() += 1;
+        Ok(key)
     }
 
     /// Checks the entries against the log's signed checkpoint.
@@ -308,12 +288,6 @@ impl Auditor {
             by_type: self.by_type,
         })
     }
-}
-
-/// Where the replay remembers the key each entry must verify under, until the parallel
-/// signature check of its chunk.
-fn pending_key(index: u64) -> Vec<u8> {
-    [b"k".as_slice(), &index.to_be_bytes()].concat()
 }
 
 fn payload_name(p: &Payload) -> &'static str {

@@ -623,6 +623,14 @@ impl Ledger {
             .map_err(|e| SubmitError::Store(e.to_string()))?
             .ok_or_else(|| SubmitError::Store(format!("entry {index} missing")))?;
         let entry = Entry::parse(&bytes).map_err(|e| SubmitError::Store(e.to_string()))?;
+        // The entry may be visible a moment before the checkpoint that covers it is durable:
+        // answer only once it is.
+        let mut head = self.head();
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while head.size <= index && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            head = self.head();
+        }
         let (certificate_id, seal) = match payload {
             Payload::Certificate(_) => {
                 let id = CertificateId::of_payload(&env.payload);
@@ -630,7 +638,6 @@ impl Ledger {
             }
             _ => (None, None),
         };
-        let head = self.head();
         Ok(Receipt {
             created: false,
             index,
