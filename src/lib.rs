@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod audit;
 pub mod certificate;
 pub mod checkpoint;
@@ -19,6 +20,7 @@ pub mod merkle;
 pub mod note;
 pub mod party;
 pub mod payload;
+pub mod query;
 pub mod revocation;
 pub mod seal;
 pub mod state;
