@@ -1429,12 +1429,18 @@ fn schemas() -> Value {
                 "integrated_time": {"type": "string", "format": "date-time"},
                 "seal": {"type": "string"},
                 "qr_url": {"type": "string", "nullable": true},
-                "events": {"type": "array", "items": {"type": "object", "properties": {
+                "events": {"type": "array", "description": "oldest first", "items": {
+                    "type": "object", "properties": {
                     "index": {"type": "integer"},
                     "integrated_time": {"type": "string", "format": "date-time"},
-                    "signer": {"type": "string"},
-                    "event": {"type": "object"}}}},
-                "revocation": {"type": "object", "nullable": true},
+                    "signer": {"type": "string", "description": "the signer's party name"},
+                    "event": {"type": "object", "description": "the event.v1 payload"}}}},
+                "revocation": {"type": "object", "nullable": true, "properties": {
+                    "index": {"type": "integer"},
+                    "integrated_time": {"type": "string", "format": "date-time"},
+                    "signer": {"type": "string", "description": "the signer's party name"},
+                    "revocation": {"type": "object", "description": "the revocation.v1 payload"}}},
+                "supersedes": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
                 "inclusion_proof": schema_ref("InclusionProof"),
                 "checkpoint": {"type": "string"},
                 "superseded_by": {"type": "string", "pattern": "^[0-9a-f]{32}$"},

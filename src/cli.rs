@@ -152,3 +152,86 @@ pub fn audit_data(
     let store = Store::open(dir)?;
     audit_store(&store, key.as_ref(), progress).map_err(CliError::AuditFailed)
 }
+
+/// Options of `serve`.
+#[derive(Debug, Clone)]
+pub struct ServeCommand {
+    /// The data directory (default `./data`).
+    pub data: PathBuf,
+    /// The log key file (default `keys/log.key`; created on an empty directory when missing).
+    pub log_key: PathBuf,
+    /// The listen address (default `127.0.0.1:8080`).
+    pub listen: String,
+    /// The base URL of QR links (default `http://<listen>`).
+    pub base_url: Option<String>,
+    /// Load the demo data set of `fixtures/demo/` (signed with the demo keys of `keys/`).
+    pub demo: bool,
+    /// Where the demo data set and default keys live (the project directory).
+    pub project_dir: PathBuf,
+}
+
+/// The default origin of a ledger created by `serve` on an empty directory.
+pub const DEFAULT_ORIGIN: &str = "reman-ledger.example/log";
+
+/// Opens the ledger in `data`, or creates it with the default keys of `keys/` when the
+/// directory holds none (SPEC §7 `serve`). Returns the ledger and lines to print.
+pub fn open_or_init(
+    cmd: &ServeCommand,
+    config: LedgerConfig,
+) -> Result<(Ledger, Vec<String>), CliError> {
+    let mut said = Vec::new();
+    let initialized = cmd.data.exists() && Store::open(&cmd.data)?.log_key()?.is_some();
+    let ledger = if initialized {
+        let key = keyfile::read_private(&cmd.log_key)?;
+        Ledger::open(&cmd.data, key, config)?
+    } else {
+        let keys = cmd.project_dir.join("keys");
+        let origin = if cmd.log_key.exists() {
+            keyfile::read_private(&cmd.log_key)?.name().to_owned()
+        } else {
+            DEFAULT_ORIGIN.to_owned()
+        };
+        let opts = InitOptions {
+            data: cmd.data.clone(),
+            origin: origin.clone(),
+            log_key: cmd.log_key.clone(),
+            operator_key: keys.join("operator.key"),
+            operator_name: Some(default_operator_name(&origin)),
+            operator: OperatorDetails {
+                display_name: Some("Ledger operator".into()),
+                country: None,
+            },
+        };
+        let (ledger, msg) = init(&opts, config)?;
+        said.push(msg);
+        ledger
+    };
+    if cmd.demo {
+        let path = cmd.project_dir.join("fixtures/demo/demo.jsonl");
+        let jsonl = std::fs::read_to_string(&path).map_err(|source| CliError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let keys = keyfile::read_dir_keys(&cmd.project_dir.join("keys"))?;
+        let report = crate::demo::load(&ledger, &jsonl, &keys)
+            .map_err(|e| CliError::Usage(format!("demo data set: {e}")))?;
+        said.push(format!(
+            "demo data set: {} entries logged, {} already there ({} certificates)",
+            report.logged,
+            report.existing,
+            report.certificates.len()
+        ));
+        if let Some(id) = report.certificates.get("eng-001") {
+            let base = ledger.base_url().unwrap_or("").to_owned();
+            let view = ledger
+                .certificate(id)
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            said.push(format!(
+                "try:\n  home page:    {base}/\n  status page:  {}\n  QR code:      {base}/api/v1/certificates/{id}/qr.png\n  JSON:         {base}/api/v1/certificates/{id}\n  audit:        cargo run --release -- audit --data {}",
+                view.qr_url.unwrap_or_default(),
+                cmd.data.display()
+            ));
+        }
+    }
+    Ok((ledger, said))
+}

@@ -23,9 +23,10 @@ use crate::store::{Commit, Store, StoreError};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, mpsc};
 use std::thread::JoinHandle;
+use std::time::Instant;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The largest submission body accepted: enough for a 32 KiB payload in base64 and its envelope.
@@ -220,7 +221,27 @@ pub struct OperatorDetails {
     pub country: Option<String>,
 }
 
+/// Counters of the sequencer since the ledger started, for metrics and benchmarks.
+#[derive(Debug, Default)]
+pub struct SequencerStats {
+    /// Group commits written.
+    pub batches: AtomicU64,
+    /// Entries appended.
+    pub entries: AtomicU64,
+    /// Submissions refused by the sequencer's rules.
+    pub refused: AtomicU64,
+    /// Nanoseconds spent applying rules and building entries and nodes.
+    pub build_ns: AtomicU64,
+    /// Nanoseconds spent signing seals and checkpoints.
+    pub sign_ns: AtomicU64,
+    /// Nanoseconds spent writing and flushing batches.
+    pub commit_ns: AtomicU64,
+    /// Of which flushing.
+    pub flush_ns: AtomicU64,
+}
+
 struct Inner {
+    stats: SequencerStats,
     store: Store,
     log_key: PrivateKey,
     config: LedgerConfig,
@@ -378,6 +399,7 @@ impl Ledger {
             config,
             head: RwLock::new(head),
             halted: AtomicBool::new(false),
+            stats: SequencerStats::default(),
         });
         let (tx, rx) = mpsc::channel::<Job>();
         let seq = Sequencer {
@@ -405,6 +427,16 @@ impl Ledger {
     /// The log's public key.
     pub fn log_key(&self) -> &PublicKey {
         self.inner.log_key.public()
+    }
+
+    /// The sequencer's counters.
+    pub fn stats(&self) -> &SequencerStats {
+        &self.inner.stats
+    }
+
+    /// The base URL of QR links, if configured.
+    pub fn base_url(&self) -> Option<&str> {
+        self.inner.config.base_url.as_deref()
     }
 
     /// The log's origin (the log key's name).
@@ -626,6 +658,8 @@ impl Sequencer {
     }
 
     fn batch(&mut self, jobs: Vec<Job>) {
+        let t0 = Instant::now();
+        let stats = &self.inner.stats;
         let store = &self.inner.store;
         let mut overlay = Overlay::new(store);
         let mut tb = self.tb.clone();
@@ -648,6 +682,15 @@ impl Sequencer {
                 },
             );
         }
+        let refused = outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Refused(_)))
+            .count();
+        stats.refused.fetch_add(refused as u64, Ordering::Relaxed);
+        let t1 = Instant::now();
+        stats
+            .build_ns
+            .fetch_add((t1 - t0).as_nanos() as u64, Ordering::Relaxed);
         if commit.entries.is_empty() {
             let head = current_head(&self.inner);
             return reply_all(jobs, outcomes, &head, time_ms, &[]);
@@ -688,9 +731,22 @@ impl Sequencer {
         commit.size = tb.size();
         commit.checkpoint = text.clone();
         commit.state.extend(overlay.into_writes());
-        if let Err(e) = store.commit(commit) {
-            return self.fail(jobs, &e.to_string());
-        }
+        let appended = commit.entries.len() as u64;
+        let t2 = Instant::now();
+        stats
+            .sign_ns
+            .fetch_add((t2 - t1).as_nanos() as u64, Ordering::Relaxed);
+        match store.commit(commit) {
+            Ok(flush) => stats
+                .flush_ns
+                .fetch_add(flush.as_nanos() as u64, Ordering::Relaxed),
+            Err(e) => return self.fail(jobs, &e.to_string()),
+        };
+        stats
+            .commit_ns
+            .fetch_add(t2.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.entries.fetch_add(appended, Ordering::Relaxed);
         let head = Head {
             size: tb.size(),
             root: tb.root(),

@@ -165,8 +165,9 @@ impl Store {
             .map(|r| r.map_err(StoreError::from))
     }
 
-    /// Writes a batch atomically and flushes it to disk before returning.
-    pub fn commit(&self, c: Commit) -> Result<(), StoreError> {
+    /// Writes a batch atomically and flushes it to disk before returning; returns the time
+    /// the flush took.
+    pub fn commit(&self, c: Commit) -> Result<std::time::Duration, StoreError> {
         let mut b = sled::Batch::default();
         for (i, bytes) in c.entries {
             b.insert(&entry_key(i), bytes);
@@ -183,8 +184,9 @@ impl Store {
         b.insert(META_SIZE, &c.size.to_be_bytes());
         b.insert(META_CHECKPOINT, c.checkpoint.as_bytes());
         self.db.apply_batch(b)?;
+        let t = std::time::Instant::now();
         self.db.flush()?;
-        Ok(())
+        Ok(t.elapsed())
     }
 
     /// Bytes on disk (sled's own estimate).

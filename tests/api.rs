@@ -321,7 +321,7 @@ async fn the_whole_lifecycle_register_issue_events_revoke_reissue() {
     let c = s.get(&format!("/api/v1/certificates/{id}")).await.json();
     assert_eq!(c["status"], "revoked");
     assert_eq!(c["revocation"]["index"], rv["index"]);
-    assert_eq!(c["revocation"]["event"]["reason"], "recall");
+    assert_eq!(c["revocation"]["revocation"]["reason"], "recall");
     let product_path = format!("/api/v1/products/{g}/RM-2026%2F0001");
     let p = s.get(&product_path).await;
     assert_eq!(p.status, 200);

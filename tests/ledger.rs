@@ -663,3 +663,56 @@ fn refuses_an_event_on_an_unknown_certificate() {
     );
     assert_eq!(e.kind().status(), 404);
 }
+
+#[test]
+fn a_certificate_view_has_status_history_issuer_and_a_proof() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, report) = demo_ledger(dir.path());
+    let id = report.certificates["alt-003"];
+    let v = l.certificate(&id).unwrap();
+    assert_eq!(v.status, CertStatus::Revoked);
+    assert_eq!(v.issuer.name, "texas-reman.example");
+    assert_eq!(v.issuer.country.as_deref(), Some("US"));
+    assert_eq!(v.events.len(), 4);
+    let rev = v.revocation.as_ref().unwrap();
+    assert_eq!(rev.body["revocation"]["reason"], "recall");
+    let json = serde_json::to_value(&v).unwrap();
+    for field in [
+        "certificate_id",
+        "status",
+        "certificate",
+        "issuer",
+        "index",
+        "integrated_time",
+        "seal",
+        "qr_url",
+        "events",
+        "revocation",
+        "inclusion_proof",
+        "checkpoint",
+    ] {
+        assert!(json.get(field).is_some(), "missing {field}");
+    }
+    assert_eq!(json["status"], "revoked");
+    assert_eq!(json["events"][0]["event"]["event"], "shipped");
+    let cp = Checkpoint::open(&v.checkpoint, l.log_key()).unwrap();
+    let leaf = merkle::leaf_hash(&l.store().entry(v.index).unwrap().unwrap());
+    merkle::verify_inclusion(&leaf, v.index, cp.size, &v.inclusion_proof.proof, &cp.root).unwrap();
+    let seal = Seal::from_base64url(&v.seal).unwrap();
+    seal.verify(l.log_key(), l.origin(), &v.gtin, &v.serial)
+        .unwrap();
+
+    // The superseded unit lists both certificates, newest first.
+    let old = report.certificates["eng-002"];
+    let new = report.certificates["eng-002-r1"];
+    let ov = l.certificate(&old).unwrap();
+    assert_eq!(ov.superseded_by, Some(new));
+    let all = l.product(&ov.gtin, &ov.serial).unwrap();
+    let ids: Vec<_> = all.iter().map(|c| c.certificate_id).collect();
+    assert_eq!(ids, vec![new, old]);
+    assert!(matches!(
+        l.certificate(&CertificateId([7; 16])),
+        Err(reman_ledger::query::QueryError::NotFound(_))
+    ));
+    assert_eq!(l.parties().unwrap().len(), 9);
+}

@@ -1,0 +1,135 @@
+//! Issue 2's speed figure: in-process durable appends with group commit, beside the raw
+//! Ed25519 `verify_strict` rate of the same machine, measured in the same run.
+//!
+//! Run: `cargo bench --bench append` (optional: `-- N C` for N appends from C threads).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::*;
+use reman_ledger::dsse::{Envelope, pae};
+use reman_ledger::payload::PayloadType;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+fn verify_rate(envs: &[Envelope], keys: &[reman_ledger::keys::PublicKey], threads: usize) -> f64 {
+    let n = envs.len();
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let next = next.clone();
+            s.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let e = &envs[i];
+                    let k = &keys[i % keys.len()];
+                    let msg = pae(&e.payload_type, &e.payload);
+                    assert!(k.verify(&msg, &e.signature.sig).is_ok());
+                }
+            });
+        }
+    });
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(20_000);
+    let conc: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(64);
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let signers = [
+        "suzhou-reman.example",
+        "rhein-reman.example",
+        "texas-reman.example",
+        "kyoto-imaging.example",
+    ];
+    let keys: Vec<_> = signers.iter().map(|s| key(s)).collect();
+    let pubs: Vec<_> = keys.iter().map(|k| k.public().clone()).collect();
+    let envs: Vec<Envelope> = (0..n)
+        .map(|i| {
+            let json = certificate_json(&gtin(i as u64), &format!("BENCH-{i:08}"), None);
+            Envelope::sign(
+                PayloadType::Certificate.media_type(),
+                json.into_bytes(),
+                &keys[i % 4],
+            )
+            .unwrap()
+        })
+        .collect();
+    let bodies: Vec<Vec<u8>> = envs.iter().map(|e| e.to_json().into_bytes()).collect();
+
+    let v1 = verify_rate(&envs, &pubs, 1);
+    let vall = verify_rate(&envs, &pubs, cores);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, _) = demo_ledger(dir.path());
+    let ledger = Arc::new(ledger);
+    let start_size = ledger.head().size;
+    let next = Arc::new(AtomicUsize::new(0));
+    let bodies = Arc::new(bodies);
+    let start = Instant::now();
+    let sizes: Vec<Vec<u64>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..conc)
+            .map(|_| {
+                let (l, next, bodies) = (ledger.clone(), next.clone(), bodies.clone());
+                s.spawn(move || {
+                    let mut seen = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= bodies.len() {
+                            break;
+                        }
+                        let r = l.submit(&bodies[i]).unwrap();
+                        assert!(r.created);
+                        seen.push(r.inclusion_proof.tree_size);
+                    }
+                    seen
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let appends = n as f64 / secs;
+    let mut commits: Vec<u64> = sizes.into_iter().flatten().collect();
+    commits.sort();
+    commits.dedup();
+    assert_eq!(ledger.head().size, start_size + n as u64);
+    let disk = ledger.store().disk_bytes().unwrap_or(0);
+
+    println!("machine: {cores} cores; {n} certificate envelopes, {conc} concurrent submitters");
+    println!("raw verify_strict, 1 core:        {v1:>10.0} /s");
+    println!("raw verify_strict, {cores} cores:       {vall:>10.0} /s");
+    println!("durable appends (group commit):   {appends:>10.0} /s");
+    println!(
+        "group commits: {}, mean batch {:.1} entries",
+        commits.len(),
+        n as f64 / commits.len() as f64
+    );
+    println!(
+        "ratio appends / (1-core verify x {cores} cores) = {:.2}  (target >= 0.50)",
+        appends / (v1 * cores as f64)
+    );
+    let st = ledger.stats();
+    let ms = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e6;
+    println!(
+        "sequencer time: build {:.0} ms, sign {:.0} ms, write {:.0} ms + flush {:.0} ms (of {:.0} ms wall)",
+        ms(&st.build_ns),
+        ms(&st.sign_ns),
+        ms(&st.commit_ns) - ms(&st.flush_ns),
+        ms(&st.flush_ns),
+        secs * 1e3
+    );
+    println!(
+        "sled size on disk after the run: {:.1} MiB",
+        disk as f64 / 1048576.0
+    );
+}

@@ -1,0 +1,341 @@
+//! The read side of the ledger: certificates with their status, history and proof, products,
+//! parties, entries and proofs, in the JSON shapes of SPEC §6.
+//!
+//! Every answer is built from O(log n) sled reads plus the entries it shows; nothing here
+//! scans the log.
+
+use crate::certificate::CertificateId;
+use crate::entry::Entry;
+use crate::ledger::{Head, InclusionProof, Ledger, hex_hash};
+use crate::merkle::{self, Hash};
+use crate::seal;
+use crate::state::{self, CertRecord, CertStatus, StateRead};
+use base64::Engine as _;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// Why a query has no answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QueryError {
+    /// Nothing with that name or number is logged (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The question itself is invalid (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The ledger failed to read its own storage (500).
+    #[error("ledger storage: {0}")]
+    Internal(String),
+}
+
+fn internal(e: impl std::fmt::Display) -> QueryError {
+    QueryError::Internal(e.to_string())
+}
+
+/// A revocation or event entry in a certificate's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryItem {
+    /// Entry index.
+    pub index: u64,
+    /// When it was logged.
+    pub integrated_time: String,
+    /// The signer's party name.
+    pub signer: String,
+    /// The payload (SPEC §3.3 or §3.4).
+    #[serde(flatten)]
+    pub body: Value,
+}
+
+/// The issuer of a certificate, as shown beside it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Issuer {
+    /// Party name.
+    pub name: String,
+    /// Display name, if registered.
+    pub display_name: Option<String>,
+    /// Country, if registered.
+    pub country: Option<String>,
+}
+
+/// A certificate with its status, history and proof: `GET /api/v1/certificates/{id}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CertificateView {
+    /// The certificate ID.
+    pub certificate_id: CertificateId,
+    /// valid, revoked or superseded.
+    pub status: CertStatus,
+    /// The certificate payload as signed.
+    pub certificate: Value,
+    /// Who signed it.
+    pub issuer: Issuer,
+    /// Entry index.
+    pub index: u64,
+    /// When it was logged.
+    pub integrated_time: String,
+    /// The seal, base64url.
+    pub seal: String,
+    /// The QR content, when the ledger knows its base URL.
+    pub qr_url: Option<String>,
+    /// Events, oldest first.
+    pub events: Vec<HistoryItem>,
+    /// The revocation, if revoked.
+    pub revocation: Option<HistoryItem>,
+    /// The certificate this one replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub supersedes: Option<CertificateId>,
+    /// The certificate that replaced this one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<CertificateId>,
+    /// Inclusion proof of the entry against `checkpoint`.
+    pub inclusion_proof: InclusionProof,
+    /// The signed checkpoint.
+    pub checkpoint: String,
+    /// The unit's GTIN (also inside `certificate`).
+    #[serde(skip)]
+    pub gtin: String,
+    /// The unit's serial (also inside `certificate`).
+    #[serde(skip)]
+    pub serial: String,
+}
+
+impl Ledger {
+    fn entry_at(&self, index: u64) -> Result<(Vec<u8>, Entry), QueryError> {
+        let bytes = self
+            .store()
+            .entry(index)
+            .map_err(internal)?
+            .ok_or_else(|| QueryError::Internal(format!("entry {index} missing")))?
+            .to_vec();
+        let entry = Entry::parse(&bytes).map_err(internal)?;
+        Ok((bytes, entry))
+    }
+
+    fn proof_against(&self, index: u64, head: &Head) -> Result<InclusionProof, QueryError> {
+        Ok(InclusionProof {
+            tree_size: head.size,
+            root: head.root,
+            proof: merkle::inclusion_proof(index, head.size, self.store()).map_err(internal)?,
+        })
+    }
+
+    fn view(
+        &self,
+        id: &CertificateId,
+        rec: CertRecord,
+        head: &Head,
+    ) -> Result<CertificateView, QueryError> {
+        let store = self.store();
+        let (_, entry) = self.entry_at(rec.index)?;
+        let certificate: Value =
+            serde_json::from_slice(&entry.envelope.payload).map_err(internal)?;
+        let party = store.party_record(&rec.issuer).map_err(internal)?;
+        let issuer = Issuer {
+            name: rec.issuer.clone(),
+            display_name: party.as_ref().and_then(|p| p.party.display_name.clone()),
+            country: party.as_ref().and_then(|p| p.party.country.clone()),
+        };
+        let seal = self
+            .seal(id)
+            .map_err(internal)?
+            .ok_or_else(|| QueryError::Internal(format!("seal of {id} missing")))?;
+        let qr_url = self
+            .base_url()
+            .map(|b| seal::qr_url(b, &rec.gtin, &rec.serial, &seal));
+        let mut events = Vec::new();
+        let mut revocation = None;
+        for item in store.scan_prefix(&state::key::history_prefix(id)) {
+            let (k, kind) = item.map_err(internal)?;
+            let index = k
+                .get(k.len().saturating_sub(8)..)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| QueryError::Internal("history key".into()))?;
+            let (_, e) = self.entry_at(index)?;
+            let item = HistoryItem {
+                index,
+                integrated_time: e.integrated_time(),
+                signer: e.envelope.signature.keyid.name.clone(),
+                body: json!({ if &*kind == b"revocation" { "revocation" } else { "event" }:
+                    serde_json::from_slice::<Value>(&e.envelope.payload).map_err(internal)? }),
+            };
+            if &*kind == b"revocation" {
+                revocation = Some(item);
+            } else {
+                events.push(item);
+            }
+        }
+        let supersedes = certificate
+            .get("supersedes")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok());
+        Ok(CertificateView {
+            certificate_id: *id,
+            status: rec.status,
+            certificate,
+            issuer,
+            index: rec.index,
+            integrated_time: entry.integrated_time(),
+            seal: seal.to_base64url(),
+            qr_url,
+            events,
+            revocation,
+            supersedes,
+            superseded_by: rec.superseded_by,
+            inclusion_proof: self.proof_against(rec.index, head)?,
+            checkpoint: head.checkpoint.to_string(),
+            gtin: rec.gtin,
+            serial: rec.serial,
+        })
+    }
+
+    /// A certificate with its status, history and an inclusion proof against the latest checkpoint.
+    pub fn certificate(&self, id: &CertificateId) -> Result<CertificateView, QueryError> {
+        let rec = state::certificate(self.store(), id)
+            .map_err(internal)?
+            .ok_or_else(|| QueryError::NotFound(format!("certificate {id} is not in the log")))?;
+        self.view(id, rec, &self.head())
+    }
+
+    /// Every certificate of a unit, newest first.
+    pub fn product(&self, gtin: &str, serial: &str) -> Result<Vec<CertificateView>, QueryError> {
+        let head = self.head();
+        let mut out = Vec::new();
+        for item in self
+            .store()
+            .scan_prefix(&state::key::unit_history_prefix(gtin, serial))
+        {
+            let (_, id) = item.map_err(internal)?;
+            let id = CertificateId(
+                id.as_ref()
+                    .try_into()
+                    .map_err(|_| QueryError::Internal("unit history record".into()))?,
+            );
+            let rec = state::certificate(self.store(), &id)
+                .map_err(internal)?
+                .ok_or_else(|| QueryError::Internal(format!("certificate {id} record missing")))?;
+            out.push(self.view(&id, rec, &head)?);
+        }
+        if out.is_empty() {
+            return Err(QueryError::NotFound(format!(
+                "no certificate is logged for GTIN {gtin}, serial {serial}"
+            )));
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    fn party_json(rec: &state::PartyRecord) -> Value {
+        let mut v = serde_json::to_value(&rec.party).unwrap_or(Value::Null);
+        if let Some(o) = v.as_object_mut() {
+            o.insert("index".into(), rec.index.into());
+        }
+        v
+    }
+
+    /// The registered parties (the trust list), by name.
+    pub fn parties(&self) -> Result<Vec<Value>, QueryError> {
+        let mut out = Vec::new();
+        for item in self.store().scan_prefix(b"p") {
+            let (k, v) = item.map_err(internal)?;
+            let rec = state::decode_party(&k, &v).map_err(internal)?;
+            out.push(Self::party_json(&rec));
+        }
+        Ok(out)
+    }
+
+    /// One party's current registration.
+    pub fn party(&self, name: &str) -> Result<Value, QueryError> {
+        let rec = self
+            .store()
+            .party_record(name)
+            .map_err(internal)?
+            .ok_or_else(|| QueryError::NotFound(format!("party {name} is not registered")))?;
+        Ok(Self::party_json(&rec))
+    }
+
+    /// An entry: `{index, leaf (base64 of the exact bytes), leaf_hash, entry (parsed)}`.
+    pub fn entry_json(&self, index: u64) -> Result<Value, QueryError> {
+        let size = self.head().size;
+        if index >= size {
+            return Err(QueryError::NotFound(format!(
+                "entry {index} does not exist: the log has {size} entries"
+            )));
+        }
+        let (bytes, _) = self.entry_at(index)?;
+        let parsed: Value = serde_json::from_slice(&bytes).map_err(internal)?;
+        Ok(json!({
+            "index": index,
+            "leaf": base64::engine::general_purpose::STANDARD.encode(&bytes),
+            "leaf_hash": hex::encode(merkle::leaf_hash(&bytes)),
+            "entry": parsed,
+        }))
+    }
+
+    /// An inclusion proof of entry `index` in the tree of `tree_size` entries.
+    pub fn inclusion_json(&self, index: u64, tree_size: u64) -> Result<Value, QueryError> {
+        let size = self.head().size;
+        if tree_size > size {
+            return Err(QueryError::NotFound(format!(
+                "tree size {tree_size} is beyond the log's {size} entries"
+            )));
+        }
+        if index >= tree_size {
+            return Err(QueryError::BadRequest(format!(
+                "index {index} is not below tree_size {tree_size}"
+            )));
+        }
+        let leaf: Hash = self
+            .store()
+            .node(merkle::NodeId { level: 0, index })
+            .map_err(internal)?
+            .ok_or_else(|| QueryError::Internal(format!("leaf {index} missing")))?;
+        let proof = merkle::inclusion_proof(index, tree_size, self.store()).map_err(internal)?;
+        Ok(json!({
+            "index": index,
+            "tree_size": tree_size,
+            "leaf_hash": hex::encode(leaf),
+            "proof": proof.iter().map(hex::encode).collect::<Vec<_>>(),
+        }))
+    }
+
+    /// A consistency proof between two tree sizes.
+    pub fn consistency_json(&self, first: u64, second: u64) -> Result<Value, QueryError> {
+        let size = self.head().size;
+        if second > size {
+            return Err(QueryError::NotFound(format!(
+                "tree size {second} is beyond the log's {size} entries"
+            )));
+        }
+        if first > second {
+            return Err(QueryError::BadRequest(format!(
+                "first ({first}) must not exceed second ({second})"
+            )));
+        }
+        let proof = merkle::consistency_proof(first, second, self.store()).map_err(internal)?;
+        Ok(json!({
+            "first": first,
+            "second": second,
+            "proof": proof.iter().map(hex::encode).collect::<Vec<_>>(),
+        }))
+    }
+
+    /// What a verifier pins: `{origin, log_key, tree_size, root}`.
+    pub fn log_json(&self) -> Value {
+        #[derive(Serialize)]
+        struct Log<'a> {
+            origin: &'a str,
+            log_key: String,
+            tree_size: u64,
+            #[serde(with = "hex_hash")]
+            root: Hash,
+        }
+        let head = self.head();
+        serde_json::to_value(Log {
+            origin: self.origin(),
+            log_key: self.log_key().to_vkey(),
+            tree_size: head.size,
+            root: head.root,
+        })
+        .unwrap_or(Value::Null)
+    }
+}

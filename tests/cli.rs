@@ -1,0 +1,197 @@
+//! The real `reman-ledger` binary: keygen, init, sign, audit and their exit codes.
+
+mod common;
+
+use common::*;
+use reman_ledger::dsse::Envelope;
+use reman_ledger::store::Store;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn bin(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_reman-ledger"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn keygen_writes_a_private_key_0600_and_the_vkey() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin(
+        &[
+            "keygen",
+            "--name",
+            "gearbox-works.example",
+            "--out",
+            "k/gw.key",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let vkey = text(&out.stdout).trim().to_owned();
+    assert!(vkey.starts_with("gearbox-works.example+"));
+    let key = dir.path().join("k/gw.key");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("k/gw.key.pub"))
+            .unwrap()
+            .trim(),
+        vkey
+    );
+    let private = reman_ledger::keyfile::read_private(&key).unwrap();
+    assert_eq!(private.public().to_vkey(), vkey);
+    // Never overwrites an existing key; a bad name is a usage error.
+    let again = bin(
+        &[
+            "keygen",
+            "--name",
+            "gearbox-works.example",
+            "--out",
+            "k/gw.key",
+        ],
+        dir.path(),
+    );
+    assert_eq!(again.status.code(), Some(2));
+    let bad = bin(
+        &["keygen", "--name", "bad name", "--out", "x.key"],
+        dir.path(),
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("invalid key name"));
+    assert!(!dir.path().join("x.key").exists());
+}
+
+#[test]
+fn init_creates_missing_keys_and_a_ledger_that_audits() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin(
+        &[
+            "init",
+            "--data",
+            "d",
+            "--origin",
+            "ledger.test/log",
+            "--log-key",
+            "log.key",
+            "--operator-key",
+            "op.key",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let log = reman_ledger::keyfile::read_private(&dir.path().join("log.key")).unwrap();
+    assert_eq!(log.name(), "ledger.test/log");
+    let op = reman_ledger::keyfile::read_private(&dir.path().join("op.key")).unwrap();
+    assert_eq!(op.name(), "operator.ledger.test");
+    let audit = bin(&["audit", "--data", "d", "--json"], dir.path());
+    assert_eq!(audit.status.code(), Some(0), "{}", text(&audit.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["report"]["tree_size"], 1);
+    // A second init on the same directory is refused and changes nothing.
+    let again = bin(
+        &[
+            "init",
+            "--data",
+            "d",
+            "--origin",
+            "ledger.test/log",
+            "--log-key",
+            "log.key",
+            "--operator-key",
+            "op.key",
+        ],
+        dir.path(),
+    );
+    assert_eq!(again.status.code(), Some(2));
+    assert!(text(&again.stderr).contains("already holds a ledger"));
+}
+
+#[test]
+fn sign_prints_an_envelope_that_verifies_and_refuses_an_invalid_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.json");
+    std::fs::write(&cert, certificate_json(&gtin(1), "CLI-1", None)).unwrap();
+    let key = root().join("keys/parties/suzhou-reman.example.key");
+    let out = bin(
+        &[
+            "sign",
+            "--key",
+            key.to_str().unwrap(),
+            "--type",
+            "certificate",
+            "cert.json",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let env = Envelope::parse(text(&out.stdout).trim().as_bytes()).unwrap();
+    env.verify(common::key("suzhou-reman.example").public())
+        .unwrap();
+    assert_eq!(env.payload, std::fs::read(&cert).unwrap());
+
+    std::fs::write(
+        &cert,
+        certificate_json(&gtin(1), "CLI-1", None).replace("pass", "fail"),
+    )
+    .unwrap();
+    let bad = bin(
+        &[
+            "sign",
+            "--key",
+            key.to_str().unwrap(),
+            "--type",
+            "certificate",
+            "cert.json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("fail"), "{}", text(&bad.stderr));
+    assert!(bad.stdout.is_empty());
+}
+
+#[test]
+fn audit_exits_1_on_a_tampered_store_and_names_the_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (l, _) = demo_ledger(&data);
+    l.close().unwrap();
+    let ok = bin(&["audit", "--data", "data"], dir.path());
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert!(text(&ok.stdout).starts_with("OK: 89 entries"));
+    {
+        let store = Store::open(&data).unwrap();
+        let mut e = store.entry(42).unwrap().unwrap().to_vec();
+        let p = e.len() - 30;
+        e[p] ^= 1;
+        store.raw_put_entry(42, &e).unwrap();
+    }
+    let bad = bin(&["audit", "--data", "data", "--json"], dir.path());
+    assert_eq!(bad.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&bad.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["first_bad_index"], 42);
+    let missing = bin(&["audit", "--data", "nowhere"], dir.path());
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(bin(&["frobnicate"], dir.path()).status.code(), Some(2));
+    assert_eq!(bin(&["keygen"], dir.path()).status.code(), Some(2));
+    let help = bin(&["--help"], dir.path());
+    assert!(help.status.success());
+    for cmd in ["keygen", "init", "sign", "audit"] {
+        assert!(text(&help.stdout).contains(cmd), "help lacks {cmd}");
+    }
+}
