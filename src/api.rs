@@ -387,6 +387,37 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/01/{gtin}/21/{*serial}",
+        summary: "GS1 Digital Link resolver: the status page (HTML), or the product JSON with \
+                  the verdict and the seal check for Accept: application/json",
+        params: &[
+            P_GTIN,
+            P_SERIAL,
+            Param {
+                name: "seal",
+                location: ParamIn::Query,
+                required: false,
+                kind: "string",
+                description: "the seal from the QR code (base64url, SPEC §5); verified when given",
+            },
+        ],
+        ok: &[
+            json_answer(
+                200,
+                "Resolution",
+                "the unit's certificates, verdict and seal check",
+            ),
+            Answer {
+                status: 200,
+                media_type: "text/html; charset=utf-8",
+                schema: "",
+                description: "the status page",
+            },
+        ],
+        errors: &[400, 404],
+    },
+    Route {
+        method: "GET",
         path: "/api/v1/parties",
         summary: "The registered parties: the trust list",
         params: &[],
@@ -513,6 +544,7 @@ fn routes() -> Builder {
     .get("/api/v1/entries/{index}", get_entry)
     .get("/api/v1/certificates/{id}", get_certificate)
     .get("/api/v1/products/{gtin}/{*serial}", get_product)
+    .get("/01/{gtin}/21/{*serial}", get_resolver)
     .get("/api/v1/parties", get_parties)
     .get("/api/v1/parties/{*name}", get_party)
     .get("/api/v1/checkpoint", get_checkpoint)
@@ -653,7 +685,7 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
         }
     };
     let status = resp.status();
-    if (status.is_client_error() || status.is_server_error()) && !is_problem(resp.headers()) {
+    if (status.is_client_error() || status.is_server_error()) && needs_problem(resp.headers()) {
         resp = as_problem(resp, &method, &path).await;
     }
     let h = resp.headers_mut();
@@ -683,10 +715,12 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
     resp
 }
 
-fn is_problem(h: &HeaderMap) -> bool {
+/// True for an error answer axum wrote itself (empty or plain text), which must become a
+/// problem; our problems and HTML error pages stay as they are.
+fn needs_problem(h: &HeaderMap) -> bool {
     h.get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with(PROBLEM_JSON))
+        .is_none_or(|v| v.starts_with("text/plain"))
 }
 
 /// Rewrites an error answer that axum produced itself (405, a body-limit or extractor
@@ -1011,6 +1045,227 @@ async fn get_openapi() -> Response {
         doc.as_str(),
     )
         .into_response()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The GS1 Digital Link resolver
+// ---------------------------------------------------------------------------------------------
+
+/// The result of checking the seal given with a resolver request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SealOutcome {
+    /// No `seal` parameter.
+    NotGiven,
+    /// Signed by this log for this GTIN and serial.
+    Valid,
+    /// Malformed, or not signed by this log for this unit.
+    Invalid(String),
+    /// A genuine seal of this log, but for another unit's certificate.
+    OtherProduct { certificate_id: String },
+}
+
+/// What the resolver says about a unit.
+struct Resolution {
+    verdict: &'static str,
+    seal: SealOutcome,
+    certificates: Vec<crate::query::CertificateView>,
+    /// Index in `certificates` of the one the verdict is about.
+    chosen: Option<usize>,
+    proof_verified: bool,
+}
+
+/// Checks the seal (if any) and picks the certificate the verdict is about: the sealed one,
+/// else the newest.
+fn resolve(ledger: &Ledger, gtin: &str, serial: &str, seal: Option<&str>) -> ApiResult<Resolution> {
+    let certificates = match ledger.product(gtin, serial) {
+        Ok(c) => c,
+        Err(QueryError::NotFound(_)) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let (seal, chosen) = match seal {
+        None => (
+            SealOutcome::NotGiven,
+            (!certificates.is_empty()).then_some(0),
+        ),
+        Some(text) => check_seal(ledger, gtin, serial, text, &certificates),
+    };
+    let view = chosen.and_then(|i| certificates.get(i));
+    let verdict = match (&seal, view) {
+        (SealOutcome::Invalid(_) | SealOutcome::OtherProduct { .. }, _) => "seal_invalid",
+        (_, None) => "unknown",
+        (_, Some(v)) => v.status.as_str(),
+    };
+    let proof_verified = view.is_some_and(|v| proof_verifies(ledger, v));
+    Ok(Resolution {
+        verdict,
+        seal,
+        certificates,
+        chosen,
+        proof_verified,
+    })
+}
+
+fn check_seal(
+    ledger: &Ledger,
+    gtin: &str,
+    serial: &str,
+    text: &str,
+    certificates: &[crate::query::CertificateView],
+) -> (SealOutcome, Option<usize>) {
+    let seal = match crate::seal::Seal::from_base64url(text) {
+        Ok(s) => s,
+        Err(e) => return (SealOutcome::Invalid(e.to_string()), None),
+    };
+    let id = CertificateId(seal.certificate_id);
+    match seal.verify(ledger.log_key(), ledger.origin(), gtin, serial) {
+        Ok(()) => match certificates.iter().position(|c| c.certificate_id == id) {
+            Some(i) => (SealOutcome::Valid, Some(i)),
+            None => (
+                SealOutcome::Invalid(format!(
+                    "the seal names certificate {id}, which is not in the log"
+                )),
+                None,
+            ),
+        },
+        Err(e) => {
+            // A genuine seal copied from another unit's label is worth telling apart.
+            if let Ok(other) = ledger.certificate(&id)
+                && (other.gtin != gtin || other.serial != serial)
+                && seal
+                    .verify(
+                        ledger.log_key(),
+                        ledger.origin(),
+                        &other.gtin,
+                        &other.serial,
+                    )
+                    .is_ok()
+            {
+                return (
+                    SealOutcome::OtherProduct {
+                        certificate_id: id.to_string(),
+                    },
+                    None,
+                );
+            }
+            (SealOutcome::Invalid(e.to_string()), None)
+        }
+    }
+}
+
+/// Re-checks a certificate's inclusion proof against its signed checkpoint, as a verifier would.
+fn proof_verifies(ledger: &Ledger, v: &crate::query::CertificateView) -> bool {
+    let Ok(cp) = crate::checkpoint::Checkpoint::open(&v.checkpoint, ledger.log_key()) else {
+        return false;
+    };
+    let Ok(Some(entry)) = ledger.store().entry(v.index) else {
+        return false;
+    };
+    let p = &v.inclusion_proof;
+    p.tree_size == cp.size
+        && p.root == cp.root
+        && crate::merkle::verify_inclusion(
+            &crate::merkle::leaf_hash(&entry),
+            v.index,
+            cp.size,
+            &p.proof,
+            &cp.root,
+        )
+        .is_ok()
+}
+
+fn seal_json(s: &SealOutcome) -> Value {
+    match s {
+        SealOutcome::NotGiven => json!({"result": "not_given"}),
+        SealOutcome::Valid => json!({"result": "valid"}),
+        SealOutcome::Invalid(why) => json!({"result": "invalid", "detail": why}),
+        SealOutcome::OtherProduct { certificate_id } => {
+            json!({"result": "other_product", "certificate_id": certificate_id})
+        }
+    }
+}
+
+/// True when the client asks for JSON rather than a page.
+fn wants_json(headers: &HeaderMap) -> bool {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    (accept.contains("application/json") || accept.contains("+json"))
+        && !accept.contains("text/html")
+}
+
+/// `GET /01/{gtin}/21/{serial}[?seal=…]`: the GS1 Digital Link resolver.
+async fn get_resolver(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    p: Result<Path<(String, String)>, PathRejection>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Response> {
+    let Path((gtin, serial)) = p?;
+    let Query(q) = q?;
+    let res = resolve(
+        &st.ledger,
+        &gtin,
+        &serial,
+        q.get("seal").map(String::as_str),
+    )?;
+    if wants_json(&headers) {
+        if res.certificates.is_empty() {
+            let mut detail = format!("no certificate is logged for GTIN {gtin}, serial {serial}");
+            if let SealOutcome::OtherProduct { certificate_id } = &res.seal {
+                detail.push_str(&format!(
+                    "; the seal belongs to certificate {certificate_id} of another product"
+                ));
+            }
+            return Err(Problem::from_refusal(RefusalKind::NotFound, detail));
+        }
+        let chosen = res
+            .chosen
+            .and_then(|i| res.certificates.get(i))
+            .map(|c| c.certificate_id.to_string());
+        return Ok(Json(json!({
+            "gtin": gtin,
+            "serial": serial,
+            "verdict": res.verdict,
+            "seal_check": seal_json(&res.seal),
+            "certificate_id": chosen,
+            "proof_verified": res.proof_verified,
+            "certificates": res.certificates,
+        }))
+        .into_response());
+    }
+    Ok(status_html(&gtin, &serial, res))
+}
+
+/// The HTML status page (until the page module lands: a minimal page).
+fn status_html(gtin: &str, serial: &str, res: Resolution) -> Response {
+    let status = if res.certificates.is_empty() {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::OK
+    };
+    let body = format!(
+        "<!doctype html><meta charset=utf-8><title>{}</title><p>{} {}",
+        res.verdict,
+        html_escape(gtin),
+        html_escape(serial)
+    );
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1454,6 +1709,22 @@ fn schemas() -> Value {
                 "serial": {"type": "string"},
                 "certificates": {"type": "array", "description": "newest first",
                                  "items": schema_ref("CertificateView")},
+            },
+        },
+        "Resolution": {
+            "type": "object",
+            "required": ["gtin", "serial", "verdict", "seal_check", "certificate_id", "proof_verified", "certificates"],
+            "properties": {
+                "gtin": {"type": "string"},
+                "serial": {"type": "string"},
+                "verdict": {"type": "string", "enum": ["valid", "revoked", "superseded", "unknown", "seal_invalid"]},
+                "seal_check": {"type": "object", "required": ["result"], "properties": {
+                    "result": {"type": "string", "enum": ["not_given", "valid", "invalid", "other_product"]},
+                    "detail": {"type": "string", "description": "why the seal is invalid"},
+                    "certificate_id": {"type": "string", "description": "the certificate a seal for another product belongs to"}}},
+                "certificate_id": {"type": "string", "nullable": true, "description": "the certificate the verdict is about: the sealed one, else the newest"},
+                "proof_verified": {"type": "boolean", "description": "its inclusion proof verified against the signed checkpoint"},
+                "certificates": {"type": "array", "description": "newest first", "items": schema_ref("CertificateView")},
             },
         },
         "Party": {

@@ -303,6 +303,24 @@ async fn the_whole_lifecycle_register_issue_events_revoke_reissue() {
     assert!(c["revocation"].is_null());
     check_proof(&c, &hex32(&e["leaf_hash"]), 3, &lk);
 
+    // The QR link resolves: the verdict is valid and the seal checks out.
+    let link = issued["qr_url"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("https://ledger.example")
+        .unwrap()
+        .to_owned();
+    let res = s
+        .req("GET", &link, &[("accept", "application/json")], b"")
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let res = res.json();
+    assert_eq!(res["verdict"], "valid");
+    assert_eq!(res["seal_check"], json!({"result": "valid"}));
+    assert_eq!(res["certificate_id"], id);
+    assert_eq!(res["proof_verified"], true);
+    assert_eq!(res["certificates"][0]["certificate_id"], id);
+
     // Events: a shipment by the issuer, a receipt by the importer.
     s.post_ok(&event_env(&id, "shipped", SUZHOU), 201).await;
     let ev = s.post_ok(&event_env(&id, "received", HAMBURG), 201).await;
@@ -322,6 +340,12 @@ async fn the_whole_lifecycle_register_issue_events_revoke_reissue() {
     assert_eq!(c["status"], "revoked");
     assert_eq!(c["revocation"]["index"], rv["index"]);
     assert_eq!(c["revocation"]["revocation"]["reason"], "recall");
+    let res = s
+        .req("GET", &link, &[("accept", "application/json")], b"")
+        .await
+        .json();
+    assert_eq!(res["verdict"], "revoked");
+    assert_eq!(res["seal_check"]["result"], "valid");
     let product_path = format!("/api/v1/products/{g}/RM-2026%2F0001");
     let p = s.get(&product_path).await;
     assert_eq!(p.status, 200);
@@ -349,6 +373,25 @@ async fn the_whole_lifecycle_register_issue_events_revoke_reissue() {
     assert_eq!(certs[1]["certificate_id"], id);
     assert_eq!(certs[1]["status"], "revoked");
     assert_eq!(certs[1]["events"].as_array().unwrap().len(), 2);
+
+    // The old label's seal still names the revoked certificate; without a seal the verdict is
+    // about the newest certificate.
+    let res = s
+        .req("GET", &link, &[("accept", "application/json")], b"")
+        .await
+        .json();
+    assert_eq!(
+        (res["verdict"].as_str(), res["certificate_id"].as_str()),
+        (Some("revoked"), Some(id.as_str()))
+    );
+    let bare = link.split('?').next().unwrap();
+    let res = s
+        .req("GET", bare, &[("accept", "application/json")], b"")
+        .await
+        .json();
+    assert_eq!(res["verdict"], "valid");
+    assert_eq!(res["seal_check"], json!({"result": "not_given"}));
+    assert_eq!(res["certificate_id"], second["certificate_id"]);
 
     // The log, the checkpoint and the proofs agree with each other.
     let log = s.get("/api/v1/log").await.json();
@@ -832,5 +875,86 @@ async fn concurrent_submissions_are_all_logged_and_batched() {
     assert!(m.contains("reman_ledger_batch_size_sum{} 41\n"), "{m}");
     assert_eq!(s.get("/healthz").await.json()["tree_size"], 42);
     let s = Arc::try_unwrap(s).ok().unwrap();
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resolver_checks_seals_and_negotiates_html_or_json() {
+    let s = start(ServeOptions::default()).await;
+    s.post_ok(&party_env(SUZHOU, "remanufacturer", "active"), 201)
+        .await;
+    let a = s
+        .post_ok(&cert_env(&gtin(11), "A-1", None, SUZHOU), 201)
+        .await;
+    let b = s
+        .post_ok(&cert_env(&gtin(12), "B-1", None, SUZHOU), 201)
+        .await;
+    let json_accept = [("accept", "application/json")];
+    let a_path = format!("/01/{}/21/A-1", gtin(11));
+    let seal_a = a["seal"].as_str().unwrap();
+    let seal_b = b["seal"].as_str().unwrap();
+    // B's genuine seal on A's label: a seal for another product.
+    let r = s
+        .req("GET", &format!("{a_path}?seal={seal_b}"), &json_accept, b"")
+        .await
+        .json();
+    assert_eq!(r["verdict"], "seal_invalid");
+    assert_eq!(
+        r["seal_check"],
+        json!({"result": "other_product", "certificate_id": b["certificate_id"]})
+    );
+    // A tampered seal (one character of the signature changed).
+    let mut t = seal_a.to_owned();
+    // Character 60 lies inside the signature (bytes 37..101).
+    let c = if &t[60..61] == "A" { "B" } else { "A" };
+    t.replace_range(60..61, c);
+    let r = s
+        .req("GET", &format!("{a_path}?seal={t}"), &json_accept, b"")
+        .await
+        .json();
+    assert_eq!(r["verdict"], "seal_invalid");
+    assert_eq!(r["seal_check"]["result"], "invalid");
+    assert!(
+        r["seal_check"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("does not verify"),
+        "{r}"
+    );
+    // Not a seal at all.
+    let r = s
+        .req("GET", &format!("{a_path}?seal=!!"), &json_accept, b"")
+        .await
+        .json();
+    assert_eq!(r["seal_check"]["result"], "invalid");
+    // The right seal.
+    let r = s
+        .req("GET", &format!("{a_path}?seal={seal_a}"), &json_accept, b"")
+        .await
+        .json();
+    assert_eq!(r["verdict"], "valid");
+    // An unknown unit: 404, a problem for JSON and a page for browsers.
+    let unknown = format!("/01/{}/21/NOPE", gtin(13));
+    s.req("GET", &unknown, &json_accept, b"").await.problem(404);
+    let r = s
+        .req(
+            "GET",
+            &unknown,
+            &[("accept", "text/html,application/xhtml+xml,*/*;q=0.8")],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.content_type(), "text/html; charset=utf-8");
+    let r = s
+        .req(
+            "GET",
+            &format!("{a_path}?seal={seal_a}"),
+            &[("accept", "text/html")],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.content_type(), "text/html; charset=utf-8");
     s.stop().await;
 }
