@@ -12,10 +12,16 @@
 //! from that list.
 
 use crate::certificate::CertificateId;
+use crate::checkpoint::Checkpoint;
+use crate::gs1;
 use crate::ledger::{Ledger, MAX_SUBMISSION_BYTES, Receipt, SubmitError};
+use crate::merkle;
+use crate::pages::{self, SealCheck, StatusView, Verdict};
 use crate::payload::PayloadType;
-use crate::query::QueryError;
-use crate::state::RefusalKind;
+use crate::qr;
+use crate::query::{CertificateView, QueryError};
+use crate::seal::{self, Seal};
+use crate::state::{CertStatus, RefusalKind};
 use crate::store::StoreError;
 use axum::body::{Body, HttpBody};
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -49,6 +55,9 @@ pub struct ServeOptions {
     pub body_timeout: Duration,
     /// Largest submission body (413 problem above it).
     pub max_body_bytes: usize,
+    /// Longest time a photo upload to `/scan` may take, decoding included (it replaces the
+    /// request timeout there: phones on slow networks upload megabytes).
+    pub upload_timeout: Duration,
     /// After the shutdown signal, how long to wait for requests in flight before giving up.
     pub shutdown_grace: Duration,
 }
@@ -59,6 +68,7 @@ impl Default for ServeOptions {
             request_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(5),
             max_body_bytes: MAX_SUBMISSION_BYTES,
+            upload_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -272,7 +282,7 @@ pub struct Param {
 pub struct Answer {
     /// HTTP status.
     pub status: u16,
-    /// Media type.
+    /// Media type, or "" for an answer without a body (a redirect).
     pub media_type: &'static str,
     /// Name of the schema under `components/schemas`, or "" for none.
     pub schema: &'static str,
@@ -375,6 +385,32 @@ pub const ROUTES: &[Route] = &[
         summary: "A certificate with status, issuer, seal, events, revocation and proof",
         params: &[P_CERT_ID],
         ok: &[json_answer(200, "CertificateView", "the certificate")],
+        errors: &[400, 404],
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/certificates/{id}/qr.png",
+        summary: "The certificate's QR code (SPEC §5 content, level Q) as PNG",
+        params: &[P_CERT_ID, P_QR_SIZE],
+        ok: &[Answer {
+            status: 200,
+            media_type: "image/png",
+            schema: "",
+            description: "the QR code",
+        }],
+        errors: &[400, 404],
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/certificates/{id}/qr.svg",
+        summary: "The certificate's QR code (SPEC §5 content, level Q) as SVG",
+        params: &[P_CERT_ID, P_QR_SIZE],
+        ok: &[Answer {
+            status: 200,
+            media_type: "image/svg+xml",
+            schema: "",
+            description: "the QR code",
+        }],
         errors: &[400, 404],
     },
     Route {
@@ -512,7 +548,71 @@ pub const ROUTES: &[Route] = &[
         ok: &[json_answer(200, "", "the document")],
         errors: &[],
     },
+    Route {
+        method: "GET",
+        path: "/",
+        summary: "Home page: look up a certificate or upload a photo of a QR label",
+        params: &[],
+        ok: &[HTML_PAGE],
+        errors: &[],
+    },
+    Route {
+        method: "GET",
+        path: "/lookup",
+        summary: "The home page's look-up form: redirects (303) to the unit's status page",
+        params: &[
+            optional_query("gtin", "GTIN (8 to 14 digits; left-padded to 14)"),
+            optional_query("serial", "serial number"),
+            optional_query("id", "certificate ID (instead of GTIN and serial)"),
+        ],
+        ok: &[Answer {
+            status: 303,
+            media_type: "",
+            schema: "",
+            description: "redirect to /01/{gtin}/21/{serial}",
+        }],
+        errors: &[400, 404],
+    },
+    Route {
+        method: "POST",
+        path: "/scan",
+        summary: "Upload a photo of a QR label (multipart/form-data): decoded on the server, \
+                  redirects (303) to its status page",
+        params: &[],
+        ok: &[Answer {
+            status: 303,
+            media_type: "",
+            schema: "",
+            description: "redirect to the status page of the code read",
+        }],
+        errors: &[400, 408, 413, 422],
+    },
 ];
+
+const HTML_PAGE: Answer = Answer {
+    status: 200,
+    media_type: "text/html; charset=utf-8",
+    schema: "",
+    description: "the page",
+};
+
+const P_QR_SIZE: Param = Param {
+    name: "size",
+    location: ParamIn::Query,
+    required: false,
+    kind: "integer",
+    description: "image width and height in pixels, 64 to 2048 (default 320)",
+};
+
+const fn optional_query(name: &'static str, description: &'static str) -> Param {
+    Param {
+        name,
+        location: ParamIn::Query,
+        required: false,
+        kind: "string",
+        description,
+    }
+}
 
 /// Builds the router while recording what it registers, so a test can hold it to [`ROUTES`].
 struct Builder {
@@ -527,9 +627,18 @@ impl Builder {
         self
     }
 
-    fn post<H: Handler<T, AppState>, T: 'static>(mut self, path: &'static str, h: H) -> Self {
-        self.router = self.router.route(path, post(h));
-        self.registered.push(("POST", path));
+    fn post<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
+        self.route("POST", path, post(h))
+    }
+
+    fn route(
+        mut self,
+        method: &'static str,
+        path: &'static str,
+        mr: axum::routing::MethodRouter<AppState>,
+    ) -> Self {
+        self.router = self.router.route(path, mr);
+        self.registered.push((method, path));
         self
     }
 }
@@ -543,6 +652,8 @@ fn routes() -> Builder {
     .post("/api/v1/entries", post_entry)
     .get("/api/v1/entries/{index}", get_entry)
     .get("/api/v1/certificates/{id}", get_certificate)
+    .get("/api/v1/certificates/{id}/qr.png", get_qr_png)
+    .get("/api/v1/certificates/{id}/qr.svg", get_qr_svg)
     .get("/api/v1/products/{gtin}/{*serial}", get_product)
     .get("/01/{gtin}/21/{*serial}", get_resolver)
     .get("/api/v1/parties", get_parties)
@@ -555,6 +666,13 @@ fn routes() -> Builder {
     .get("/healthz", get_health)
     .get("/metrics", get_metrics)
     .get("/api/v1/openapi.json", get_openapi)
+    .get("/", get_home)
+    .get("/lookup", get_lookup)
+    .route(
+        "POST",
+        "/scan",
+        post(post_scan).layer(axum::extract::DefaultBodyLimit::max(MAX_PHOTO_BYTES)),
+    )
 }
 
 /// The application: every route of [`ROUTES`] with its middleware, ready to serve or to test
@@ -661,13 +779,16 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().cloned();
     let path = req.uri().path().to_owned();
-    let mut resp = match tokio::time::timeout(st.opts.request_timeout, next.run(req)).await {
+    // Photo uploads have their own, longer deadline (checked in the handler).
+    let limit = if route.as_ref().is_some_and(|r| r.as_str() == "/scan") {
+        st.opts.upload_timeout + Duration::from_secs(5)
+    } else {
+        st.opts.request_timeout
+    };
+    let mut resp = match tokio::time::timeout(limit, next.run(req)).await {
         Ok(r) => r,
         Err(_) => {
-            let mut detail = format!(
-                "the request took longer than {} s",
-                st.opts.request_timeout.as_secs_f64()
-            );
+            let mut detail = format!("the request took longer than {} s", limit.as_secs_f64());
             if method == Method::POST {
                 detail.push_str(
                     "; the submission may still be logged: submit it again (an envelope already \
@@ -1051,27 +1172,24 @@ async fn get_openapi() -> Response {
 // The GS1 Digital Link resolver
 // ---------------------------------------------------------------------------------------------
 
-/// The result of checking the seal given with a resolver request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum SealOutcome {
-    /// No `seal` parameter.
-    NotGiven,
-    /// Signed by this log for this GTIN and serial.
-    Valid,
-    /// Malformed, or not signed by this log for this unit.
-    Invalid(String),
-    /// A genuine seal of this log, but for another unit's certificate.
-    OtherProduct { certificate_id: String },
-}
-
 /// What the resolver says about a unit.
 struct Resolution {
-    verdict: &'static str,
-    seal: SealOutcome,
-    certificates: Vec<crate::query::CertificateView>,
+    verdict: Verdict,
+    seal: SealCheck,
+    certificates: Vec<CertificateView>,
     /// Index in `certificates` of the one the verdict is about.
     chosen: Option<usize>,
     proof_verified: bool,
+}
+
+fn verdict_str(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Valid => "valid",
+        Verdict::Revoked => "revoked",
+        Verdict::Superseded => "superseded",
+        Verdict::Unknown => "unknown",
+        Verdict::SealInvalid => "seal_invalid",
+    }
 }
 
 /// Checks the seal (if any) and picks the certificate the verdict is about: the sealed one,
@@ -1083,17 +1201,18 @@ fn resolve(ledger: &Ledger, gtin: &str, serial: &str, seal: Option<&str>) -> Api
         Err(e) => return Err(e.into()),
     };
     let (seal, chosen) = match seal {
-        None => (
-            SealOutcome::NotGiven,
-            (!certificates.is_empty()).then_some(0),
-        ),
+        None => (SealCheck::NotGiven, (!certificates.is_empty()).then_some(0)),
         Some(text) => check_seal(ledger, gtin, serial, text, &certificates),
     };
     let view = chosen.and_then(|i| certificates.get(i));
     let verdict = match (&seal, view) {
-        (SealOutcome::Invalid(_) | SealOutcome::OtherProduct { .. }, _) => "seal_invalid",
-        (_, None) => "unknown",
-        (_, Some(v)) => v.status.as_str(),
+        (SealCheck::Invalid(_) | SealCheck::OtherProduct { .. }, _) => Verdict::SealInvalid,
+        (_, None) => Verdict::Unknown,
+        (_, Some(v)) => match v.status {
+            CertStatus::Valid => Verdict::Valid,
+            CertStatus::Revoked => Verdict::Revoked,
+            CertStatus::Superseded => Verdict::Superseded,
+        },
     };
     let proof_verified = view.is_some_and(|v| proof_verifies(ledger, v));
     Ok(Resolution {
@@ -1110,18 +1229,18 @@ fn check_seal(
     gtin: &str,
     serial: &str,
     text: &str,
-    certificates: &[crate::query::CertificateView],
-) -> (SealOutcome, Option<usize>) {
-    let seal = match crate::seal::Seal::from_base64url(text) {
+    certificates: &[CertificateView],
+) -> (SealCheck, Option<usize>) {
+    let seal = match Seal::from_base64url(text) {
         Ok(s) => s,
-        Err(e) => return (SealOutcome::Invalid(e.to_string()), None),
+        Err(e) => return (SealCheck::Invalid(e.to_string()), None),
     };
     let id = CertificateId(seal.certificate_id);
     match seal.verify(ledger.log_key(), ledger.origin(), gtin, serial) {
         Ok(()) => match certificates.iter().position(|c| c.certificate_id == id) {
-            Some(i) => (SealOutcome::Valid, Some(i)),
+            Some(i) => (SealCheck::Valid, Some(i)),
             None => (
-                SealOutcome::Invalid(format!(
+                SealCheck::Invalid(format!(
                     "the seal names certificate {id}, which is not in the log"
                 )),
                 None,
@@ -1141,20 +1260,20 @@ fn check_seal(
                     .is_ok()
             {
                 return (
-                    SealOutcome::OtherProduct {
+                    SealCheck::OtherProduct {
                         certificate_id: id.to_string(),
                     },
                     None,
                 );
             }
-            (SealOutcome::Invalid(e.to_string()), None)
+            (SealCheck::Invalid(e.to_string()), None)
         }
     }
 }
 
 /// Re-checks a certificate's inclusion proof against its signed checkpoint, as a verifier would.
-fn proof_verifies(ledger: &Ledger, v: &crate::query::CertificateView) -> bool {
-    let Ok(cp) = crate::checkpoint::Checkpoint::open(&v.checkpoint, ledger.log_key()) else {
+fn proof_verifies(ledger: &Ledger, v: &CertificateView) -> bool {
+    let Ok(cp) = Checkpoint::open(&v.checkpoint, ledger.log_key()) else {
         return false;
     };
     let Ok(Some(entry)) = ledger.store().entry(v.index) else {
@@ -1163,8 +1282,8 @@ fn proof_verifies(ledger: &Ledger, v: &crate::query::CertificateView) -> bool {
     let p = &v.inclusion_proof;
     p.tree_size == cp.size
         && p.root == cp.root
-        && crate::merkle::verify_inclusion(
-            &crate::merkle::leaf_hash(&entry),
+        && merkle::verify_inclusion(
+            &merkle::leaf_hash(&entry),
             v.index,
             cp.size,
             &p.proof,
@@ -1173,12 +1292,12 @@ fn proof_verifies(ledger: &Ledger, v: &crate::query::CertificateView) -> bool {
         .is_ok()
 }
 
-fn seal_json(s: &SealOutcome) -> Value {
+fn seal_json(s: &SealCheck) -> Value {
     match s {
-        SealOutcome::NotGiven => json!({"result": "not_given"}),
-        SealOutcome::Valid => json!({"result": "valid"}),
-        SealOutcome::Invalid(why) => json!({"result": "invalid", "detail": why}),
-        SealOutcome::OtherProduct { certificate_id } => {
+        SealCheck::NotGiven => json!({"result": "not_given"}),
+        SealCheck::Valid => json!({"result": "valid"}),
+        SealCheck::Invalid(why) => json!({"result": "invalid", "detail": why}),
+        SealCheck::OtherProduct { certificate_id } => {
             json!({"result": "other_product", "certificate_id": certificate_id})
         }
     }
@@ -1201,18 +1320,19 @@ async fn get_resolver(
     p: Result<Path<(String, String)>, PathRejection>,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let Path((gtin, serial)) = p?;
-    let Query(q) = q?;
-    let res = resolve(
-        &st.ledger,
-        &gtin,
-        &serial,
-        q.get("seal").map(String::as_str),
-    )?;
-    if wants_json(&headers) {
+    let json = wants_json(&headers);
+    let (gtin, serial, seal) = match (p, q) {
+        (Ok(Path((g, s))), Ok(Query(q))) => (g, s, q.get("seal").cloned()),
+        (Err(e), _) if json => return Err(e.into()),
+        (_, Err(e)) if json => return Err(e.into()),
+        (Err(e), _) => return Ok(html_error(StatusCode::BAD_REQUEST, &e.body_text())),
+        (_, Err(e)) => return Ok(html_error(StatusCode::BAD_REQUEST, &e.body_text())),
+    };
+    let res = resolve(&st.ledger, &gtin, &serial, seal.as_deref())?;
+    if json {
         if res.certificates.is_empty() {
             let mut detail = format!("no certificate is logged for GTIN {gtin}, serial {serial}");
-            if let SealOutcome::OtherProduct { certificate_id } = &res.seal {
+            if let SealCheck::OtherProduct { certificate_id } = &res.seal {
                 detail.push_str(&format!(
                     "; the seal belongs to certificate {certificate_id} of another product"
                 ));
@@ -1226,7 +1346,7 @@ async fn get_resolver(
         return Ok(Json(json!({
             "gtin": gtin,
             "serial": serial,
-            "verdict": res.verdict,
+            "verdict": verdict_str(res.verdict),
             "seal_check": seal_json(&res.seal),
             "certificate_id": chosen,
             "proof_verified": res.proof_verified,
@@ -1234,38 +1354,301 @@ async fn get_resolver(
         }))
         .into_response());
     }
-    Ok(status_html(&gtin, &serial, res))
-}
-
-/// The HTML status page (until the page module lands: a minimal page).
-fn status_html(gtin: &str, serial: &str, res: Resolution) -> Response {
     let status = if res.certificates.is_empty() {
         StatusCode::NOT_FOUND
     } else {
         StatusCode::OK
     };
-    let body = format!(
-        "<!doctype html><meta charset=utf-8><title>{}</title><p>{} {}",
-        res.verdict,
-        html_escape(gtin),
-        html_escape(serial)
-    );
+    let chosen = res.chosen.and_then(|i| res.certificates.get(i));
+    let certificate = chosen.and_then(|c| serde_json::to_value(c).ok());
+    let other_certificates = res
+        .certificates
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != res.chosen)
+        .map(|(_, c)| (c.certificate_id.to_string(), c.status.as_str().to_owned()))
+        .collect();
+    let view = StatusView {
+        verdict: res.verdict,
+        gtin,
+        serial,
+        seal: res.seal,
+        certificate,
+        other_certificates,
+        proof_verified: res.proof_verified,
+    };
+    Ok(html(status, pages::status_page(&view)))
+}
+
+fn html(status: StatusCode, body: String) -> Response {
     (
         status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        )],
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
         body,
     )
         .into_response()
 }
 
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+fn html_error(status: StatusCode, detail: &str) -> Response {
+    let title = status.canonical_reason().unwrap_or("Error");
+    html(status, pages::error_page(status.as_u16(), title, detail))
+}
+
+// ---------------------------------------------------------------------------------------------
+// QR codes, the home page, look-up and scan
+// ---------------------------------------------------------------------------------------------
+
+/// The QR content of a certificate: its QR URL, with the request's host as base URL when the
+/// ledger was not given one (the seal does not cover the base URL).
+fn qr_content(headers: &HeaderMap, view: &CertificateView) -> ApiResult<String> {
+    if let Some(u) = &view.qr_url {
+        return Ok(u.clone());
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            Problem::bad_request("no Host header, and the ledger has no base URL for QR links")
+        })?;
+    let seal = Seal::from_base64url(&view.seal)
+        .map_err(|e| Problem::from_refusal(RefusalKind::Internal, e.to_string()))?;
+    Ok(seal::qr_url(
+        &format!("http://{host}"),
+        &view.gtin,
+        &view.serial,
+        &seal,
+    ))
+}
+
+/// The `?size=` of a QR image, in pixels.
+fn qr_size(q: &HashMap<String, String>) -> ApiResult<u32> {
+    match q.get("size") {
+        None => Ok(qr::DEFAULT_SIZE),
+        Some(v) => {
+            let n = parse_u64("size", v)?;
+            let n = u32::try_from(n).unwrap_or(u32::MAX);
+            if !(qr::MIN_SIZE..=qr::MAX_SIZE).contains(&n) {
+                return Err(Problem::bad_request(
+                    qr::QrError::SizeOutOfRange(n).to_string(),
+                ));
+            }
+            Ok(n)
+        }
+    }
+}
+
+async fn get_qr(
+    st: AppState,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+    svg: bool,
+) -> ApiResult<Response> {
+    let Path(id) = id?;
+    let Query(q) = q?;
+    let id = certificate_id(&id)?;
+    let size = qr_size(&q)?;
+    let view = st.ledger.certificate(&id)?;
+    let content = qr_content(&headers, &view)?;
+    let qr_problem = |e: qr::QrError| match e {
+        qr::QrError::SizeOutOfRange(_) => Problem::bad_request(e.to_string()),
+        _ => Problem::from_refusal(RefusalKind::Internal, e.to_string()),
+    };
+    // Rendering a large PNG takes a few milliseconds of CPU: keep it off the async workers.
+    let (ctype, body): (&'static str, Vec<u8>) = if svg {
+        let s = qr::svg(&content, size).map_err(qr_problem)?;
+        ("image/svg+xml", s.into_bytes())
+    } else {
+        let png = tokio::task::spawn_blocking(move || qr::png(&content, size))
+            .await
+            .map_err(|e| Problem::from_refusal(RefusalKind::Internal, e.to_string()))?
+            .map_err(qr_problem)?;
+        ("image/png", png)
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(ctype)),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=86400"),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+async fn get_qr_png(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Response> {
+    get_qr(st, headers, id, q, false).await
+}
+
+async fn get_qr_svg(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Response> {
+    get_qr(st, headers, id, q, true).await
+}
+
+async fn get_home() -> Response {
+    html(StatusCode::OK, pages::home_page(None))
+}
+
+fn see_other(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(v) => (StatusCode::SEE_OTHER, [(header::LOCATION, v)]).into_response(),
+        Err(_) => html_error(StatusCode::BAD_REQUEST, "the link cannot be followed"),
+    }
+}
+
+/// The resolver path of a unit, with its seal when known.
+fn resolver_path(gtin: &str, serial: &str, seal: Option<&str>) -> String {
+    let mut p = format!("/01/{gtin}/21/{}", seal::percent_encode(serial));
+    if let Some(s) = seal {
+        p.push_str("?seal=");
+        p.push_str(s);
+    }
+    p
+}
+
+/// `GET /lookup?gtin=…&serial=…` or `?id=…`: the home page's form; redirects to the status page.
+async fn get_lookup(
+    State(st): State<AppState>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Response {
+    let again = |status: StatusCode, msg: &str| html(status, pages::home_page(Some(msg)));
+    let Ok(Query(q)) = q else {
+        return again(
+            StatusCode::BAD_REQUEST,
+            "The form could not be read; try again.",
+        );
+    };
+    let field = |k: &str| q.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    if let Some(id) = field("id") {
+        let id = id.to_ascii_lowercase();
+        let Ok(cid) = id.parse::<CertificateId>() else {
+            return again(
+                StatusCode::BAD_REQUEST,
+                "A certificate ID is 32 hexadecimal digits (0-9, a-f).",
+            );
+        };
+        return match st.ledger.certificate(&cid) {
+            Ok(v) => see_other(&resolver_path(&v.gtin, &v.serial, Some(&v.seal))),
+            Err(QueryError::NotFound(_)) => again(
+                StatusCode::NOT_FOUND,
+                &format!("No certificate {id} is in the ledger."),
+            ),
+            Err(e) => again(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        };
+    }
+    let (Some(gtin), Some(serial)) = (field("gtin"), field("serial")) else {
+        return again(
+            StatusCode::BAD_REQUEST,
+            "Enter a GTIN and a serial number, or a certificate ID.",
+        );
+    };
+    let digits: String = gtin.chars().filter(|c| !c.is_whitespace()).collect();
+    let padded = format!("{digits:0>14}");
+    if !gs1::gtin14_is_valid(&padded) {
+        return again(
+            StatusCode::BAD_REQUEST,
+            &format!("{gtin} is not a valid GTIN: 8 to 14 digits with a correct GS1 check digit."),
+        );
+    }
+    if !gs1::is_valid_serial(serial) {
+        return again(
+            StatusCode::BAD_REQUEST,
+            "A serial number is 1 to 20 characters of the GS1 character set (letters, digits and !\"%&'()*+,-./:;<=>?_).",
+        );
+    }
+    see_other(&resolver_path(&padded, serial, None))
+}
+
+/// The largest photo upload accepted by `/scan`.
+pub const MAX_PHOTO_BYTES: usize = 16 * 1024 * 1024;
+
+/// `POST /scan` (multipart/form-data, one image file): decodes the QR code on the server and
+/// redirects to its status page.
+async fn post_scan(
+    State(st): State<AppState>,
+    mp: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Response {
+    let again = |status: StatusCode, msg: &str| html(status, pages::home_page(Some(msg)));
+    let Ok(mut mp) = mp else {
+        return again(
+            StatusCode::BAD_REQUEST,
+            "Upload the photo with the form on this page (multipart/form-data).",
+        );
+    };
+    let read = async {
+        let mut photo = None;
+        while let Some(field) = mp.next_field().await? {
+            let is_file = field.file_name().is_some()
+                || matches!(field.name(), Some("photo" | "file" | "image"));
+            if is_file && photo.is_none() {
+                photo = Some(field.bytes().await?);
+            }
+        }
+        Ok::<_, axum::extract::multipart::MultipartError>(photo)
+    };
+    let photo = match tokio::time::timeout(st.opts.upload_timeout, read).await {
+        Err(_) => {
+            return again(
+                StatusCode::REQUEST_TIMEOUT,
+                "The upload took too long. Try a smaller photo.",
+            );
+        }
+        Ok(Err(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return again(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "The photo is larger than {} MB. Take a smaller one.",
+                    MAX_PHOTO_BYTES / (1024 * 1024)
+                ),
+            );
+        }
+        Ok(Err(e)) => return again(StatusCode::BAD_REQUEST, &format!("The upload failed: {e}")),
+        Ok(Ok(None)) => return again(StatusCode::BAD_REQUEST, "Choose a photo of the QR label."),
+        Ok(Ok(Some(p))) if p.is_empty() => {
+            return again(StatusCode::BAD_REQUEST, "Choose a photo of the QR label.");
+        }
+        Ok(Ok(Some(p))) => p,
+    };
+    // Decoding a photo is CPU work (up to a second): keep it off the async workers.
+    let decoded = tokio::task::spawn_blocking(move || qr::decode_image(&photo)).await;
+    let codes = match decoded {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return again(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+        Err(e) => return again(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    for code in &codes {
+        if let Ok(link) = seal::parse_digital_link(code) {
+            let seal = link.seal.map(|s| s.to_base64url());
+            return see_other(&resolver_path(&link.gtin, &link.serial, seal.as_deref()));
+        }
+    }
+    let shown: String = codes
+        .first()
+        .map_or(String::new(), |c| c.chars().take(80).collect());
+    again(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &format!(
+            "The QR code was read, but it is not a certificate link (it holds \"{shown}\"). \
+             Scan the ledger's QR label on the product."
+        ),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1545,11 +1928,13 @@ pub fn openapi() -> Value {
             } else {
                 json!({"type": "object"})
             };
-            responses.insert(
-                a.status.to_string(),
+            let answer = if a.media_type.is_empty() {
+                json!({"description": a.description})
+            } else {
                 json!({"description": a.description,
-                       "content": {a.media_type: {"schema": schema}}}),
-            );
+                       "content": {a.media_type: {"schema": schema}}})
+            };
+            responses.insert(a.status.to_string(), answer);
         }
         for s in r.errors {
             let reason = StatusCode::from_u16(*s)
@@ -1568,14 +1953,20 @@ pub fn openapi() -> Value {
             "parameters": params,
             "responses": responses,
         });
-        if r.method == "POST"
-            && let Some(o) = op.as_object_mut()
-        {
-            o.insert(
-                "requestBody".into(),
+        let body = match r.path {
+            "/api/v1/entries" => Some(
                 json!({"required": true, "description": "a DSSE envelope, at most 64 KiB",
                        "content": {"application/json": {"schema": schema_ref("Envelope")}}}),
-            );
+            ),
+            "/scan" => Some(
+                json!({"required": true, "content": {"multipart/form-data": {"schema": {
+                "type": "object", "properties": {"photo": {"type": "string", "format": "binary",
+                "description": "a PNG or JPEG photo of the QR label, at most 16 MiB"}}}}}}),
+            ),
+            _ => None,
+        };
+        if let (Some(body), Some(o)) = (body, op.as_object_mut()) {
+            o.insert("requestBody".into(), body);
         }
         let entry = paths
             .entry(openapi_path(r.path))

@@ -15,6 +15,7 @@ use reman_ledger::keys::{PrivateKey, PublicKey};
 use reman_ledger::ledger::{Ledger, LedgerConfig};
 use reman_ledger::merkle::{self, Hash};
 use reman_ledger::payload::PayloadType;
+use reman_ledger::qr;
 use reman_ledger::seal::Seal;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -220,6 +221,16 @@ fn check_proof(answer: &Value, leaf: &Hash, index: u64, log_key: &PublicKey) {
     merkle::verify_inclusion(leaf, index, cp.size, &hexes(&p["proof"]), &cp.root).unwrap();
 }
 
+const MULTIPART: &str = "multipart/form-data; boundary=XyZzY";
+
+/// A multipart/form-data body with one file field `photo`.
+fn multipart(file: &[u8]) -> Vec<u8> {
+    let mut b = b"--XyZzY\r\ncontent-disposition: form-data; name=\"photo\"; filename=\"label.png\"\r\ncontent-type: image/png\r\n\r\n".to_vec();
+    b.extend_from_slice(file);
+    b.extend_from_slice(b"\r\n--XyZzY--\r\n");
+    b
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_lifecycle_register_issue_events_revoke_reissue() {
     let s = start(ServeOptions::default()).await;
@@ -320,6 +331,32 @@ async fn the_whole_lifecycle_register_issue_events_revoke_reissue() {
     assert_eq!(res["certificate_id"], id);
     assert_eq!(res["proof_verified"], true);
     assert_eq!(res["certificates"][0]["certificate_id"], id);
+
+    // Scan: the served QR image decodes to the same link, which leads to the status page.
+    let png = s.get(&format!("/api/v1/certificates/{id}/qr.png")).await;
+    assert_eq!(png.status, 200);
+    assert_eq!(png.content_type(), "image/png");
+    let codes = qr::decode_image(&png.body).unwrap();
+    assert_eq!(codes, vec![issued["qr_url"].as_str().unwrap().to_owned()]);
+    let scanned = s
+        .req(
+            "POST",
+            "/scan",
+            &[("content-type", MULTIPART)],
+            &multipart(&png.body),
+        )
+        .await;
+    assert_eq!(scanned.status, 303, "{}", scanned.text());
+    assert_eq!(scanned.headers["location"].to_str().unwrap(), link);
+    let page = s.get(&link).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.content_type(), "text/html; charset=utf-8");
+    let svg = s
+        .get(&format!("/api/v1/certificates/{id}/qr.svg?size=400"))
+        .await;
+    assert_eq!(svg.status, 200);
+    assert_eq!(svg.content_type(), "image/svg+xml");
+    assert!(svg.text().contains("<svg"));
 
     // Events: a shipment by the issuer, a receipt by the importer.
     s.post_ok(&event_env(&id, "shipped", SUZHOU), 201).await;
@@ -670,11 +707,37 @@ async fn read_errors_are_problems() {
             "not_found",
         ),
         ("GET", "/no/such/route", 404, "no_route"),
+        (
+            "GET",
+            "/api/v1/certificates/00112233445566778899aabbccddeeff/qr.png",
+            404,
+            "not_found",
+        ),
+        ("GET", "/api/v1/certificates/nope/qr.svg", 400, "malformed"),
+        (
+            "GET",
+            "/api/v1/certificates/{valid}/qr.png?size=10",
+            400,
+            "malformed",
+        ),
+        (
+            "GET",
+            "/api/v1/certificates/{valid}/qr.png?size=99999",
+            400,
+            "malformed",
+        ),
+        (
+            "GET",
+            "/api/v1/certificates/{valid}/qr.svg?size=big",
+            400,
+            "malformed",
+        ),
         ("DELETE", "/api/v1/log", 405, "method_not_allowed"),
         ("GET", "/api/v1/entries", 405, "method_not_allowed"),
         ("PUT", "/api/v1/entries", 405, "method_not_allowed"),
     ];
     for (method, path, status, kind) in cases {
+        let path = &path.replace("{valid}", &valid);
         let r = s.req(method, path, &[], b"").await;
         let p = r.problem(status);
         assert_eq!(
@@ -696,6 +759,10 @@ async fn read_errors_are_problems() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_is_served_and_in_the_openapi_document() {
     let (s, valid, _) = populated().await;
+    let qr_png = s
+        .get(&format!("/api/v1/certificates/{valid}/qr.png"))
+        .await
+        .body;
     let r = s.get("/api/v1/openapi.json").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.content_type(), "application/json");
@@ -731,16 +798,17 @@ async fn every_route_is_served_and_in_the_openapi_document() {
         let path = match route.path {
             "/api/v1/proof/inclusion" => format!("{path}?index=1&tree_size=2"),
             "/api/v1/proof/consistency" => format!("{path}?first=1&second=2"),
+            "/lookup" => format!("{path}?id={valid}"),
             _ => path,
         };
-        let body = if route.method == "POST" {
-            party_env(SUZHOU, "remanufacturer", "active")
-        } else {
-            Vec::new()
+        let (headers, body) = match route.path {
+            "/api/v1/entries" => (vec![], party_env(SUZHOU, "remanufacturer", "active")),
+            "/scan" => (vec![("content-type", MULTIPART)], multipart(&qr_png)),
+            _ => (vec![], Vec::new()),
         };
-        let r = s.req(route.method, &path, &[], &body).await;
+        let r = s.req(route.method, &path, &headers, &body).await;
         assert!(
-            r.status == 200 || r.status == 201,
+            matches!(r.status, 200 | 201 | 303),
             "{} {path}: {} {}",
             route.method,
             r.status,
@@ -749,7 +817,7 @@ async fn every_route_is_served_and_in_the_openapi_document() {
         // HEAD works on every GET route.
         if route.method == "GET" {
             let h = s.req("HEAD", &path, &[], b"").await;
-            assert_eq!(h.status, 200, "HEAD {path}");
+            assert_eq!(h.status, r.status, "HEAD {path}");
             assert!(h.body.is_empty());
         }
     }
@@ -956,5 +1024,78 @@ async fn the_resolver_checks_seals_and_negotiates_html_or_json() {
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.content_type(), "text/html; charset=utf-8");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn home_lookup_and_scan_lead_to_the_status_page() {
+    let (s, valid, _) = populated().await;
+    let home = s.get("/").await;
+    assert_eq!(home.status, 200);
+    assert_eq!(home.content_type(), "text/html; charset=utf-8");
+    let view = s.get(&format!("/api/v1/certificates/{valid}")).await.json();
+    let seal = view["seal"].as_str().unwrap();
+    let g = gtin(1);
+    // By certificate ID (any case): to the status page with the seal.
+    let r = s.get(&format!("/lookup?id={}", valid.to_uppercase())).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.headers["location"], format!("/01/{g}/21/U-1?seal={seal}"));
+    // By GTIN (short form, left-padded) and serial (percent-encoded in the link).
+    let short = g.trim_start_matches('0');
+    let r = s.get(&format!("/lookup?gtin={short}&serial=A%2FB-1")).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.headers["location"], format!("/01/{g}/21/A%2FB-1"));
+    // Mistakes come back as the home page with a message, not as JSON.
+    for (q, status) in [
+        ("gtin=09506000000019&serial=X", 400),
+        ("gtin=&serial=", 400),
+        ("id=xyz", 400),
+        ("id=00112233445566778899aabbccddeeff", 404),
+    ] {
+        let r = s.get(&format!("/lookup?{q}")).await;
+        assert_eq!(r.status, status, "{q}");
+        assert_eq!(r.content_type(), "text/html; charset=utf-8", "{q}");
+    }
+    // Scan: not an image, no file, not a multipart form.
+    let r = s
+        .req(
+            "POST",
+            "/scan",
+            &[("content-type", MULTIPART)],
+            &multipart(b"hello"),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.content_type(), "text/html; charset=utf-8");
+    let r = s
+        .req(
+            "POST",
+            "/scan",
+            &[("content-type", MULTIPART)],
+            b"--XyZzY--\r\n",
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let r = s
+        .req(
+            "POST",
+            "/scan",
+            &[("content-type", "application/json")],
+            b"{}",
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.content_type(), "text/html; charset=utf-8");
+    // A QR code that is not a ledger link.
+    let other = qr::png("https://example.com/hello", qr::DEFAULT_SIZE).unwrap();
+    let r = s
+        .req(
+            "POST",
+            "/scan",
+            &[("content-type", MULTIPART)],
+            &multipart(&other),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
     s.stop().await;
 }
