@@ -66,8 +66,15 @@ fn main() {
         .collect();
     let bodies: Vec<Vec<u8>> = envs.iter().map(|e| e.to_json().into_bytes()).collect();
 
-    let v1 = verify_rate(&envs, &pubs, 1);
-    let vall = verify_rate(&envs, &pubs, cores);
+    let skip_verify = std::env::var_os("APPEND_ONLY").is_some();
+    let (v1, vall) = if skip_verify {
+        (1.0, 1.0)
+    } else {
+        (
+            verify_rate(&envs, &pubs, 1),
+            verify_rate(&envs, &pubs, cores),
+        )
+    };
 
     let dir = tempfile::tempdir().unwrap();
     let (ledger, _) = demo_ledger(dir.path());

@@ -245,7 +245,9 @@ impl Auditor {
         let mut view = view;
         view.apply(std::mem::take(&mut self.state).into_iter().collect());
         let result = (|| {
-            if state::logged_envelope(&view, &env.digest())
+            let certificate_id = matches!(p.payload, Payload::Certificate(_))
+                .then(|| CertificateId::of_payload(&env.payload));
+            if state::logged_envelope(&view, &env.digest(), certificate_id.as_ref())
                 .map_err(|e| bad(index, e))?
                 .is_some()
             {
@@ -253,14 +255,13 @@ impl Auditor {
             }
             let (key, role) = state::signer_key(&view, index, &env.signature.keyid, &p.payload)
                 .map_err(|e| bad(index, e))?;
-            let certificate_id = matches!(p.payload, Payload::Certificate(_))
-                .then(|| CertificateId::of_payload(&env.payload));
             let accepted = Accepted {
                 signer: key.name(),
                 role,
                 payload: &p.payload,
                 certificate_id,
                 digest: env.digest(),
+                time_ms: p.entry.integrated_time_ms,
             };
             let writes = state::apply(&view, &accepted, index).map_err(|e| bad(index, e))?;
             Ok((writes, key))

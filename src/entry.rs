@@ -109,14 +109,30 @@ fn parse_hash_hex(s: &str) -> Option<Hash> {
 impl Entry {
     /// The exact bytes of the entry: what the log hashes and serves.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let env = self.envelope.to_json();
+        Entry::encode(
+            self.index,
+            self.integrated_time_ms,
+            &self.prev,
+            &self.envelope.to_json(),
+        )
+    }
+
+    /// The entry bytes from their parts, the envelope already in its canonical JSON
+    /// ([`Envelope::to_json`]), so that the sequencer does not encode it twice.
+    pub fn encode(
+        index: u64,
+        integrated_time_ms: u64,
+        prev: &Hash,
+        envelope_json: &str,
+    ) -> Vec<u8> {
+        let env = envelope_json;
         let mut out = Vec::with_capacity(env.len() + 160);
         out.extend_from_slice(b"{\"v\":1,\"index\":");
-        out.extend_from_slice(self.index.to_string().as_bytes());
+        out.extend_from_slice(index.to_string().as_bytes());
         out.extend_from_slice(b",\"integrated_time\":\"");
-        out.extend_from_slice(format_time_ms(self.integrated_time_ms).as_bytes());
+        out.extend_from_slice(format_time_ms(integrated_time_ms).as_bytes());
         out.extend_from_slice(b"\",\"prev\":\"");
-        out.extend_from_slice(hex::encode(self.prev).as_bytes());
+        out.extend_from_slice(hex::encode(prev).as_bytes());
         out.extend_from_slice(b"\",\"envelope\":");
         out.extend_from_slice(env.as_bytes());
         out.push(b'}');

@@ -18,10 +18,10 @@ use crate::merkle::{self, Hash, TreeBuilder};
 use crate::party::Role;
 use crate::payload::{self, Payload, PayloadError, PayloadType};
 use crate::seal::{self, Seal};
-use crate::state::{self, Accepted, Overlay, RefusalKind, RuleError, StateRead};
+use crate::state::{self, Accepted, Overlay, RefusalKind, RuleError};
 use crate::store::{Commit, Store, StoreError};
-use rayon::prelude::*;
 use serde::Serialize;
+use sha2::Digest as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, mpsc};
@@ -253,6 +253,8 @@ struct Inner {
 
 struct Job {
     envelope: Envelope,
+    /// The envelope's canonical JSON, as it goes into the entry.
+    canonical: String,
     payload: Payload,
     digest: Hash,
     certificate_id: Option<CertificateId>,
@@ -266,10 +268,30 @@ enum Sequenced {
         index: u64,
         leaf: Hash,
         time_ms: u64,
-        seal: Option<Box<Seal>>,
         head: Head,
+        nodes: Arc<BatchNodes>,
     },
     Existing(u64),
+}
+
+/// Every node an inclusion proof of a batch entry can need against the batch's checkpoint:
+/// the tree's right edge before the batch and the nodes the batch completed. Receipts' proofs
+/// come from here, in the submitters' threads, without reading the store.
+#[derive(Default)]
+struct BatchNodes(std::collections::HashMap<merkle::NodeId, Hash>);
+
+impl merkle::HashReader for BatchNodes {
+    type Error = StoreError;
+    fn read_hashes(&self, ids: &[merkle::NodeId]) -> Result<Vec<Hash>, StoreError> {
+        ids.iter()
+            .map(|id| {
+                self.0.get(id).copied().ok_or(StoreError::MissingNode {
+                    level: id.level,
+                    index: id.index,
+                })
+            })
+            .collect()
+    }
 }
 
 enum Admission {
@@ -489,18 +511,22 @@ impl Ledger {
         let envelope = Envelope::parse(body).map_err(SubmitError::Envelope)?;
         let payload = payload::parse(&envelope.payload_type, &envelope.payload)?;
         let store = &self.inner.store;
-        let digest = envelope.digest();
-        if let Some(index) = state::logged_envelope(store, &digest).map_err(RuleError::from)? {
+        let canonical = envelope.to_json();
+        let digest: Hash = sha2::Sha256::digest(canonical.as_bytes()).into();
+        let certificate_id = matches!(payload, Payload::Certificate(_))
+            .then(|| CertificateId::of_payload(&envelope.payload));
+        if let Some(index) = state::logged_envelope(store, &digest, certificate_id.as_ref())
+            .map_err(RuleError::from)?
+        {
             return Ok(Admission::Existing(index, envelope, payload));
         }
         let size = self.head().size;
         let (key, role) = state::signer_key(store, size, &envelope.signature.keyid, &payload)?;
         envelope.verify(&key).map_err(SubmitError::BadSignature)?;
-        let certificate_id = matches!(payload, Payload::Certificate(_))
-            .then(|| CertificateId::of_payload(&envelope.payload));
         let (reply, rx) = tokio::sync::oneshot::channel();
         let job = Job {
             envelope: envelope.clone(),
+            canonical,
             payload: payload.clone(),
             digest,
             certificate_id,
@@ -513,8 +539,16 @@ impl Ledger {
         Ok(Admission::Queued(envelope, payload, rx))
     }
 
-    fn proof(&self, index: u64, head: &Head) -> Result<InclusionProof, SubmitError> {
-        let proof = merkle::inclusion_proof(index, head.size, &self.inner.store)
+    fn proof<R: merkle::HashReader>(
+        &self,
+        index: u64,
+        head: &Head,
+        nodes: &R,
+    ) -> Result<InclusionProof, SubmitError>
+    where
+        R::Error: std::fmt::Display,
+    {
+        let proof = merkle::inclusion_proof(index, head.size, nodes)
             .map_err(|e| SubmitError::Store(e.to_string()))?;
         Ok(InclusionProof {
             tree_size: head.size,
@@ -545,19 +579,35 @@ impl Ledger {
                 index,
                 leaf,
                 time_ms,
-                seal,
                 head,
-            } => Ok(Receipt {
-                created: true,
-                index,
-                leaf_hash: leaf,
-                integrated_time: format_time_ms(time_ms),
-                certificate_id: seal.as_ref().map(|s| CertificateId(s.certificate_id)),
-                qr_url: seal.as_ref().and_then(|s| self.qr_url(payload, s)),
-                seal: seal.map(|s| s.to_base64url()),
-                checkpoint: head.checkpoint.to_string(),
-                inclusion_proof: self.proof(index, &head)?,
-            }),
+                nodes,
+            } => {
+                // The seal is derived data: signed here, in the submitter's thread, on any
+                // core, and re-derived on reads; it is never stored.
+                let seal = match payload {
+                    Payload::Certificate(c) => Some(Seal::sign(
+                        &self.inner.log_key,
+                        self.origin(),
+                        &c.product.gtin,
+                        &c.product.serial,
+                        index,
+                        time_ms / 1000,
+                        CertificateId::of_payload(&env.payload).0,
+                    )),
+                    _ => None,
+                };
+                Ok(Receipt {
+                    created: true,
+                    index,
+                    leaf_hash: leaf,
+                    integrated_time: format_time_ms(time_ms),
+                    certificate_id: seal.as_ref().map(|s| CertificateId(s.certificate_id)),
+                    qr_url: seal.as_ref().and_then(|s| self.qr_url(payload, s)),
+                    seal: seal.map(|s| s.to_base64url()),
+                    checkpoint: head.checkpoint.to_string(),
+                    inclusion_proof: self.proof(index, &head, nodes.as_ref())?,
+                })
+            }
         }
     }
 
@@ -590,19 +640,25 @@ impl Ledger {
             qr_url: seal.as_ref().and_then(|s| self.qr_url(payload, s)),
             seal: seal.map(|s| s.to_base64url()),
             checkpoint: head.checkpoint.to_string(),
-            inclusion_proof: self.proof(index, &head)?,
+            inclusion_proof: self.proof(index, &head, &self.inner.store)?,
         })
     }
 
-    /// The stored seal of a certificate.
+    /// The seal of a logged certificate. Seals are deterministic (Ed25519) functions of the
+    /// log key and the certificate's record, so they are derived, not stored.
     pub fn seal(&self, id: &CertificateId) -> Result<Option<Seal>, SubmitError> {
-        let raw = self
-            .inner
-            .store
-            .get(&state::key::seal(id))
-            .map_err(|e| SubmitError::Store(e.to_string()))?;
-        raw.map(|b| Seal::from_bytes(&b).map_err(|e| SubmitError::Store(e.to_string())))
-            .transpose()
+        let rec = state::certificate(&self.inner.store, id).map_err(RuleError::from)?;
+        Ok(rec.map(|r| {
+            Seal::sign(
+                &self.inner.log_key,
+                self.origin(),
+                &r.gtin,
+                &r.serial,
+                r.index,
+                r.integrated_time_ms / 1000,
+                id.0,
+            )
+        }))
     }
 
     /// Stops the sequencer after it has committed everything queued, and flushes.
@@ -634,11 +690,7 @@ struct Sequencer {
 }
 
 enum Outcome {
-    New {
-        index: u64,
-        leaf: Hash,
-        cert: Option<(CertificateId, String, String)>,
-    },
+    New { index: u64, leaf: Hash },
     Existing(u64),
     Refused(SubmitError),
 }
@@ -663,6 +715,8 @@ impl Sequencer {
         let store = &self.inner.store;
         let mut overlay = Overlay::new(store);
         let mut tb = self.tb.clone();
+        let mut nodes: std::collections::HashMap<merkle::NodeId, Hash> =
+            tb.edge_nodes().into_iter().collect();
         let mut last_leaf = self.last_leaf;
         let time_ms = now_ms().max(self.last_time);
         let mut commit = Commit::default();
@@ -693,31 +747,11 @@ impl Sequencer {
             .fetch_add((t1 - t0).as_nanos() as u64, Ordering::Relaxed);
         if commit.entries.is_empty() {
             let head = current_head(&self.inner);
-            return reply_all(jobs, outcomes, &head, time_ms, &[]);
+            return reply_all(jobs, outcomes, &head, time_ms, &Arc::default());
         }
-        // Seals: one signature per certificate, spread over the cores.
+        nodes.extend(commit.nodes.iter().copied());
         let key = &self.inner.log_key;
         let origin = key.name();
-        let seals: Vec<(u64, Seal)> = outcomes
-            .par_iter()
-            .filter_map(|o| match o {
-                Outcome::New {
-                    index,
-                    cert: Some((id, gtin, serial)),
-                    ..
-                } => Some((
-                    *index,
-                    Seal::sign(key, origin, gtin, serial, *index, time_ms / 1000, id.0),
-                )),
-                _ => None,
-            })
-            .collect();
-        for (_, s) in &seals {
-            commit.state.push((
-                state::key::seal(&CertificateId(s.certificate_id)),
-                Some(s.to_bytes().to_vec()),
-            ));
-        }
         let cp = Checkpoint {
             origin: origin.to_owned(),
             size: tb.size(),
@@ -759,7 +793,7 @@ impl Sequencer {
             Ok(mut h) => *h = head.clone(),
             Err(p) => *p.into_inner() = head.clone(),
         }
-        reply_all(jobs, outcomes, &head, time_ms, &seals);
+        reply_all(jobs, outcomes, &head, time_ms, &Arc::new(BatchNodes(nodes)));
     }
 
     /// Applies one job to the batch being built.
@@ -772,7 +806,9 @@ impl Sequencer {
         job: &Job,
         commit: &mut Commit,
     ) -> Result<Outcome, SubmitError> {
-        if let Some(i) = state::logged_envelope(&*overlay, &job.digest).map_err(RuleError::from)? {
+        if let Some(i) = state::logged_envelope(&*overlay, &job.digest, job.certificate_id.as_ref())
+            .map_err(RuleError::from)?
+        {
             return Ok(Outcome::Existing(i));
         }
         let index = tb.size();
@@ -791,13 +827,7 @@ impl Sequencer {
             }
             .into());
         }
-        let entry = Entry {
-            index,
-            integrated_time_ms: time_ms,
-            prev: *last_leaf,
-            envelope: job.envelope.clone(),
-        };
-        let bytes = entry.to_bytes();
+        let bytes = Entry::encode(index, time_ms, last_leaf, &job.canonical);
         if bytes.len() > MAX_ENTRY_BYTES {
             return Err(SubmitError::EntryTooLarge(bytes.len()));
         }
@@ -807,6 +837,7 @@ impl Sequencer {
             payload: &job.payload,
             certificate_id: job.certificate_id,
             digest: job.digest,
+            time_ms,
         };
         let writes = state::apply(&*overlay, &accepted, index)?;
         overlay.apply(writes);
@@ -814,13 +845,7 @@ impl Sequencer {
         commit.nodes.extend(tb.push(leaf));
         commit.entries.push((index, bytes));
         *last_leaf = leaf;
-        let cert = match (&job.payload, job.certificate_id) {
-            (Payload::Certificate(c), Some(id)) => {
-                Some((id, c.product.gtin.clone(), c.product.serial.clone()))
-            }
-            _ => None,
-        };
-        Ok(Outcome::New { index, leaf, cert })
+        Ok(Outcome::New { index, leaf })
     }
 
     fn fail(&mut self, jobs: Vec<Job>, why: &str) {
@@ -847,7 +872,7 @@ fn reply_all(
     outcomes: Vec<Outcome>,
     head: &Head,
     time_ms: u64,
-    seals: &[(u64, Seal)],
+    nodes: &Arc<BatchNodes>,
 ) {
     for (job, outcome) in jobs.into_iter().zip(outcomes) {
         let answer = match outcome {
@@ -857,12 +882,8 @@ fn reply_all(
                 index,
                 leaf,
                 time_ms,
-                seal: seals
-                    .binary_search_by_key(&index, |(i, _)| *i)
-                    .ok()
-                    .and_then(|p| seals.get(p))
-                    .map(|(_, s)| Box::new(*s)),
                 head: head.clone(),
+                nodes: nodes.clone(),
             }),
         };
         let _ = job.reply.send(answer);

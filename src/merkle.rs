@@ -577,6 +577,15 @@ impl TreeBuilder {
         done
     }
 
+    /// The complete subtrees covering `[0, size)`, left to right: with the nodes appended
+    /// after them, they are every node an inclusion proof of a later leaf can need.
+    pub fn edge_nodes(&self) -> Vec<(NodeId, Hash)> {
+        covering_nodes(0, self.size)
+            .into_iter()
+            .zip(self.edge.iter().map(|&(_, h)| h))
+            .collect()
+    }
+
     /// The root of the tree so far (`EMPTY_ROOT` when empty).
     pub fn root(&self) -> Hash {
         let hashes: Vec<Hash> = self.edge.iter().map(|&(_, h)| h).collect();

@@ -200,16 +200,8 @@ impl Ledger {
     pub fn product(&self, gtin: &str, serial: &str) -> Result<Vec<CertificateView>, QueryError> {
         let head = self.head();
         let mut out = Vec::new();
-        for item in self
-            .store()
-            .scan_prefix(&state::key::unit_history_prefix(gtin, serial))
-        {
-            let (_, id) = item.map_err(internal)?;
-            let id = CertificateId(
-                id.as_ref()
-                    .try_into()
-                    .map_err(|_| QueryError::Internal("unit history record".into()))?,
-            );
+        let unit = state::unit(self.store(), gtin, serial).map_err(internal)?;
+        for id in unit.certificates {
             let rec = state::certificate(self.store(), &id)
                 .map_err(internal)?
                 .ok_or_else(|| QueryError::Internal(format!("certificate {id} record missing")))?;

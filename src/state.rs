@@ -59,25 +59,10 @@ pub mod key {
     pub fn certificate(id: &CertificateId) -> Vec<u8> {
         [b"c".as_slice(), &id.0].concat()
     }
-    /// A certificate's seal, by ID.
-    pub fn seal(id: &CertificateId) -> Vec<u8> {
-        [b"s".as_slice(), &id.0].concat()
-    }
-    /// The valid certificate of a unit (gtin, serial).
-    pub fn unit_valid(gtin: &str, serial: &str) -> Vec<u8> {
+    /// A unit's certificates, by (gtin, serial). The GTIN has a fixed length, so the key is
+    /// unambiguous.
+    pub fn unit(gtin: &str, serial: &str) -> Vec<u8> {
         [b"u", gtin.as_bytes(), serial.as_bytes()].concat()
-    }
-    /// Prefix of all certificates of a unit (`l` gtin serial 0x00 index); serials never hold 0x00.
-    pub fn unit_history_prefix(gtin: &str, serial: &str) -> Vec<u8> {
-        [b"l", gtin.as_bytes(), serial.as_bytes(), b"\0"].concat()
-    }
-    /// One certificate of a unit, by entry index.
-    pub fn unit_history(gtin: &str, serial: &str, index: u64) -> Vec<u8> {
-        [
-            unit_history_prefix(gtin, serial),
-            index.to_be_bytes().to_vec(),
-        ]
-        .concat()
     }
     /// Prefix of the revocation and event entries that refer to a certificate.
     pub fn history_prefix(id: &CertificateId) -> Vec<u8> {
@@ -87,7 +72,8 @@ pub mod key {
     pub fn history(id: &CertificateId, index: u64) -> Vec<u8> {
         [history_prefix(id), index.to_be_bytes().to_vec()].concat()
     }
-    /// The entry index of a logged envelope, by envelope digest.
+    /// The entry index of a logged envelope, by envelope digest (certificates are found
+    /// through their record instead).
     pub fn envelope(digest: &Hash) -> Vec<u8> {
         [b"h".as_slice(), digest].concat()
     }
@@ -116,6 +102,15 @@ impl CertStatus {
     }
 }
 
+/// The certificates of one physical unit (gtin, serial).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UnitRecord {
+    /// The unit's valid certificate, if any (at most one: SPEC §3.2).
+    pub valid: Option<CertificateId>,
+    /// Every certificate of the unit, oldest first.
+    pub certificates: Vec<CertificateId>,
+}
+
 /// The current registration of a party.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PartyRecord {
@@ -130,6 +125,8 @@ pub struct PartyRecord {
 pub struct CertRecord {
     /// Entry index of the certificate.
     pub index: u64,
+    /// When it was logged, Unix milliseconds (the seal carries it in seconds).
+    pub integrated_time_ms: u64,
     /// Name of the remanufacturer that signed it.
     pub issuer: String,
     /// The unit's GTIN-14.
@@ -144,6 +141,9 @@ pub struct CertRecord {
     /// Entry index of its revocation, when revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<u64>,
+    /// Digest of the logged envelope: a resubmission of it is answered with this entry.
+    #[serde(with = "crate::ledger::hex_hash")]
+    pub envelope_digest: Hash,
 }
 
 /// Why the state refuses a submission. Each maps to one HTTP status of SPEC §6.
@@ -322,11 +322,18 @@ pub fn certificate<R: StateRead + ?Sized>(
     view.get(&k)?.map(|v| decode(&k, &v)).transpose()
 }
 
-/// Reads the entry index of an already logged envelope.
+/// Reads the entry index of an already logged envelope. A certificate is found through its
+/// record (`certificate_id` given), anything else through the envelope index.
 pub fn logged_envelope<R: StateRead + ?Sized>(
     view: &R,
     digest: &Hash,
+    certificate_id: Option<&CertificateId>,
 ) -> Result<Option<u64>, ReadError> {
+    if let Some(id) = certificate_id {
+        return Ok(certificate(view, id)?
+            .filter(|r| r.envelope_digest == *digest)
+            .map(|r| r.index));
+    }
     let k = key::envelope(digest);
     match view.get(&k)? {
         None => Ok(None),
@@ -340,22 +347,27 @@ pub fn logged_envelope<R: StateRead + ?Sized>(
     }
 }
 
+/// Reads the certificates of a unit.
+pub fn unit<R: StateRead + ?Sized>(
+    view: &R,
+    gtin: &str,
+    serial: &str,
+) -> Result<UnitRecord, ReadError> {
+    let k = key::unit(gtin, serial);
+    Ok(view
+        .get(&k)?
+        .map(|v| decode(&k, &v))
+        .transpose()?
+        .unwrap_or_default())
+}
+
 /// Reads the valid certificate of a unit.
 pub fn unit_valid<R: StateRead + ?Sized>(
     view: &R,
     gtin: &str,
     serial: &str,
 ) -> Result<Option<CertificateId>, ReadError> {
-    match view.get(&key::unit_valid(gtin, serial))? {
-        None => Ok(None),
-        Some(v) => {
-            let b: [u8; 16] = v
-                .as_slice()
-                .try_into()
-                .map_err(|_| ReadError("unit record is corrupt".into()))?;
-            Ok(Some(CertificateId(b)))
-        }
-    }
+    Ok(unit(view, gtin, serial)?.valid)
 }
 
 /// What the payload is, for messages.
@@ -426,6 +438,8 @@ pub struct Accepted<'a> {
     pub certificate_id: Option<CertificateId>,
     /// The envelope digest, for idempotent resubmission.
     pub digest: Hash,
+    /// The log's time for the entry, Unix milliseconds.
+    pub time_ms: u64,
 }
 
 /// Applies the business rules of SPEC §3 (duplicates, supersession, revocation, events on
@@ -436,10 +450,13 @@ pub fn apply<R: StateRead + ?Sized>(
     sub: &Accepted<'_>,
     index: u64,
 ) -> Result<Vec<Write>, RuleError> {
-    let mut w: Vec<Write> = vec![(
-        key::envelope(&sub.digest),
-        Some(index.to_be_bytes().to_vec()),
-    )];
+    let mut w: Vec<Write> = Vec::with_capacity(4);
+    if sub.certificate_id.is_none() {
+        w.push((
+            key::envelope(&sub.digest),
+            Some(index.to_be_bytes().to_vec()),
+        ));
+    }
     match sub.payload {
         Payload::Party(p) => {
             let rec = PartyRecord {
@@ -457,7 +474,8 @@ pub fn apply<R: StateRead + ?Sized>(
             if certificate(view, &id)?.is_some() {
                 return Err(RuleError::CertificateExists(id));
             }
-            let current = unit_valid(view, gtin, serial)?;
+            let mut unit_rec = unit(view, gtin, serial)?;
+            let current = unit_rec.valid;
             if let Some(named) = c.supersedes {
                 let old = certificate(view, &named)?.ok_or_else(|| RuleError::BadSupersede {
                     named,
@@ -500,16 +518,19 @@ pub fn apply<R: StateRead + ?Sized>(
             }
             let rec = CertRecord {
                 index,
+                integrated_time_ms: sub.time_ms,
                 issuer: sub.signer.to_owned(),
                 gtin: gtin.to_owned(),
                 serial: serial.to_owned(),
                 status: CertStatus::Valid,
                 superseded_by: None,
                 revoked_at: None,
+                envelope_digest: sub.digest,
             };
             w.push((key::certificate(&id), Some(encode(&rec))));
-            w.push((key::unit_valid(gtin, serial), Some(id.0.to_vec())));
-            w.push((key::unit_history(gtin, serial, index), Some(id.0.to_vec())));
+            unit_rec.valid = Some(id);
+            unit_rec.certificates.push(id);
+            w.push((key::unit(gtin, serial), Some(encode(&unit_rec))));
         }
         Payload::Revocation(r) => {
             let id = r.certificate_id;
@@ -524,7 +545,9 @@ pub fn apply<R: StateRead + ?Sized>(
                 });
             }
             if rec.status == CertStatus::Valid {
-                w.push((key::unit_valid(&rec.gtin, &rec.serial), None));
+                let mut unit_rec = unit(view, &rec.gtin, &rec.serial)?;
+                unit_rec.valid = None;
+                w.push((key::unit(&rec.gtin, &rec.serial), Some(encode(&unit_rec))));
             }
             rec.status = CertStatus::Revoked;
             rec.revoked_at = Some(index);

@@ -6,8 +6,13 @@
 //! the metadata: the work is O(1) in the number of entries (the ledger then reads O(log n)
 //! node hashes to rebuild the tree's right edge).
 //!
-//! Prefixes: `E` entry bytes by index, `N` node hashes by (level, index), `M` metadata; the
-//! lowercase prefixes belong to [`crate::state`].
+//! Entries and Merkle nodes are stored by *run*: each group commit writes its entries, in runs
+//! of at most [`RUN_LEN`], as one value under `R` + the run's first index, together with the
+//! Merkle nodes that the run's leaves completed. One key per run instead of three per entry
+//! keeps sled's per-key cost and write amplification off the append path; reading entry `i`
+//! or node `(level, k)` is one ordered lookup (`get_lt`) of the run that holds it.
+//!
+//! Prefixes: `R` runs, `M` metadata; the lowercase prefixes belong to [`crate::state`].
 
 use crate::merkle::{Hash, HashReader, NodeId};
 use crate::state::{PartyRecord, ReadError, StateRead};
@@ -44,19 +49,138 @@ const META_SIZE: &[u8] = b"Msize";
 const META_CHECKPOINT: &[u8] = b"Mcheckpoint";
 const META_LOG_KEY: &[u8] = b"Mlog_key";
 
-fn entry_key(index: u64) -> [u8; 9] {
+/// The most entries one run value holds.
+pub const RUN_LEN: usize = 16;
+
+fn run_key(first: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
-    k[0] = b'E';
-    k[1..].copy_from_slice(&index.to_be_bytes());
+    k[0] = b'R';
+    k[1..].copy_from_slice(&first.to_be_bytes());
     k
 }
 
-fn node_key(id: NodeId) -> [u8; 10] {
-    let mut k = [0u8; 10];
-    k[0] = b'N';
-    k[1] = id.level;
-    k[2..].copy_from_slice(&id.index.to_be_bytes());
-    k
+/// A run of consecutive entries and the Merkle nodes their leaves completed.
+///
+/// Layout: `u32 n_entries, u32 n_nodes`, then `n_entries` u32 end offsets of the entries in
+/// the entry area, then `n_nodes` records `(u8 level, u64 index, 32-byte hash)` sorted by
+/// (level, index), then the entry bytes back to back. All integers big-endian.
+struct Run {
+    bytes: sled::IVec,
+    n_entries: usize,
+    n_nodes: usize,
+}
+
+const NODE_REC: usize = 41;
+
+impl Run {
+    fn encode(entries: &[Vec<u8>], nodes: &mut [(NodeId, Hash)]) -> Vec<u8> {
+        nodes.sort_by_key(|(id, _)| (id.level, id.index));
+        let body: usize = entries.iter().map(Vec::len).sum();
+        let mut out = Vec::with_capacity(8 + 4 * entries.len() + NODE_REC * nodes.len() + body);
+        out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+        out.extend_from_slice(&(nodes.len() as u32).to_be_bytes());
+        let mut end = 0u32;
+        for e in entries {
+            end += e.len() as u32;
+            out.extend_from_slice(&end.to_be_bytes());
+        }
+        for (id, h) in nodes.iter() {
+            out.push(id.level);
+            out.extend_from_slice(&id.index.to_be_bytes());
+            out.extend_from_slice(h);
+        }
+        for e in entries {
+            out.extend_from_slice(e);
+        }
+        out
+    }
+
+    fn decode(bytes: sled::IVec) -> Result<Run, StoreError> {
+        let corrupt = || StoreError::Corrupt("run record is truncated".into());
+        let word = |at: usize| -> Result<usize, StoreError> {
+            let b: [u8; 4] = bytes
+                .get(at..at + 4)
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(corrupt)?;
+            Ok(u32::from_be_bytes(b) as usize)
+        };
+        let n_entries = word(0)?;
+        let n_nodes = word(4)?;
+        let run = Run {
+            n_entries,
+            n_nodes,
+            bytes: bytes.clone(),
+        };
+        let body = run.body_start();
+        let last_end = if n_entries == 0 {
+            0
+        } else {
+            word(8 + 4 * (n_entries - 1))?
+        };
+        if body + last_end > bytes.len() {
+            return Err(corrupt());
+        }
+        Ok(run)
+    }
+
+    fn body_start(&self) -> usize {
+        8 + 4 * self.n_entries + NODE_REC * self.n_nodes
+    }
+
+    fn end(&self, i: usize) -> usize {
+        let at = 8 + 4 * i;
+        self.bytes
+            .get(at..at + 4)
+            .and_then(|s| s.try_into().ok())
+            .map_or(0, |b| u32::from_be_bytes(b) as usize)
+    }
+
+    fn entry(&self, i: usize) -> Option<sled::IVec> {
+        if i >= self.n_entries {
+            return None;
+        }
+        let start = if i == 0 { 0 } else { self.end(i - 1) };
+        let end = self.end(i);
+        (start <= end).then(|| self.bytes.subslice(self.body_start() + start, end - start))
+    }
+
+    fn entries(&self) -> Vec<Vec<u8>> {
+        (0..self.n_entries)
+            .filter_map(|i| self.entry(i).map(|e| e.to_vec()))
+            .collect()
+    }
+
+    fn node_at(&self, j: usize) -> Option<(NodeId, Hash)> {
+        let at = 8 + 4 * self.n_entries + NODE_REC * j;
+        let rec = self.bytes.get(at..at + NODE_REC)?;
+        let index = u64::from_be_bytes(rec[1..9].try_into().ok()?);
+        let hash: Hash = rec[9..41].try_into().ok()?;
+        Some((
+            NodeId {
+                level: rec[0],
+                index,
+            },
+            hash,
+        ))
+    }
+
+    fn nodes(&self) -> Vec<(NodeId, Hash)> {
+        (0..self.n_nodes).filter_map(|j| self.node_at(j)).collect()
+    }
+
+    fn node(&self, id: NodeId) -> Option<Hash> {
+        let (mut lo, mut hi) = (0, self.n_nodes);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let (mid_id, h) = self.node_at(mid)?;
+            match (mid_id.level, mid_id.index).cmp(&(id.level, id.index)) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(h),
+            }
+        }
+        None
+    }
 }
 
 /// One atomic group of appends.
@@ -140,19 +264,40 @@ impl Store {
             .transpose()
     }
 
-    /// The exact bytes of entry `index`.
-    pub fn entry(&self, index: u64) -> Result<Option<sled::IVec>, StoreError> {
-        Ok(self.db.get(entry_key(index))?)
+    /// The run holding entry `index`, with the run's first index.
+    fn run_of(&self, index: u64) -> Result<Option<(u64, Run)>, StoreError> {
+        let Some(next) = index.checked_add(1) else {
+            return Ok(None);
+        };
+        let Some((k, v)) = self.db.get_lt(run_key(next))? else {
+            return Ok(None);
+        };
+        if k.len() != 9 || k[0] != b'R' {
+            return Ok(None);
+        }
+        let first = u64::from_be_bytes(k[1..9].try_into().unwrap_or_default());
+        Ok(Some((first, Run::decode(v)?)))
     }
 
-    /// The stored hash of a complete subtree.
+    /// The exact bytes of entry `index`.
+    pub fn entry(&self, index: u64) -> Result<Option<sled::IVec>, StoreError> {
+        Ok(self
+            .run_of(index)?
+            .and_then(|(first, run)| run.entry((index - first) as usize)))
+    }
+
+    /// The stored hash of a complete subtree. It is kept with the run of the leaf that
+    /// completed it (its last leaf).
     pub fn node(&self, id: NodeId) -> Result<Option<Hash>, StoreError> {
-        match self.db.get(node_key(id))? {
-            None => Ok(None),
-            Some(v) => Ok(Some(v.as_ref().try_into().map_err(|_| {
-                StoreError::Corrupt(format!("node {}/{} is not 32 bytes", id.level, id.index))
-            })?)),
-        }
+        let last_leaf = id
+            .index
+            .checked_add(1)
+            .and_then(|n| n.checked_mul(1u64 << id.level.min(63)))
+            .and_then(|n| n.checked_sub(1));
+        let Some(last_leaf) = last_leaf.filter(|_| id.level < 64) else {
+            return Ok(None);
+        };
+        Ok(self.run_of(last_leaf)?.and_then(|(_, run)| run.node(id)))
     }
 
     /// All records whose key starts with `prefix`, in key order.
@@ -169,11 +314,8 @@ impl Store {
     /// the flush took.
     pub fn commit(&self, c: Commit) -> Result<std::time::Duration, StoreError> {
         let mut b = sled::Batch::default();
-        for (i, bytes) in c.entries {
-            b.insert(&entry_key(i), bytes);
-        }
-        for (id, h) in c.nodes {
-            b.insert(&node_key(id), &h);
+        for (first, value) in split_runs(c.entries, c.nodes) {
+            b.insert(&run_key(first), value);
         }
         for (k, v) in c.state {
             match v {
@@ -197,14 +339,37 @@ impl Store {
     /// Overwrites an entry's bytes with no check at all. For repair tooling and for tests that
     /// prove `audit` catches tampering; the ledger itself never calls it.
     pub fn raw_put_entry(&self, index: u64, bytes: &[u8]) -> Result<(), StoreError> {
-        self.db.insert(entry_key(index), bytes)?;
+        let (first, run) = self
+            .run_of(index)?
+            .ok_or_else(|| StoreError::Corrupt(format!("no entry {index}")))?;
+        let mut entries = run.entries();
+        let slot = entries
+            .get_mut((index - first) as usize)
+            .ok_or_else(|| StoreError::Corrupt(format!("no entry {index}")))?;
+        *slot = bytes.to_vec();
+        self.db
+            .insert(run_key(first), Run::encode(&entries, &mut run.nodes()))?;
         self.db.flush()?;
         Ok(())
     }
 
-    /// Deletes an entry with no check at all (see [`Store::raw_put_entry`]).
-    pub fn raw_remove_entry(&self, index: u64) -> Result<(), StoreError> {
-        self.db.remove(entry_key(index))?;
+    /// Deletes the entries from `index` on, keeping everything else (tree size, checkpoint,
+    /// nodes), with no check at all (see [`Store::raw_put_entry`]).
+    pub fn raw_truncate_entries(&self, index: u64) -> Result<(), StoreError> {
+        while let Some((first, run)) = self.run_of(u64::MAX - 1)? {
+            let last = first + run.n_entries as u64;
+            if last <= index {
+                break;
+            }
+            if first >= index {
+                self.db.remove(run_key(first))?;
+            } else {
+                let mut entries = run.entries();
+                entries.truncate((index - first) as usize);
+                self.db
+                    .insert(run_key(first), Run::encode(&entries, &mut run.nodes()))?;
+            }
+        }
         self.db.flush()?;
         Ok(())
     }
@@ -214,6 +379,32 @@ impl Store {
         self.db.flush()?;
         Ok(())
     }
+}
+
+/// Splits a batch into run values of at most [`RUN_LEN`] entries, each with the nodes its
+/// leaves completed.
+fn split_runs(entries: Vec<(u64, Vec<u8>)>, nodes: Vec<(NodeId, Hash)>) -> Vec<(u64, Vec<u8>)> {
+    /// A run being filled: first index, entries, completed nodes.
+    type Pending = (u64, Vec<Vec<u8>>, Vec<(NodeId, Hash)>);
+    let mut runs: Vec<Pending> = Vec::new();
+    for (i, bytes) in entries {
+        match runs.last_mut() {
+            Some((first, es, _)) if *first + es.len() as u64 == i && es.len() < RUN_LEN => {
+                es.push(bytes)
+            }
+            _ => runs.push((i, vec![bytes], Vec::new())),
+        }
+    }
+    for (id, h) in nodes {
+        let last_leaf = ((id.index + 1) << id.level) - 1;
+        let pos = runs.partition_point(|(first, _, _)| *first <= last_leaf);
+        if let Some((_, _, ns)) = pos.checked_sub(1).and_then(|p| runs.get_mut(p)) {
+            ns.push((id, h));
+        }
+    }
+    runs.into_iter()
+        .map(|(first, es, mut ns)| (first, Run::encode(&es, &mut ns)))
+        .collect()
 }
 
 impl HashReader for Store {

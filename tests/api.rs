@@ -351,6 +351,7 @@ async fn the_whole_lifecycle_register_issue_events_revoke_reissue() {
     let page = s.get(&link).await;
     assert_eq!(page.status, 200);
     assert_eq!(page.content_type(), "text/html; charset=utf-8");
+    assert!(page.text().contains("verdict-valid"), "{}", page.text());
     let svg = s
         .get(&format!("/api/v1/certificates/{id}/qr.svg?size=400"))
         .await;
@@ -383,6 +384,8 @@ async fn the_whole_lifecycle_register_issue_events_revoke_reissue() {
         .json();
     assert_eq!(res["verdict"], "revoked");
     assert_eq!(res["seal_check"]["result"], "valid");
+    let page = s.get(&link).await;
+    assert!(page.text().contains("verdict-revoked"));
     let product_path = format!("/api/v1/products/{g}/RM-2026%2F0001");
     let p = s.get(&product_path).await;
     assert_eq!(p.status, 200);
@@ -1014,6 +1017,16 @@ async fn the_resolver_checks_seals_and_negotiates_html_or_json() {
         .await;
     assert_eq!(r.status, 404);
     assert_eq!(r.content_type(), "text/html; charset=utf-8");
+    assert!(r.text().contains("verdict-unknown"));
+    let r = s
+        .req(
+            "GET",
+            &format!("{a_path}?seal={seal_b}"),
+            &[("accept", "text/html")],
+            b"",
+        )
+        .await;
+    assert!(r.text().contains("verdict-seal-invalid"));
     let r = s
         .req(
             "GET",
