@@ -1,0 +1,2293 @@
+//! The HTTP API of SPEC §6: a thin axum layer over [`Ledger`].
+//!
+//! Handlers only translate: they parse path and query parameters, call the ledger's write
+//! ([`Ledger::submit_async`]) or read methods (`crate::query`), and turn the answer into JSON,
+//! text or an RFC 9457 problem. Around every request one middleware enforces the request
+//! timeout, turns every error answer into `application/problem+json` (including axum's own
+//! 404, 405 and extractor rejections), records the Prometheus metrics and writes one structured
+//! log line. Submissions are read with a size limit and a deadline against slow senders.
+//!
+//! Every route is listed once in [`ROUTES`]: the router is built from handlers registered
+//! under those paths (a test checks that both agree) and the OpenAPI document is generated
+//! from that list.
+
+use crate::certificate::CertificateId;
+use crate::checkpoint::Checkpoint;
+use crate::gs1;
+use crate::ledger::{Ledger, MAX_SUBMISSION_BYTES, Receipt, SubmitError};
+use crate::merkle;
+use crate::pages::{self, SealCheck, StatusView, Verdict};
+use crate::payload::PayloadType;
+use crate::qr;
+use crate::query::{CertificateView, QueryError};
+use crate::seal::{self, Seal};
+use crate::state::{CertStatus, RefusalKind};
+use crate::store::StoreError;
+use axum::body::{Body, HttpBody};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::handler::Handler;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The media type of every error answer (RFC 9457).
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Prefix of the `type` URI of the problems this API answers.
+pub const PROBLEM_TYPE_BASE: &str = "https://reman-ledger.example/problems/";
+
+/// Limits and deadlines of the HTTP server.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// Longest time a request may take from routing to its answer (503 problem after it).
+    pub request_timeout: Duration,
+    /// Longest time a client may take to send a submission's body (408 problem after it).
+    pub body_timeout: Duration,
+    /// Largest submission body (413 problem above it).
+    pub max_body_bytes: usize,
+    /// Longest time a photo upload to `/scan` may take, decoding included (it replaces the
+    /// request timeout there: phones on slow networks upload megabytes).
+    pub upload_timeout: Duration,
+    /// After the shutdown signal, how long to wait for requests in flight before giving up.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            request_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(5),
+            max_body_bytes: MAX_SUBMISSION_BYTES,
+            upload_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What every handler shares: the ledger, the metrics and the limits.
+#[derive(Clone)]
+pub struct AppState {
+    ledger: Arc<Ledger>,
+    metrics: Arc<Metrics>,
+    opts: ServeOptions,
+}
+
+impl AppState {
+    /// The state of a server over `ledger`; metrics start at zero.
+    pub fn new(ledger: Arc<Ledger>, opts: ServeOptions) -> AppState {
+        let tree_size = ledger.head().size;
+        AppState {
+            ledger,
+            metrics: Arc::new(Metrics::new(tree_size)),
+            opts,
+        }
+    }
+
+    /// The ledger served.
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Problems (RFC 9457)
+// ---------------------------------------------------------------------------------------------
+
+/// An error answer: RFC 9457 `application/problem+json` with `type`, `title`, `status` and
+/// `detail`. Every error of this API, axum's own included, is answered as one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// A short stable name of the problem; the `type` URI is [`PROBLEM_TYPE_BASE`] + kind.
+    pub kind: &'static str,
+    /// A short human-readable summary of the problem type.
+    pub title: &'static str,
+    /// What went wrong with this request, and what is expected instead.
+    pub detail: String,
+    /// Extra headers (`Allow` on 405, `Retry-After` on 503, `Connection: close` on 408).
+    headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+impl Problem {
+    /// A problem of `kind` with its status, title and detail.
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Problem {
+        Problem {
+            status,
+            kind,
+            title,
+            detail: detail.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// A 400 problem: the request is not well-formed.
+    pub fn bad_request(detail: impl Into<String>) -> Problem {
+        Problem::from_refusal(RefusalKind::Malformed, detail)
+    }
+
+    /// The problem of a refusal class of SPEC §6 (400, 401, 403, 404, 409, 413, 422, 500).
+    pub fn from_refusal(kind: RefusalKind, detail: impl Into<String>) -> Problem {
+        let title = match kind {
+            RefusalKind::Malformed => "Malformed request",
+            RefusalKind::Unauthorized => "Bad signature or unknown signer",
+            RefusalKind::Forbidden => "Signer not allowed",
+            RefusalKind::NotFound => "Not found",
+            RefusalKind::Conflict => "Conflicts with the log",
+            RefusalKind::TooLarge => "Too large",
+            RefusalKind::Invalid => "Invalid content",
+            RefusalKind::Internal => "Internal error",
+        };
+        let status =
+            StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Problem::new(status, kind.as_str(), title, detail)
+    }
+
+    /// The same problem with one more header.
+    pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Problem {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The `type` URI.
+    pub fn type_uri(&self) -> String {
+        format!("{PROBLEM_TYPE_BASE}{}", self.kind)
+    }
+
+    /// The JSON body.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "type": self.type_uri(),
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        })
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let body = self.to_json().to_string();
+        let mut resp = (self.status, body).into_response();
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        for (k, v) in self.headers {
+            h.insert(k, v);
+        }
+        resp
+    }
+}
+
+impl From<QueryError> for Problem {
+    fn from(e: QueryError) -> Problem {
+        let kind = match &e {
+            QueryError::NotFound(_) => RefusalKind::NotFound,
+            QueryError::BadRequest(_) => RefusalKind::Malformed,
+            QueryError::Internal(_) => RefusalKind::Internal,
+        };
+        if kind == RefusalKind::Internal {
+            tracing::error!(error = %e, "read failed");
+        }
+        Problem::from_refusal(kind, e.to_string())
+    }
+}
+
+impl From<&SubmitError> for Problem {
+    fn from(e: &SubmitError) -> Problem {
+        match e {
+            SubmitError::Closed | SubmitError::Halted => unavailable(e.to_string()),
+            _ => Problem::from_refusal(e.kind(), e.to_string()),
+        }
+    }
+}
+
+impl From<PathRejection> for Problem {
+    fn from(r: PathRejection) -> Problem {
+        if r.status().is_server_error() {
+            return Problem::from_refusal(RefusalKind::Internal, r.body_text());
+        }
+        Problem::bad_request(format!("bad path parameter: {}", r.body_text()))
+    }
+}
+
+impl From<QueryRejection> for Problem {
+    fn from(r: QueryRejection) -> Problem {
+        Problem::bad_request(format!("bad query string: {}", r.body_text()))
+    }
+}
+
+fn unavailable(detail: String) -> Problem {
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "Service unavailable",
+        detail,
+    )
+    .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+}
+
+/// Handlers answer either their value or a problem.
+type ApiResult<T> = Result<T, Problem>;
+
+// ---------------------------------------------------------------------------------------------
+// Routes
+// ---------------------------------------------------------------------------------------------
+
+/// Where a parameter is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamIn {
+    /// A path segment.
+    Path,
+    /// A query parameter.
+    Query,
+}
+
+/// One parameter of a route, for the OpenAPI document.
+#[derive(Debug, Clone, Copy)]
+pub struct Param {
+    /// Its name.
+    pub name: &'static str,
+    /// Path or query.
+    pub location: ParamIn,
+    /// Whether it must be given.
+    pub required: bool,
+    /// OpenAPI type: `integer` (u64) or `string`.
+    pub kind: &'static str,
+    /// What it is.
+    pub description: &'static str,
+}
+
+/// One answer of a route, for the OpenAPI document.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// Media type, or "" for an answer without a body (a redirect).
+    pub media_type: &'static str,
+    /// Name of the schema under `components/schemas`, or "" for none.
+    pub schema: &'static str,
+    /// What it means.
+    pub description: &'static str,
+}
+
+/// One route of the API: the single list the router is checked against and the OpenAPI
+/// document is generated from.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// `GET` or `POST` (every `GET` also answers `HEAD`).
+    pub method: &'static str,
+    /// The axum path (`{param}`, `{*rest}` for a parameter that may hold `/`).
+    pub path: &'static str,
+    /// One-line summary.
+    pub summary: &'static str,
+    /// Its parameters.
+    pub params: &'static [Param],
+    /// Its successful answers.
+    pub ok: &'static [Answer],
+    /// The error statuses it may answer (each as problem+json).
+    pub errors: &'static [u16],
+}
+
+const fn path_param(name: &'static str, kind: &'static str, description: &'static str) -> Param {
+    Param {
+        name,
+        location: ParamIn::Path,
+        required: true,
+        kind,
+        description,
+    }
+}
+
+const fn query_param(name: &'static str, description: &'static str) -> Param {
+    Param {
+        name,
+        location: ParamIn::Query,
+        required: true,
+        kind: "integer",
+        description,
+    }
+}
+
+const fn json_answer(status: u16, schema: &'static str, description: &'static str) -> Answer {
+    Answer {
+        status,
+        media_type: "application/json",
+        schema,
+        description,
+    }
+}
+
+const fn text_answer(description: &'static str) -> Answer {
+    Answer {
+        status: 200,
+        media_type: "text/plain; charset=utf-8",
+        schema: "",
+        description,
+    }
+}
+
+const P_CERT_ID: Param = path_param(
+    "id",
+    "string",
+    "certificate ID: 32 lowercase hex digits (first 16 bytes of SHA-256 of the payload)",
+);
+const P_GTIN: Param = path_param("gtin", "string", "GTIN-14 with a valid GS1 check digit");
+const P_SERIAL: Param = path_param(
+    "serial",
+    "string",
+    "serial number (GS1 AI 21), percent-encoded; may contain /",
+);
+
+/// Every route of the API (SPEC §6).
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "POST",
+        path: "/api/v1/entries",
+        summary: "Submit a signed DSSE envelope (party, certificate, revocation or event)",
+        params: &[],
+        ok: &[
+            json_answer(201, "Receipt", "logged now"),
+            json_answer(200, "Receipt", "already logged: the existing entry"),
+        ],
+        errors: &[400, 401, 403, 404, 408, 409, 413, 422, 500, 503],
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/entries/{index}",
+        summary: "One log entry: its exact bytes, leaf hash and parsed form",
+        params: &[path_param("index", "integer", "entry index, from 0")],
+        ok: &[json_answer(200, "EntryAnswer", "the entry")],
+        errors: &[400, 404],
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/certificates/{id}",
+        summary: "A certificate with status, issuer, seal, events, revocation and proof",
+        params: &[P_CERT_ID],
+        ok: &[json_answer(200, "CertificateView", "the certificate")],
+        errors: &[400, 404],
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/certificates/{id}/qr.png",
+        summary: "The certificate's QR code (SPEC §5 content, level Q) as PNG",
+        params: &[P_CERT_ID, P_QR_SIZE],
+        ok: &[Answer {
+            status: 200,
+            media_type: "image/png",
+            schema: "",
+            description: "the QR code",
+        }],
+        errors: &[400, 404],
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/certificates/{id}/qr.svg",
+        summary: "The certificate's QR code (SPEC §5 content, level Q) as SVG",
+        params: &[P_CERT_ID, P_QR_SIZE],
+        ok: &[Answer {
+            status: 200,
+            media_type: "image/svg+xml",
+            schema: "",
+            description: "the QR code",
+        }],
+        errors: &[400, 404],
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/products/{gtin}/{*serial}",
+        summary: "All certificates of one unit, newest first, with status and events",
+        params: &[P_GTIN, P_SERIAL],
+        ok: &[json_answer(200, "Product", "the unit's certificates")],
+        errors: &[400, 404],
+    },
+    Route {
+        method: "GET",
+        path: "/01/{gtin}/21/{*serial}",
+        summary: "GS1 Digital Link resolver: the status page (HTML), or the product JSON with \
+                  the verdict and the seal check for Accept: application/json",
+        params: &[
+            P_GTIN,
+            P_SERIAL,
+            Param {
+                name: "seal",
+                location: ParamIn::Query,
+                required: false,
+                kind: "string",
+                description: "the seal from the QR code (base64url, SPEC §5); verified when given",
+            },
+        ],
+        ok: &[
+            json_answer(
+                200,
+                "Resolution",
+                "the unit's certificates, verdict and seal check",
+            ),
+            Answer {
+                status: 200,
+                media_type: "text/html; charset=utf-8",
+                schema: "",
+                description: "the status page",
+            },
+        ],
+        errors: &[400, 404],
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/parties",
+        summary: "The registered parties: the trust list",
+        params: &[],
+        ok: &[Answer {
+            status: 200,
+            media_type: "application/json",
+            schema: "Parties",
+            description: "every party's current registration",
+        }],
+        errors: &[],
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/parties/{*name}",
+        summary: "One registered party",
+        params: &[path_param("name", "string", "the party's key name")],
+        ok: &[json_answer(200, "Party", "its current registration")],
+        errors: &[404],
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/checkpoint",
+        summary: "The latest signed checkpoint (C2SP tlog-checkpoint)",
+        params: &[],
+        ok: &[text_answer("the signed note")],
+        errors: &[],
+    },
+    Route {
+        method: "GET",
+        path: "/checkpoint",
+        summary: "The latest signed checkpoint (C2SP tlog-tiles path)",
+        params: &[],
+        ok: &[text_answer("the signed note")],
+        errors: &[],
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/log",
+        summary: "What a verifier pins: origin, log key, tree size and root",
+        params: &[],
+        ok: &[json_answer(200, "Log", "the log's identity and head")],
+        errors: &[],
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/proof/inclusion",
+        summary: "RFC 9162 inclusion proof of an entry in a tree size",
+        params: &[
+            query_param("index", "entry index"),
+            query_param("tree_size", "tree size, at most the current one"),
+        ],
+        ok: &[json_answer(200, "InclusionAnswer", "the proof")],
+        errors: &[400, 404],
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/proof/consistency",
+        summary: "RFC 9162 consistency proof between two tree sizes",
+        params: &[
+            query_param("first", "the older tree size"),
+            query_param("second", "the newer tree size, at most the current one"),
+        ],
+        ok: &[json_answer(200, "ConsistencyAnswer", "the proof")],
+        errors: &[400, 404],
+    },
+    Route {
+        method: "GET",
+        path: "/healthz",
+        summary: "Liveness and the current tree size",
+        params: &[],
+        ok: &[json_answer(200, "Health", "the server is up")],
+        errors: &[],
+    },
+    Route {
+        method: "GET",
+        path: "/metrics",
+        summary: "Prometheus metrics (text exposition format 0.0.4)",
+        params: &[],
+        ok: &[Answer {
+            status: 200,
+            media_type: "text/plain; version=0.0.4; charset=utf-8",
+            schema: "",
+            description: "the metrics",
+        }],
+        errors: &[],
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/openapi.json",
+        summary: "This OpenAPI 3.0 document",
+        params: &[],
+        ok: &[json_answer(200, "", "the document")],
+        errors: &[],
+    },
+    Route {
+        method: "GET",
+        path: "/",
+        summary: "Home page: look up a certificate or upload a photo of a QR label",
+        params: &[],
+        ok: &[HTML_PAGE],
+        errors: &[],
+    },
+    Route {
+        method: "GET",
+        path: "/lookup",
+        summary: "The home page's look-up form: redirects (303) to the unit's status page",
+        params: &[
+            optional_query("gtin", "GTIN (8 to 14 digits; left-padded to 14)"),
+            optional_query("serial", "serial number"),
+            optional_query("id", "certificate ID (instead of GTIN and serial)"),
+        ],
+        ok: &[Answer {
+            status: 303,
+            media_type: "",
+            schema: "",
+            description: "redirect to /01/{gtin}/21/{serial}",
+        }],
+        errors: &[400, 404],
+    },
+    Route {
+        method: "POST",
+        path: "/scan",
+        summary: "Upload a photo of a QR label (multipart/form-data): decoded on the server, \
+                  redirects (303) to its status page",
+        params: &[],
+        ok: &[Answer {
+            status: 303,
+            media_type: "",
+            schema: "",
+            description: "redirect to the status page of the code read",
+        }],
+        errors: &[400, 408, 413, 422],
+    },
+];
+
+const HTML_PAGE: Answer = Answer {
+    status: 200,
+    media_type: "text/html; charset=utf-8",
+    schema: "",
+    description: "the page",
+};
+
+const P_QR_SIZE: Param = Param {
+    name: "size",
+    location: ParamIn::Query,
+    required: false,
+    kind: "integer",
+    description: "image width and height in pixels, 64 to 2048 (default 320)",
+};
+
+const fn optional_query(name: &'static str, description: &'static str) -> Param {
+    Param {
+        name,
+        location: ParamIn::Query,
+        required: false,
+        kind: "string",
+        description,
+    }
+}
+
+/// Builds the router while recording what it registers, so a test can hold it to [`ROUTES`].
+struct Builder {
+    router: Router<AppState>,
+    registered: Vec<(&'static str, &'static str)>,
+}
+
+impl Builder {
+    fn get<H: Handler<T, AppState>, T: 'static>(mut self, path: &'static str, h: H) -> Self {
+        self.router = self.router.route(path, get(h));
+        self.registered.push(("GET", path));
+        self
+    }
+
+    fn post<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
+        self.route("POST", path, post(h))
+    }
+
+    fn route(
+        mut self,
+        method: &'static str,
+        path: &'static str,
+        mr: axum::routing::MethodRouter<AppState>,
+    ) -> Self {
+        self.router = self.router.route(path, mr);
+        self.registered.push((method, path));
+        self
+    }
+}
+
+/// Every route and its handler, before the middleware and the state.
+fn routes() -> Builder {
+    Builder {
+        router: Router::new(),
+        registered: Vec::new(),
+    }
+    .post("/api/v1/entries", post_entry)
+    .get("/api/v1/entries/{index}", get_entry)
+    .get("/api/v1/certificates/{id}", get_certificate)
+    .get("/api/v1/certificates/{id}/qr.png", get_qr_png)
+    .get("/api/v1/certificates/{id}/qr.svg", get_qr_svg)
+    .get("/api/v1/products/{gtin}/{*serial}", get_product)
+    .get("/01/{gtin}/21/{*serial}", get_resolver)
+    .get("/api/v1/parties", get_parties)
+    .get("/api/v1/parties/{*name}", get_party)
+    .get("/api/v1/checkpoint", get_checkpoint)
+    .get("/checkpoint", get_checkpoint)
+    .get("/api/v1/log", get_log)
+    .get("/api/v1/proof/inclusion", get_inclusion)
+    .get("/api/v1/proof/consistency", get_consistency)
+    .get("/healthz", get_health)
+    .get("/metrics", get_metrics)
+    .get("/api/v1/openapi.json", get_openapi)
+    .get("/", get_home)
+    .get("/lookup", get_lookup)
+    .route(
+        "POST",
+        "/scan",
+        post(post_scan).layer(axum::extract::DefaultBodyLimit::max(MAX_PHOTO_BYTES)),
+    )
+}
+
+/// The application: every route of [`ROUTES`] with its middleware, ready to serve or to test
+/// with `tower::ServiceExt::oneshot`.
+pub fn router(state: AppState) -> Router {
+    routes()
+        .router
+        .fallback(no_route)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// The (method, path) pairs the router registers, in order; equal to [`ROUTES`] (a test
+/// checks it).
+pub fn registered_routes() -> Vec<(&'static str, &'static str)> {
+    routes().registered
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then stops accepting, lets
+/// requests in flight finish (at most [`ServeOptions::shutdown_grace`]) and returns. The
+/// caller then closes the ledger (see [`close_ledger`]), which flushes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    ledger: Arc<Ledger>,
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let grace = opts.shutdown_grace;
+    let app = router(AppState::new(ledger, opts));
+    // Small answers on keep-alive connections: do not let Nagle's algorithm delay them.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, finishing requests in flight");
+        let _ = signalled_tx.send(());
+    };
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(signal)
+        .into_future();
+    tokio::select! {
+        r = server => r,
+        _ = async {
+            if signalled_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(grace_s = grace.as_secs_f64(), "requests still in flight after the grace period; stopping anyway");
+            Ok(())
+        }
+    }
+}
+
+/// Closes a served ledger once the server has let go of it: waits (at most `wait`) until this
+/// is the last reference, then stops the sequencer after its queue and flushes. If other
+/// references remain after `wait`, it only flushes the store.
+pub async fn close_ledger(ledger: Arc<Ledger>, wait: Duration) -> Result<(), StoreError> {
+    let deadline = Instant::now() + wait;
+    let mut ledger = ledger;
+    loop {
+        match Arc::try_unwrap(ledger) {
+            Ok(l) => {
+                return tokio::task::spawn_blocking(move || l.close())
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(StoreError::Corrupt(format!(
+                            "closing the ledger failed: {e}"
+                        )))
+                    });
+            }
+            Err(shared) if Instant::now() >= deadline => {
+                tracing::warn!("ledger still referenced at shutdown; flushing only");
+                return tokio::task::spawn_blocking(move || shared.store().flush())
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(StoreError::Corrupt(format!(
+                            "flushing the ledger failed: {e}"
+                        )))
+                    });
+            }
+            Err(shared) => {
+                ledger = shared;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Middleware
+// ---------------------------------------------------------------------------------------------
+
+/// Around every request: the request timeout, problem+json for every error, metrics and one
+/// structured log line.
+async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let path = req.uri().path().to_owned();
+    // Photo uploads have their own, longer deadline (checked in the handler).
+    let limit = if route.as_ref().is_some_and(|r| r.as_str() == "/scan") {
+        st.opts.upload_timeout + Duration::from_secs(5)
+    } else {
+        st.opts.request_timeout
+    };
+    let mut resp = match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => {
+            let mut detail = format!("the request took longer than {} s", limit.as_secs_f64());
+            if method == Method::POST {
+                detail.push_str(
+                    "; the submission may still be logged: submit it again (an envelope already \
+                     logged answers 200 with its entry)",
+                );
+            }
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "Request timed out",
+                detail,
+            )
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+            .into_response()
+        }
+    };
+    let status = resp.status();
+    if (status.is_client_error() || status.is_server_error()) && needs_problem(resp.headers()) {
+        resp = as_problem(resp, &method, &path).await;
+    }
+    let h = resp.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // The log is public: any web page may read it.
+    if method == Method::GET || method == Method::HEAD {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+    }
+    let elapsed = start.elapsed();
+    let route_str = route.as_ref().map_or("unmatched", |r| r.as_str());
+    st.metrics.observe_http(route_str, resp.status(), elapsed);
+    tracing::info!(
+        target: "reman_ledger::http",
+        method = %method,
+        route = route_str,
+        path = %path,
+        status = resp.status().as_u16(),
+        latency_ms = elapsed.as_secs_f64() * 1e3,
+        "request"
+    );
+    resp
+}
+
+/// True for an error answer axum wrote itself (empty or plain text), which must become a
+/// problem; our problems and HTML error pages stay as they are.
+fn needs_problem(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.starts_with("text/plain"))
+}
+
+/// Rewrites an error answer that axum produced itself (405, a body-limit or extractor
+/// rejection) as a problem, keeping its status and headers such as `Allow`.
+async fn as_problem(resp: Response, method: &Method, path: &str) -> Response {
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let status = parts.status;
+    let problem = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allow = parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            Problem::new(
+                status,
+                "method_not_allowed",
+                "Method not allowed",
+                format!("{method} is not allowed on {path}; allowed: {allow}"),
+            )
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => Problem::from_refusal(
+            RefusalKind::TooLarge,
+            if text.is_empty() {
+                "the request body is too large".to_owned()
+            } else {
+                text
+            },
+        ),
+        _ => {
+            let reason = status.canonical_reason().unwrap_or("Error");
+            let detail = if text.is_empty() {
+                reason.to_owned()
+            } else {
+                text
+            };
+            match status.as_u16() {
+                400 => Problem::from_refusal(RefusalKind::Malformed, detail),
+                401 => Problem::from_refusal(RefusalKind::Unauthorized, detail),
+                403 => Problem::from_refusal(RefusalKind::Forbidden, detail),
+                404 => Problem::from_refusal(RefusalKind::NotFound, detail),
+                409 => Problem::from_refusal(RefusalKind::Conflict, detail),
+                422 => Problem::from_refusal(RefusalKind::Invalid, detail),
+                500 => Problem::from_refusal(RefusalKind::Internal, detail),
+                _ => Problem::new(status, "http_error", "HTTP error", detail),
+            }
+        }
+    };
+    let mut out = problem.into_response();
+    for (k, v) in parts.headers.iter() {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+async fn no_route(method: Method, uri: axum::http::Uri) -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        "No such route",
+        format!(
+            "no route for {method} {}; the routes are listed in /api/v1/openapi.json",
+            uri.path()
+        ),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers
+// ---------------------------------------------------------------------------------------------
+
+/// Reads a body of at most `limit` bytes.
+async fn read_body(mut body: Body, limit: usize) -> ApiResult<Vec<u8>> {
+    let mut buf = Vec::new();
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(|e| Problem::bad_request(format!("reading the body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(too_large(limit));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf)
+}
+
+fn too_large(limit: usize) -> Problem {
+    Problem::from_refusal(
+        RefusalKind::TooLarge,
+        format!("the request body exceeds the limit of {limit} bytes"),
+    )
+    .with_header(header::CONNECTION, HeaderValue::from_static("close"))
+}
+
+#[derive(serde::Deserialize)]
+struct TypeOnly {
+    #[serde(rename = "payloadType")]
+    payload_type: String,
+}
+
+/// `POST /api/v1/entries`: 201 with the receipt when logged now, 200 when already logged.
+async fn post_entry(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    match submit(&st, &headers, body).await {
+        Ok(r) => {
+            let status = if r.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            let location = format!("/api/v1/entries/{}", r.index);
+            let mut resp = (status, Json(&r)).into_response();
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            resp
+        }
+        Err(p) => p.into_response(),
+    }
+}
+
+async fn submit(st: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<Receipt> {
+    let limit = st.opts.max_body_bytes;
+    let m = &st.metrics;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        m.refused("too_large");
+        return Err(too_large(limit));
+    }
+    let bytes = match tokio::time::timeout(st.opts.body_timeout, read_body(body, limit)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(p)) => {
+            m.refused(p.kind);
+            return Err(p);
+        }
+        Err(_) => {
+            m.refused("body_timeout");
+            return Err(Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "Request body too slow",
+                format!(
+                    "the request body was not received within {} s",
+                    st.opts.body_timeout.as_secs_f64()
+                ),
+            )
+            .with_header(header::CONNECTION, HeaderValue::from_static("close")));
+        }
+    };
+    let start = Instant::now();
+    match st.ledger.submit_async(&bytes).await {
+        Ok(r) => {
+            if r.created {
+                let kind = serde_json::from_slice::<TypeOnly>(&bytes)
+                    .ok()
+                    .and_then(|t| PayloadType::from_media_type(&t.payload_type));
+                m.appended(kind, r.inclusion_proof.tree_size, start.elapsed());
+            }
+            Ok(r)
+        }
+        Err(e) => {
+            m.refused(e.kind().as_str());
+            if e.kind() == RefusalKind::Internal {
+                tracing::error!(error = %e, "submission failed");
+            }
+            Err(Problem::from(&e))
+        }
+    }
+}
+
+/// A decimal u64 from a path or query parameter.
+fn parse_u64(what: &str, s: &str) -> ApiResult<u64> {
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Problem::bad_request(format!(
+            "{what} must be a non-negative decimal integer, got {s:?}"
+        )));
+    }
+    s.parse()
+        .map_err(|_| Problem::bad_request(format!("{what} {s} is out of range")))
+}
+
+async fn get_entry(
+    State(st): State<AppState>,
+    index: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let Path(index) = index?;
+    let index = parse_u64("entry index", &index)?;
+    let v = st.ledger.entry_json(index)?;
+    let mut resp = Json(v).into_response();
+    // An entry never changes once logged.
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    Ok(resp)
+}
+
+fn certificate_id(s: &str) -> ApiResult<CertificateId> {
+    s.parse().map_err(|_| {
+        Problem::bad_request(format!(
+            "certificate ID must be 32 lowercase hex digits, got {s:?}"
+        ))
+    })
+}
+
+async fn get_certificate(
+    State(st): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let Path(id) = id?;
+    let id = certificate_id(&id)?;
+    Ok(Json(st.ledger.certificate(&id)?).into_response())
+}
+
+async fn get_product(
+    State(st): State<AppState>,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<Response> {
+    let Path((gtin, serial)) = p?;
+    let certificates = st.ledger.product(&gtin, &serial)?;
+    Ok(Json(json!({
+        "gtin": gtin,
+        "serial": serial,
+        "certificates": certificates,
+    }))
+    .into_response())
+}
+
+async fn get_parties(State(st): State<AppState>) -> ApiResult<Response> {
+    Ok(Json(st.ledger.parties()?).into_response())
+}
+
+async fn get_party(
+    State(st): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let Path(name) = name?;
+    Ok(Json(st.ledger.party(&name)?).into_response())
+}
+
+async fn get_checkpoint(State(st): State<AppState>) -> Response {
+    let text = st.ledger.head().checkpoint.to_string();
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        text,
+    )
+        .into_response()
+}
+
+async fn get_log(State(st): State<AppState>) -> Response {
+    Json(st.ledger.log_json()).into_response()
+}
+
+/// A required u64 query parameter.
+fn query_u64(q: &HashMap<String, String>, name: &str, usage: &str) -> ApiResult<u64> {
+    let v = q.get(name).ok_or_else(|| {
+        Problem::bad_request(format!("missing query parameter {name} (expected {usage})"))
+    })?;
+    parse_u64(name, v)
+}
+
+async fn get_inclusion(
+    State(st): State<AppState>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = q?;
+    let usage = "?index=I&tree_size=N";
+    let index = query_u64(&q, "index", usage)?;
+    let tree_size = query_u64(&q, "tree_size", usage)?;
+    Ok(Json(st.ledger.inclusion_json(index, tree_size)?).into_response())
+}
+
+async fn get_consistency(
+    State(st): State<AppState>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = q?;
+    let usage = "?first=M&second=N";
+    let first = query_u64(&q, "first", usage)?;
+    let second = query_u64(&q, "second", usage)?;
+    Ok(Json(st.ledger.consistency_json(first, second)?).into_response())
+}
+
+async fn get_health(State(st): State<AppState>) -> Response {
+    Json(json!({"status": "ok", "tree_size": st.ledger.head().size})).into_response()
+}
+
+async fn get_metrics(State(st): State<AppState>) -> Response {
+    let text = st.metrics.render(st.ledger.head().size);
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn get_openapi() -> Response {
+    static DOC: OnceLock<String> = OnceLock::new();
+    let doc = DOC.get_or_init(|| openapi().to_string());
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        doc.as_str(),
+    )
+        .into_response()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The GS1 Digital Link resolver
+// ---------------------------------------------------------------------------------------------
+
+/// What the resolver says about a unit.
+struct Resolution {
+    verdict: Verdict,
+    seal: SealCheck,
+    certificates: Vec<CertificateView>,
+    /// Index in `certificates` of the one the verdict is about.
+    chosen: Option<usize>,
+    proof_verified: bool,
+}
+
+fn verdict_str(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Valid => "valid",
+        Verdict::Revoked => "revoked",
+        Verdict::Superseded => "superseded",
+        Verdict::Unknown => "unknown",
+        Verdict::SealInvalid => "seal_invalid",
+    }
+}
+
+/// Checks the seal (if any) and picks the certificate the verdict is about: the sealed one,
+/// else the newest.
+fn resolve(ledger: &Ledger, gtin: &str, serial: &str, seal: Option<&str>) -> ApiResult<Resolution> {
+    let certificates = match ledger.product(gtin, serial) {
+        Ok(c) => c,
+        Err(QueryError::NotFound(_)) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let (seal, chosen) = match seal {
+        None => (SealCheck::NotGiven, (!certificates.is_empty()).then_some(0)),
+        Some(text) => check_seal(ledger, gtin, serial, text, &certificates),
+    };
+    let view = chosen.and_then(|i| certificates.get(i));
+    let verdict = match (&seal, view) {
+        (SealCheck::Invalid(_) | SealCheck::OtherProduct { .. }, _) => Verdict::SealInvalid,
+        (_, None) => Verdict::Unknown,
+        (_, Some(v)) => match v.status {
+            CertStatus::Valid => Verdict::Valid,
+            CertStatus::Revoked => Verdict::Revoked,
+            CertStatus::Superseded => Verdict::Superseded,
+        },
+    };
+    let proof_verified = view.is_some_and(|v| proof_verifies(ledger, v));
+    Ok(Resolution {
+        verdict,
+        seal,
+        certificates,
+        chosen,
+        proof_verified,
+    })
+}
+
+fn check_seal(
+    ledger: &Ledger,
+    gtin: &str,
+    serial: &str,
+    text: &str,
+    certificates: &[CertificateView],
+) -> (SealCheck, Option<usize>) {
+    let seal = match Seal::from_base64url(text) {
+        Ok(s) => s,
+        Err(e) => return (SealCheck::Invalid(e.to_string()), None),
+    };
+    let id = CertificateId(seal.certificate_id);
+    match seal.verify(ledger.log_key(), ledger.origin(), gtin, serial) {
+        Ok(()) => match certificates.iter().position(|c| c.certificate_id == id) {
+            Some(i) => (SealCheck::Valid, Some(i)),
+            None => (
+                SealCheck::Invalid(format!(
+                    "the seal names certificate {id}, which is not in the log"
+                )),
+                None,
+            ),
+        },
+        Err(e) => {
+            // A genuine seal copied from another unit's label is worth telling apart.
+            if let Ok(other) = ledger.certificate(&id)
+                && (other.gtin != gtin || other.serial != serial)
+                && seal
+                    .verify(
+                        ledger.log_key(),
+                        ledger.origin(),
+                        &other.gtin,
+                        &other.serial,
+                    )
+                    .is_ok()
+            {
+                return (
+                    SealCheck::OtherProduct {
+                        certificate_id: id.to_string(),
+                    },
+                    None,
+                );
+            }
+            (SealCheck::Invalid(e.to_string()), None)
+        }
+    }
+}
+
+/// Re-checks a certificate's inclusion proof against its signed checkpoint, as a verifier would.
+fn proof_verifies(ledger: &Ledger, v: &CertificateView) -> bool {
+    let Ok(cp) = Checkpoint::open(&v.checkpoint, ledger.log_key()) else {
+        return false;
+    };
+    let Ok(Some(entry)) = ledger.store().entry(v.index) else {
+        return false;
+    };
+    let p = &v.inclusion_proof;
+    p.tree_size == cp.size
+        && p.root == cp.root
+        && merkle::verify_inclusion(
+            &merkle::leaf_hash(&entry),
+            v.index,
+            cp.size,
+            &p.proof,
+            &cp.root,
+        )
+        .is_ok()
+}
+
+fn seal_json(s: &SealCheck) -> Value {
+    match s {
+        SealCheck::NotGiven => json!({"result": "not_given"}),
+        SealCheck::Valid => json!({"result": "valid"}),
+        SealCheck::Invalid(why) => json!({"result": "invalid", "detail": why}),
+        SealCheck::OtherProduct { certificate_id } => {
+            json!({"result": "other_product", "certificate_id": certificate_id})
+        }
+    }
+}
+
+/// True when the client asks for JSON rather than a page.
+fn wants_json(headers: &HeaderMap) -> bool {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    (accept.contains("application/json") || accept.contains("+json"))
+        && !accept.contains("text/html")
+}
+
+/// `GET /01/{gtin}/21/{serial}[?seal=…]`: the GS1 Digital Link resolver.
+async fn get_resolver(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    p: Result<Path<(String, String)>, PathRejection>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Response> {
+    let json = wants_json(&headers);
+    let (gtin, serial, seal) = match (p, q) {
+        (Ok(Path((g, s))), Ok(Query(q))) => (g, s, q.get("seal").cloned()),
+        (Err(e), _) if json => return Err(e.into()),
+        (_, Err(e)) if json => return Err(e.into()),
+        (Err(e), _) => return Ok(html_error(StatusCode::BAD_REQUEST, &e.body_text())),
+        (_, Err(e)) => return Ok(html_error(StatusCode::BAD_REQUEST, &e.body_text())),
+    };
+    let res = resolve(&st.ledger, &gtin, &serial, seal.as_deref())?;
+    if json {
+        if res.certificates.is_empty() {
+            let mut detail = format!("no certificate is logged for GTIN {gtin}, serial {serial}");
+            if let SealCheck::OtherProduct { certificate_id } = &res.seal {
+                detail.push_str(&format!(
+                    "; the seal belongs to certificate {certificate_id} of another product"
+                ));
+            }
+            return Err(Problem::from_refusal(RefusalKind::NotFound, detail));
+        }
+        let chosen = res
+            .chosen
+            .and_then(|i| res.certificates.get(i))
+            .map(|c| c.certificate_id.to_string());
+        return Ok(Json(json!({
+            "gtin": gtin,
+            "serial": serial,
+            "verdict": verdict_str(res.verdict),
+            "seal_check": seal_json(&res.seal),
+            "certificate_id": chosen,
+            "proof_verified": res.proof_verified,
+            "certificates": res.certificates,
+        }))
+        .into_response());
+    }
+    let status = if res.certificates.is_empty() {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::OK
+    };
+    let chosen = res.chosen.and_then(|i| res.certificates.get(i));
+    let certificate = chosen.and_then(|c| serde_json::to_value(c).ok());
+    let other_certificates = res
+        .certificates
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != res.chosen)
+        .map(|(_, c)| (c.certificate_id.to_string(), c.status.as_str().to_owned()))
+        .collect();
+    let view = StatusView {
+        verdict: res.verdict,
+        gtin,
+        serial,
+        seal: res.seal,
+        certificate,
+        other_certificates,
+        proof_verified: res.proof_verified,
+    };
+    Ok(html(status, pages::status_page(&view)))
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn html_error(status: StatusCode, detail: &str) -> Response {
+    let title = status.canonical_reason().unwrap_or("Error");
+    html(status, pages::error_page(status.as_u16(), title, detail))
+}
+
+// ---------------------------------------------------------------------------------------------
+// QR codes, the home page, look-up and scan
+// ---------------------------------------------------------------------------------------------
+
+/// The QR content of a certificate: its QR URL, with the request's host as base URL when the
+/// ledger was not given one (the seal does not cover the base URL).
+fn qr_content(headers: &HeaderMap, view: &CertificateView) -> ApiResult<String> {
+    if let Some(u) = &view.qr_url {
+        return Ok(u.clone());
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            Problem::bad_request("no Host header, and the ledger has no base URL for QR links")
+        })?;
+    let seal = Seal::from_base64url(&view.seal)
+        .map_err(|e| Problem::from_refusal(RefusalKind::Internal, e.to_string()))?;
+    Ok(seal::qr_url(
+        &format!("http://{host}"),
+        &view.gtin,
+        &view.serial,
+        &seal,
+    ))
+}
+
+/// The `?size=` of a QR image, in pixels.
+fn qr_size(q: &HashMap<String, String>) -> ApiResult<u32> {
+    match q.get("size") {
+        None => Ok(qr::DEFAULT_SIZE),
+        Some(v) => {
+            let n = parse_u64("size", v)?;
+            let n = u32::try_from(n).unwrap_or(u32::MAX);
+            if !(qr::MIN_SIZE..=qr::MAX_SIZE).contains(&n) {
+                return Err(Problem::bad_request(
+                    qr::QrError::SizeOutOfRange(n).to_string(),
+                ));
+            }
+            Ok(n)
+        }
+    }
+}
+
+async fn get_qr(
+    st: AppState,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+    svg: bool,
+) -> ApiResult<Response> {
+    let Path(id) = id?;
+    let Query(q) = q?;
+    let id = certificate_id(&id)?;
+    let size = qr_size(&q)?;
+    let view = st.ledger.certificate(&id)?;
+    let content = qr_content(&headers, &view)?;
+    let qr_problem = |e: qr::QrError| match e {
+        qr::QrError::SizeOutOfRange(_) => Problem::bad_request(e.to_string()),
+        _ => Problem::from_refusal(RefusalKind::Internal, e.to_string()),
+    };
+    // Rendering a large PNG takes a few milliseconds of CPU: keep it off the async workers.
+    let (ctype, body): (&'static str, Vec<u8>) = if svg {
+        let s = qr::svg(&content, size).map_err(qr_problem)?;
+        ("image/svg+xml", s.into_bytes())
+    } else {
+        let png = tokio::task::spawn_blocking(move || qr::png(&content, size))
+            .await
+            .map_err(|e| Problem::from_refusal(RefusalKind::Internal, e.to_string()))?
+            .map_err(qr_problem)?;
+        ("image/png", png)
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(ctype)),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=86400"),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+async fn get_qr_png(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Response> {
+    get_qr(st, headers, id, q, false).await
+}
+
+async fn get_qr_svg(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Response> {
+    get_qr(st, headers, id, q, true).await
+}
+
+async fn get_home() -> Response {
+    html(StatusCode::OK, pages::home_page(None))
+}
+
+fn see_other(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(v) => (StatusCode::SEE_OTHER, [(header::LOCATION, v)]).into_response(),
+        Err(_) => html_error(StatusCode::BAD_REQUEST, "the link cannot be followed"),
+    }
+}
+
+/// The resolver path of a unit, with its seal when known.
+fn resolver_path(gtin: &str, serial: &str, seal: Option<&str>) -> String {
+    let mut p = format!("/01/{gtin}/21/{}", seal::percent_encode(serial));
+    if let Some(s) = seal {
+        p.push_str("?seal=");
+        p.push_str(s);
+    }
+    p
+}
+
+/// `GET /lookup?gtin=…&serial=…` or `?id=…`: the home page's form; redirects to the status page.
+async fn get_lookup(
+    State(st): State<AppState>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Response {
+    let again = |status: StatusCode, msg: &str| html(status, pages::home_page(Some(msg)));
+    let Ok(Query(q)) = q else {
+        return again(
+            StatusCode::BAD_REQUEST,
+            "The form could not be read; try again.",
+        );
+    };
+    let field = |k: &str| q.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    if let Some(id) = field("id") {
+        let id = id.to_ascii_lowercase();
+        let Ok(cid) = id.parse::<CertificateId>() else {
+            return again(
+                StatusCode::BAD_REQUEST,
+                "A certificate ID is 32 hexadecimal digits (0-9, a-f).",
+            );
+        };
+        return match st.ledger.certificate(&cid) {
+            Ok(v) => see_other(&resolver_path(&v.gtin, &v.serial, Some(&v.seal))),
+            Err(QueryError::NotFound(_)) => again(
+                StatusCode::NOT_FOUND,
+                &format!("No certificate {id} is in the ledger."),
+            ),
+            Err(e) => again(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        };
+    }
+    let (Some(gtin), Some(serial)) = (field("gtin"), field("serial")) else {
+        return again(
+            StatusCode::BAD_REQUEST,
+            "Enter a GTIN and a serial number, or a certificate ID.",
+        );
+    };
+    let digits: String = gtin.chars().filter(|c| !c.is_whitespace()).collect();
+    let padded = format!("{digits:0>14}");
+    if !gs1::gtin14_is_valid(&padded) {
+        return again(
+            StatusCode::BAD_REQUEST,
+            &format!("{gtin} is not a valid GTIN: 8 to 14 digits with a correct GS1 check digit."),
+        );
+    }
+    if !gs1::is_valid_serial(serial) {
+        return again(
+            StatusCode::BAD_REQUEST,
+            "A serial number is 1 to 20 characters of the GS1 character set (letters, digits and !\"%&'()*+,-./:;<=>?_).",
+        );
+    }
+    see_other(&resolver_path(&padded, serial, None))
+}
+
+/// The largest photo upload accepted by `/scan`.
+pub const MAX_PHOTO_BYTES: usize = 16 * 1024 * 1024;
+
+/// `POST /scan` (multipart/form-data, one image file): decodes the QR code on the server and
+/// redirects to its status page.
+async fn post_scan(
+    State(st): State<AppState>,
+    mp: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Response {
+    let again = |status: StatusCode, msg: &str| html(status, pages::home_page(Some(msg)));
+    let Ok(mut mp) = mp else {
+        return again(
+            StatusCode::BAD_REQUEST,
+            "Upload the photo with the form on this page (multipart/form-data).",
+        );
+    };
+    let read = async {
+        let mut photo = None;
+        while let Some(field) = mp.next_field().await? {
+            let is_file = field.file_name().is_some()
+                || matches!(field.name(), Some("photo" | "file" | "image"));
+            if is_file && photo.is_none() {
+                photo = Some(field.bytes().await?);
+            }
+        }
+        Ok::<_, axum::extract::multipart::MultipartError>(photo)
+    };
+    let photo = match tokio::time::timeout(st.opts.upload_timeout, read).await {
+        Err(_) => {
+            return again(
+                StatusCode::REQUEST_TIMEOUT,
+                "The upload took too long. Try a smaller photo.",
+            );
+        }
+        Ok(Err(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return again(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "The photo is larger than {} MB. Take a smaller one.",
+                    MAX_PHOTO_BYTES / (1024 * 1024)
+                ),
+            );
+        }
+        Ok(Err(e)) => return again(StatusCode::BAD_REQUEST, &format!("The upload failed: {e}")),
+        Ok(Ok(None)) => return again(StatusCode::BAD_REQUEST, "Choose a photo of the QR label."),
+        Ok(Ok(Some(p))) if p.is_empty() => {
+            return again(StatusCode::BAD_REQUEST, "Choose a photo of the QR label.");
+        }
+        Ok(Ok(Some(p))) => p,
+    };
+    // Decoding a photo is CPU work (up to a second): keep it off the async workers.
+    let decoded = tokio::task::spawn_blocking(move || qr::decode_image(&photo)).await;
+    let codes = match decoded {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return again(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+        Err(e) => return again(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    for code in &codes {
+        if let Ok(link) = seal::parse_digital_link(code) {
+            let seal = link.seal.map(|s| s.to_base64url());
+            return see_other(&resolver_path(&link.gtin, &link.serial, seal.as_deref()));
+        }
+    }
+    let shown: String = codes
+        .first()
+        .map_or(String::new(), |c| c.chars().take(80).collect());
+    again(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &format!(
+            "The QR code was read, but it is not a certificate link (it holds \"{shown}\"). \
+             Scan the ledger's QR label on the product."
+        ),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics (Prometheus text exposition format, written by hand)
+// ---------------------------------------------------------------------------------------------
+
+/// Latency buckets, in seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Batch size buckets, in entries.
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0,
+];
+
+/// The refusal reasons counted: the [`RefusalKind`] names, then the HTTP layer's own.
+const REFUSAL_REASONS: &[&str] = &[
+    "malformed",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "conflict",
+    "too_large",
+    "invalid",
+    "internal",
+    "body_timeout",
+];
+
+const STATUS_CLASSES: &[&str] = &["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// A histogram with fixed buckets, updated without locks.
+struct Histogram {
+    bounds: &'static [f64],
+    /// One counter per bound, plus one for above the last bound (not cumulative).
+    buckets: Box<[AtomicU64]>,
+    /// Sum of the observations in base units (nanoseconds or entries).
+    sum: AtomicU64,
+    /// Base units per displayed unit (1e9 for seconds from nanoseconds).
+    scale: f64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64], scale: f64) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0),
+            scale,
+        }
+    }
+
+    fn observe(&self, base_units: u64) {
+        let v = base_units as f64 / self.scale;
+        let i = self
+            .bounds
+            .iter()
+            .position(|b| v <= *b)
+            .unwrap_or(self.bounds.len());
+        if let Some(b) = self.buckets.get(i) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum.fetch_add(base_units, Ordering::Relaxed);
+    }
+
+    fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Writes the `_bucket`, `_sum` and `_count` lines; `labels` is `k="v",` or empty.
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        use std::fmt::Write;
+        let mut cumulative = 0u64;
+        for (i, b) in self.bounds.iter().enumerate() {
+            cumulative += self.buckets.get(i).map_or(0, |c| c.load(Ordering::Relaxed));
+            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{b}\"}} {cumulative}");
+        }
+        cumulative += self
+            .buckets
+            .get(self.bounds.len())
+            .map_or(0, |c| c.load(Ordering::Relaxed));
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum.load(Ordering::Relaxed) as f64 / self.scale;
+        let labels = labels.trim_end_matches(',');
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    }
+}
+
+/// The server's Prometheus metrics: entries appended by payload type, refusals by reason,
+/// tree size, group-commit batch sizes, append latency, and HTTP latency by route and status
+/// class.
+pub struct Metrics {
+    appended: [AtomicU64; 4],
+    refusals: Box<[AtomicU64]>,
+    batch_size: Histogram,
+    append_latency: Histogram,
+    /// One histogram per (route, status class); the last route slot is "unmatched".
+    http: Box<[Histogram]>,
+    /// The largest checkpoint size seen in a receipt, to derive batch sizes.
+    last_checkpoint: AtomicU64,
+}
+
+impl Metrics {
+    /// Fresh metrics for a log that currently has `tree_size` entries.
+    pub fn new(tree_size: u64) -> Metrics {
+        let http_slots = (ROUTES.len() + 1) * STATUS_CLASSES.len();
+        Metrics {
+            appended: Default::default(),
+            refusals: REFUSAL_REASONS.iter().map(|_| AtomicU64::new(0)).collect(),
+            batch_size: Histogram::new(BATCH_BUCKETS, 1.0),
+            append_latency: Histogram::new(LATENCY_BUCKETS, 1e9),
+            http: (0..http_slots)
+                .map(|_| Histogram::new(LATENCY_BUCKETS, 1e9))
+                .collect(),
+            last_checkpoint: AtomicU64::new(tree_size),
+        }
+    }
+
+    /// Counts a refusal; `reason` is a [`RefusalKind::as_str`] name or `body_timeout`.
+    fn refused(&self, reason: &str) {
+        if let Some(i) = REFUSAL_REASONS.iter().position(|r| *r == reason)
+            && let Some(c) = self.refusals.get(i)
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts an entry appended by this server, its latency and its group commit.
+    ///
+    /// The batch size is derived from the receipts: a commit whose checkpoint has size S,
+    /// after the last one seen of size P, held S − P entries. Receipts of two commits that
+    /// reach here out of order are counted as one batch (a rare, small overestimate).
+    fn appended(&self, kind: Option<PayloadType>, checkpoint_size: u64, latency: Duration) {
+        let i = match kind {
+            Some(PayloadType::Party) => 0,
+            Some(PayloadType::Certificate) => 1,
+            Some(PayloadType::Revocation) => 2,
+            Some(PayloadType::Event) | None => 3,
+        };
+        if let Some(c) = self.appended.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        self.append_latency
+            .observe(u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX));
+        let prev = self
+            .last_checkpoint
+            .fetch_max(checkpoint_size, Ordering::Relaxed);
+        if checkpoint_size > prev {
+            self.batch_size.observe(checkpoint_size - prev);
+        }
+    }
+
+    fn observe_http(&self, route: &str, status: StatusCode, latency: Duration) {
+        let r = ROUTES
+            .iter()
+            .position(|x| x.path == route)
+            .unwrap_or(ROUTES.len());
+        let class = usize::from(status.as_u16() / 100)
+            .saturating_sub(1)
+            .min(STATUS_CLASSES.len() - 1);
+        if let Some(h) = self.http.get(r * STATUS_CLASSES.len() + class) {
+            h.observe(u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX));
+        }
+    }
+
+    /// The metrics in the Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self, tree_size: u64) -> String {
+        use std::fmt::Write;
+        let mut out = String::with_capacity(8192);
+        out.push_str(
+            "# HELP reman_ledger_entries_appended_total Entries appended through this server, by payload type.\n\
+             # TYPE reman_ledger_entries_appended_total counter\n",
+        );
+        for (t, c) in PayloadType::ALL.iter().zip(&self.appended) {
+            let _ = writeln!(
+                out,
+                "reman_ledger_entries_appended_total{{type=\"{}\"}} {}",
+                t.name(),
+                c.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str(
+            "# HELP reman_ledger_refusals_total Submissions refused, by reason.\n\
+             # TYPE reman_ledger_refusals_total counter\n",
+        );
+        for (r, c) in REFUSAL_REASONS.iter().zip(self.refusals.iter()) {
+            let _ = writeln!(
+                out,
+                "reman_ledger_refusals_total{{reason=\"{r}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP reman_ledger_tree_size Entries in the log (size of the latest checkpoint).\n\
+             # TYPE reman_ledger_tree_size gauge\n\
+             reman_ledger_tree_size {tree_size}"
+        );
+        out.push_str(
+            "# HELP reman_ledger_batch_size Entries per group commit (one checkpoint each).\n\
+             # TYPE reman_ledger_batch_size histogram\n",
+        );
+        self.batch_size
+            .render(&mut out, "reman_ledger_batch_size", "");
+        out.push_str(
+            "# HELP reman_ledger_append_latency_seconds Time from a submission's arrival to its durable append.\n\
+             # TYPE reman_ledger_append_latency_seconds histogram\n",
+        );
+        self.append_latency
+            .render(&mut out, "reman_ledger_append_latency_seconds", "");
+        out.push_str(
+            "# HELP reman_ledger_http_request_duration_seconds HTTP request latency, by route and status class.\n\
+             # TYPE reman_ledger_http_request_duration_seconds histogram\n",
+        );
+        let routes = ROUTES.iter().map(|r| r.path).chain(["unmatched"]);
+        for (ri, route) in routes.enumerate() {
+            for (ci, class) in STATUS_CLASSES.iter().enumerate() {
+                let Some(h) = self.http.get(ri * STATUS_CLASSES.len() + ci) else {
+                    continue;
+                };
+                if h.count() == 0 {
+                    continue;
+                }
+                let labels = format!("route=\"{route}\",status_class=\"{class}\",");
+                h.render(
+                    &mut out,
+                    "reman_ledger_http_request_duration_seconds",
+                    &labels,
+                );
+            }
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// OpenAPI
+// ---------------------------------------------------------------------------------------------
+
+/// The OpenAPI path of an axum path: `{*rest}` becomes `{rest}`.
+pub fn openapi_path(axum_path: &str) -> String {
+    axum_path.replace("{*", "{")
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+/// The OpenAPI 3.0 document of the API, generated from [`ROUTES`].
+pub fn openapi() -> Value {
+    let mut paths = serde_json::Map::new();
+    for r in ROUTES {
+        let params: Vec<Value> = r
+            .params
+            .iter()
+            .map(|p| {
+                json!({
+                    "name": p.name,
+                    "in": if p.location == ParamIn::Path { "path" } else { "query" },
+                    "required": p.required,
+                    "description": p.description,
+                    "schema": if p.kind == "integer" {
+                        json!({"type": "integer", "format": "int64", "minimum": 0})
+                    } else {
+                        json!({"type": "string"})
+                    },
+                })
+            })
+            .collect();
+        let mut responses = serde_json::Map::new();
+        for a in r.ok {
+            let schema = if !a.schema.is_empty() {
+                schema_ref(a.schema)
+            } else if a.media_type.starts_with("text/") {
+                json!({"type": "string"})
+            } else {
+                json!({"type": "object"})
+            };
+            let answer = if a.media_type.is_empty() {
+                json!({"description": a.description})
+            } else {
+                json!({"description": a.description,
+                       "content": {a.media_type: {"schema": schema}}})
+            };
+            responses.insert(a.status.to_string(), answer);
+        }
+        for s in r.errors {
+            let reason = StatusCode::from_u16(*s)
+                .ok()
+                .and_then(|c| c.canonical_reason())
+                .unwrap_or("error");
+            responses.insert(
+                s.to_string(),
+                json!({"description": reason,
+                       "content": {PROBLEM_JSON: {"schema": schema_ref("Problem")}}}),
+            );
+        }
+        let mut op = json!({
+            "summary": r.summary,
+            "operationId": operation_id(r),
+            "parameters": params,
+            "responses": responses,
+        });
+        let body = match r.path {
+            "/api/v1/entries" => Some(
+                json!({"required": true, "description": "a DSSE envelope, at most 64 KiB",
+                       "content": {"application/json": {"schema": schema_ref("Envelope")}}}),
+            ),
+            "/scan" => Some(
+                json!({"required": true, "content": {"multipart/form-data": {"schema": {
+                "type": "object", "properties": {"photo": {"type": "string", "format": "binary",
+                "description": "a PNG or JPEG photo of the QR label, at most 16 MiB"}}}}}}),
+            ),
+            _ => None,
+        };
+        if let (Some(body), Some(o)) = (body, op.as_object_mut()) {
+            o.insert("requestBody".into(), body);
+        }
+        let entry = paths
+            .entry(openapi_path(r.path))
+            .or_insert_with(|| json!({}));
+        if let Some(o) = entry.as_object_mut() {
+            o.insert(r.method.to_ascii_lowercase(), op);
+        }
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "reman-ledger",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Certification and traceability ledger for remanufactured products: \
+                signed certificates on a verifiable, append-only Merkle-tree log (RFC 6962/9162). \
+                Errors are RFC 9457 application/problem+json. Hashes are lowercase hex.",
+            "license": {"name": "Apache-2.0"},
+        },
+        "paths": paths,
+        "components": {"schemas": schemas()},
+    })
+}
+
+fn operation_id(r: &Route) -> String {
+    let mut id = r.method.to_ascii_lowercase();
+    for c in r.path.chars() {
+        if c.is_ascii_alphanumeric() {
+            id.push(c);
+        } else if !id.ends_with('_') {
+            id.push('_');
+        }
+    }
+    id.trim_end_matches('_').to_owned()
+}
+
+fn schemas() -> Value {
+    let hex = json!({"type": "string", "pattern": "^[0-9a-f]{64}$"});
+    let hexes = json!({"type": "array", "items": hex});
+    let inclusion = json!({
+        "type": "object",
+        "required": ["tree_size", "root", "proof"],
+        "properties": {"tree_size": {"type": "integer"}, "root": hex, "proof": hexes},
+    });
+    json!({
+        "Problem": {
+            "type": "object",
+            "description": "RFC 9457 problem details",
+            "required": ["type", "title", "status", "detail"],
+            "properties": {
+                "type": {"type": "string", "format": "uri"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+            },
+        },
+        "Envelope": {
+            "type": "object",
+            "description": "DSSE envelope with exactly one signature (SPEC §3)",
+            "required": ["payloadType", "payload", "signatures"],
+            "properties": {
+                "payloadType": {"type": "string", "enum": PayloadType::ALL.iter().map(|t| t.media_type()).collect::<Vec<_>>()},
+                "payload": {"type": "string", "format": "byte"},
+                "signatures": {"type": "array", "minItems": 1, "maxItems": 1, "items": {
+                    "type": "object", "required": ["keyid", "sig"],
+                    "properties": {"keyid": {"type": "string"}, "sig": {"type": "string", "format": "byte"}},
+                }},
+            },
+        },
+        "InclusionProof": inclusion,
+        "Receipt": {
+            "type": "object",
+            "required": ["index", "leaf_hash", "integrated_time", "checkpoint", "inclusion_proof"],
+            "properties": {
+                "index": {"type": "integer"},
+                "leaf_hash": hex,
+                "integrated_time": {"type": "string", "format": "date-time"},
+                "certificate_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                "seal": {"type": "string", "description": "base64url, no padding (SPEC §5)"},
+                "qr_url": {"type": "string", "format": "uri"},
+                "checkpoint": {"type": "string"},
+                "inclusion_proof": schema_ref("InclusionProof"),
+            },
+        },
+        "EntryAnswer": {
+            "type": "object",
+            "required": ["index", "leaf", "leaf_hash", "entry"],
+            "properties": {
+                "index": {"type": "integer"},
+                "leaf": {"type": "string", "format": "byte", "description": "the exact entry bytes"},
+                "leaf_hash": hex,
+                "entry": {"type": "object"},
+            },
+        },
+        "CertificateView": {
+            "type": "object",
+            "required": ["certificate_id", "status", "certificate", "issuer", "index",
+                         "integrated_time", "seal", "events", "inclusion_proof", "checkpoint"],
+            "properties": {
+                "certificate_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                "status": {"type": "string", "enum": ["valid", "revoked", "superseded"]},
+                "certificate": {"type": "object", "description": "the certificate.v1 payload"},
+                "issuer": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "display_name": {"type": "string"},
+                    "country": {"type": "string"}}},
+                "index": {"type": "integer"},
+                "integrated_time": {"type": "string", "format": "date-time"},
+                "seal": {"type": "string"},
+                "qr_url": {"type": "string", "nullable": true},
+                "events": {"type": "array", "description": "oldest first", "items": {
+                    "type": "object", "properties": {
+                    "index": {"type": "integer"},
+                    "integrated_time": {"type": "string", "format": "date-time"},
+                    "signer": {"type": "string", "description": "the signer's party name"},
+                    "event": {"type": "object", "description": "the event.v1 payload"}}}},
+                "revocation": {"type": "object", "nullable": true, "properties": {
+                    "index": {"type": "integer"},
+                    "integrated_time": {"type": "string", "format": "date-time"},
+                    "signer": {"type": "string", "description": "the signer's party name"},
+                    "revocation": {"type": "object", "description": "the revocation.v1 payload"}}},
+                "supersedes": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                "inclusion_proof": schema_ref("InclusionProof"),
+                "checkpoint": {"type": "string"},
+                "superseded_by": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+            },
+        },
+        "Product": {
+            "type": "object",
+            "required": ["gtin", "serial", "certificates"],
+            "properties": {
+                "gtin": {"type": "string"},
+                "serial": {"type": "string"},
+                "certificates": {"type": "array", "description": "newest first",
+                                 "items": schema_ref("CertificateView")},
+            },
+        },
+        "Resolution": {
+            "type": "object",
+            "required": ["gtin", "serial", "verdict", "seal_check", "certificate_id", "proof_verified", "certificates"],
+            "properties": {
+                "gtin": {"type": "string"},
+                "serial": {"type": "string"},
+                "verdict": {"type": "string", "enum": ["valid", "revoked", "superseded", "unknown", "seal_invalid"]},
+                "seal_check": {"type": "object", "required": ["result"], "properties": {
+                    "result": {"type": "string", "enum": ["not_given", "valid", "invalid", "other_product"]},
+                    "detail": {"type": "string", "description": "why the seal is invalid"},
+                    "certificate_id": {"type": "string", "description": "the certificate a seal for another product belongs to"}}},
+                "certificate_id": {"type": "string", "nullable": true, "description": "the certificate the verdict is about: the sealed one, else the newest"},
+                "proof_verified": {"type": "boolean", "description": "its inclusion proof verified against the signed checkpoint"},
+                "certificates": {"type": "array", "description": "newest first", "items": schema_ref("CertificateView")},
+            },
+        },
+        "Party": {
+            "type": "object",
+            "required": ["name", "role", "key", "status", "index"],
+            "properties": {
+                "name": {"type": "string"},
+                "role": {"type": "string", "enum": ["operator", "remanufacturer", "certifier", "customs", "importer"]},
+                "display_name": {"type": "string"},
+                "country": {"type": "string"},
+                "key": {"type": "string", "description": "vkey"},
+                "status": {"type": "string", "enum": ["active", "suspended"]},
+                "index": {"type": "integer", "description": "entry of the registration in force"},
+            },
+        },
+        "Parties": {"type": "array", "items": schema_ref("Party")},
+        "Log": {
+            "type": "object",
+            "required": ["origin", "log_key", "tree_size", "root"],
+            "properties": {
+                "origin": {"type": "string"},
+                "log_key": {"type": "string", "description": "vkey"},
+                "tree_size": {"type": "integer"},
+                "root": hex,
+            },
+        },
+        "InclusionAnswer": {
+            "type": "object",
+            "required": ["index", "tree_size", "leaf_hash", "proof"],
+            "properties": {"index": {"type": "integer"}, "tree_size": {"type": "integer"},
+                           "leaf_hash": hex, "proof": hexes},
+        },
+        "ConsistencyAnswer": {
+            "type": "object",
+            "required": ["first", "second", "proof"],
+            "properties": {"first": {"type": "integer"}, "second": {"type": "integer"}, "proof": hexes},
+        },
+        "Health": {
+            "type": "object",
+            "required": ["status", "tree_size"],
+            "properties": {"status": {"type": "string", "enum": ["ok"]}, "tree_size": {"type": "integer"}},
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problem_json_has_the_rfc_9457_members() {
+        let p = Problem::from_refusal(RefusalKind::Conflict, "already valid");
+        assert_eq!(p.status, StatusCode::CONFLICT);
+        assert_eq!(
+            p.to_json(),
+            json!({"type": "https://reman-ledger.example/problems/conflict",
+                   "title": "Conflicts with the log", "status": 409, "detail": "already valid"})
+        );
+    }
+
+    #[test]
+    fn every_refusal_kind_keeps_its_spec_status() {
+        for (k, s) in [
+            (RefusalKind::Malformed, 400),
+            (RefusalKind::Unauthorized, 401),
+            (RefusalKind::Forbidden, 403),
+            (RefusalKind::NotFound, 404),
+            (RefusalKind::Conflict, 409),
+            (RefusalKind::TooLarge, 413),
+            (RefusalKind::Invalid, 422),
+            (RefusalKind::Internal, 500),
+        ] {
+            let p = Problem::from_refusal(k, "x");
+            assert_eq!(p.status.as_u16(), s);
+            assert!(REFUSAL_REASONS.contains(&p.kind));
+        }
+    }
+
+    #[test]
+    fn parse_u64_refuses_signs_garbage_and_overflow() {
+        assert_eq!(parse_u64("i", "0").unwrap(), 0);
+        assert_eq!(parse_u64("i", "18446744073709551615").unwrap(), u64::MAX);
+        for bad in [
+            "",
+            "+1",
+            "-1",
+            "1.0",
+            "0x10",
+            " 1",
+            "18446744073709551616",
+            "abc",
+        ] {
+            assert_eq!(
+                parse_u64("i", bad).unwrap_err().status,
+                StatusCode::BAD_REQUEST,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn histogram_renders_cumulative_buckets_sum_and_count() {
+        let h = Histogram::new(&[1.0, 2.0], 1.0);
+        for v in [1, 2, 2, 5] {
+            h.observe(v);
+        }
+        let mut s = String::new();
+        h.render(&mut s, "m", "a=\"b\",");
+        assert_eq!(
+            s,
+            "m_bucket{a=\"b\",le=\"1\"} 1\nm_bucket{a=\"b\",le=\"2\"} 3\n\
+             m_bucket{a=\"b\",le=\"+Inf\"} 4\nm_sum{a=\"b\"} 10\nm_count{a=\"b\"} 4\n"
+        );
+    }
+
+    #[test]
+    fn batch_sizes_are_derived_from_checkpoint_sizes() {
+        let m = Metrics::new(10);
+        let d = Duration::from_millis(3);
+        // Three receipts of one commit of size 13, then one of a commit of size 14.
+        for _ in 0..3 {
+            m.appended(Some(PayloadType::Certificate), 13, d);
+        }
+        m.appended(Some(PayloadType::Event), 14, d);
+        let text = m.render(14);
+        assert!(
+            text.contains("reman_ledger_batch_size_count{} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("reman_ledger_batch_size_sum{} 4\n"), "{text}");
+        assert!(text.contains("reman_ledger_entries_appended_total{type=\"certificate\"} 3\n"));
+        assert!(text.contains("reman_ledger_entries_appended_total{type=\"event\"} 1\n"));
+        assert!(text.contains("reman_ledger_append_latency_seconds_count{} 4\n"));
+        assert!(text.contains("reman_ledger_tree_size 14\n"));
+    }
+
+    #[test]
+    fn the_router_registers_exactly_the_listed_routes() {
+        let listed: Vec<_> = ROUTES.iter().map(|r| (r.method, r.path)).collect();
+        assert_eq!(registered_routes(), listed);
+    }
+
+    #[test]
+    fn openapi_documents_every_route_and_only_those() {
+        let doc = openapi();
+        let paths = doc["paths"].as_object().unwrap();
+        for r in ROUTES {
+            let op = &paths[&openapi_path(r.path)][r.method.to_ascii_lowercase()];
+            assert!(op.is_object(), "{} {} missing", r.method, r.path);
+            // Every path parameter of the path is documented.
+            for seg in r.path.split('/') {
+                if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    let name = name.trim_start_matches('*');
+                    assert!(
+                        op["parameters"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|p| p["name"] == name && p["in"] == "path"),
+                        "{} lacks parameter {name}",
+                        r.path
+                    );
+                }
+            }
+        }
+        let ops: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+        assert_eq!(ops, ROUTES.len());
+        // Every schema referenced exists.
+        let text = doc.to_string();
+        for part in text.split("#/components/schemas/").skip(1) {
+            let name: String = part.chars().take_while(|c| c.is_alphanumeric()).collect();
+            assert!(doc["components"]["schemas"][&name].is_object(), "{name}");
+        }
+    }
+}
