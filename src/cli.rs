@@ -162,7 +162,7 @@ pub struct ServeCommand {
     pub log_key: PathBuf,
     /// The listen address (default `127.0.0.1:8080`).
     pub listen: String,
-    /// The base URL of QR links (default `http://<listen>`).
+    /// The base URL of QR links.
     pub base_url: Option<String>,
     /// Load the demo data set of `fixtures/demo/` (signed with the demo keys of `keys/`).
     pub demo: bool,
@@ -234,4 +234,66 @@ pub fn open_or_init(
         }
     }
     Ok((ledger, said))
+}
+
+/// `serve`: opens (or creates) the ledger, loads the demo data set when asked, and serves the
+/// HTTP API until Ctrl-C or SIGTERM; then stops the sequencer and flushes.
+pub fn serve(cmd: ServeCommand) -> Result<(), CliError> {
+    let config = LedgerConfig {
+        base_url: cmd.base_url.clone(),
+        ..LedgerConfig::default()
+    };
+    let (ledger, said) = open_or_init(&cmd, config)?;
+    let io = |source| CliError::Io {
+        path: PathBuf::from(&cmd.listen),
+        source,
+    };
+    let rt = tokio::runtime::Runtime::new().map_err(io)?;
+    let ledger = std::sync::Arc::new(ledger);
+    let result = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&cmd.listen).await?;
+        for line in &said {
+            println!("{line}");
+        }
+        println!(
+            "serving {} on http://{} (Ctrl-C to stop)",
+            ledger.origin(),
+            listener.local_addr()?
+        );
+        let served = crate::api::serve(
+            listener,
+            ledger.clone(),
+            crate::api::ServeOptions::default(),
+            shutdown_signal(),
+        )
+        .await;
+        let closed = crate::api::close_ledger(ledger, std::time::Duration::from_secs(10)).await;
+        Ok::<_, std::io::Error>((served, closed))
+    });
+    let (served, closed) = result.map_err(io)?;
+    served.map_err(io)?;
+    closed?;
+    println!("stopped; everything logged is flushed");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }

@@ -85,6 +85,25 @@ enum Command {
         /// The payload file.
         file: PathBuf,
     },
+    /// Run the ledger's HTTP API, status pages and QR codes. On an empty data directory it first
+    /// creates a ledger with the default keys of keys/ (created when missing).
+    Serve {
+        /// The data directory (sled).
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// The log key file (signs checkpoints and seals).
+        #[arg(long, default_value = "keys/log.key")]
+        log_key: PathBuf,
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// The base URL of QR links (default http://<listen>).
+        #[arg(long)]
+        base_url: Option<String>,
+        /// Also load the demo data set of fixtures/demo/ (signed with the demo keys of keys/).
+        #[arg(long)]
+        demo: bool,
+    },
     /// Re-check every entry, the hash chain, every signature and the tree against the checkpoint.
     Audit {
         /// The data directory of a local ledger.
@@ -126,6 +145,23 @@ fn run(args: Args) -> Result<(), CliError> {
             ledger.close()?;
             println!("{msg}");
         }
+        Command::Serve {
+            data,
+            log_key,
+            listen,
+            base_url,
+            demo,
+        } => {
+            let cmd = cli::ServeCommand {
+                base_url: Some(base_url.unwrap_or_else(|| format!("http://{listen}"))),
+                data,
+                log_key,
+                listen,
+                demo,
+                project_dir: PathBuf::from("."),
+            };
+            cli::serve(cmd)?;
+        }
         Command::Sign { key, kind, file } => println!("{}", cli::sign(&key, kind.into(), &file)?),
         Command::Audit {
             data,
@@ -165,6 +201,14 @@ fn run(args: Args) -> Result<(), CliError> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
