@@ -209,12 +209,25 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir`. sled locks the directory; a process that has
+    /// just closed it may hold the lock for a moment longer, so a held lock is retried for up
+    /// to two seconds before giving up.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
-            .cache_capacity(256 * 1024 * 1024)
-            .open()?;
+            .cache_capacity(256 * 1024 * 1024);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other?,
+            }
+        };
         Ok(Store {
             db,
             parties: Arc::default(),
