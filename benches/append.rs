@@ -13,6 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+/// The same allocator as the `reman-ledger` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn verify_rate(envs: &[Envelope], keys: &[reman_ledger::keys::PublicKey], threads: usize) -> f64 {
     let n = envs.len();
     let next = Arc::new(AtomicUsize::new(0));

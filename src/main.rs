@@ -8,6 +8,11 @@ use reman_ledger::payload::PayloadType;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc: the ledger allocates many small, short-lived buffers on many threads, where
+/// glibc's allocator spent a fifth of the append path's CPU (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Certification and traceability ledger for remanufactured products.
 ///
 /// Remanufacturers sign one certificate per unit; the ledger logs it in an append-only,
