@@ -215,7 +215,8 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let config = sled::Config::new()
             .path(dir)
-            .cache_capacity(256 * 1024 * 1024);
+            .cache_capacity(256 * 1024 * 1024)
+            .mode(sled::Mode::HighThroughput);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         let db = loop {
             match config.open() {
