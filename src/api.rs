@@ -16,6 +16,7 @@ use crate::checkpoint::Checkpoint;
 use crate::gs1;
 use crate::ledger::{Ledger, MAX_SUBMISSION_BYTES, Receipt, SubmitError};
 use crate::merkle;
+use crate::metrics::Histogram;
 use crate::pages::{self, SealCheck, StatusView, Verdict};
 use crate::payload::PayloadType;
 use crate::qr;
@@ -85,10 +86,9 @@ pub struct AppState {
 impl AppState {
     /// The state of a server over `ledger`; metrics start at zero.
     pub fn new(ledger: Arc<Ledger>, opts: ServeOptions) -> AppState {
-        let tree_size = ledger.head().size;
         AppState {
             ledger,
-            metrics: Arc::new(Metrics::new(tree_size)),
+            metrics: Arc::new(Metrics::new()),
             opts,
         }
     }
@@ -1006,7 +1006,7 @@ async fn submit(st: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<Rec
                 let kind = serde_json::from_slice::<TypeOnly>(&bytes)
                     .ok()
                     .and_then(|t| PayloadType::from_media_type(&t.payload_type));
-                m.appended(kind, r.inclusion_proof.tree_size, start.elapsed());
+                m.appended(kind, start.elapsed());
             }
             Ok(r)
         }
@@ -1144,7 +1144,7 @@ async fn get_health(State(st): State<AppState>) -> Response {
 }
 
 async fn get_metrics(State(st): State<AppState>) -> Response {
-    let text = st.metrics.render(st.ledger.head().size);
+    let text = st.metrics.render(st.ledger.head().size, st.ledger.stats());
     (
         [(
             header::CONTENT_TYPE,
@@ -1660,11 +1660,6 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Batch size buckets, in entries.
-const BATCH_BUCKETS: &[f64] = &[
-    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0,
-];
-
 /// The refusal reasons counted: the [`RefusalKind`] names, then the HTTP layer's own.
 const REFUSAL_REASONS: &[&str] = &[
     "malformed",
@@ -1680,91 +1675,34 @@ const REFUSAL_REASONS: &[&str] = &[
 
 const STATUS_CLASSES: &[&str] = &["1xx", "2xx", "3xx", "4xx", "5xx"];
 
-/// A histogram with fixed buckets, updated without locks.
-struct Histogram {
-    bounds: &'static [f64],
-    /// One counter per bound, plus one for above the last bound (not cumulative).
-    buckets: Box<[AtomicU64]>,
-    /// Sum of the observations in base units (nanoseconds or entries).
-    sum: AtomicU64,
-    /// Base units per displayed unit (1e9 for seconds from nanoseconds).
-    scale: f64,
-}
-
-impl Histogram {
-    fn new(bounds: &'static [f64], scale: f64) -> Histogram {
-        Histogram {
-            bounds,
-            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum: AtomicU64::new(0),
-            scale,
-        }
-    }
-
-    fn observe(&self, base_units: u64) {
-        let v = base_units as f64 / self.scale;
-        let i = self
-            .bounds
-            .iter()
-            .position(|b| v <= *b)
-            .unwrap_or(self.bounds.len());
-        if let Some(b) = self.buckets.get(i) {
-            b.fetch_add(1, Ordering::Relaxed);
-        }
-        self.sum.fetch_add(base_units, Ordering::Relaxed);
-    }
-
-    fn count(&self) -> u64 {
-        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
-    }
-
-    /// Writes the `_bucket`, `_sum` and `_count` lines; `labels` is `k="v",` or empty.
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        use std::fmt::Write;
-        let mut cumulative = 0u64;
-        for (i, b) in self.bounds.iter().enumerate() {
-            cumulative += self.buckets.get(i).map_or(0, |c| c.load(Ordering::Relaxed));
-            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{b}\"}} {cumulative}");
-        }
-        cumulative += self
-            .buckets
-            .get(self.bounds.len())
-            .map_or(0, |c| c.load(Ordering::Relaxed));
-        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {cumulative}");
-        let sum = self.sum.load(Ordering::Relaxed) as f64 / self.scale;
-        let labels = labels.trim_end_matches(',');
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
-    }
-}
-
 /// The server's Prometheus metrics: entries appended by payload type, refusals by reason,
 /// tree size, group-commit batch sizes, append latency, and HTTP latency by route and status
 /// class.
 pub struct Metrics {
     appended: [AtomicU64; 4],
     refusals: Box<[AtomicU64]>,
-    batch_size: Histogram,
     append_latency: Histogram,
     /// One histogram per (route, status class); the last route slot is "unmatched".
     http: Box<[Histogram]>,
-    /// The largest checkpoint size seen in a receipt, to derive batch sizes.
-    last_checkpoint: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Metrics {
-    /// Fresh metrics for a log that currently has `tree_size` entries.
-    pub fn new(tree_size: u64) -> Metrics {
+    /// Fresh metrics, all zero.
+    pub fn new() -> Metrics {
         let http_slots = (ROUTES.len() + 1) * STATUS_CLASSES.len();
         Metrics {
             appended: Default::default(),
             refusals: REFUSAL_REASONS.iter().map(|_| AtomicU64::new(0)).collect(),
-            batch_size: Histogram::new(BATCH_BUCKETS, 1.0),
             append_latency: Histogram::new(LATENCY_BUCKETS, 1e9),
             http: (0..http_slots)
                 .map(|_| Histogram::new(LATENCY_BUCKETS, 1e9))
                 .collect(),
-            last_checkpoint: AtomicU64::new(tree_size),
         }
     }
 
@@ -1777,12 +1715,8 @@ impl Metrics {
         }
     }
 
-    /// Counts an entry appended by this server, its latency and its group commit.
-    ///
-    /// The batch size is derived from the receipts: a commit whose checkpoint has size S,
-    /// after the last one seen of size P, held S − P entries. Receipts of two commits that
-    /// reach here out of order are counted as one batch (a rare, small overestimate).
-    fn appended(&self, kind: Option<PayloadType>, checkpoint_size: u64, latency: Duration) {
+    /// Counts an entry appended by this server and its latency.
+    fn appended(&self, kind: Option<PayloadType>, latency: Duration) {
         let i = match kind {
             Some(PayloadType::Party) => 0,
             Some(PayloadType::Certificate) => 1,
@@ -1794,12 +1728,6 @@ impl Metrics {
         }
         self.append_latency
             .observe(u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX));
-        let prev = self
-            .last_checkpoint
-            .fetch_max(checkpoint_size, Ordering::Relaxed);
-        if checkpoint_size > prev {
-            self.batch_size.observe(checkpoint_size - prev);
-        }
     }
 
     fn observe_http(&self, route: &str, status: StatusCode, latency: Duration) {
@@ -1816,7 +1744,7 @@ impl Metrics {
     }
 
     /// The metrics in the Prometheus text exposition format (version 0.0.4).
-    pub fn render(&self, tree_size: u64) -> String {
+    pub fn render(&self, tree_size: u64, stats: &crate::ledger::SequencerStats) -> String {
         use std::fmt::Write;
         let mut out = String::with_capacity(8192);
         out.push_str(
@@ -1852,7 +1780,8 @@ impl Metrics {
             "# HELP reman_ledger_batch_size Entries per group commit (one checkpoint each).\n\
              # TYPE reman_ledger_batch_size histogram\n",
         );
-        self.batch_size
+        stats
+            .batch_size
             .render(&mut out, "reman_ledger_batch_size", "");
         out.push_str(
             "# HELP reman_ledger_append_latency_seconds Time from a submission's arrival to its durable append.\n\
@@ -2232,17 +2161,18 @@ mod tests {
     }
 
     #[test]
-    fn batch_sizes_are_derived_from_checkpoint_sizes() {
-        let m = Metrics::new(10);
+    fn appends_are_counted_by_type() {
+        let m = Metrics::new();
         let d = Duration::from_millis(3);
-        // Three receipts of one commit of size 13, then one of a commit of size 14.
         for _ in 0..3 {
-            m.appended(Some(PayloadType::Certificate), 13, d);
+            m.appended(Some(PayloadType::Certificate), d);
         }
-        m.appended(Some(PayloadType::Event), 14, d);
-        let text = m.render(14);
+        m.appended(Some(PayloadType::Event), d);
+        let stats = crate::ledger::SequencerStats::default();
+        stats.batch_size.observe(4);
+        let text = m.render(14, &stats);
         assert!(
-            text.contains("reman_ledger_batch_size_count{} 2\n"),
+            text.contains("reman_ledger_batch_size_count{} 1\n"),
             "{text}"
         );
         assert!(text.contains("reman_ledger_batch_size_sum{} 4\n"), "{text}");

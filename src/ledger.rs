@@ -221,9 +221,25 @@ pub struct OperatorDetails {
     pub country: Option<String>,
 }
 
+impl Default for SequencerStats {
+    fn default() -> Self {
+        SequencerStats {
+            batch_size: crate::metrics::Histogram::new(crate::metrics::BATCH_BUCKETS, 1.0),
+            batches: AtomicU64::new(0),
+            entries: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            build_ns: AtomicU64::new(0),
+            sign_ns: AtomicU64::new(0),
+            commit_ns: AtomicU64::new(0),
+            flush_ns: AtomicU64::new(0),
+        }
+    }
+}
+
 /// Counters of the sequencer since the ledger started, for metrics and benchmarks.
-#[derive(Debug, Default)]
 pub struct SequencerStats {
+    /// Entries per group commit.
+    pub batch_size: crate::metrics::Histogram,
     /// Group commits written.
     pub batches: AtomicU64,
     /// Entries appended.
@@ -788,6 +804,7 @@ impl Sequencer {
             .fetch_add(t2.elapsed().as_nanos() as u64, Ordering::Relaxed);
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.entries.fetch_add(appended, Ordering::Relaxed);
+        stats.batch_size.observe(appended);
         let head = Head {
             size: tb.size(),
             root: tb.root(),

@@ -17,6 +17,7 @@ pub mod keyfile;
 pub mod keys;
 pub mod ledger;
 pub mod merkle;
+pub mod metrics;
 pub mod note;
 pub mod pages;
 pub mod party;
