@@ -1069,13 +1069,8 @@ async fn get_product(
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult<Response> {
     let Path((gtin, serial)) = p?;
-    let certificates = st.ledger.product(&gtin, &serial)?;
-    Ok(Json(json!({
-        "gtin": gtin,
-        "serial": serial,
-        "certificates": certificates,
-    }))
-    .into_response())
+    // SPEC §6: the answer is the unit's certificates themselves, newest first.
+    Ok(Json(st.ledger.product(&gtin, &serial)?).into_response())
 }
 
 async fn get_parties(State(st): State<AppState>) -> ApiResult<Response> {
@@ -2022,14 +2017,9 @@ fn schemas() -> Value {
             },
         },
         "Product": {
-            "type": "object",
-            "required": ["gtin", "serial", "certificates"],
-            "properties": {
-                "gtin": {"type": "string"},
-                "serial": {"type": "string"},
-                "certificates": {"type": "array", "description": "newest first",
-                                 "items": schema_ref("CertificateView")},
-            },
+            "type": "array",
+            "description": "every certificate of the unit, newest first",
+            "items": schema_ref("CertificateView"),
         },
         "Resolution": {
             "type": "object",
