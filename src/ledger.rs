@@ -494,7 +494,8 @@ impl Ledger {
     pub fn submit(&self, body: &[u8]) -> Result<Receipt, SubmitError> {
         match self.admit(body)? {
             Admission::Existing(index, env, payload) => {
-                self.existing_receipt(index, &env, &payload)
+                let head = self.head_covering_blocking(index)?;
+                self.existing_receipt(index, &env, &payload, head)
             }
             Admission::Queued(env, payload, rx) => {
                 let seq = rx.blocking_recv().map_err(|_| SubmitError::Closed)??;
@@ -507,7 +508,8 @@ impl Ledger {
     pub async fn submit_async(&self, body: &[u8]) -> Result<Receipt, SubmitError> {
         match self.admit(body)? {
             Admission::Existing(index, env, payload) => {
-                self.existing_receipt(index, &env, &payload)
+                let head = self.head_covering(index).await?;
+                self.existing_receipt(index, &env, &payload, head)
             }
             Admission::Queued(env, payload, rx) => {
                 let seq = rx.await.map_err(|_| SubmitError::Closed)??;
@@ -590,7 +592,8 @@ impl Ledger {
         payload: &Payload,
     ) -> Result<Receipt, SubmitError> {
         match seq {
-            Sequenced::Existing(index) => self.existing_receipt(index, env, payload),
+            // Answered after its batch committed: the head covers it.
+            Sequenced::Existing(index) => self.existing_receipt(index, env, payload, self.head()),
             Sequenced::New {
                 index,
                 leaf,
@@ -627,11 +630,50 @@ impl Ledger {
         }
     }
 
+    /// How long an answer waits for the checkpoint that covers an already logged entry.
+    const DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// The head once it covers `index`. An entry found by its envelope may be visible a
+    /// moment before the checkpoint that covers it is durable: answer only once it is.
+    fn head_covering_blocking(&self, index: u64) -> Result<Head, SubmitError> {
+        let deadline = Instant::now() + Self::DURABLE_WAIT;
+        loop {
+            let head = self.head();
+            if head.size > index {
+                return Ok(head);
+            }
+            if Instant::now() >= deadline {
+                return Err(SubmitError::Store(format!(
+                    "entry {index} is not yet durable"
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// [`Ledger::head_covering_blocking`] for async callers.
+    async fn head_covering(&self, index: u64) -> Result<Head, SubmitError> {
+        let deadline = Instant::now() + Self::DURABLE_WAIT;
+        loop {
+            let head = self.head();
+            if head.size > index {
+                return Ok(head);
+            }
+            if Instant::now() >= deadline {
+                return Err(SubmitError::Store(format!(
+                    "entry {index} is not yet durable"
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
     fn existing_receipt(
         &self,
         index: u64,
         env: &Envelope,
         payload: &Payload,
+        head: Head,
     ) -> Result<Receipt, SubmitError> {
         let store = &self.inner.store;
         let bytes = store
@@ -639,14 +681,6 @@ impl Ledger {
             .map_err(|e| SubmitError::Store(e.to_string()))?
             .ok_or_else(|| SubmitError::Store(format!("entry {index} missing")))?;
         let entry = Entry::parse(&bytes).map_err(|e| SubmitError::Store(e.to_string()))?;
-        // The entry may be visible a moment before the checkpoint that covers it is durable:
-        // answer only once it is.
-        let mut head = self.head();
-        let deadline = Instant::now() + std::time::Duration::from_secs(10);
-        while head.size <= index && Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-            head = self.head();
-        }
         let (certificate_id, seal) = match payload {
             Payload::Certificate(_) => {
                 let id = CertificateId::of_payload(&env.payload);
