@@ -162,7 +162,7 @@ pub struct ServeCommand {
     pub log_key: PathBuf,
     /// The listen address (default `127.0.0.1:8080`).
     pub listen: String,
-    /// The base URL of QR links.
+    /// The base URL of QR links (default `http://<the address actually bound>`).
     pub base_url: Option<String>,
     /// Load the demo data set of `fixtures/demo/` (signed with the demo keys of `keys/`).
     pub demo: bool,
@@ -239,19 +239,27 @@ pub fn open_or_init(
 /// `serve`: opens (or creates) the ledger, loads the demo data set when asked, and serves the
 /// HTTP API until Ctrl-C or SIGTERM; then stops the sequencer and flushes.
 pub fn serve(cmd: ServeCommand) -> Result<(), CliError> {
-    let config = LedgerConfig {
-        base_url: cmd.base_url.clone(),
-        ..LedgerConfig::default()
-    };
-    let (ledger, said) = open_or_init(&cmd, config)?;
     let io = |source| CliError::Io {
         path: PathBuf::from(&cmd.listen),
         source,
     };
+    // Bind first, so that the default base URL names the port actually bound (`:0` too).
+    let std_listener = std::net::TcpListener::bind(&cmd.listen).map_err(io)?;
+    std_listener.set_nonblocking(true).map_err(io)?;
+    let local = std_listener.local_addr().map_err(io)?;
+    let config = LedgerConfig {
+        base_url: Some(
+            cmd.base_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{local}")),
+        ),
+        ..LedgerConfig::default()
+    };
+    let (ledger, said) = open_or_init(&cmd, config)?;
     let rt = tokio::runtime::Runtime::new().map_err(io)?;
     let ledger = std::sync::Arc::new(ledger);
     let result = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&cmd.listen).await?;
+        let listener = tokio::net::TcpListener::from_std(std_listener)?;
         for line in &said {
             println!("{line}");
         }

@@ -158,7 +158,7 @@ fn run(args: Args) -> Result<(), CliError> {
             demo,
         } => {
             let cmd = cli::ServeCommand {
-                base_url: Some(base_url.unwrap_or_else(|| format!("http://{listen}"))),
+                base_url,
                 data,
                 log_key,
                 listen,
