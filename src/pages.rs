@@ -158,6 +158,7 @@ html{-webkit-text-size-adjust:100%;text-size-adjust:100%}
 body{margin:0;font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans","PingFang SC","Microsoft YaHei",sans-serif;font-size:16px;line-height:1.45;color:#1c1c1c;background:#f4f4f2}
 header.top{background:#1f2a36;color:#fff;padding:.6rem 1rem;font-weight:600}
 header.top a{color:#fff;text-decoration:none}
+header.top .zh{color:#c5ced8}
 main{max-width:44rem;margin:0 auto;padding:.75rem}
 footer{max-width:44rem;margin:0 auto;padding:1rem .75rem 2rem;color:#555;font-size:.85rem}
 section{background:#fff;border:1px solid #dcdcd8;border-radius:.5rem;padding:.75rem 1rem;margin:0 0 .75rem}
@@ -166,7 +167,7 @@ h2{font-size:1.05rem;margin:0 0 .5rem;border-bottom:1px solid #e4e4e0;padding-bo
 .zh{color:#555;font-weight:normal}
 .banner{border:none;color:#fff;padding:1rem}
 .banner .word{font-size:2rem;font-weight:800;letter-spacing:.03em;margin:0;line-height:1.15}
-.banner .word .zh{color:inherit;font-weight:700}
+.banner .word .zh{color:inherit;font-weight:700;white-space:nowrap}
 .banner p{margin:.4rem 0 0}
 .verdict-valid{background:#0b6b2e}
 .verdict-revoked{background:#b3141e}
@@ -753,9 +754,14 @@ fn others_section(view: &StatusView) -> Option<String> {
         .iter()
         .map(|(id, status)| format!("<li>{} · {}</li>\n", cert_link(id), status_term(status)))
         .collect();
-    Some(format!(
-        "<section>\n<h2>{}</h2>\n<ul>\n{items}</ul>\n</section>\n",
+    // With no certificate shown above (a seal that vouches for none), they are not "other".
+    let heading = if view.certificate.is_some() {
         term("Other certificates of this unit", "本产品的其他证书")
+    } else {
+        term("Certificates of this unit", "本产品的证书")
+    };
+    Some(format!(
+        "<section>\n<h2>{heading}</h2>\n<ul>\n{items}</ul>\n</section>\n"
     ))
 }
 
@@ -763,7 +769,8 @@ fn others_section(view: &StatusView) -> Option<String> {
 /// the verdict banner, the seal check, and, when a certificate is known, product identity,
 /// issuer, remanufacturing facts, environmental savings, the event timeline, the revocation
 /// and the proof facts. For [`Verdict::Unknown`] it names the GTIN and serial asked for and
-/// says that no certificate is logged for them.
+/// says that no certificate is logged for them; when no certificate is shown but the unit has
+/// some (a seal that vouches for none of them), it says the label is not verified and lists them.
 pub fn status_page(view: &StatusView) -> String {
     let mut body = banner(view.verdict);
     let answer = view.certificate.as_ref();
@@ -805,13 +812,24 @@ pub fn status_page(view: &StatusView) -> String {
             let mut asked = Facts::new();
             asked.text("GTIN", "商品编码", Some(&view.gtin));
             asked.text("Serial number", "序列号", Some(&view.serial));
-            let _ = writeln!(
-                body,
-                "<section>\n<h2>{}</h2>\n<p>No certificate is logged for this unit {}. It is not a certified remanufactured product of this ledger: check the GTIN and serial on the label, or treat the goods as uncertified.</p>\n{}</section>",
-                term("Not found", "未找到证书"),
-                zh("本账本中没有该产品的证书"),
-                asked.finish()
-            );
+            if view.other_certificates.is_empty() {
+                let _ = writeln!(
+                    body,
+                    "<section>\n<h2>{}</h2>\n<p>No certificate is logged for this unit {}. It is not a certified remanufactured product of this ledger: check the GTIN and serial on the label, or treat the goods as uncertified.</p>\n{}</section>",
+                    term("Not found", "未找到证书"),
+                    zh("本账本中没有该产品的证书"),
+                    asked.finish()
+                );
+            } else {
+                // The unit has certificates, but the scanned seal vouches for none of them.
+                let _ = writeln!(
+                    body,
+                    "<section class=\"alert\">\n<h2>{}</h2>\n<p>This ledger holds the certificates listed below for this GTIN and serial, but the seal on this label does not verify, so the label cannot be matched to any of them {}. Treat the label as suspect: compare the unit with the certificate, or hold the goods.</p>\n{}</section>",
+                    term("Label not verified", "标签未通过核验"),
+                    zh("标签封印无效，无法对应到证书"),
+                    asked.finish()
+                );
+            }
         }
     }
     if let Some(o) = others_section(view) {

@@ -316,6 +316,30 @@ fn seal_results_are_shown() {
 }
 
 #[test]
+fn invalid_seal_on_a_certified_unit_does_not_claim_no_certificate() {
+    // What the resolver passes for a forged seal: no certificate shown, the unit's certificates
+    // listed.
+    let mut v = view(Verdict::SealInvalid);
+    v.certificate = None;
+    v.other_certificates = vec![(ID.into(), "valid".into())];
+    let html = status_page(&v);
+    assert!(html.contains("SEAL INVALID"));
+    assert!(!html.contains("No certificate is logged"));
+    assert!(html.contains("Label not verified"));
+    assert!(html.contains("标签未通过核验"));
+    assert!(html.contains("Certificates of this unit"));
+    assert!(!html.contains("Other certificates of this unit"));
+    assert!(html.contains(&format!("href=\"/lookup?id={ID}\"")));
+    assert!(!html.contains("Ledger proof"));
+
+    // A forged seal for a unit the ledger does not know: that is still "not found".
+    v.other_certificates.clear();
+    let html = status_page(&v);
+    assert!(html.contains("No certificate is logged for this unit"));
+    assert!(!html.contains("Label not verified"));
+}
+
+#[test]
 fn unverified_proof_is_flagged() {
     let mut v = view(Verdict::Valid);
     v.proof_verified = false;

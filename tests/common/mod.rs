@@ -42,6 +42,11 @@ pub fn config() -> LedgerConfig {
 
 /// A new ledger with only its genesis entry.
 pub fn new_ledger(dir: &Path) -> Ledger {
+    new_ledger_with(dir, config())
+}
+
+/// A new ledger with only its genesis entry, with this configuration.
+pub fn new_ledger_with(dir: &Path, config: LedgerConfig) -> Ledger {
     Ledger::init(
         dir,
         log_key(),
@@ -50,14 +55,22 @@ pub fn new_ledger(dir: &Path) -> Ledger {
             display_name: Some("Demo ledger operator".into()),
             country: Some("CN".into()),
         },
-        config(),
+        config,
     )
     .unwrap()
 }
 
 /// A new ledger with the whole demo data set loaded.
 pub fn demo_ledger(dir: &Path) -> (Ledger, reman_ledger::demo::DemoReport) {
-    let l = new_ledger(dir);
+    demo_ledger_with(dir, config())
+}
+
+/// A new ledger with the whole demo data set loaded, with this configuration.
+pub fn demo_ledger_with(
+    dir: &Path,
+    config: LedgerConfig,
+) -> (Ledger, reman_ledger::demo::DemoReport) {
+    let l = new_ledger_with(dir, config);
     let report = reman_ledger::demo::load(&l, &demo_jsonl(), &demo_keys()).unwrap();
     (l, report)
 }
