@@ -11,6 +11,7 @@
 //! under those paths (a test checks that both agree) and the OpenAPI document is generated
 //! from that list.
 
+use crate::cache::{BodyCache, FOREVER, Rendered};
 use crate::certificate::CertificateId;
 use crate::checkpoint::Checkpoint;
 use crate::gs1;
@@ -75,11 +76,15 @@ impl Default for ServeOptions {
     }
 }
 
-/// What every handler shares: the ledger, the metrics and the limits.
+/// Rendered answers kept for the current tree head (see [`crate::cache`]).
+const CACHE_ENTRIES: usize = 4096;
+
+/// What every handler shares: the ledger, the metrics, the rendered-answer cache and the limits.
 #[derive(Clone)]
 pub struct AppState {
     ledger: Arc<Ledger>,
     metrics: Arc<Metrics>,
+    cache: Arc<BodyCache>,
     opts: ServeOptions,
 }
 
@@ -89,6 +94,7 @@ impl AppState {
         AppState {
             ledger,
             metrics: Arc::new(Metrics::new()),
+            cache: Arc::new(BodyCache::new(CACHE_ENTRIES)),
             opts,
         }
     }
@@ -1055,13 +1061,61 @@ fn certificate_id(s: &str) -> ApiResult<CertificateId> {
     })
 }
 
+/// Serves the answer cached under `key` for tree size `generation`, or renders it, caches it
+/// and serves it. Errors are not cached, nor answers to absurdly long requests.
+fn cached(
+    st: &AppState,
+    key: String,
+    generation: u64,
+    render: impl FnOnce() -> ApiResult<Rendered>,
+) -> ApiResult<Response> {
+    const MAX_KEY: usize = 512;
+    let r = match st.cache.get(&key, generation) {
+        Some(r) => r,
+        None => {
+            let r = render()?;
+            if key.len() <= MAX_KEY {
+                st.cache.put(key, generation, r.clone());
+            }
+            r
+        }
+    };
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
+    let mut resp = (status, r.body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(r.content_type),
+    );
+    if generation == FOREVER {
+        resp.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=86400"),
+        );
+    }
+    Ok(resp)
+}
+
+/// A JSON answer, rendered for the cache.
+fn rendered_json<T: serde::Serialize>(value: &T) -> ApiResult<Rendered> {
+    let body = serde_json::to_vec(value)
+        .map_err(|e| Problem::from_refusal(RefusalKind::Internal, e.to_string()))?;
+    Ok(Rendered {
+        status: 200,
+        content_type: "application/json",
+        body: body.into(),
+    })
+}
+
 async fn get_certificate(
     State(st): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     let Path(id) = id?;
     let id = certificate_id(&id)?;
-    Ok(Json(st.ledger.certificate(&id)?).into_response())
+    let generation = st.ledger.head().size;
+    cached(&st, format!("c/{id}"), generation, || {
+        rendered_json(&st.ledger.certificate(&id)?)
+    })
 }
 
 async fn get_product(
@@ -1069,8 +1123,11 @@ async fn get_product(
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult<Response> {
     let Path((gtin, serial)) = p?;
+    let generation = st.ledger.head().size;
     // SPEC §6: the answer is the unit's certificates themselves, newest first.
-    Ok(Json(st.ledger.product(&gtin, &serial)?).into_response())
+    cached(&st, format!("p/{gtin}/{serial}"), generation, || {
+        rendered_json(&st.ledger.product(&gtin, &serial)?)
+    })
 }
 
 async fn get_parties(State(st): State<AppState>) -> ApiResult<Response> {
@@ -1323,7 +1380,27 @@ async fn get_resolver(
         (Err(e), _) => return Ok(html_error(StatusCode::BAD_REQUEST, &e.body_text())),
         (_, Err(e)) => return Ok(html_error(StatusCode::BAD_REQUEST, &e.body_text())),
     };
-    let res = resolve(&st.ledger, &gtin, &serial, seal.as_deref())?;
+    let key = format!("r/{json}/{gtin}/{serial}?{}", seal.as_deref().unwrap_or(""));
+    let generation = st.ledger.head().size;
+    let mut resp = cached(&st, key, generation, || {
+        render_resolution(&st.ledger, json, gtin, serial, seal)
+    })?;
+    if !json {
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    }
+    Ok(resp)
+}
+
+/// The resolver's answer: the product JSON, or the status page a customs officer sees.
+fn render_resolution(
+    ledger: &Ledger,
+    json: bool,
+    gtin: String,
+    serial: String,
+    seal: Option<String>,
+) -> ApiResult<Rendered> {
+    let res = resolve(ledger, &gtin, &serial, seal.as_deref())?;
     if json {
         if res.certificates.is_empty() {
             let mut detail = format!("no certificate is logged for GTIN {gtin}, serial {serial}");
@@ -1338,7 +1415,7 @@ async fn get_resolver(
             .chosen
             .and_then(|i| res.certificates.get(i))
             .map(|c| c.certificate_id.to_string());
-        return Ok(Json(json!({
+        return rendered_json(&json!({
             "gtin": gtin,
             "serial": serial,
             "verdict": verdict_str(res.verdict),
@@ -1346,8 +1423,7 @@ async fn get_resolver(
             "certificate_id": chosen,
             "proof_verified": res.proof_verified,
             "certificates": res.certificates,
-        }))
-        .into_response());
+        }));
     }
     let status = if res.certificates.is_empty() {
         StatusCode::NOT_FOUND
@@ -1372,7 +1448,11 @@ async fn get_resolver(
         other_certificates,
         proof_verified: res.proof_verified,
     };
-    Ok(html(status, pages::status_page(&view)))
+    Ok(Rendered {
+        status: status.as_u16(),
+        content_type: "text/html; charset=utf-8",
+        body: pages::status_page(&view).into(),
+    })
 }
 
 fn html(status: StatusCode, body: String) -> Response {
@@ -1449,6 +1529,18 @@ async fn get_qr(
     let Query(q) = q?;
     let id = certificate_id(&id)?;
     let size = qr_size(&q)?;
+    // A certificate's QR image never changes (its seal and the base URL are fixed).
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .chars()
+        .take(256)
+        .collect::<String>();
+    let key = format!("q/{svg}/{id}/{size}/{host}");
+    if let Some(r) = st.cache.get(&key, FOREVER) {
+        return cached(&st, key, FOREVER, || Ok(r));
+    }
     let view = st.ledger.certificate(&id)?;
     let content = qr_content(&headers, &view)?;
     let qr_problem = |e: qr::QrError| match e {
@@ -1466,17 +1558,13 @@ async fn get_qr(
             .map_err(qr_problem)?;
         ("image/png", png)
     };
-    Ok((
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static(ctype)),
-            (
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=86400"),
-            ),
-        ],
-        body,
-    )
-        .into_response())
+    cached(&st, key, FOREVER, || {
+        Ok(Rendered {
+            status: 200,
+            content_type: ctype,
+            body: body.into(),
+        })
+    })
 }
 
 async fn get_qr_png(
