@@ -716,3 +716,25 @@ fn a_certificate_view_has_status_history_issuer_and_a_proof() {
     ));
     assert_eq!(l.parties().unwrap().len(), 9);
 }
+
+#[test]
+fn the_readme_tour_payloads_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, _) = demo_ledger(dir.path());
+    let read = |f: &str| std::fs::read_to_string(root().join("fixtures/examples").join(f)).unwrap();
+    let k = key("suzhou-reman.example");
+    let r = l
+        .submit(&sign(
+            PayloadType::Certificate,
+            &read("certificate.json"),
+            &k,
+        ))
+        .unwrap();
+    let id = r.certificate_id.unwrap().to_string();
+    let event = read("event.json").replace("CERTIFICATE_ID", &id);
+    l.submit(&sign(PayloadType::Event, &event, &k)).unwrap();
+    let revocation = read("revocation.json").replace("CERTIFICATE_ID", &id);
+    l.submit(&sign(PayloadType::Revocation, &revocation, &k))
+        .unwrap();
+    assert_eq!(status(&l, &r.certificate_id.unwrap()), CertStatus::Revoked);
+}
