@@ -29,7 +29,7 @@ fn start(dir: &std::path::Path) -> (Child, String) {
     let mut lines = BufReader::new(out).lines();
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        let line = lines.next().unwrap().unwrap();
+        let Some(Ok(line)) = lines.next() else { break };
         if let Some(rest) = line.split(" on http://").nth(1) {
             let addr = rest.split_whitespace().next().unwrap().to_owned();
             // Keep draining stdout so the server never blocks on a full pipe.
@@ -37,6 +37,8 @@ fn start(dir: &std::path::Path) -> (Child, String) {
             return (child, addr);
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the server did not start");
 }
 
