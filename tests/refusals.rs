@@ -1,0 +1,218 @@
+//! Every bad input of SPEC §3 refused by the ledger itself, each with its own error and HTTP
+//! class, and nothing written: all cases run against one shared demo ledger, whose whole
+//! store must be byte-for-byte unchanged after each refusal.
+
+mod common;
+
+use common::*;
+use reman_ledger::certificate::CertificateError as C;
+use reman_ledger::dsse::DsseError as D;
+use reman_ledger::keys::{KeyError, PrivateKey};
+use reman_ledger::ledger::{Ledger, SubmitError};
+use reman_ledger::party::PartyError;
+use reman_ledger::payload::{PayloadError as P, PayloadType};
+use std::sync::OnceLock;
+
+fn ledger() -> &'static Ledger {
+    static L: OnceLock<(tempfile::TempDir, Ledger)> = OnceLock::new();
+    &L.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let (l, _) = demo_ledger(dir.path());
+        (dir, l)
+    })
+    .1
+}
+
+/// Submits `body`, checks that nothing at all changed, and returns the refusal.
+fn refuse(body: &[u8]) -> SubmitError {
+    let l = ledger();
+    let before = snapshot(l);
+    let err = l.submit(body).expect_err("accepted a bad submission");
+    assert_eq!(snapshot(l), before, "a refusal wrote something: {err}");
+    err
+}
+
+/// A valid certificate with one change made to its JSON.
+fn cert_with(edit: impl Fn(&mut serde_json::Value)) -> Vec<u8> {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&certificate_json(&gtin(777_001), "REF-1", None)).unwrap();
+    edit(&mut v);
+    sign(
+        PayloadType::Certificate,
+        &v.to_string(),
+        &key("suzhou-reman.example"),
+    )
+}
+
+fn cert_error(edit: impl Fn(&mut serde_json::Value)) -> C {
+    let e = refuse(&cert_with(edit));
+    assert_eq!(e.kind().status(), 422, "{e:?}");
+    match e {
+        SubmitError::Payload(P::Certificate(c)) => c,
+        e => panic!("expected a certificate rule error, got {e:?}"),
+    }
+}
+
+#[test]
+fn a_serial_longer_than_20_characters() {
+    let e = cert_error(|v| v["product"]["serial"] = "ABCDEFGHIJKLMNOPQRSTU".into());
+    assert!(matches!(e, C::SerialLength { .. }), "{e:?}");
+}
+
+#[test]
+fn a_serial_outside_the_gs1_character_set() {
+    let e = cert_error(|v| v["product"]["serial"] = "RM 2026#1".into());
+    assert!(matches!(e, C::SerialCharacter { .. }), "{e:?}");
+}
+
+#[test]
+fn an_hs_code_of_seven_digits() {
+    let e = cert_error(|v| v["product"]["hs_code"] = "8408201".into());
+    assert!(matches!(e, C::InvalidHsCode(_)), "{e:?}");
+}
+
+#[test]
+fn a_country_that_is_not_iso_3166() {
+    let e = cert_error(|v| v["core"]["origin_country"] = "UK".into());
+    assert!(matches!(e, C::InvalidCountry { .. }), "{e:?}");
+}
+
+#[test]
+fn a_date_that_does_not_exist() {
+    let e = cert_error(|v| v["process"]["completed"] = "2026-02-30".into());
+    assert!(matches!(e, C::InvalidDate { .. }), "{e:?}");
+}
+
+#[test]
+fn a_certificate_issued_before_its_unit_was_completed() {
+    let e = cert_error(|v| v["issued"] = "2026-11-01".into());
+    assert!(matches!(e, C::IssuedBeforeCompleted { .. }), "{e:?}");
+}
+
+#[test]
+fn no_standard() {
+    let e = cert_error(|v| v["process"]["standards"] = serde_json::json!([]));
+    assert!(matches!(e, C::NoStandards), "{e:?}");
+}
+
+#[test]
+fn no_test() {
+    let e = cert_error(|v| v["process"]["tests"] = serde_json::json!([]));
+    assert!(matches!(e, C::NoTests), "{e:?}");
+}
+
+#[test]
+fn a_warranty_of_zero_months() {
+    let e = cert_error(|v| v["warranty_months"] = 0.into());
+    assert!(matches!(e, C::NoWarranty), "{e:?}");
+}
+
+#[test]
+fn an_empty_marking() {
+    let e = cert_error(|v| v["marking"] = "".into());
+    assert!(matches!(e, C::EmptyMarking), "{e:?}");
+}
+
+#[test]
+fn a_missing_required_field() {
+    let e = refuse(&cert_with(|v| {
+        v.as_object_mut().unwrap().remove("issued");
+    }));
+    assert!(
+        matches!(&e, SubmitError::Payload(P::Schema { .. })),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("issued"), "{e}");
+    assert_eq!(e.kind().status(), 422);
+}
+
+#[test]
+fn a_party_with_a_weak_key() {
+    // The identity point, small order: a "signature" under it proves nothing.
+    let mut raw = [0u8; 33];
+    raw[0] = 1;
+    raw[1] = 1;
+    use base64::Engine as _;
+    let material = base64::engine::general_purpose::STANDARD.encode(raw);
+    // The key ID is computed over the weak key so that only the weakness is wrong.
+    let mut pk = [0u8; 32];
+    pk[0] = 1;
+    let id = reman_ledger::keys::KeyId::compute("weak.example", &pk);
+    let json = format!(
+        r#"{{"name":"weak.example","role":"importer","country":"DE","key":"weak.example+{id}+{material}","status":"active"}}"#
+    );
+    let e = refuse(&sign(PayloadType::Party, &json, &operator()));
+    assert!(
+        matches!(
+            e,
+            SubmitError::Payload(P::Party(PartyError::Key(KeyError::WeakKey)))
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.kind().status(), 422);
+}
+
+#[test]
+fn a_party_whose_key_has_another_name() {
+    let other = PrivateKey::generate("someone-else.example").unwrap();
+    let json = format!(
+        r#"{{"name":"importer.example","role":"importer","country":"DE","key":"{}","status":"active"}}"#,
+        other.public().to_vkey()
+    );
+    let e = refuse(&sign(PayloadType::Party, &json, &operator()));
+    assert!(
+        matches!(
+            e,
+            SubmitError::Payload(P::Party(PartyError::KeyNameMismatch { .. }))
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn an_event_time_without_offset() {
+    let json = r#"{"certificate_id":"00112233445566778899aabbccddeeff","event":"shipped","time":"2026-11-25 09:30"}"#;
+    let e = refuse(&sign(
+        PayloadType::Event,
+        json,
+        &key("suzhou-reman.example"),
+    ));
+    assert!(matches!(e, SubmitError::Payload(P::Event(_))), "{e:?}");
+    assert_eq!(e.kind().status(), 422);
+}
+
+fn envelope_error(edit: impl Fn(&mut serde_json::Value)) -> D {
+    let mut v: serde_json::Value = serde_json::from_slice(&cert_with(|_| {})).unwrap();
+    edit(&mut v);
+    match refuse(v.to_string().as_bytes()) {
+        SubmitError::Envelope(d) => d,
+        e => panic!("expected an envelope error, got {e:?}"),
+    }
+}
+
+#[test]
+fn an_envelope_with_two_signatures() {
+    let e = envelope_error(|v| {
+        let s = v["signatures"][0].clone();
+        v["signatures"].as_array_mut().unwrap().push(s);
+    });
+    assert!(matches!(e, D::TooManySignatures(2)), "{e:?}");
+}
+
+#[test]
+fn an_envelope_whose_payload_is_not_base64() {
+    let e = envelope_error(|v| v["payload"] = "not base64!".into());
+    assert!(matches!(e, D::PayloadNotBase64), "{e:?}");
+}
+
+#[test]
+fn a_signature_of_the_wrong_length() {
+    let e = envelope_error(|v| v["signatures"][0]["sig"] = "AAAA".into());
+    assert!(matches!(e, D::SigBadLength(3)), "{e:?}");
+}
+
+#[test]
+fn an_envelope_with_an_unknown_field() {
+    let e = envelope_error(|v| v["extra"] = 1.into());
+    assert!(matches!(e, D::UnknownField { .. }), "{e:?}");
+}
