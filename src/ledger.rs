@@ -633,36 +633,39 @@ impl Ledger {
     /// How long an answer waits for the checkpoint that covers an already logged entry.
     const DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-    /// The head once it covers `index`. An entry found by its envelope may be visible a
-    /// moment before the checkpoint that covers it is durable: answer only once it is.
+    /// The head if it covers `index` (an entry found by its envelope may be visible a moment
+    /// before the checkpoint that covers it is durable: answer only once it is); an error
+    /// once `deadline` has passed.
+    fn head_if_covering(&self, index: u64, deadline: Instant) -> Result<Option<Head>, SubmitError> {
+        let head = self.head();
+        if head.size > index {
+            Ok(Some(head))
+        } else if Instant::now() >= deadline {
+            Err(SubmitError::Store(format!(
+                "entry {index} is not yet durable"
+            )))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// The head once it covers `index`, waiting in this thread.
     fn head_covering_blocking(&self, index: u64) -> Result<Head, SubmitError> {
         let deadline = Instant::now() + Self::DURABLE_WAIT;
         loop {
-            let head = self.head();
-            if head.size > index {
+            if let Some(head) = self.head_if_covering(index, deadline)? {
                 return Ok(head);
-            }
-            if Instant::now() >= deadline {
-                return Err(SubmitError::Store(format!(
-                    "entry {index} is not yet durable"
-                )));
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 
-    /// [`Ledger::head_covering_blocking`] for async callers.
+    /// The head once it covers `index`, waiting without blocking an async worker.
     async fn head_covering(&self, index: u64) -> Result<Head, SubmitError> {
         let deadline = Instant::now() + Self::DURABLE_WAIT;
         loop {
-            let head = self.head();
-            if head.size > index {
+            if let Some(head) = self.head_if_covering(index, deadline)? {
                 return Ok(head);
-            }
-            if Instant::now() >= deadline {
-                return Err(SubmitError::Store(format!(
-                    "entry {index} is not yet durable"
-                )));
             }
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
