@@ -870,7 +870,11 @@ async fn as_problem(resp: Response, method: &Method, path: &str) -> Response {
                 status,
                 "method_not_allowed",
                 "Method not allowed",
-                format!("{method} is not allowed on {path}; allowed: {allow}"),
+                if allow.is_empty() {
+                    format!("{method} is not allowed on {path}")
+                } else {
+                    format!("{method} is not allowed on {path}; allowed: {allow}")
+                },
             )
         }
         StatusCode::PAYLOAD_TOO_LARGE => Problem::from_refusal(

@@ -142,9 +142,11 @@ pub fn audit_data(
     log_key: Option<&Path>,
     progress: impl FnMut(u64, u64),
 ) -> Result<AuditReport, CliError> {
-    if !dir.exists() {
+    // sled keeps its data in `db`: anything else is not a ledger, and opening it would
+    // create one.
+    if !dir.join("db").is_file() {
         return Err(CliError::Usage(format!(
-            "{} does not exist: give the data directory of a ledger",
+            "{} is not the data directory of a ledger",
             dir.display()
         )));
     }

@@ -71,6 +71,16 @@ pub fn read_public(path: &Path) -> Result<PublicKey, KeyFileError> {
 
 /// Writes a new key pair: `path` (mode 0600, refused if it exists) and `path.pub`.
 pub fn write_new(path: &Path, key: &PrivateKey) -> Result<(), KeyFileError> {
+    let pub_file = pub_path(path);
+    if pub_file.exists() {
+        return Err(KeyFileError::Io {
+            path: pub_file,
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a public key file is already there; move it away first",
+            ),
+        });
+    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(io(dir))?;
     }
@@ -83,7 +93,6 @@ pub fn write_new(path: &Path, key: &PrivateKey) -> Result<(), KeyFileError> {
     f.write_all(format!("{}\n", key.to_text()).as_bytes())
         .and_then(|_| f.sync_all())
         .map_err(io(path))?;
-    let pub_file = pub_path(path);
     fs::write(&pub_file, format!("{}\n", key.public().to_vkey())).map_err(io(&pub_file))?;
     Ok(())
 }

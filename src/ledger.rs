@@ -15,7 +15,6 @@ use crate::dsse::{DsseError, Envelope};
 use crate::entry::{Entry, MAX_ENTRY_BYTES, format_time_ms};
 use crate::keys::{PrivateKey, PublicKey};
 use crate::merkle::{self, Hash, TreeBuilder};
-use crate::party::Role;
 use crate::payload::{self, Payload, PayloadError, PayloadType};
 use crate::seal::{self, Seal};
 use crate::state::{self, Accepted, Overlay, RefusalKind, RuleError};
@@ -99,7 +98,10 @@ impl SubmitError {
     /// The class of the refusal, which gives the HTTP status of SPEC §6.
     pub fn kind(&self) -> RefusalKind {
         match self {
-            SubmitError::TooLarge(_) | SubmitError::EntryTooLarge(_) => RefusalKind::TooLarge,
+            SubmitError::TooLarge(_)
+            | SubmitError::EntryTooLarge(_)
+            | SubmitError::Envelope(DsseError::PayloadTooLarge(_))
+            | SubmitError::Payload(PayloadError::TooLarge { .. }) => RefusalKind::TooLarge,
             SubmitError::Envelope(_) => RefusalKind::Malformed,
             SubmitError::Payload(e) if e.is_malformed() => RefusalKind::Malformed,
             SubmitError::Payload(_) => RefusalKind::Invalid,
@@ -258,6 +260,8 @@ pub struct SequencerStats {
 
 struct Inner {
     stats: SequencerStats,
+    /// The log key's vkey, recorded with every batch (so with entry 0 too).
+    log_vkey: String,
     store: Store,
     log_key: PrivateKey,
     config: LedgerConfig,
@@ -275,7 +279,6 @@ struct Job {
     digest: Hash,
     certificate_id: Option<CertificateId>,
     key: PublicKey,
-    role: Role,
     reply: tokio::sync::oneshot::Sender<Result<Sequenced, SubmitError>>,
 }
 
@@ -334,8 +337,9 @@ fn now_ms() -> u64 {
 }
 
 impl Ledger {
-    /// Creates a new ledger in `dir`: records the log key and logs entry 0, the operator's
-    /// self-registration, signed with the operator key.
+    /// Creates a new ledger in `dir`: logs entry 0, the operator's self-registration signed
+    /// with the operator key, together with the log key, in one atomic write. When entry 0 is
+    /// refused (bad operator details) nothing is written and `init` can simply be run again.
     pub fn init(
         dir: &Path,
         log_key: PrivateKey,
@@ -347,7 +351,6 @@ impl Ledger {
         if store.log_key()?.is_some() || store.size()? > 0 {
             return Err(LedgerError::AlreadyInitialized(dir.display().to_string()));
         }
-        store.set_log_key(&log_key.public().to_vkey())?;
         let ledger = Ledger::start(store, log_key, config)?;
         let mut party = serde_json::Map::new();
         party.insert("name".into(), operator_key.name().into());
@@ -379,6 +382,11 @@ impl Ledger {
         let Some(stored) = store.log_key()? else {
             return Err(LedgerError::NotInitialized(dir.display().to_string()));
         };
+        // Only a ledger whose entry 0 (the operator) is logged may serve: an empty log would
+        // let anyone register itself as its operator.
+        if store.size()? == 0 {
+            return Err(LedgerError::NotInitialized(dir.display().to_string()));
+        }
         if stored != log_key.public().to_vkey() {
             return Err(LedgerError::WrongLogKey {
                 stored,
@@ -431,6 +439,7 @@ impl Ledger {
             root: tb.root(),
             checkpoint: checkpoint.into(),
         };
+        let log_vkey = log_key.public().to_vkey();
         let inner = Arc::new(Inner {
             store,
             log_key,
@@ -438,6 +447,7 @@ impl Ledger {
             head: RwLock::new(head),
             halted: AtomicBool::new(false),
             stats: SequencerStats::default(),
+            log_vkey,
         });
         let (tx, rx) = mpsc::channel::<Job>();
         let seq = Sequencer {
@@ -539,7 +549,7 @@ impl Ledger {
             return Ok(Admission::Existing(index, envelope, payload));
         }
         let size = self.head().size;
-        let (key, role) = state::signer_key(store, size, &envelope.signature.keyid, &payload)?;
+        let (key, _) = state::signer_key(store, size, &envelope.signature.keyid, &payload)?;
         envelope.verify(&key).map_err(SubmitError::BadSignature)?;
         let (reply, rx) = tokio::sync::oneshot::channel();
         let job = Job {
@@ -549,7 +559,6 @@ impl Ledger {
             digest,
             certificate_id,
             key,
-            role,
             reply,
         };
         let tx = self.tx.as_ref().ok_or(SubmitError::Closed)?;
@@ -824,6 +833,7 @@ impl Sequencer {
         };
         commit.size = tb.size();
         commit.checkpoint = text.clone();
+        commit.log_key = self.inner.log_vkey.clone();
         commit.state.extend(overlay.into_writes());
         let appended = commit.entries.len() as u64;
         let t2 = Instant::now();
@@ -880,7 +890,8 @@ impl Sequencer {
             &job.envelope.signature.keyid,
             &job.payload,
         )?;
-        if key != job.key || role != job.role {
+        // A changed role or status that still allows this payload is fine; another key is not.
+        if key != job.key {
             return Err(RuleError::NotCurrentKey {
                 signer: job.envelope.signature.keyid.clone(),
                 name: key.name().to_owned(),

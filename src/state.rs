@@ -166,7 +166,7 @@ pub enum RuleError {
     #[error("party {0} is suspended and may not sign")]
     Suspended(String),
     /// The signer's role may not sign this payload.
-    #[error("party {name} has role {role:?}, which may not sign {what}")]
+    #[error("party {name} has role {role}, which may not sign {what}")]
     RoleNotAllowed {
         /// The party name.
         name: String,

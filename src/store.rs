@@ -196,6 +196,9 @@ pub struct Commit {
     pub size: u64,
     /// The signed checkpoint for that size.
     pub checkpoint: String,
+    /// The log key (vkey) the ledger runs under: written with every batch, so a store that
+    /// holds entries always names its key, and one that holds none does not.
+    pub log_key: String,
 }
 
 /// Decoded party records, each with the stored bytes it was decoded from.
@@ -244,13 +247,6 @@ impl Store {
                     .map_err(|_| StoreError::Corrupt("log key is not UTF-8".into()))
             })
             .transpose()
-    }
-
-    /// Records the log key of a new store, durably.
-    pub fn set_log_key(&self, vkey: &str) -> Result<(), StoreError> {
-        self.db.insert(META_LOG_KEY, vkey.as_bytes())?;
-        self.db.flush()?;
-        Ok(())
     }
 
     /// The number of entries committed.
@@ -339,6 +335,7 @@ impl Store {
         }
         b.insert(META_SIZE, &c.size.to_be_bytes());
         b.insert(META_CHECKPOINT, c.checkpoint.as_bytes());
+        b.insert(META_LOG_KEY, c.log_key.as_bytes());
         self.db.apply_batch(b)?;
         let t = std::time::Instant::now();
         self.db.flush()?;

@@ -195,3 +195,43 @@ fn usage_errors_exit_2() {
         assert!(text(&help.stdout).contains(cmd), "help lacks {cmd}");
     }
 }
+
+#[test]
+fn a_refused_genesis_writes_nothing_and_init_can_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = |country: &'static str| {
+        vec![
+            "init",
+            "--data",
+            "d",
+            "--origin",
+            "ledger.test/log",
+            "--log-key",
+            "log.key",
+            "--operator-key",
+            "op.key",
+            "--country",
+            country,
+        ]
+    };
+    let bad = bin(&args("XX"), dir.path());
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad.stderr).contains("genesis entry refused"),
+        "{}",
+        text(&bad.stderr)
+    );
+    // No half-made ledger: nothing to open, nothing anyone could register itself into.
+    let store = Store::open(&dir.path().join("d")).unwrap();
+    assert_eq!(store.log_key().unwrap(), None);
+    assert_eq!(store.size().unwrap(), 0);
+    drop(store);
+    assert!(matches!(
+        reman_ledger::ledger::Ledger::open(&dir.path().join("d"), log_key(), config()),
+        Err(reman_ledger::ledger::LedgerError::NotInitialized(_))
+    ));
+    let good = bin(&args("DE"), dir.path());
+    assert!(good.status.success(), "{}", text(&good.stderr));
+    let audit = bin(&["audit", "--data", "d"], dir.path());
+    assert_eq!(audit.status.code(), Some(0), "{}", text(&audit.stderr));
+}

@@ -216,3 +216,24 @@ fn an_envelope_with_an_unknown_field() {
     let e = envelope_error(|v| v["extra"] = 1.into());
     assert!(matches!(e, D::UnknownField { .. }), "{e:?}");
 }
+
+#[test]
+fn a_payload_over_32_kib_is_too_large() {
+    // Our signer refuses to make such an envelope: build it by hand.
+    let mut v: serde_json::Value =
+        serde_json::from_str(&certificate_json(&gtin(777_002), "REF-2", None)).unwrap();
+    v["extensions"] = serde_json::json!({ "padding": "x".repeat(33_000) });
+    let mut env = reman_ledger::dsse::Envelope::sign(
+        PayloadType::Certificate.media_type(),
+        b"{}".to_vec(),
+        &key("suzhou-reman.example"),
+    )
+    .unwrap();
+    env.payload = v.to_string().into_bytes();
+    let e = refuse(env.to_json().as_bytes());
+    assert!(
+        matches!(e, SubmitError::Envelope(D::PayloadTooLarge(_))),
+        "{e:?}"
+    );
+    assert_eq!(e.kind().status(), 413);
+}
