@@ -245,6 +245,9 @@ pub fn serve(cmd: ServeCommand) -> Result<(), CliError> {
         path: PathBuf::from(&cmd.listen),
         source,
     };
+    if let Some(b) = &cmd.base_url {
+        crate::seal::check_base_url(b).map_err(|e| CliError::Usage(e.to_string()))?;
+    }
     // Bind first, so that the default base URL names the port actually bound (`:0` too).
     let std_listener = std::net::TcpListener::bind(&cmd.listen).map_err(io)?;
     std_listener.set_nonblocking(true).map_err(io)?;

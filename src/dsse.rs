@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 /// The largest payload, in bytes after base64 decoding, that an envelope may carry (32 KiB).
-pub const MAX_PAYLOAD: usize = 32 * 1024;
+pub const MAX_PAYLOAD: usize = crate::payload::MAX_PAYLOAD_BYTES;
 
 /// Length in bytes of an Ed25519 signature.
 const SIG_LEN: usize = 64;

@@ -227,8 +227,6 @@ impl Default for SequencerStats {
     fn default() -> Self {
         SequencerStats {
             batch_size: crate::metrics::Histogram::new(crate::metrics::BATCH_BUCKETS, 1.0),
-            batches: AtomicU64::new(0),
-            entries: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             build_ns: AtomicU64::new(0),
             sign_ns: AtomicU64::new(0),
@@ -240,12 +238,8 @@ impl Default for SequencerStats {
 
 /// Counters of the sequencer since the ledger started, for metrics and benchmarks.
 pub struct SequencerStats {
-    /// Entries per group commit.
+    /// Entries per group commit (its count is the number of commits, its sum the entries).
     pub batch_size: crate::metrics::Histogram,
-    /// Group commits written.
-    pub batches: AtomicU64,
-    /// Entries appended.
-    pub entries: AtomicU64,
     /// Submissions refused by the sequencer's rules.
     pub refused: AtomicU64,
     /// Nanoseconds spent applying rules and building entries and nodes.
@@ -271,11 +265,16 @@ struct Inner {
     halted: AtomicBool,
 }
 
-struct Job {
+/// A parsed submission, shared by its submitter (for the receipt) and the sequencer.
+struct Submitted {
     envelope: Envelope,
+    payload: Payload,
+}
+
+struct Job {
+    sub: Arc<Submitted>,
     /// The envelope's canonical JSON, as it goes into the entry.
     canonical: String,
-    payload: Payload,
     digest: Hash,
     certificate_id: Option<CertificateId>,
     key: PublicKey,
@@ -316,8 +315,7 @@ impl merkle::HashReader for BatchNodes {
 enum Admission {
     Existing(u64, Envelope, Payload),
     Queued(
-        Envelope,
-        Payload,
+        Arc<Submitted>,
         tokio::sync::oneshot::Receiver<Result<Sequenced, SubmitError>>,
     ),
 }
@@ -507,9 +505,9 @@ impl Ledger {
                 let head = self.head_covering_blocking(index)?;
                 self.existing_receipt(index, &env, &payload, head)
             }
-            Admission::Queued(env, payload, rx) => {
+            Admission::Queued(sub, rx) => {
                 let seq = rx.blocking_recv().map_err(|_| SubmitError::Closed)??;
-                self.receipt(seq, &env, &payload)
+                self.receipt(seq, &sub.envelope, &sub.payload)
             }
         }
     }
@@ -521,9 +519,9 @@ impl Ledger {
                 let head = self.head_covering(index).await?;
                 self.existing_receipt(index, &env, &payload, head)
             }
-            Admission::Queued(env, payload, rx) => {
+            Admission::Queued(sub, rx) => {
                 let seq = rx.await.map_err(|_| SubmitError::Closed)??;
-                self.receipt(seq, &env, &payload)
+                self.receipt(seq, &sub.envelope, &sub.payload)
             }
         }
     }
@@ -552,10 +550,10 @@ impl Ledger {
         let (key, _) = state::signer_key(store, size, &envelope.signature.keyid, &payload)?;
         envelope.verify(&key).map_err(SubmitError::BadSignature)?;
         let (reply, rx) = tokio::sync::oneshot::channel();
+        let sub = Arc::new(Submitted { envelope, payload });
         let job = Job {
-            envelope: envelope.clone(),
+            sub: sub.clone(),
             canonical,
-            payload: payload.clone(),
             digest,
             certificate_id,
             key,
@@ -563,7 +561,7 @@ impl Ledger {
         };
         let tx = self.tx.as_ref().ok_or(SubmitError::Closed)?;
         tx.send(job).map_err(|_| SubmitError::Closed)?;
-        Ok(Admission::Queued(envelope, payload, rx))
+        Ok(Admission::Queued(sub, rx))
     }
 
     fn proof<R: merkle::HashReader>(
@@ -717,17 +715,20 @@ impl Ledger {
     /// log key and the certificate's record, so they are derived, not stored.
     pub fn seal(&self, id: &CertificateId) -> Result<Option<Seal>, SubmitError> {
         let rec = state::certificate(&self.inner.store, id).map_err(RuleError::from)?;
-        Ok(rec.map(|r| {
-            Seal::sign(
-                &self.inner.log_key,
-                self.origin(),
-                &r.gtin,
-                &r.serial,
-                r.index,
-                r.integrated_time_ms / 1000,
-                id.0,
-            )
-        }))
+        Ok(rec.map(|r| self.seal_of(id, &r)))
+    }
+
+    /// The seal of a certificate whose record the caller has already read.
+    pub fn seal_of(&self, id: &CertificateId, rec: &state::CertRecord) -> Seal {
+        Seal::sign(
+            &self.inner.log_key,
+            self.origin(),
+            &rec.gtin,
+            &rec.serial,
+            rec.index,
+            rec.integrated_time_ms / 1000,
+            id.0,
+        )
     }
 
     /// Stops the sequencer after it has committed everything queued, and flushes.
@@ -849,8 +850,6 @@ impl Sequencer {
         stats
             .commit_ns
             .fetch_add(t2.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats.entries.fetch_add(appended, Ordering::Relaxed);
         stats.batch_size.observe(appended);
         let head = Head {
             size: tb.size(),
@@ -887,13 +886,13 @@ impl Sequencer {
         let (key, role) = state::signer_key(
             &*overlay,
             index,
-            &job.envelope.signature.keyid,
-            &job.payload,
+            &job.sub.envelope.signature.keyid,
+            &job.sub.payload,
         )?;
         // A changed role or status that still allows this payload is fine; another key is not.
         if key != job.key {
             return Err(RuleError::NotCurrentKey {
-                signer: job.envelope.signature.keyid.clone(),
+                signer: job.sub.envelope.signature.keyid.clone(),
                 name: key.name().to_owned(),
                 current: key.reference(),
             }
@@ -906,7 +905,7 @@ impl Sequencer {
         let accepted = Accepted {
             signer: key.name(),
             role,
-            payload: &job.payload,
+            payload: &job.sub.payload,
             certificate_id: job.certificate_id,
             digest: job.digest,
             time_ms,

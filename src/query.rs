@@ -134,10 +134,7 @@ impl Ledger {
             display_name: party.as_ref().and_then(|p| p.party.display_name.clone()),
             country: party.as_ref().and_then(|p| p.party.country.clone()),
         };
-        let seal = self
-            .seal(id)
-            .map_err(internal)?
-            .ok_or_else(|| QueryError::Internal(format!("seal of {id} missing")))?;
+        let seal = self.seal_of(id, &rec);
         let qr_url = self
             .base_url()
             .map(|b| seal::qr_url(b, &rec.gtin, &rec.serial, &seal));

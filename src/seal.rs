@@ -59,6 +59,9 @@ pub enum SealError {
     /// The URL has more than one `seal` query parameter.
     #[error("the URL has more than one seal parameter: keep exactly one")]
     DuplicateSeal,
+    /// A base URL that QR links cannot be built on.
+    #[error("base URL {0:?} must be http:// or https://, with a host, and no query or fragment")]
+    BadBaseUrl(String),
 }
 
 /// The ledger's signed receipt for one logged certificate.
@@ -250,6 +253,25 @@ fn hex_value(c: u8) -> Option<u8> {
         b'a'..=b'f' => Some(c - b'a' + 10),
         b'A'..=b'F' => Some(c - b'A' + 10),
         _ => None,
+    }
+}
+
+/// Checks that QR links can be built on `base_url`: `http://` or `https://`, a host, and no
+/// query, fragment or whitespace (the QR content appends a path and its own query).
+pub fn check_base_url(base_url: &str) -> Result<(), SealError> {
+    let rest = base_url
+        .strip_prefix("https://")
+        .or_else(|| base_url.strip_prefix("http://"));
+    match rest {
+        Some(r)
+            if !r.is_empty()
+                && !r.starts_with('/')
+                && !r.contains(['?', '#'])
+                && !r.chars().any(char::is_whitespace) =>
+        {
+            Ok(())
+        }
+        _ => Err(SealError::BadBaseUrl(base_url.to_owned())),
     }
 }
 

@@ -235,3 +235,49 @@ fn a_refused_genesis_writes_nothing_and_init_can_run_again() {
     let audit = bin(&["audit", "--data", "d"], dir.path());
     assert_eq!(audit.status.code(), Some(0), "{}", text(&audit.stderr));
 }
+
+#[test]
+fn bad_origin_and_bad_base_url_are_usage_errors_that_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = bin(
+        &[
+            "init",
+            "--data",
+            "d",
+            "--origin",
+            "bad origin",
+            "--log-key",
+            "log.key",
+            "--operator-key",
+            "op.key",
+        ],
+        dir.path(),
+    );
+    assert_eq!(init.status.code(), Some(2));
+    assert!(
+        text(&init.stderr).contains("invalid key name"),
+        "{}",
+        text(&init.stderr)
+    );
+    assert!(!dir.path().join("log.key").exists());
+    assert!(!dir.path().join("d").exists());
+    let serve = bin(
+        &[
+            "serve",
+            "--data",
+            "d",
+            "--listen",
+            "127.0.0.1:0",
+            "--base-url",
+            "ftp://x",
+        ],
+        dir.path(),
+    );
+    assert_eq!(serve.status.code(), Some(2));
+    assert!(
+        text(&serve.stderr).contains("base URL"),
+        "{}",
+        text(&serve.stderr)
+    );
+    assert!(!dir.path().join("d").exists());
+}

@@ -379,3 +379,28 @@ fn parse_digital_link_refusals() {
         Err(SealError::BadLength(75))
     );
 }
+
+#[test]
+fn base_urls_that_cannot_carry_qr_links_are_refused() {
+    use reman_ledger::seal::{SealError, check_base_url};
+    for ok in [
+        "https://ledger.example",
+        "http://127.0.0.1:8080/",
+        "https://x.example/reman",
+    ] {
+        assert_eq!(check_base_url(ok), Ok(()), "{ok}");
+    }
+    for bad in [
+        "ftp://x",
+        "ledger.example",
+        "https://",
+        "https://x?y=1",
+        "https://x#f",
+        "https://a b",
+    ] {
+        assert!(
+            matches!(check_base_url(bad), Err(SealError::BadBaseUrl(_))),
+            "{bad}"
+        );
+    }
+}
