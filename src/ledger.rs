@@ -313,7 +313,7 @@ impl merkle::HashReader for BatchNodes {
 }
 
 enum Admission {
-    Existing(u64, Envelope, Payload),
+    Existing(u64, Arc<Submitted>),
     Queued(
         Arc<Submitted>,
         tokio::sync::oneshot::Receiver<Result<Sequenced, SubmitError>>,
@@ -501,9 +501,9 @@ impl Ledger {
     /// Submits an envelope and waits until it is durably logged (blocking; not for async code).
     pub fn submit(&self, body: &[u8]) -> Result<Receipt, SubmitError> {
         match self.admit(body)? {
-            Admission::Existing(index, env, payload) => {
+            Admission::Existing(index, sub) => {
                 let head = self.head_covering_blocking(index)?;
-                self.existing_receipt(index, &env, &payload, head)
+                self.existing_receipt(index, &sub.envelope, &sub.payload, head)
             }
             Admission::Queued(sub, rx) => {
                 let seq = rx.blocking_recv().map_err(|_| SubmitError::Closed)??;
@@ -515,9 +515,9 @@ impl Ledger {
     /// Submits an envelope and waits until it is durably logged (async).
     pub async fn submit_async(&self, body: &[u8]) -> Result<Receipt, SubmitError> {
         match self.admit(body)? {
-            Admission::Existing(index, env, payload) => {
+            Admission::Existing(index, sub) => {
                 let head = self.head_covering(index).await?;
-                self.existing_receipt(index, &env, &payload, head)
+                self.existing_receipt(index, &sub.envelope, &sub.payload, head)
             }
             Admission::Queued(sub, rx) => {
                 let seq = rx.await.map_err(|_| SubmitError::Closed)??;
@@ -544,7 +544,10 @@ impl Ledger {
         if let Some(index) = state::logged_envelope(store, &digest, certificate_id.as_ref())
             .map_err(RuleError::from)?
         {
-            return Ok(Admission::Existing(index, envelope, payload));
+            return Ok(Admission::Existing(
+                index,
+                Arc::new(Submitted { envelope, payload }),
+            ));
         }
         let size = self.head().size;
         let (key, _) = state::signer_key(store, size, &envelope.signature.keyid, &payload)?;
