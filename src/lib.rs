@@ -8,6 +8,7 @@ pub mod cache;
 pub mod certificate;
 pub mod checkpoint;
 pub mod cli;
+pub mod client;
 pub mod country;
 pub mod demo;
 pub mod dsse;
