@@ -223,19 +223,69 @@ pub fn open_or_init(
             report.existing,
             report.certificates.len()
         ));
-        if let Some(id) = report.certificates.get("eng-001") {
-            let base = ledger.base_url().unwrap_or("").to_owned();
-            let view = ledger
-                .certificate(id)
-                .map_err(|e| CliError::Usage(e.to_string()))?;
-            said.push(format!(
-                "try:\n  home page:    {base}/\n  status page:  {}\n  QR code:      {base}/api/v1/certificates/{id}/qr.png\n  JSON:         {base}/api/v1/certificates/{id}\n  audit:        cargo run --release -- audit --data {}",
-                view.qr_url.unwrap_or_default(),
-                cmd.data.display()
-            ));
-        }
+        said.push(demo_tour(&ledger, cmd, &report.certificates)?);
     }
     Ok((ledger, said))
+}
+
+/// The demo certificates whose QR labels `serve --demo` writes, with what each shows.
+const DEMO_LABELS: [(&str, &str); 3] = [
+    ("eng-001", "valid, with a full journey of events"),
+    ("eng-002", "superseded by a corrected certificate"),
+    ("alt-003", "revoked (recall)"),
+];
+
+/// Writes the QR labels of a few demo certificates to `<data>/labels/` and says where to look:
+/// the pages to open, the labels, and `verify` and `audit` commands to try.
+fn demo_tour(
+    ledger: &Ledger,
+    cmd: &ServeCommand,
+    certificates: &std::collections::HashMap<String, crate::certificate::CertificateId>,
+) -> Result<String, CliError> {
+    let base = ledger.base_url().unwrap_or("").to_owned();
+    let labels = cmd.data.join("labels");
+    std::fs::create_dir_all(&labels).map_err(|source| CliError::Io {
+        path: labels.clone(),
+        source,
+    })?;
+    let mut lines = vec![format!("try:\n  home page:      {base}/")];
+    let mut first_label = None;
+    for (label, what) in DEMO_LABELS {
+        let Some(id) = certificates.get(label) else {
+            continue;
+        };
+        let view = ledger
+            .certificate(id)
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        let Some(url) = view.qr_url else { continue };
+        let png = crate::qr::png(&url, crate::qr::DEFAULT_SIZE)
+            .map_err(|e| CliError::Usage(format!("QR label of {label}: {e}")))?;
+        let path = labels.join(format!("{label}.png"));
+        std::fs::write(&path, png).map_err(|source| CliError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        lines.push(format!("  {label}, {what}:"));
+        lines.push(format!("    status page:  {url}"));
+        lines.push(format!("    QR label:     {}", path.display()));
+        lines.push(format!("    JSON:         {base}/api/v1/certificates/{id}"));
+        first_label.get_or_insert(path);
+    }
+    let vkey = format!("{}.pub", cmd.log_key.display());
+    if let Some(path) = first_label {
+        lines.push(format!(
+            "  verify a label offline:  cargo run -q --release -- verify --log-key {vkey} {}",
+            path.display()
+        ));
+        lines.push(format!(
+            "  ... and online:          cargo run -q --release -- verify --log-key {vkey} --server {base} {}",
+            path.display()
+        ));
+    }
+    lines.push(format!(
+        "  audit it over HTTP:      cargo run -q --release -- audit --log-key {vkey} --server {base}"
+    ));
+    Ok(lines.join("\n"))
 }
 
 /// `serve`: opens (or creates) the ledger, loads the demo data set when asked, and serves the

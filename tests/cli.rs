@@ -281,3 +281,59 @@ fn bad_origin_and_bad_base_url_are_usage_errors_that_create_nothing() {
     );
     assert!(!dir.path().join("d").exists());
 }
+
+/// The newcomer's first command: `serve --demo` loads the demo data set, writes QR labels of
+/// a valid, a superseded and a revoked certificate, and prints where to look and what to try.
+#[test]
+fn serve_demo_writes_labels_and_prints_the_tour() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reman-ledger"))
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut said = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let done = line.starts_with("serving ");
+        said.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let said = said.join("\n");
+    let base = said
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("home page:"))
+        .expect("the home page is printed")
+        .trim()
+        .trim_end_matches('/')
+        .to_owned();
+    assert!(base.starts_with("http://127.0.0.1:"), "{said}");
+    for label in ["eng-001", "eng-002", "alt-003"] {
+        let path = data.join("labels").join(format!("{label}.png"));
+        let png = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let urls = reman_ledger::qr::decode_image(&png).unwrap();
+        assert_eq!(urls.len(), 1);
+        assert!(urls[0].starts_with(&format!("{base}/01/")), "{}", urls[0]);
+        assert!(
+            said.contains(&urls[0]),
+            "the status page URL of {label} is printed"
+        );
+        assert!(said.contains(&path.display().to_string()));
+    }
+    assert!(said.contains("verify --log-key keys/log.key.pub"), "{said}");
+    assert!(said.contains(&format!("--server {base}")), "{said}");
+    assert!(
+        said.contains("audit --log-key keys/log.key.pub --server"),
+        "{said}"
+    );
+}
