@@ -380,11 +380,11 @@ fn issue_one(client: &Client, key: &PrivateKey, item: &Item, opts: &IssueOptions
     };
     r.index = Some(receipt.index);
     r.qr_url.clone_from(&receipt.qr_url);
-    if let Some(log_key) = &opts.log_key {
-        if let Err(e) = check_receipt(client, &receipt, log_key, &envelope, &payload) {
-            r.status = Status::ReceiptInvalid;
-            return r.because(e);
-        }
+    if let Some(log_key) = &opts.log_key
+        && let Err(e) = check_receipt(client, &receipt, log_key, &envelope, &payload)
+    {
+        r.status = Status::ReceiptInvalid;
+        return r.because(e);
     }
     r.status = if answer.status == 201 {
         Status::Logged

@@ -69,7 +69,7 @@ fn new_then_already_logged_with_the_receipt_verified() {
         s.dir.path(),
     );
     assert_eq!(j.status.code(), Some(0), "{}", text(&j.stderr));
-    let receipt = json(&j.stdout);
+    let receipt = json(&j);
     assert_eq!(receipt["index"], 89);
     assert_eq!(receipt["certificate_id"].as_str().unwrap().len(), 32);
     assert!(receipt["inclusion_proof"]["proof"].is_array());
@@ -193,7 +193,7 @@ fn refusals_exit_1_with_the_problem_and_log_nothing() {
             s.dir.path(),
         );
         assert_eq!(out.status.code(), Some(1), "{what}");
-        let p = json(&out.stdout);
+        let p = json(&out);
         assert_eq!(p["status"], status, "{what}: {p}");
         assert!(p["title"].is_string() && p["detail"].is_string(), "{p}");
         assert_eq!(s.tree_size(), size, "{what}: something was logged");
