@@ -367,7 +367,7 @@ fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
         indicatif::ProgressDrawTarget::stderr(),
     );
     if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
-        "{{spinner}} {what} [{{bar:40}}] {{pos}}/{{len}} ({{per_sec}}, {{eta}} left) {{msg}}"
+        "{{spinner}} {what} [{{bar:40}}] {{pos}}/{{len}} ({{eta}} left) {{msg}}"
     )) {
         bar.set_style(style.progress_chars("=> "));
     }

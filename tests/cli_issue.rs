@@ -250,6 +250,53 @@ fn a_good_batch_writes_decodable_qr_codes_and_a_second_run_is_already_logged() {
         assert_eq!(b["http_status"], 200);
     }
     assert_eq!(s.tree_size(), 92);
+
+    // Events and revocations go the same way, from a directory; no QR codes for them.
+    let id = items(&sum)[0]["certificate_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::fs::create_dir(s.path("later")).unwrap();
+    let example = |name: &str| {
+        std::fs::read_to_string(root().join("fixtures/examples").join(name))
+            .unwrap()
+            .replace("CERTIFICATE_ID", &id)
+    };
+    std::fs::write(s.path("later/1-shipped.json"), example("event.json")).unwrap();
+    let out = bin(
+        &[
+            "issue",
+            "--key",
+            SUZHOU,
+            "--server",
+            &s.url,
+            "--type",
+            "event",
+            "--log-key",
+            "keys/log.key.pub",
+            "later",
+        ],
+        s.dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    std::fs::write(s.path("revoke.json"), example("revocation.json")).unwrap();
+    let out = bin(
+        &[
+            "issue",
+            "--key",
+            SUZHOU,
+            "--server",
+            &s.url,
+            "--type",
+            "revocation",
+            "--json",
+            "revoke.json",
+        ],
+        s.dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_eq!(json(&out)["logged"], 1);
+    assert_eq!(s.tree_size(), 94);
 }
 
 #[test]
