@@ -9,6 +9,9 @@ use reman_ledger::payload::{self, PayloadType};
 use reman_ledger::receipt::{ReceiptError, RemoteReceipt, verify};
 use serde_json::Value;
 
+/// What kind of error a changed receipt must give.
+type Expect = fn(&ReceiptError) -> bool;
+
 struct Fixture {
     _dir: tempfile::TempDir,
     receipt: Value,
@@ -95,7 +98,7 @@ fn every_change_a_server_could_make_is_refused() {
         seal[60] = if seal[60] == b'A' { b'B' } else { b'A' };
         String::from_utf8(seal).unwrap()
     };
-    let cases: Vec<(&str, Value, fn(&ReceiptError) -> bool)> = vec![
+    let cases: Vec<(&str, Value, Expect)> = vec![
         ("index", with(&["index"], 2.into()), |e| {
             matches!(e, ReceiptError::Inclusion { .. })
         }),
