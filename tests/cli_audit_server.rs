@@ -20,12 +20,13 @@ fn tamper(s: &mut Served, index: u64, change: impl FnOnce(&mut [u8])) {
     s.restart();
 }
 
-/// Moves the entry's integrated_time by one second: covered by no signature, only by the hash
-/// chain and the tree.
+/// Moves the entry's integrated_time a year later: covered by no signature, only by the hash
+/// chain and the tree (and later than the entry before it, so only they can tell).
 fn shift_time(bytes: &mut [u8]) {
     let text = String::from_utf8(bytes.to_vec()).unwrap();
-    let pos = text.find("\"integrated_time\":\"").unwrap() + 19 + 18; // the seconds' last digit
-    bytes[pos] = if bytes[pos] == b'5' { b'4' } else { b'5' };
+    let pos = text.find("\"integrated_time\":\"").unwrap() + 19 + 3; // the year's last digit
+    assert!(bytes[pos].is_ascii_digit() && bytes[pos] != b'9');
+    bytes[pos] += 1;
 }
 
 fn audit(s: &Served, extra: &[&str]) -> std::process::Output {
@@ -142,10 +143,15 @@ fn a_store_tampered_on_disk_is_named_at_the_changed_entry() {
         error.contains("not the ones the signed checkpoint covers"),
         "{error}"
     );
-    // A time in the middle: the next entry's prev no longer matches, but the changed entry is
-    // the one named.
+    // A time in the middle: entry 51 no longer follows it (its prev, its time), but the
+    // changed entry is the one named.
     tamper(&mut s, 50, shift_time);
-    assert_eq!(first_bad(&s).0, Some(50));
+    let (index, error) = first_bad(&s);
+    assert_eq!(index, Some(50), "{error}");
+    assert!(
+        error.contains("not the ones the signed checkpoint covers"),
+        "{error}"
+    );
     // A byte of a signed payload: its signature fails.
     tamper(&mut s, 42, |b| {
         let p = b.len() - 30;
