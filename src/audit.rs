@@ -338,3 +338,195 @@ pub fn audit_store(
     }
     auditor.finish(&checkpoint, key)
 }
+
+/// Audits a remote ledger over its HTTP API (SPEC §6), trusting nothing it serves: the signed
+/// checkpoint is verified under `log_key` (or, when `None`, under the key the server itself
+/// names in `GET /api/v1/log`, which proves only that the log is consistent with itself: the
+/// caller must say so); every entry up to it is fetched, over `jobs` parallel connections, its
+/// served index and leaf hash are checked against the bytes, and the entries are replayed by an
+/// [`Auditor`]. Returns the report and the log key used.
+///
+/// When the log does not verify, the first entry whose bytes are not those the signed
+/// checkpoint covers is located with consistency proofs (about log2(size) requests), so a
+/// changed entry is named even when only the tree, not a signature, covers what changed.
+/// Unreachable servers and server failures (5xx) are [`AuditError::Read`].
+pub fn audit_remote(
+    client: &crate::client::Client,
+    log_key: Option<&PublicKey>,
+    jobs: usize,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<(AuditReport, PublicKey), AuditError> {
+    let read = |e: crate::client::ClientError| AuditError::Read(e.to_string());
+    let key = match log_key {
+        Some(k) => k.clone(),
+        None => {
+            let info = client.log().map_err(read)?;
+            PublicKey::parse(&info.log_key).map_err(|e| {
+                AuditError::Checkpoint(format!("the server's log key is not a valid vkey: {e}"))
+            })?
+        }
+    };
+    let checkpoint = client.checkpoint().map_err(read)?;
+    let cp =
+        Checkpoint::open(&checkpoint, &key).map_err(|e| AuditError::Checkpoint(e.to_string()))?;
+    let mut auditor = Auditor::new();
+    let mut leaves: Vec<Hash> = Vec::new();
+    let mut next = 0u64;
+    let failed = |e: AuditError, leaves: &[Hash]| -> AuditError {
+        let upto = e.index().unwrap_or(cp.size).min(leaves.len() as u64);
+        match locate_changed(client, leaves, upto, &cp) {
+            Some(index) => bad(
+                index,
+                "its bytes are not the ones the signed checkpoint covers (the entry was changed)",
+            ),
+            None => e,
+        }
+    };
+    while next < cp.size {
+        let end = (next + CHUNK as u64).min(cp.size);
+        let (fetched, fetch_err) = fetch_range(client, next, end, jobs, cp.size);
+        let mut chunk = Vec::with_capacity(fetched.len());
+        let mut claim_err = None;
+        for (i, e) in (next..).zip(fetched) {
+            let leaf = merkle::leaf_hash(&e.leaf);
+            if e.index != i {
+                claim_err = Some(bad(
+                    i,
+                    format!("the server served entry {} for it", e.index),
+                ));
+                break;
+            }
+            if e.leaf_hash != leaf {
+                claim_err = Some(bad(
+                    i,
+                    "the leaf_hash the server gives is not the hash of the bytes it serves",
+                ));
+                break;
+            }
+            leaves.push(leaf);
+            chunk.push((e.leaf, None));
+        }
+        if let Err(e) = auditor.push_chunk(&chunk) {
+            return Err(failed(e, &leaves));
+        }
+        if let Some(e) = claim_err.or(fetch_err) {
+            return Err(match e {
+                AuditError::Read(_) => e,
+                e => failed(e, &leaves),
+            });
+        }
+        next = end;
+        progress(next, cp.size);
+    }
+    match auditor.finish(&checkpoint, &key) {
+        Ok(report) => Ok((report, key)),
+        Err(e) => Err(failed(e, &leaves)),
+    }
+}
+
+/// Fetches entries `start..end` over `jobs` connections: the entries in order up to the first
+/// that could not be fetched, and why that one could not.
+fn fetch_range(
+    client: &crate::client::Client,
+    start: u64,
+    end: u64,
+    jobs: usize,
+    size: u64,
+) -> (Vec<crate::client::RemoteEntry>, Option<AuditError>) {
+    use crate::client::ClientError;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let next = AtomicU64::new(start);
+    let workers = jobs.clamp(1, crate::issue::MAX_JOBS) as u64;
+    let mut got: Vec<(u64, Result<crate::client::RemoteEntry, ClientError>)> =
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..workers.min(end - start))
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut out = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            if i >= end {
+                                break;
+                            }
+                            let r = client.entry(i);
+                            let stop = r.is_err();
+                            out.push((i, r));
+                            if stop {
+                                break;
+                            }
+                        }
+                        out
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+    got.sort_by_key(|(i, _)| *i);
+    let mut entries = Vec::with_capacity(got.len());
+    for (i, r) in got {
+        // A worker that failed stops, so later indices may be absent: stop at any gap.
+        if i != start + entries.len() as u64 {
+            return (
+                entries,
+                Some(AuditError::Read(format!("entry {i} was not fetched"))),
+            );
+        }
+        match r {
+            Ok(e) => entries.push(e),
+            Err(e) => {
+                let err = match &e {
+                    ClientError::Status { status, .. } if (400..500).contains(status) => {
+                        AuditError::Missing { index: i, size }
+                    }
+                    ClientError::BadAnswer { reason, .. } => {
+                        bad(i, format!("the server's answer is malformed: {reason}"))
+                    }
+                    _ => AuditError::Read(e.to_string()),
+                };
+                return (entries, Some(err));
+            }
+        }
+    }
+    (entries, None)
+}
+
+/// The first entry among `leaves[..upto]` whose bytes are not the ones the signed checkpoint
+/// covers, found by binary search: the first `m` leaves are genuine exactly when their root
+/// is consistent with the signed root (RFC 9162 consistency proof from `m` to the checkpoint's
+/// size), and that holds for every `m` up to the first changed entry and for none after.
+/// `None` when the first `upto` leaves are all genuine, or the proofs cannot be had.
+fn locate_changed(
+    client: &crate::client::Client,
+    leaves: &[Hash],
+    upto: u64,
+    cp: &Checkpoint,
+) -> Option<u64> {
+    let leaves = leaves.get(..usize::try_from(upto).ok()?)?;
+    let tree = crate::merkle::MemoryTree::from_leaves(leaves.iter().copied());
+    // None when the proof cannot be fetched: then nothing is concluded.
+    let genuine = |m: u64| -> Option<bool> {
+        let root = merkle::root(m, &tree).ok()?;
+        if m == cp.size {
+            return Some(root == cp.root);
+        }
+        let proof = client.consistency_proof(m, cp.size).ok()?;
+        Some(merkle::verify_consistency(m, cp.size, &root, &cp.root, &proof).is_ok())
+    };
+    if upto == 0 || genuine(upto)? {
+        return None;
+    }
+    // Invariant: the first `lo` leaves are genuine, the first `hi` are not.
+    let (mut lo, mut hi) = (0u64, upto);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if genuine(mid)? {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Some(hi - 1)
+}

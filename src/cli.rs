@@ -4,12 +4,15 @@
 //! error whose [`CliError::exit_code`] is SPEC §7's: 0 ok, 1 checked and not valid,
 //! 2 usage or I/O error.
 
-use crate::audit::{AuditError, AuditReport, audit_store};
+use crate::audit::{AuditError, AuditReport, audit_remote, audit_store};
+use crate::client::{Client, ClientError};
 use crate::dsse::Envelope;
+use crate::issue::IssueError;
 use crate::keyfile::{self, KeyFileError};
-use crate::keys::{KeyError, PrivateKey};
+use crate::keys::{KeyError, PrivateKey, PublicKey};
 use crate::ledger::{Ledger, LedgerConfig, LedgerError, OperatorDetails};
 use crate::payload::{self, PayloadError, PayloadType};
+use crate::receipt::RemoteReceipt;
 use crate::store::{Store, StoreError};
 use std::path::{Path, PathBuf};
 
@@ -44,9 +47,15 @@ pub enum CliError {
         /// What is wrong with it.
         source: PayloadError,
     },
-    /// The audit found a bad log (exit code 1).
-    #[error("AUDIT FAILED: {0}")]
+    /// The audit found a bad log (exit code 1), or could not read it (exit code 2).
+    #[error("{}", audit_failure(.0))]
     AuditFailed(AuditError),
+    /// The ledger could not be reached, failed, or answered something unexpected.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// `issue` could not read its inputs or write its outputs.
+    #[error(transparent)]
+    Issue(#[from] IssueError),
     /// Wrong usage.
     #[error("{0}")]
     Usage(String),
@@ -60,6 +69,13 @@ impl CliError {
             CliError::AuditFailed(_) => 1,
             _ => 2,
         }
+    }
+}
+
+fn audit_failure(e: &AuditError) -> String {
+    match e {
+        AuditError::Read(_) => format!("audit not done: {e}"),
+        _ => format!("AUDIT FAILED: {e}"),
     }
 }
 
@@ -123,11 +139,12 @@ pub fn init(opts: &InitOptions, config: LedgerConfig) -> Result<(Ledger, String)
     Ok((ledger, msg))
 }
 
-/// `sign`: signs a payload file as a DSSE envelope, after checking it as the ledger would.
+/// `sign`: signs a payload file as a DSSE envelope, after checking it as the ledger would
+/// (a short GTIN is padded first: see [`crate::issue::prepare`]).
 pub fn sign(key: &Path, kind: PayloadType, file: &Path) -> Result<String, CliError> {
     let key = keyfile::read_private(key)?;
     let bytes = read(file)?;
-    payload::parse(kind.media_type(), &bytes).map_err(|source| CliError::Payload {
+    let (bytes, _) = crate::issue::prepare(kind, bytes).map_err(|source| CliError::Payload {
         path: file.to_owned(),
         source,
     })?;
@@ -142,17 +159,8 @@ pub fn audit_data(
     log_key: Option<&Path>,
     progress: impl FnMut(u64, u64),
 ) -> Result<AuditReport, CliError> {
-    // sled keeps its data in `db`: anything else is not a ledger, and opening it would
-    // create one.
-    if !dir.join("db").is_file() {
-        return Err(CliError::Usage(format!(
-            "{} is not the data directory of a ledger",
-            dir.display()
-        )));
-    }
     let key = log_key.map(keyfile::read_public).transpose()?;
-    let store = Store::open(dir)?;
-    audit_store(&store, key.as_ref(), progress).map_err(CliError::AuditFailed)
+    audit_dir(dir, key.as_ref(), progress)
 }
 
 /// Options of `serve`.
@@ -359,4 +367,434 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// What a command that ran to the end found: SPEC §7's exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid / ok: exit 0.
+    Ok,
+    /// Checked and not valid (refused, bad signature, tampered): exit 1.
+    NotValid,
+    /// The work could not be completed (network, server or file failures): exit 2.
+    Incomplete,
+}
+
+impl Verdict {
+    /// SPEC §7 exit code.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Verdict::Ok => 0,
+            Verdict::NotValid => 1,
+            Verdict::Incomplete => 2,
+        }
+    }
+}
+
+/// Reads a log key given on the command line: a vkey, or a file holding one (a `.pub` file).
+pub fn log_key_arg(arg: &str) -> Result<PublicKey, CliError> {
+    if let Ok(k) = PublicKey::parse(arg.trim()) {
+        return Ok(k);
+    }
+    let path = Path::new(arg);
+    if path.exists() {
+        Ok(keyfile::read_public(path)?)
+    } else {
+        Err(CliError::Usage(format!(
+            "--log-key {arg:?} is neither a vkey (<name>+<keyid>+<base64 key>) nor a public key file"
+        )))
+    }
+}
+
+/// A progress bar on stderr, hidden when stderr is not a terminal.
+fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+        "{{spinner}} {what} [{{bar:40}}] {{pos}}/{{len}} ({{eta}} left) {{msg}}"
+    )) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+fn client(server: &str) -> Result<Client, CliError> {
+    Client::new(server).map_err(|e| CliError::Usage(e.to_string()))
+}
+
+/// Options of `submit`.
+#[derive(Debug, Clone)]
+pub struct SubmitCommand {
+    /// The ledger's base URL.
+    pub server: String,
+    /// The envelope file (`-`: standard input).
+    pub envelope: PathBuf,
+    /// The pinned log key: verify the receipt under it.
+    pub log_key: Option<String>,
+    /// Print the server's JSON answer.
+    pub json: bool,
+}
+
+/// `submit`: posts an envelope and prints the answer; with a log key, verifies the receipt
+/// (checkpoint signature, inclusion proof, the logged entry, the seal) before saying OK.
+pub fn submit(cmd: &SubmitCommand) -> Result<Verdict, CliError> {
+    let log_key = cmd.log_key.as_deref().map(log_key_arg).transpose()?;
+    let bytes = if cmd.envelope.as_os_str() == "-" {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).map_err(|source| {
+            CliError::Io {
+                path: "standard input".into(),
+                source,
+            }
+        })?;
+        b
+    } else {
+        read(&cmd.envelope)?
+    };
+    let client = client(&cmd.server)?;
+    let answer = match client.submit(&bytes) {
+        Ok(a) => a,
+        Err(ClientError::Status {
+            status,
+            title,
+            detail,
+            problem,
+            ..
+        }) if (400..500).contains(&status) => {
+            if cmd.json {
+                let p = problem.map_or_else(
+                    || serde_json::json!({"status": status, "title": title, "detail": detail}),
+                    |p| *p,
+                );
+                println!("{p}");
+            }
+            eprintln!(
+                "REFUSED by the ledger: HTTP {status} {title}{}",
+                if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {detail}")
+                }
+            );
+            return Ok(Verdict::NotValid);
+        }
+        Err(e) => return Err(CliError::Client(e)),
+    };
+    if cmd.json {
+        println!("{}", answer.body);
+    }
+    let receipt = match RemoteReceipt::from_json(&answer.body) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("RECEIPT NOT VALID: {e}");
+            return Ok(Verdict::NotValid);
+        }
+    };
+    let mut checked = None;
+    if let Some(key) = &log_key {
+        let parsed = Envelope::parse(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|env| {
+                payload::parse(&env.payload_type, &env.payload)
+                    .map(|p| (env, p))
+                    .map_err(|e| e.to_string())
+            });
+        let result = parsed
+            .and_then(|(env, p)| crate::issue::check_receipt(&client, &receipt, key, &env, &p));
+        match result {
+            Ok(v) => checked = Some(v),
+            Err(e) => {
+                eprintln!("RECEIPT NOT VALID under the pinned log key {key}: {e}");
+                return Ok(Verdict::NotValid);
+            }
+        }
+    }
+    if !cmd.json {
+        let head = if answer.status == 201 {
+            format!("logged: new entry {}", receipt.index)
+        } else {
+            format!(
+                "already logged: entry {} (the existing entry, not a copy)",
+                receipt.index
+            )
+        };
+        println!("{head}");
+        if let Some(id) = &receipt.certificate_id {
+            println!("certificate ID: {id}");
+        }
+        if let Some(url) = &receipt.qr_url {
+            println!("QR URL: {url}");
+        }
+        println!("integrated time: {}", receipt.integrated_time);
+        println!(
+            "leaf hash: {}\ntree size: {} (root {})",
+            hex::encode(receipt.leaf_hash),
+            receipt.inclusion_proof.tree_size,
+            hex::encode(receipt.inclusion_proof.root)
+        );
+        match (&checked, &log_key) {
+            (Some(v), Some(key)) => println!(
+                "receipt verified under the pinned log key {key}: checkpoint of {} signed, entry included, entry holds this envelope{}",
+                v.checkpoint.origin,
+                if v.seal.is_some() { ", seal valid" } else { "" }
+            ),
+            _ => println!("receipt not verified: give --log-key to check it"),
+        }
+    }
+    Ok(Verdict::Ok)
+}
+
+/// Options of `issue`.
+#[derive(Debug, Clone)]
+pub struct IssueCommand {
+    /// The signer's private key file.
+    pub key: PathBuf,
+    /// The ledger's base URL.
+    pub server: String,
+    /// What the payloads are.
+    pub kind: PayloadType,
+    /// Inputs: payload files, directories of `*.json`, `*.jsonl` files.
+    pub inputs: Vec<PathBuf>,
+    /// Where to write QR PNGs and `index.csv`.
+    pub qr_dir: Option<PathBuf>,
+    /// QR image side in pixels.
+    pub qr_size: u32,
+    /// The pinned log key: verify every receipt under it.
+    pub log_key: Option<String>,
+    /// Parallel connections.
+    pub jobs: usize,
+    /// Print the summary as JSON.
+    pub json: bool,
+}
+
+/// `issue`: signs and submits every payload of the inputs, then prints a summary.
+pub fn issue(cmd: &IssueCommand) -> Result<Verdict, CliError> {
+    if cmd.jobs == 0 || cmd.jobs > crate::issue::MAX_JOBS {
+        return Err(CliError::Usage(format!(
+            "--jobs must be 1 to {}",
+            crate::issue::MAX_JOBS
+        )));
+    }
+    if cmd.qr_dir.is_some() && cmd.kind != PayloadType::Certificate {
+        return Err(CliError::Usage(
+            "--qr-dir is for certificates: only they have QR codes".into(),
+        ));
+    }
+    if !(crate::qr::MIN_SIZE..=crate::qr::MAX_SIZE).contains(&cmd.qr_size) {
+        return Err(CliError::Usage(format!(
+            "--qr-size must be {} to {} pixels",
+            crate::qr::MIN_SIZE,
+            crate::qr::MAX_SIZE
+        )));
+    }
+    let log_key = cmd.log_key.as_deref().map(log_key_arg).transpose()?;
+    let key = keyfile::read_private(&cmd.key)?;
+    let client = client(&cmd.server)?;
+    let items = crate::issue::read_inputs(&cmd.inputs)?;
+    let opts = crate::issue::IssueOptions {
+        kind: cmd.kind,
+        jobs: cmd.jobs,
+        log_key,
+        qr_dir: cmd.qr_dir.clone(),
+        qr_size: cmd.qr_size,
+    };
+    let bar = progress_bar(items.len() as u64, "issuing");
+    let summary = crate::issue::issue(&client, &key, &items, &opts, &|r| {
+        if r.status != crate::issue::Status::Logged
+            && r.status != crate::issue::Status::AlreadyLogged
+        {
+            bar.set_message(format!("{} {:?}", r.source, r.status));
+        }
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    if cmd.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).unwrap_or_default()
+        );
+    } else {
+        print!("{}", issue_text(&summary, &cmd.server));
+    }
+    Ok(match summary.exit_code() {
+        0 => Verdict::Ok,
+        1 => Verdict::NotValid,
+        _ => Verdict::Incomplete,
+    })
+}
+
+/// The human summary of an `issue` run.
+fn issue_text(s: &crate::issue::IssueSummary, server: &str) -> String {
+    use crate::issue::Status;
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "issued {} payload(s) to {server}: {} logged, {} already logged, {} refused",
+        s.total, s.logged, s.already_logged, s.refused
+    );
+    if s.receipt_invalid > 0 {
+        let _ = writeln!(
+            out,
+            "{} receipt(s) NOT VALID under the pinned log key",
+            s.receipt_invalid
+        );
+    }
+    if s.failed + s.not_sent > 0 {
+        let _ = writeln!(
+            out,
+            "{} failed, {} not sent: run the same command again to finish (already logged payloads are answered as such)",
+            s.failed, s.not_sent
+        );
+    }
+    for (status, title) in [
+        (Status::Refused, "refused"),
+        (Status::ReceiptInvalid, "receipt not valid"),
+        (Status::Failed, "failed"),
+    ] {
+        let these: Vec<_> = s.items.iter().filter(|r| r.status == status).collect();
+        if these.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "{title}:");
+        for r in these {
+            let _ = writeln!(out, "  {}: {}", r.source, r.reason.as_deref().unwrap_or(""));
+        }
+    }
+    if s.receipts_verified {
+        let _ = writeln!(
+            out,
+            "receipts verified under the pinned log key (checkpoint, inclusion, entry, seal)"
+        );
+    } else {
+        let _ = writeln!(out, "receipts not verified: give --log-key to check them");
+    }
+    if let Some(index) = &s.qr_index {
+        let n = s.items.iter().filter(|r| r.qr_file.is_some()).count();
+        let _ = writeln!(out, "{n} QR code(s) written; index: {}", index.display());
+    }
+    out
+}
+
+/// Options of `audit`.
+#[derive(Debug, Clone)]
+pub struct AuditCommand {
+    /// A local ledger's data directory.
+    pub data: Option<PathBuf>,
+    /// A remote ledger's base URL.
+    pub server: Option<String>,
+    /// The pinned log key (vkey or file).
+    pub log_key: Option<String>,
+    /// Parallel connections for `--server`.
+    pub jobs: usize,
+    /// Print the report as JSON.
+    pub json: bool,
+}
+
+/// The warning an audit under the server's own key carries.
+pub const UNPINNED_WARNING: &str = "log key not pinned: the checkpoint was verified under the key the server itself names, which shows the log is consistent with itself, not that it is the log you mean; pin the log key with --log-key";
+
+/// `audit --data DIR` or `audit --server URL`: re-checks the whole log and prints the report.
+pub fn audit(cmd: &AuditCommand) -> Result<Verdict, CliError> {
+    let pinned = cmd.log_key.is_some();
+    let (result, warning) = match (&cmd.data, &cmd.server) {
+        (Some(dir), None) => {
+            let bar = progress_bar(0, "auditing");
+            let key = cmd.log_key.as_deref().map(log_key_arg).transpose()?;
+            let r = audit_dir(dir, key.as_ref(), |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            });
+            bar.finish_and_clear();
+            (r.map(|r| (r, None)), None)
+        }
+        (None, Some(server)) => {
+            if cmd.jobs == 0 || cmd.jobs > crate::issue::MAX_JOBS {
+                return Err(CliError::Usage(format!(
+                    "--jobs must be 1 to {}",
+                    crate::issue::MAX_JOBS
+                )));
+            }
+            let key = cmd.log_key.as_deref().map(log_key_arg).transpose()?;
+            let client = client(server)?;
+            let warning = (!pinned).then_some(UNPINNED_WARNING);
+            if let Some(w) = warning {
+                eprintln!("WARNING: {w}");
+            }
+            let bar = progress_bar(0, "auditing");
+            let r = audit_remote(&client, key.as_ref(), cmd.jobs, |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })
+            .map(|(r, k)| (r, Some(k)))
+            .map_err(CliError::AuditFailed);
+            bar.finish_and_clear();
+            (r, warning)
+        }
+        _ => {
+            return Err(CliError::Usage(
+                "give exactly one of --data DIR and --server URL".into(),
+            ));
+        }
+    };
+    match (result, cmd.json) {
+        (Ok((r, key)), true) => {
+            let mut v = serde_json::json!({"ok": true, "report": r, "log_key_pinned": pinned});
+            if let Some(k) = key {
+                v["log_key"] = k.to_vkey().into();
+            }
+            if let Some(w) = warning {
+                v["warning"] = w.into();
+            }
+            println!("{v}");
+            Ok(Verdict::Ok)
+        }
+        (Ok((r, _)), false) => {
+            println!(
+                "OK: {} entries of {} verified; root {}",
+                r.entries,
+                r.origin,
+                hex::encode(r.root)
+            );
+            if let Some(w) = warning {
+                println!("WARNING: {w}");
+            }
+            Ok(Verdict::Ok)
+        }
+        (Err(e), true) => {
+            let mut v = serde_json::json!({"ok": false, "error": e.to_string(),
+                "first_bad_index": match &e { CliError::AuditFailed(a) => a.index(), _ => None },
+                "log_key_pinned": pinned});
+            if let Some(w) = warning {
+                v["warning"] = w.into();
+            }
+            println!("{v}");
+            Err(e)
+        }
+        (Err(e), false) => Err(e),
+    }
+}
+
+/// `audit --data DIR` on a local store, with a key already read.
+fn audit_dir(
+    dir: &Path,
+    key: Option<&PublicKey>,
+    progress: impl FnMut(u64, u64),
+) -> Result<AuditReport, CliError> {
+    // sled keeps its data in `db`: anything else is not a ledger, and opening it would
+    // create one.
+    if !dir.join("db").is_file() {
+        return Err(CliError::Usage(format!(
+            "{} is not the data directory of a ledger",
+            dir.display()
+        )));
+    }
+    let store = Store::open(dir)?;
+    audit_store(&store, key, progress).map_err(CliError::AuditFailed)
 }

@@ -19,7 +19,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// verifiable Merkle-tree log and issues a seal and a QR code; customs and buyers verify.
 /// Exit codes: 0 valid/ok, 1 checked and not valid, 2 usage or I/O error.
 #[derive(Parser)]
-#[command(name = "reman-ledger", version, about, long_about = None)]
+#[command(
+    name = "reman-ledger",
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit codes: 0 valid / ok; 1 checked and not valid (refused, bad signature, revoked, tampered); 2 usage or I/O error.\n\nA remanufacturer's day:\n  reman-ledger issue --key keys/parties/suzhou-reman.example.key --server http://127.0.0.1:8080 \\\n      --log-key keys/log.key.pub --qr-dir labels/ production.jsonl\nAnyone, any time:\n  reman-ledger audit --server http://127.0.0.1:8080 --log-key keys/log.key.pub\n\n'reman-ledger <COMMAND> --help' explains each command."
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -44,9 +50,15 @@ impl From<Kind> for PayloadType {
     }
 }
 
+/// The default number of parallel connections of `issue` and `audit --server`.
+const DEFAULT_JOBS: usize = 4;
+
 #[derive(Subcommand)]
 enum Command {
     /// Create a named Ed25519 key pair: PATH (private, mode 0600) and PATH.pub; prints the vkey.
+    #[command(
+        after_help = "Example:\n  reman-ledger keygen --name gearbox-works.example --out keys/gearbox-works.key"
+    )]
     Keygen {
         /// The key name (1-100 characters of A-Z a-z 0-9 . _ - /), e.g. gearbox-works.example.
         #[arg(long)]
@@ -56,6 +68,9 @@ enum Command {
         out: PathBuf,
     },
     /// Create a new ledger in DIR; entry 0 registers the operator. Missing key files are created.
+    #[command(
+        after_help = "Example:\n  reman-ledger init --data data --origin ledger.example/log --log-key keys/log.key --operator-key keys/operator.key"
+    )]
     Init {
         /// The data directory (sled).
         #[arg(long)]
@@ -80,6 +95,12 @@ enum Command {
         country: Option<String>,
     },
     /// Sign a payload file (JSON) as a DSSE envelope and print the envelope.
+    ///
+    /// The payload is checked first with the ledger's own rules (an invalid one is refused here,
+    /// exit 2); a certificate's GTIN-8/12/13 is left-padded with zeros to a GTIN-14.
+    #[command(
+        after_help = "Example:\n  reman-ledger sign --key keys/parties/suzhou-reman.example.key --type certificate \\\n      fixtures/examples/certificate.json > cert.envelope.json"
+    )]
     Sign {
         /// The signer's private key file.
         #[arg(long)]
@@ -90,8 +111,75 @@ enum Command {
         /// The payload file.
         file: PathBuf,
     },
+    /// Post a signed envelope to a ledger and print its answer.
+    ///
+    /// Prints whether the envelope is newly logged or was logged before, its entry index,
+    /// certificate ID, QR URL and the tree size. With --log-key the receipt is verified before
+    /// it is reported OK: the checkpoint's signature under that key, the inclusion proof of the
+    /// entry, that the entry logged there is this envelope, and the certificate's seal.
+    /// Exit 0: logged (new or already); 1: refused by the ledger (its problem is printed) or a
+    /// receipt that does not verify; 2: unreadable file, unreachable or failing server.
+    #[command(
+        after_help = "Example:\n  reman-ledger submit --server http://127.0.0.1:8080 --log-key keys/log.key.pub cert.envelope.json"
+    )]
+    Submit {
+        /// The ledger's base URL, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        server: String,
+        /// The log key to verify the receipt under: a vkey, or a file holding one (.pub).
+        #[arg(long, value_name = "VKEY-or-FILE")]
+        log_key: Option<String>,
+        /// Print the server's JSON answer (the receipt, or the RFC 9457 problem).
+        #[arg(long)]
+        json: bool,
+        /// The envelope file (as printed by `sign`); `-` reads standard input.
+        envelope: PathBuf,
+    },
+    /// Sign and submit many payloads in one step, e.g. a day's production of certificates.
+    ///
+    /// INPUT is a payload JSON file, a directory of *.json payload files (taken in name order),
+    /// or a .jsonl file with one payload per line. Each payload is checked locally first (an
+    /// invalid one is refused with its reason and not sent), signed with --key, and submitted
+    /// over --jobs parallel connections. A summary follows: logged, already logged, refused
+    /// (each with its file[:line] and reason). With --qr-dir, the QR code of every logged
+    /// certificate is written there as a PNG, with an index.csv. With --log-key every receipt
+    /// is verified first. Exit 0: all logged; 1: something was refused or a receipt did not
+    /// verify; 2: usage, files, or the ledger could not be reached (rerun: it is idempotent).
+    #[command(
+        after_help = "Example:\n  reman-ledger issue --key keys/parties/suzhou-reman.example.key --server http://127.0.0.1:8080 \\\n      --log-key keys/log.key.pub --qr-dir labels/ production-2026-11-21.jsonl"
+    )]
+    Issue {
+        /// The signer's private key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The ledger's base URL, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        server: String,
+        /// What the payloads are.
+        #[arg(long = "type", value_enum, default_value = "certificate")]
+        kind: Kind,
+        /// Write each logged certificate's QR code here (PNG) with an index.csv.
+        #[arg(long, value_name = "DIR")]
+        qr_dir: Option<PathBuf>,
+        /// Side of the QR images in pixels.
+        #[arg(long, default_value_t = reman_ledger::qr::DEFAULT_SIZE)]
+        qr_size: u32,
+        /// The log key to verify every receipt under: a vkey, or a file holding one (.pub).
+        #[arg(long, value_name = "VKEY-or-FILE")]
+        log_key: Option<String>,
+        /// Parallel connections to the ledger.
+        #[arg(long, default_value_t = DEFAULT_JOBS)]
+        jobs: usize,
+        /// Print the summary as JSON, with every payload's result.
+        #[arg(long)]
+        json: bool,
+        /// Payload files, directories of *.json payloads, or .jsonl files.
+        #[arg(required = true, value_name = "INPUT")]
+        inputs: Vec<PathBuf>,
+    },
     /// Run the ledger's HTTP API, status pages and QR codes. On an empty data directory it first
     /// creates a ledger with the default keys of keys/ (created when missing).
+    #[command(after_help = "Example:\n  reman-ledger serve --demo --listen 127.0.0.1:8080")]
     Serve {
         /// The data directory (sled).
         #[arg(long, default_value = "data")]
@@ -110,20 +198,39 @@ enum Command {
         demo: bool,
     },
     /// Re-check every entry, the hash chain, every signature and the tree against the checkpoint.
+    ///
+    /// Audits a local ledger (--data DIR; stop its server first) or a remote one over HTTP
+    /// (--server URL), trusting nothing it serves: every entry is fetched and replayed, and the
+    /// Merkle root of all of them must be the one in the checkpoint signed by the log key. Pin
+    /// the log key with --log-key: without it, a remote audit uses the key the server names and
+    /// warns that it is not pinned. The first bad entry is named. Exit 0: the log verifies;
+    /// 1: it does not (tampered, bad signature, wrong key); 2: usage, unreadable store or
+    /// unreachable server.
+    #[command(
+        group(clap::ArgGroup::new("source").required(true).args(["data", "server"])),
+        after_help = "Examples:\n  reman-ledger audit --data data\n  reman-ledger audit --server http://127.0.0.1:8080 --log-key keys/log.key.pub"
+    )]
     Audit {
         /// The data directory of a local ledger.
         #[arg(long)]
-        data: PathBuf,
-        /// The log's public key file to pin (default: the key the store was created with).
+        data: Option<PathBuf>,
+        /// The base URL of a remote ledger, e.g. http://127.0.0.1:8080.
         #[arg(long)]
-        log_key: Option<PathBuf>,
+        server: Option<String>,
+        /// The log key to pin: a vkey, or a file holding one (.pub). Default: for --data, the
+        /// key the store was created with; for --server, the key the server names (warned).
+        #[arg(long, value_name = "VKEY-or-FILE")]
+        log_key: Option<String>,
+        /// Parallel connections for --server.
+        #[arg(long, default_value_t = DEFAULT_JOBS)]
+        jobs: usize,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
 }
 
-fn run(args: Args) -> Result<(), CliError> {
+fn run(args: Args) -> Result<cli::Verdict, CliError> {
     match args.command {
         Command::Keygen { name, out } => println!("{}", cli::keygen(&name, &out)?),
         Command::Init {
@@ -168,40 +275,59 @@ fn run(args: Args) -> Result<(), CliError> {
             cli::serve(cmd)?;
         }
         Command::Sign { key, kind, file } => println!("{}", cli::sign(&key, kind.into(), &file)?),
-        Command::Audit {
-            data,
+        Command::Submit {
+            server,
             log_key,
             json,
+            envelope,
         } => {
-            let report = cli::audit_data(&data, log_key.as_deref(), |done, total| {
-                if total > 0 && (done == total || done % 65_536 == 0) {
-                    eprint!("\raudited {done}/{total} entries");
-                    if done == total {
-                        eprintln!();
-                    }
-                }
+            return cli::submit(&cli::SubmitCommand {
+                server,
+                envelope,
+                log_key,
+                json,
             });
-            match (report, json) {
-                (Ok(r), true) => println!("{}", serde_json::json!({"ok": true, "report": r})),
-                (Ok(r), false) => println!(
-                    "OK: {} entries of {} verified; root {}",
-                    r.entries,
-                    r.origin,
-                    hex::encode(r.root)
-                ),
-                (Err(e), true) => {
-                    println!(
-                        "{}",
-                        serde_json::json!({"ok": false, "error": e.to_string(),
-                            "first_bad_index": match &e { CliError::AuditFailed(a) => a.index(), _ => None }})
-                    );
-                    return Err(e);
-                }
-                (Err(e), false) => return Err(e),
-            }
+        }
+        Command::Issue {
+            key,
+            server,
+            kind,
+            qr_dir,
+            qr_size,
+            log_key,
+            jobs,
+            json,
+            inputs,
+        } => {
+            return cli::issue(&cli::IssueCommand {
+                key,
+                server,
+                kind: kind.into(),
+                inputs,
+                qr_dir,
+                qr_size,
+                log_key,
+                jobs,
+                json,
+            });
+        }
+        Command::Audit {
+            data,
+            server,
+            log_key,
+            jobs,
+            json,
+        } => {
+            return cli::audit(&cli::AuditCommand {
+                data,
+                server,
+                log_key,
+                jobs,
+                json,
+            });
         }
     }
-    Ok(())
+    Ok(cli::Verdict::Ok)
 }
 
 fn main() -> ExitCode {
@@ -215,7 +341,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(verdict) => ExitCode::from(verdict.exit_code() as u8),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code() as u8)

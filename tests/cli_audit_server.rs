@@ -1,0 +1,169 @@
+//! `reman-ledger audit --server` against a real `serve --demo` on a loopback port: a clean log,
+//! the unpinned-key warning, a wrong pinned key, an unreachable server, and a store tampered
+//! on disk between two runs of the server, whose changed entry is named.
+
+mod cli_support;
+
+use cli_support::*;
+use reman_ledger::store::Store;
+
+/// Changes entry `index` of the stopped server's store with `change`, then restarts it.
+fn tamper(s: &mut Served, index: u64, change: impl FnOnce(&mut [u8])) {
+    s.stop();
+    {
+        let store = Store::open(&s.path("data")).unwrap();
+        let mut bytes = store.entry(index).unwrap().unwrap().to_vec();
+        change(&mut bytes);
+        store.raw_put_entry(index, &bytes).unwrap();
+        store.flush().unwrap();
+    }
+    s.restart();
+}
+
+/// Moves the entry's integrated_time a year later: covered by no signature, only by the hash
+/// chain and the tree (and later than the entry before it, so only they can tell).
+fn shift_time(bytes: &mut [u8]) {
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let pos = text.find("\"integrated_time\":\"").unwrap() + 19 + 3; // the year's last digit
+    assert!(bytes[pos].is_ascii_digit() && bytes[pos] != b'9');
+    bytes[pos] += 1;
+}
+
+fn audit(s: &Served, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["audit", "--server", s.url.as_str()];
+    args.extend_from_slice(extra);
+    bin(&args, s.dir.path())
+}
+
+#[test]
+fn a_clean_log_verifies_pinned_and_warns_when_not_pinned() {
+    let s = Served::demo();
+    let out = audit(&s, &["--log-key", "keys/log.key.pub"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let o = text(&out.stdout);
+    assert!(
+        o.starts_with("OK: 89 entries of reman-ledger.example/log verified; root "),
+        "{o}"
+    );
+    assert!(!o.contains("WARNING"), "{o}");
+
+    let out = audit(
+        &s,
+        &["--log-key", "keys/log.key.pub", "--json", "--jobs", "7"],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let v = json(&out);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["log_key_pinned"], true);
+    assert_eq!(v["report"]["entries"], 89);
+    assert_eq!(v["report"]["by_type"]["certificate"], 38);
+    assert!(v.get("warning").is_none());
+
+    // Without a pinned key: audited under the key the server names, and said loudly.
+    let out = audit(&s, &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("WARNING: log key not pinned"));
+    assert!(text(&out.stderr).contains("WARNING: log key not pinned"));
+    let out = audit(&s, &["--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v = json(&out);
+    assert_eq!(v["log_key_pinned"], false);
+    assert!(
+        v["warning"]
+            .as_str()
+            .unwrap()
+            .starts_with("log key not pinned"),
+        "{v}"
+    );
+    assert_eq!(
+        v["log_key"],
+        std::fs::read_to_string(s.path("keys/log.key.pub"))
+            .unwrap()
+            .trim()
+    );
+}
+
+#[test]
+fn a_wrong_pinned_key_fails_and_an_unreachable_server_is_an_io_error() {
+    let s = Served::demo();
+    let out = audit(&s, &["--log-key", "keys/operator.key.pub"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("AUDIT FAILED: the log's checkpoint is not valid"),
+        "{}",
+        text(&out.stderr)
+    );
+    let impostor = reman_ledger::keys::PrivateKey::generate("reman-ledger.example/log").unwrap();
+    let out = audit(&s, &["--log-key", &impostor.public().to_vkey(), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(v["ok"], false);
+    assert!(v["first_bad_index"].is_null());
+
+    let dead = dead_url();
+    let out = bin(
+        &["audit", "--server", &dead, "--log-key", "keys/log.key.pub"],
+        s.dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("audit not done")
+            && text(&out.stderr).contains("Connection refused"),
+        "{}",
+        text(&out.stderr)
+    );
+    for args in [
+        &["audit"][..],
+        &["audit", "--server", &s.url, "--data", "data"][..],
+        &["audit", "--server", &s.url, "--jobs", "0"][..],
+        &["audit", "--server", "localhost:1"][..],
+    ] {
+        assert_eq!(bin(args, s.dir.path()).status.code(), Some(2), "{args:?}");
+    }
+}
+
+#[test]
+fn a_store_tampered_on_disk_is_named_at_the_changed_entry() {
+    let mut s = Served::demo();
+    let first_bad = |s: &Served| {
+        let out = audit(s, &["--log-key", "keys/log.key.pub", "--json"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+        let v = json(&out);
+        assert_eq!(v["ok"], false);
+        (
+            v["first_bad_index"].as_u64(),
+            v["error"].as_str().unwrap().to_owned(),
+        )
+    };
+    // The last entry's time: only the signed tree covers it.
+    tamper(&mut s, 88, shift_time);
+    let (index, error) = first_bad(&s);
+    assert_eq!(index, Some(88), "{error}");
+    assert!(
+        error.contains("not the ones the signed checkpoint covers"),
+        "{error}"
+    );
+    // A time in the middle: entry 51 no longer follows it (its prev, its time), but the
+    // changed entry is the one named.
+    tamper(&mut s, 50, shift_time);
+    let (index, error) = first_bad(&s);
+    assert_eq!(index, Some(50), "{error}");
+    assert!(
+        error.contains("not the ones the signed checkpoint covers"),
+        "{error}"
+    );
+    // A byte of a signed payload: its signature fails.
+    tamper(&mut s, 42, |b| {
+        let p = b.len() - 30;
+        b[p] ^= 1;
+    });
+    assert_eq!(first_bad(&s).0, Some(42));
+    // The human report names it too.
+    let out = audit(&s, &["--log-key", "keys/log.key.pub"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("AUDIT FAILED: entry 42: "),
+        "{}",
+        text(&out.stderr)
+    );
+}
