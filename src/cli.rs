@@ -50,6 +50,12 @@ pub enum CliError {
     /// Wrong usage.
     #[error("{0}")]
     Usage(String),
+    /// `verify` could not be carried out (exit code 2).
+    #[error(transparent)]
+    Verify(#[from] crate::verify::VerifyError),
+    /// `verify` checked the target and it is not valid (exit code 1); the report is printed.
+    #[error("INVALID: {0}")]
+    NotValid(String),
 }
 
 impl CliError {
@@ -58,6 +64,7 @@ impl CliError {
         match self {
             CliError::AuditFailed(AuditError::Read(_)) => 2,
             CliError::AuditFailed(_) => 1,
+            CliError::NotValid(_) => 1,
             _ => 2,
         }
     }
