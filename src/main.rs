@@ -263,6 +263,9 @@ Exit codes: 0 VALID; 1 checked and not valid (forged or altered label, wrong log
 revoked or superseded certificate, a server that rewrote its history); 2 usage or I/O error
 (unreadable file, no QR code found in the image, server unreachable).
 
+A server can still leave entries out (hide a revocation or an event): only a full audit of the
+log, or witnesses that cosign its checkpoints, rule that out.
+
 Examples:
   reman-ledger verify --log-key keys/log.key.pub label.jpg
   reman-ledger verify --server https://ledger.example 'https://ledger.example/01/...?seal=...'

@@ -467,21 +467,20 @@ impl State {
             .logs
             .iter()
             .position(|l| l.origin == key.name() && l.key == vkey);
-        let log = match pos.and_then(|i| self.logs.get_mut(i)) {
-            Some(l) => l,
-            None => {
-                self.logs.push(SeenLog {
-                    origin: key.name().to_owned(),
-                    key: vkey,
-                    tree_size: 0,
-                    root: String::new(),
-                    checkpoint: String::new(),
-                    servers: Vec::new(),
-                    seen: String::new(),
-                });
-                let last = self.logs.len() - 1;
-                &mut self.logs[last]
-            }
+        let i = pos.unwrap_or_else(|| {
+            self.logs.push(SeenLog {
+                origin: key.name().to_owned(),
+                key: vkey,
+                tree_size: 0,
+                root: String::new(),
+                checkpoint: String::new(),
+                servers: Vec::new(),
+                seen: String::new(),
+            });
+            self.logs.len() - 1
+        });
+        let Some(log) = self.logs.get_mut(i) else {
+            return;
         };
         if log.checkpoint.is_empty() || checkpoint.size >= log.tree_size {
             log.tree_size = checkpoint.size;
