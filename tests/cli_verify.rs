@@ -539,6 +539,17 @@ fn online_a_valid_certificate_with_its_events_proofs_and_issuer() {
     .valid()
     .has("product:     Remanufactured 2.8 L common-rail diesel engine");
 
+    // A photo of the label (here its QR image, turned a quarter) reads the same.
+    let png = reman_ledger::qr::png(&url, 400).unwrap();
+    let img = image::load_from_memory(&png).unwrap().into_luma8();
+    image::imageops::rotate90(&img)
+        .save(home.path().join("label.png"))
+        .unwrap();
+    home.run(&["--server", &server.url, "--log-key", LOG_PUB, "label.png"])
+        .valid()
+        .has("status:      valid")
+        .has("installed");
+
     // The log grows: the next verification proves the new tree extends the one seen.
     add_certificates(&server.ledger, 700, 3);
     home.run(&["--server", &server.url, "--log-key", LOG_PUB, &url])
