@@ -59,6 +59,12 @@ pub enum CliError {
     /// Wrong usage.
     #[error("{0}")]
     Usage(String),
+    /// `verify` could not be carried out (exit code 2).
+    #[error(transparent)]
+    Verify(#[from] crate::verify::VerifyError),
+    /// `verify` checked the target and it is not valid (exit code 1); the report is printed.
+    #[error("INVALID: {0}")]
+    NotValid(String),
 }
 
 impl CliError {
@@ -67,6 +73,7 @@ impl CliError {
         match self {
             CliError::AuditFailed(AuditError::Read(_)) => 2,
             CliError::AuditFailed(_) => 1,
+            CliError::NotValid(_) => 1,
             _ => 2,
         }
     }
@@ -391,18 +398,17 @@ impl Verdict {
     }
 }
 
-/// Reads a log key given on the command line: a vkey, or a file holding one (a `.pub` file).
+/// Reads the one log key a command pins (`submit`, `issue`, `audit`): the `--log-key` argument
+/// as [`crate::trust::log_key_arg`] reads it (a vkey, or a `.pub` or trust file), which must
+/// name exactly one key.
 pub fn log_key_arg(arg: &str) -> Result<PublicKey, CliError> {
-    if let Ok(k) = PublicKey::parse(arg.trim()) {
-        return Ok(k);
-    }
-    let path = Path::new(arg);
-    if path.exists() {
-        Ok(keyfile::read_public(path)?)
-    } else {
-        Err(CliError::Usage(format!(
-            "--log-key {arg:?} is neither a vkey (<name>+<keyid>+<base64 key>) nor a public key file"
-        )))
+    let keys = crate::trust::log_key_arg(arg).map_err(|e| CliError::Usage(e.to_string()))?;
+    match keys.keys() {
+        [key] => Ok(key.clone()),
+        many => Err(CliError::Usage(format!(
+            "--log-key {arg:?} holds {} keys; give the one log key to pin",
+            many.len()
+        ))),
     }
 }
 

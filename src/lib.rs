@@ -32,3 +32,5 @@ pub mod revocation;
 pub mod seal;
 pub mod state;
 pub mod store;
+pub mod trust;
+pub mod verify;

@@ -228,6 +228,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    #[command(after_long_help = VERIFY_HELP)]
+    /// Verify a QR label, a QR URL or a certificate: offline with the log key, or with a server.
+    ///
+    /// Offline (no --server), the seal in the QR code is checked with the log's public key
+    /// alone: it proves that the ledger logged a certificate for exactly this GTIN and serial.
+    /// Prints the product (GTIN, serial), certificate ID, entry index, time and VALID or
+    /// INVALID. The issuer and the status are not in the seal: add --server to see them.
+    ///
+    /// With --server URL it also asks that ledger, and checks every answer with a proof: the
+    /// fresh checkpoint is signed by the log key and extends the checkpoint seen last time
+    /// (kept in the state file: a server that rewrote or rolled back its history is caught);
+    /// the certificate's entry is in that checkpoint's tree (inclusion proof), holds this
+    /// certificate and is signed by the issuer's registered key; each event and a revocation
+    /// are in the log too. Only the status valid is VALID: revoked or superseded is INVALID.
+    Verify(VerifyArgs),
 }
 
 fn run(args: Args) -> Result<cli::Verdict, CliError> {
@@ -326,6 +341,7 @@ fn run(args: Args) -> Result<cli::Verdict, CliError> {
                 json,
             });
         }
+        Command::Verify(v) => verify_main(v)?,
     }
     Ok(cli::Verdict::Ok)
 }
@@ -342,9 +358,96 @@ fn main() -> ExitCode {
         .init();
     match run(args) {
         Ok(verdict) => ExitCode::from(verdict.exit_code() as u8),
+        // An INVALID verdict is the report's last line already.
+        Err(e @ CliError::NotValid(_)) => ExitCode::from(e.exit_code() as u8),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+/// The part of `verify --help` after the options.
+const VERIFY_HELP: &str = "\
+TARGET is one of:
+  a QR URL         https://ledger.example/01/<GTIN>/21/<serial>?seal=...  (quote it in a shell)
+  a QR image       a PNG or JPEG photo, scan or screenshot of the label
+  a certificate ID 32 hex digits (needs --server)
+
+The log key: --log-key gives it (the vkey text <name>+<key ID>+<key>, or a file such as the
+log's .pub file). Otherwise the trust file lists the trusted logs, one vkey per line (# starts
+a comment): --trust FILE, else $REMAN_LEDGER_TRUST, else
+$XDG_CONFIG_HOME/reman-ledger/trusted-logs (~/.config/reman-ledger/trusted-logs). The seal's
+key ID picks the key. With --server and no key pinned, the key remembered in the state file is
+used, else the server's own key is trusted on first use (with a warning) and remembered.
+
+The state file remembers the newest checkpoint seen of each log: --state FILE, else
+$REMAN_LEDGER_STATE, else $XDG_STATE_HOME/reman-ledger/checkpoints.json
+(~/.local/state/reman-ledger/checkpoints.json). It is created when missing.
+
+Exit codes: 0 VALID; 1 checked and not valid (forged or altered label, wrong log key, unknown,
+revoked or superseded certificate, a server that rewrote its history); 2 usage or I/O error
+(unreadable file, no QR code found in the image, server unreachable).
+
+A server can still leave entries out (hide a revocation or an event): only a full audit of the
+log, or witnesses that cosign its checkpoints, rule that out.
+
+Examples:
+  reman-ledger verify --log-key keys/log.key.pub label.jpg
+  reman-ledger verify --server https://ledger.example 'https://ledger.example/01/...?seal=...'
+  reman-ledger verify --server https://ledger.example --json 3f2a...c9";
+
+/// The arguments of `verify`.
+#[derive(clap::Args)]
+struct VerifyArgs {
+    /// A QR URL, a PNG or JPEG image of a QR label, or a certificate ID (with --server).
+    target: String,
+    /// The log's public key: a vkey (<name>+<key ID>+<key>) or a file holding it (.pub).
+    #[arg(long, value_name = "VKEY|FILE")]
+    log_key: Option<String>,
+    /// Also ask this ledger: status, events, inclusion proof, checkpoint consistency.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// The trust file of log keys (default: $REMAN_LEDGER_TRUST or the XDG config file).
+    #[arg(long, value_name = "FILE")]
+    trust: Option<PathBuf>,
+    /// The state file of checkpoints seen (default: $REMAN_LEDGER_STATE or the XDG state file).
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `verify`, prints its report (warnings on stderr) and maps the verdict to the exit code.
+fn verify_main(args: VerifyArgs) -> Result<(), CliError> {
+    let opts = reman_ledger::verify::VerifyOptions {
+        target: args.target,
+        log_key: args.log_key,
+        trust: args.trust,
+        server: args.server,
+        state: args.state,
+    };
+    match reman_ledger::verify::verify(&opts) {
+        Ok(report) => {
+            for w in &report.warnings {
+                eprintln!("warning: {w}");
+            }
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            match report.reason {
+                _ if report.valid => Ok(()),
+                reason => Err(CliError::NotValid(reason.unwrap_or_default())),
+            }
+        }
+        Err(e) => {
+            if args.json {
+                println!("{}", reman_ledger::verify::error_json(&e));
+            }
+            Err(e.into())
         }
     }
 }

@@ -240,7 +240,7 @@ fn io_and_usage_errors_exit_2() {
         s.dir.path(),
     );
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("neither a vkey"));
+    assert!(text(&out.stderr).contains("is neither a log key"));
     assert_eq!(
         bin(&["submit", "cert.json"], s.dir.path()).status.code(),
         Some(2)

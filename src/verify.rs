@@ -1,0 +1,1411 @@
+//! `verify` (SPEC §7): is this label, link or certificate genuine, and is it still valid?
+//!
+//! **Offline**, with the log's public key alone: the QR code's GS1 Digital Link carries the
+//! seal, which the log key signed over the log's origin, the GTIN, the serial, the entry index,
+//! the time and the certificate ID. A seal that verifies proves the ledger logged a certificate
+//! for exactly this unit; any changed character of the link makes it fail.
+//!
+//! **Online** (`--server`), it also asks the ledger and trusts nothing it answers without a
+//! proof: the fresh checkpoint must be signed by the pinned log key and consistent with the
+//! checkpoint this verifier saw last time (so a server that rewrote or rolled back history is
+//! caught); the certificate's entry must be the exact bytes whose hash is in that checkpoint's
+//! tree (inclusion proof), hold the certificate with this ID, GTIN and serial, and be signed by
+//! the issuer's registered key; every event and the revocation shown are checked the same way.
+//! Then the status decides: only `valid` is VALID.
+//!
+//! What a server could still do is leave out entries (hide a revocation or an event): only a
+//! full audit (`audit`) or a witness can rule that out.
+//!
+//! The verdict is a [`Report`]: every check with its result, the product, issuer, index, time,
+//! status and events; [`Report::to_text`] and [`Report::to_json`] render it.
+
+use crate::certificate::{Certificate, CertificateId};
+use crate::checkpoint::Checkpoint;
+use crate::client::{Client, ClientError, LogInfo};
+use crate::entry::{Entry, format_time_ms};
+use crate::keys::{KeyId, PublicKey};
+use crate::merkle::{self, Hash};
+use crate::payload::{self, Payload, PayloadType};
+use crate::qr::{self, QrError};
+use crate::seal::{self, DigitalLink, Seal};
+use crate::trust::{self, Compared, State, TrustError, TrustedKeys};
+use serde::Serialize;
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+/// The most events of one certificate that are fetched and checked (each costs two requests).
+pub const MAX_EVENTS: usize = 256;
+
+/// Why a verification could not be carried out (SPEC §7 exit code 2). A target that was
+/// checked and found not valid is not an error: it is a [`Report`] with `valid == false`.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// Wrong usage: what to do instead is in the message.
+    #[error("{0}")]
+    Usage(String),
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The image could not be read as a QR label.
+    #[error("{path}: {source}")]
+    Image {
+        /// The image file.
+        path: PathBuf,
+        /// Why no code was read.
+        source: QrError,
+    },
+    /// The trust file, `--log-key` or the state file is not usable.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// The server could not be asked (unreachable, failing, or answering nonsense).
+    #[error("cannot check with the server: {0}")]
+    Client(#[from] ClientError),
+}
+
+/// What `verify` is asked to check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A QR code's content: a GS1 Digital Link URL with a seal.
+    Url(String),
+    /// A photo or scan of a QR label (PNG or JPEG).
+    Image(PathBuf),
+    /// A certificate ID (needs a server).
+    Certificate(CertificateId),
+}
+
+impl Target {
+    /// Reads the TARGET argument: an `http(s)://` URL, 32 hex digits (a certificate ID, in
+    /// either case), or else the path of an image file.
+    pub fn parse(arg: &str) -> Target {
+        let t = arg.trim();
+        let lower = t.to_ascii_lowercase();
+        if lower.starts_with("http://") || lower.starts_with("https://") {
+            return Target::Url(t.to_owned());
+        }
+        if let Ok(id) = lower.parse::<CertificateId>() {
+            return Target::Certificate(id);
+        }
+        Target::Image(PathBuf::from(arg))
+    }
+}
+
+/// The options of `verify`.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// The TARGET argument (see [`Target::parse`]).
+    pub target: String,
+    /// `--log-key`: a vkey, or a file holding one or more.
+    pub log_key: Option<String>,
+    /// `--trust`: the trust file (default: see [`trust::trust_path`]).
+    pub trust: Option<PathBuf>,
+    /// `--server`: the ledger to ask.
+    pub server: Option<String>,
+    /// `--state`: the state file (default: see [`trust::state_path`]).
+    pub state: Option<PathBuf>,
+}
+
+/// The final word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Verdict {
+    /// Every check passed.
+    #[serde(rename = "VALID")]
+    Valid,
+    /// A check failed: see the report's `reason`.
+    #[serde(rename = "INVALID")]
+    Invalid,
+}
+
+/// One check and its result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// What was checked: `label`, `seal`, `log_key`, `checkpoint`, `consistency`,
+    /// `certificate`, `entry`, `inclusion`, `issuer`, `events`, `revocation` or `status`.
+    pub name: &'static str,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was found.
+    pub detail: String,
+}
+
+/// The unit the certificate is for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ProductInfo {
+    /// GTIN-14.
+    pub gtin: String,
+    /// Serial number (GS1 AI 21).
+    pub serial: String,
+    /// Product name (from the logged certificate; not in the seal).
+    pub name: Option<String>,
+    /// HS code.
+    pub hs_code: Option<String>,
+    /// Warranty in months.
+    pub warranty_months: Option<u32>,
+    /// Date of issue.
+    pub issued: Option<String>,
+}
+
+/// The remanufacturer that signed the certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IssuerInfo {
+    /// Party name (its key name).
+    pub name: String,
+    /// Registered display name.
+    pub display_name: Option<String>,
+    /// Registered country.
+    pub country: Option<String>,
+}
+
+/// The log key the verification relied on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogUsed {
+    /// The log's origin (the key's name).
+    pub origin: String,
+    /// The key ID, 8 hex digits.
+    pub key_id: String,
+    /// Where the key came from: `--log-key`, the trust file, the state file, or the server
+    /// (trusted on first use).
+    pub key_source: String,
+}
+
+/// A tree head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckpointInfo {
+    /// Tree size.
+    pub tree_size: u64,
+    /// Root hash, hex.
+    pub root: String,
+}
+
+/// A traceability event, as logged (each checked to be in the log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventInfo {
+    /// Entry index.
+    pub index: u64,
+    /// When it happened (as the signer stated it).
+    pub time: String,
+    /// What happened.
+    pub event: String,
+    /// Where: place, if given.
+    pub place: Option<String>,
+    /// Where: country.
+    pub country: Option<String>,
+    /// A reference (declaration number, bill of lading...).
+    pub reference: Option<String>,
+    /// Who signed it.
+    pub signer: String,
+}
+
+/// A revocation, as logged (checked to be in the log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RevocationInfo {
+    /// Entry index.
+    pub index: u64,
+    /// When it was logged.
+    pub integrated_time: String,
+    /// Why.
+    pub reason: String,
+    /// Free text.
+    pub note: Option<String>,
+    /// Who signed it.
+    pub signer: String,
+}
+
+/// Two signed checkpoints of one log that no append-only history can explain: proof, to show
+/// anyone, that the log's operator signed two histories.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Evidence {
+    /// The checkpoint seen before (from the state file).
+    pub remembered: String,
+    /// The checkpoint the server presents now.
+    pub presented: String,
+}
+
+/// The outcome of a verification: the verdict, what was verified and every check.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// VALID or INVALID.
+    pub verdict: Verdict,
+    /// `verdict == VALID`.
+    pub valid: bool,
+    /// Why it is not valid (the failed check's detail).
+    pub reason: Option<String>,
+    /// The server asked, if any (`None`: offline).
+    pub server: Option<String>,
+    /// The TARGET as given.
+    pub target: String,
+    /// The QR code's content, when the target was a URL or an image.
+    pub qr_url: Option<String>,
+    /// The certificate ID.
+    pub certificate_id: Option<String>,
+    /// The unit.
+    pub product: Option<ProductInfo>,
+    /// The issuer (online only: the seal does not name it).
+    pub issuer: Option<IssuerInfo>,
+    /// The entry index.
+    pub index: Option<u64>,
+    /// When the log sequenced the certificate (RFC 3339 UTC).
+    pub integrated_time: Option<String>,
+    /// The log key used.
+    pub log: Option<LogUsed>,
+    /// valid, revoked or superseded (online only).
+    pub status: Option<String>,
+    /// The revocation, if revoked.
+    pub revocation: Option<RevocationInfo>,
+    /// The certificate that replaced this one, if superseded.
+    pub superseded_by: Option<String>,
+    /// The certificate's events, oldest first (online only).
+    pub events: Vec<EventInfo>,
+    /// The fresh checkpoint checked against (online only).
+    pub checkpoint: Option<CheckpointInfo>,
+    /// The checkpoint seen before, from the state file.
+    pub previous_checkpoint: Option<CheckpointInfo>,
+    /// Two conflicting signed checkpoints, when the log rewrote or rolled back history.
+    pub evidence: Option<Evidence>,
+    /// Every check, in order.
+    pub checks: Vec<Check>,
+    /// Things to know that do not change the verdict (e.g. a key trusted on first use).
+    pub warnings: Vec<String>,
+}
+
+/// How the check sequence ended early.
+enum Stop {
+    /// A check failed and is recorded in the report.
+    Invalid,
+    /// The verification could not be carried out.
+    Error(VerifyError),
+}
+
+impl<E: Into<VerifyError>> From<E> for Stop {
+    fn from(e: E) -> Stop {
+        Stop::Error(e.into())
+    }
+}
+
+type Step<T> = Result<T, Stop>;
+
+impl Report {
+    fn new(opts: &VerifyOptions) -> Report {
+        Report {
+            verdict: Verdict::Invalid,
+            valid: false,
+            reason: None,
+            server: opts.server.clone(),
+            target: opts.target.clone(),
+            qr_url: None,
+            certificate_id: None,
+            product: None,
+            issuer: None,
+            index: None,
+            integrated_time: None,
+            log: None,
+            status: None,
+            revocation: None,
+            superseded_by: None,
+            events: Vec::new(),
+            checkpoint: None,
+            previous_checkpoint: None,
+            evidence: None,
+            checks: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn pass(&mut self, name: &'static str, detail: impl Into<String>) {
+        self.checks.push(Check {
+            name,
+            ok: true,
+            detail: detail.into(),
+        });
+    }
+
+    /// Records a failed check; the verification stops there.
+    fn fail(&mut self, name: &'static str, detail: impl Into<String>) -> Stop {
+        let detail = detail.into();
+        self.reason.get_or_insert_with(|| detail.clone());
+        self.checks.push(Check {
+            name,
+            ok: false,
+            detail,
+        });
+        Stop::Invalid
+    }
+
+    fn finish(mut self) -> Report {
+        self.valid = !self.checks.is_empty() && self.checks.iter().all(|c| c.ok);
+        self.verdict = if self.valid {
+            Verdict::Valid
+        } else {
+            Verdict::Invalid
+        };
+        self
+    }
+
+    /// The report as one JSON object.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The report for people: the facts, the checks, and a last line `VALID` or
+    /// `INVALID: <reason>`.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let mut line = |label: &str, value: &str| {
+            let _ = writeln!(s, "{:<13}{value}", format!("{label}:"));
+        };
+        if let Some(p) = &self.product {
+            if let Some(name) = &p.name {
+                line("product", name);
+            }
+            line("GTIN", &p.gtin);
+            line("serial", &p.serial);
+            if let Some(w) = p.warranty_months {
+                line("warranty", &format!("{w} months"));
+            }
+            if let Some(d) = &p.issued {
+                line("issued", d);
+            }
+        }
+        if let Some(id) = &self.certificate_id {
+            line("certificate", id);
+        }
+        match &self.issuer {
+            Some(i) => {
+                let mut v = i.display_name.clone().unwrap_or_else(|| i.name.clone());
+                if i.display_name.is_some() {
+                    let _ = write!(v, " ({}", i.name);
+                    if let Some(c) = &i.country {
+                        let _ = write!(v, ", {c}");
+                    }
+                    v.push(')');
+                } else if let Some(c) = &i.country {
+                    let _ = write!(v, " ({c})");
+                }
+                line("issuer", &v);
+            }
+            None if self.server.is_none() && self.product.is_some() => line(
+                "issuer",
+                "not in the seal (verify with --server URL to see it)",
+            ),
+            None => {}
+        }
+        if let Some(i) = self.index {
+            line("index", &i.to_string());
+        }
+        if let Some(t) = &self.integrated_time {
+            line("logged", t);
+        }
+        if let Some(l) = &self.log {
+            line(
+                "log",
+                &format!("{} (key {}, {})", l.origin, l.key_id, l.key_source),
+            );
+        }
+        if let Some(c) = &self.checkpoint {
+            line(
+                "checkpoint",
+                &format!("tree size {}, root {}", c.tree_size, c.root),
+            );
+        }
+        if let Some(st) = &self.status {
+            line("status", st);
+        }
+        if let Some(r) = &self.revocation {
+            let mut v = format!("{} on {} by {}", r.reason, r.integrated_time, r.signer);
+            if let Some(n) = r.note.as_deref().filter(|n| !n.is_empty()) {
+                let _ = write!(v, ": {n}");
+            }
+            line("revoked", &v);
+        }
+        if let Some(succ) = &self.superseded_by {
+            line("superseded", &format!("by certificate {succ}"));
+        }
+        if self.server.is_some() && self.status.is_some() {
+            if self.events.is_empty() {
+                line("events", "none");
+            } else {
+                let _ = writeln!(s, "events:");
+                for e in &self.events {
+                    let place = match (&e.place, &e.country) {
+                        (Some(p), Some(c)) => format!("{p} ({c})"),
+                        (Some(p), None) => p.clone(),
+                        (None, Some(c)) => c.clone(),
+                        (None, None) => String::new(),
+                    };
+                    let _ = writeln!(
+                        s,
+                        "  {}  {:<22} {}  by {}",
+                        e.time, e.event, place, e.signer
+                    );
+                }
+            }
+        }
+        if let Some(ev) = &self.evidence {
+            let _ = writeln!(
+                s,
+                "evidence: two checkpoints signed by the log that no append-only history explains:"
+            );
+            let _ = writeln!(s, "--- remembered ---\n{}", ev.remembered.trim_end());
+            let _ = writeln!(s, "--- presented ---\n{}", ev.presented.trim_end());
+        }
+        let _ = writeln!(s, "checks:");
+        for c in &self.checks {
+            let _ = writeln!(
+                s,
+                "  {:<5} {:<12} {}",
+                if c.ok { "ok" } else { "FAIL" },
+                c.name,
+                c.detail
+            );
+        }
+        match (&self.verdict, &self.reason) {
+            (Verdict::Valid, _) => s.push_str("VALID\n"),
+            (Verdict::Invalid, Some(r)) => {
+                let _ = writeln!(s, "INVALID: {r}");
+            }
+            (Verdict::Invalid, None) => s.push_str("INVALID\n"),
+        }
+        s
+    }
+}
+
+/// The JSON printed instead of a report when the verification could not be carried out.
+pub fn error_json(e: &VerifyError) -> String {
+    serde_json::to_string_pretty(&serde_json::json!({
+        "verdict": "ERROR",
+        "valid": false,
+        "error": e.to_string(),
+    }))
+    .unwrap_or_default()
+}
+
+/// Runs `verify`, reading the environment for the default trust and state files.
+pub fn verify(opts: &VerifyOptions) -> Result<Report, VerifyError> {
+    verify_with_env(opts, |k| std::env::var_os(k))
+}
+
+/// Runs `verify` with `env` in place of the process environment.
+pub fn verify_with_env(
+    opts: &VerifyOptions,
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<Report, VerifyError> {
+    let mut report = Report::new(opts);
+    match run(opts, &env, &mut report) {
+        Ok(()) | Err(Stop::Invalid) => Ok(report.finish()),
+        Err(Stop::Error(e)) => Err(e),
+    }
+}
+
+/// The seal's claims and the label they were read from.
+struct Label {
+    link: DigitalLink,
+    seal: Seal,
+}
+
+/// Where the keys to check against come from, for messages.
+struct Pinned {
+    keys: TrustedKeys,
+    source: String,
+}
+
+fn run(
+    opts: &VerifyOptions,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+    r: &mut Report,
+) -> Step<()> {
+    let target = Target::parse(&opts.target);
+    let pinned = pinned_keys(opts, env)?;
+    if opts.server.is_none() {
+        if matches!(target, Target::Certificate(_)) {
+            return Err(VerifyError::Usage(
+                "a certificate ID can only be verified by asking the ledger: add --server URL (offline, verify the QR code's URL or a photo of the label)".into(),
+            )
+            .into());
+        }
+        if pinned.keys.is_empty() {
+            return Err(VerifyError::Usage(format!(
+                "no log key to verify against: pass --log-key VKEY (or the log's .pub file), list the log's key in the trust file {}, or add --server URL to ask the ledger",
+                pinned.source
+            ))
+            .into());
+        }
+    }
+    let label = match &target {
+        Target::Url(url) => Some(read_label(r, url)?),
+        Target::Image(path) => {
+            let url = decode_photo(r, path)?;
+            Some(read_label(r, &url)?)
+        }
+        Target::Certificate(id) => {
+            r.certificate_id = Some(id.to_string());
+            None
+        }
+    };
+    match &opts.server {
+        None => {
+            let Some(label) = label else {
+                return Ok(());
+            };
+            let key = pick_key(r, &pinned, label.seal.key_id)?;
+            r.log = Some(log_used(&key, &pinned.source));
+            check_seal(r, &key, &label)
+        }
+        Some(server) => {
+            let state_file = trust::state_path(opts.state.as_deref(), env).ok_or_else(|| {
+                VerifyError::Usage(
+                    "no home directory to keep the state file in: pass --state FILE".into(),
+                )
+            })?;
+            online(
+                r,
+                server,
+                &state_file.path,
+                &pinned,
+                label.as_ref(),
+                &target,
+            )
+        }
+    }
+}
+
+fn pinned_keys(
+    opts: &VerifyOptions,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<Pinned, VerifyError> {
+    if let Some(arg) = &opts.log_key {
+        return Ok(Pinned {
+            keys: trust::log_key_arg(arg)?,
+            source: "--log-key".into(),
+        });
+    }
+    let located = trust::trust_path(opts.trust.as_deref(), env);
+    let keys = trust::load_trust(located.as_ref())?;
+    let source = located.map_or_else(
+        || "(no home directory: use --trust FILE)".to_owned(),
+        |l| format!("trust file {}", l.path.display()),
+    );
+    Ok(Pinned { keys, source })
+}
+
+fn log_used(key: &PublicKey, source: &str) -> LogUsed {
+    LogUsed {
+        origin: key.name().to_owned(),
+        key_id: key.id().to_string(),
+        key_source: source.to_owned(),
+    }
+}
+
+/// Reads the QR photo; the first code holding a Digital Link wins.
+fn decode_photo(r: &mut Report, path: &std::path::Path) -> Step<String> {
+    let bytes = std::fs::read(path).map_err(|source| {
+        let hint = if source.kind() == std::io::ErrorKind::NotFound {
+            std::io::Error::new(
+                source.kind(),
+                "no such file (TARGET is a QR URL starting with http:// or https://, a PNG or JPEG photo of a QR label, or a 32-hex-digit certificate ID)",
+            )
+        } else {
+            source
+        };
+        VerifyError::Io {
+            path: path.to_owned(),
+            source: hint,
+        }
+    })?;
+    let texts = qr::decode_image(&bytes).map_err(|source| VerifyError::Image {
+        path: path.to_owned(),
+        source,
+    })?;
+    if texts.len() > 1 {
+        r.warnings.push(format!(
+            "the image holds {} QR codes; the first GS1 Digital Link among them is verified",
+            texts.len()
+        ));
+    }
+    let pick = texts
+        .iter()
+        .find(|t| seal::parse_digital_link(t).is_ok())
+        .or(texts.first())
+        .cloned()
+        .unwrap_or_default();
+    Ok(pick)
+}
+
+/// Parses the label's link and seal: what the label claims.
+fn read_label(r: &mut Report, url: &str) -> Step<Label> {
+    r.qr_url = Some(url.to_owned());
+    let link = seal::parse_digital_link(url).map_err(|e| {
+        let why = match e {
+            seal::SealError::NotDigitalLink(_) => format!(
+                "the QR code does not hold a ledger link (GS1 Digital Link /01/<GTIN>/21/<serial>?seal=...): {e}"
+            ),
+            _ => format!("the seal in the link is damaged or altered: {e}"),
+        };
+        r.fail("label", why)
+    })?;
+    r.product = Some(ProductInfo {
+        gtin: link.gtin.clone(),
+        serial: link.serial.clone(),
+        ..ProductInfo::default()
+    });
+    let Some(seal) = link.seal else {
+        return Err(r.fail(
+            "label",
+            "the link carries no seal (?seal=...): it was not issued by a ledger, or the seal was cut off",
+        ));
+    };
+    r.certificate_id = Some(hex::encode(seal.certificate_id));
+    r.index = Some(seal.index);
+    r.integrated_time = Some(seal_time(seal.integrated_time));
+    r.pass(
+        "label",
+        format!(
+            "GS1 Digital Link for GTIN {}, serial {}, with a seal",
+            link.gtin, link.serial
+        ),
+    );
+    Ok(Label { link, seal })
+}
+
+/// Unix seconds as RFC 3339 UTC.
+fn seal_time(secs: u64) -> String {
+    let t = format_time_ms(secs.saturating_mul(1000));
+    t.strip_suffix(".000Z")
+        .map_or(t.clone(), |s| format!("{s}Z"))
+}
+
+/// The pinned key a seal names by its key ID.
+fn pick_key(r: &mut Report, pinned: &Pinned, id: KeyId) -> Step<PublicKey> {
+    if let Some(k) = pinned.keys.by_id(id) {
+        return Ok(k.clone());
+    }
+    if let [only] = pinned.keys.keys() {
+        return Err(r.fail(
+            "seal",
+            format!(
+                "the seal was made by log key {id}, not by the log key {} ({}) given with {}: the label comes from another log, or it is forged",
+                only.id(),
+                only.name(),
+                pinned.source
+            ),
+        ));
+    }
+    Err(r.fail(
+        "seal",
+        format!(
+            "the seal was made by log key {id}, which is none of the {} keys of {}: the label comes from a log you do not trust, or it is forged",
+            pinned.keys.keys().len(),
+            pinned.source
+        ),
+    ))
+}
+
+fn check_seal(r: &mut Report, key: &PublicKey, label: &Label) -> Step<()> {
+    match label
+        .seal
+        .verify(key, key.name(), &label.link.gtin, &label.link.serial)
+    {
+        Ok(()) => {
+            r.pass(
+                "seal",
+                format!(
+                    "signed by the log key of {} for this GTIN and serial",
+                    key.name()
+                ),
+            );
+            Ok(())
+        }
+        Err(e) => Err(r.fail(
+            "seal",
+            format!("{e}: the label is not genuine or was altered"),
+        )),
+    }
+}
+
+/// A client error that means "the server cannot prove it" (it answered, with a refusal)
+/// becomes a failed check; one that means "could not ask" stays an error.
+fn refused(e: ClientError) -> Result<ClientError, ClientError> {
+    match e.status() {
+        Some(s) if (400..500).contains(&s) => Ok(e),
+        _ => Err(e),
+    }
+}
+
+fn online(
+    r: &mut Report,
+    server: &str,
+    state_path: &std::path::Path,
+    pinned: &Pinned,
+    label: Option<&Label>,
+    target: &Target,
+) -> Step<()> {
+    let client = Client::new(server).map_err(|e| VerifyError::Usage(format!("--server: {e}")))?;
+    let server = client.base_url().to_owned();
+    let state = trust::load_state(state_path)?;
+    let info = client.log()?;
+    let key = choose_key(r, &client, pinned, &state, &info, label)?;
+    if let Some(label) = label {
+        check_seal(r, &key, label)?;
+    }
+
+    // The fresh checkpoint, and the history since the one seen last time.
+    let cp_text = client.checkpoint()?;
+    let cp = Checkpoint::open(&cp_text, &key).map_err(|e| {
+        r.fail(
+            "checkpoint",
+            format!("the server's checkpoint is not signed by the log key: {e}"),
+        )
+    })?;
+    r.checkpoint = Some(CheckpointInfo {
+        tree_size: cp.size,
+        root: hex::encode(cp.root),
+    });
+    r.pass(
+        "checkpoint",
+        format!("signed by the log key; tree size {}", cp.size),
+    );
+    check_consistency(r, &client, &state, &key, &cp, &cp_text, state_path)?;
+    let mut fresh_state = trust::load_state(state_path)?;
+    fresh_state.remember(&key, &cp, &cp_text, &server, &now());
+    trust::save_state(state_path, &fresh_state)?;
+
+    // The certificate: its entry, proven in the checkpoint's tree.
+    let id = match (label, target) {
+        (Some(l), _) => CertificateId(l.seal.certificate_id),
+        (None, Target::Certificate(id)) => *id,
+        (None, _) => return Err(VerifyError::Usage("nothing to verify".into()).into()),
+    };
+    let view = match client.certificate(&id.to_string()) {
+        Ok(v) => v,
+        Err(e) if e.status() == Some(404) => {
+            return Err(r.fail(
+                "certificate",
+                format!(
+                    "the ledger has no certificate {id}: it was never logged there (a forged label, or one of another log)"
+                ),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let index = match (label, view.get("index").and_then(Value::as_u64)) {
+        (Some(l), _) => l.seal.index,
+        (None, Some(i)) => i,
+        (None, None) => {
+            return Err(ClientError::BadAnswer {
+                url: format!("{server}/api/v1/certificates/{id}"),
+                reason: "no entry index".into(),
+            }
+            .into());
+        }
+    };
+    let entry = fetch_included(r, &client, &cp, index, "certificate")?;
+    let cert = check_certificate_entry(&entry, &id, label).map_err(|e| r.fail("entry", e))?;
+    r.pass(
+        "entry",
+        format!(
+            "entry {index} holds certificate {id} for GTIN {}, serial {}",
+            cert.product.gtin, cert.product.serial
+        ),
+    );
+    r.pass(
+        "inclusion",
+        format!(
+            "entry {index} is in the log's tree of size {} (inclusion proof)",
+            cp.size
+        ),
+    );
+    r.certificate_id = Some(id.to_string());
+    r.index = Some(index);
+    r.integrated_time = Some(entry.integrated_time());
+    r.product = Some(ProductInfo {
+        gtin: cert.product.gtin.clone(),
+        serial: cert.product.serial.clone(),
+        name: Some(cert.product.name.clone()),
+        hs_code: Some(cert.product.hs_code.clone()),
+        warranty_months: Some(cert.warranty_months),
+        issued: Some(cert.issued.clone()),
+    });
+    if label.is_none() {
+        check_view_seal(r, &key, &view, &id, index, &cert)?;
+    }
+    check_issuer(r, &client, &cp, &entry)?;
+    check_history(r, &client, &cp, &view, &id)?;
+    check_status(r, &view)
+}
+
+/// Chooses the log key for this server: a pinned key (flag or trust file), else the one
+/// remembered in the state file, else the server's own, trusted on first use.
+fn choose_key(
+    r: &mut Report,
+    client: &Client,
+    pinned: &Pinned,
+    state: &State,
+    info: &LogInfo,
+    label: Option<&Label>,
+) -> Step<PublicKey> {
+    let server_key = PublicKey::parse(&info.log_key);
+    let presented = || match &server_key {
+        Ok(k) => format!("{} (key {})", k.name(), k.id()),
+        Err(e) => format!("a malformed key ({e})"),
+    };
+    let (key, source) = if !pinned.keys.is_empty() {
+        let key = match label {
+            Some(l) => pick_key(r, pinned, l.seal.key_id)?,
+            None => match pinned.keys.by_vkey(&info.log_key) {
+                Some(k) => k.clone(),
+                None => {
+                    return Err(r.fail(
+                        "log_key",
+                        format!(
+                            "the server {} presents the log {}, whose key is none of the keys of {}",
+                            client.base_url(),
+                            presented(),
+                            pinned.source
+                        ),
+                    ));
+                }
+            },
+        };
+        (key, pinned.source.clone())
+    } else {
+        let remembered = state
+            .by_server(client.base_url())
+            .or_else(|| label.and_then(|l| state.by_key_id(l.seal.key_id)))
+            .or_else(|| state.by_origin(&info.origin).next());
+        match remembered.map(|l| (l, l.public_key())) {
+            Some((l, Ok(k))) => (
+                k,
+                format!(
+                    "remembered in the state file, first trusted from {}",
+                    l.servers.first().map_or("a server", String::as_str)
+                ),
+            ),
+            Some((_, Err(e))) => {
+                return Err(VerifyError::Usage(format!("state file: {e}")).into());
+            }
+            None => match &server_key {
+                Ok(k) => {
+                    r.warnings.push(format!(
+                        "no log key is pinned: trusting, on first use, the key the server presents: {}. Check it with the ledger's operator, then pin it with --log-key or in the trust file; it is remembered in the state file from now on",
+                        k.to_vkey()
+                    ));
+                    (
+                        k.clone(),
+                        "presented by the server, trusted on first use".to_owned(),
+                    )
+                }
+                Err(e) => {
+                    return Err(r.fail(
+                        "log_key",
+                        format!("the server presents a malformed log key: {e}"),
+                    ));
+                }
+            },
+        }
+    };
+    r.log = Some(log_used(&key, &source));
+    if server_key.as_ref().ok() != Some(&key) || info.origin != key.name() {
+        return Err(r.fail(
+            "log_key",
+            format!(
+                "the server {} presents the log {}, not the log {} (key {}) you trust ({source}): it is another log or an impostor",
+                client.base_url(),
+                presented(),
+                key.name(),
+                key.id()
+            ),
+        ));
+    }
+    r.pass(
+        "log_key",
+        format!(
+            "the server presents the log key of {} ({source})",
+            key.name()
+        ),
+    );
+    Ok(key)
+}
+
+fn now() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    format_time_ms(ms)
+}
+
+/// Checks the fresh checkpoint against the one seen before; the failure carries both
+/// signed checkpoints as evidence.
+fn check_consistency(
+    r: &mut Report,
+    client: &Client,
+    state: &State,
+    key: &PublicKey,
+    cp: &Checkpoint,
+    cp_text: &str,
+    state_path: &std::path::Path,
+) -> Step<()> {
+    let seen = state.log(key);
+    if let Some(s) = seen {
+        r.previous_checkpoint = Some(CheckpointInfo {
+            tree_size: s.tree_size,
+            root: s.root.clone(),
+        });
+    }
+    let evidence = |r: &mut Report| {
+        if let Some(s) = seen {
+            r.evidence = Some(Evidence {
+                remembered: s.checkpoint.clone(),
+                presented: cp_text.to_owned(),
+            });
+        }
+    };
+    match state.compare(key, cp) {
+        Compared::FirstSight => {
+            r.pass(
+                "consistency",
+                format!(
+                    "first checkpoint of this log seen here; remembered in {} to check the next one against",
+                    state_path.display()
+                ),
+            );
+        }
+        Compared::Same => {
+            r.pass(
+                "consistency",
+                format!("the same tree as seen before (size {})", cp.size),
+            );
+        }
+        Compared::Rollback { seen } => {
+            evidence(r);
+            return Err(r.fail(
+                "consistency",
+                format!(
+                    "the log was rolled back: it shows {} entries, but a checkpoint with {seen} was seen before; the server rewrote its history",
+                    cp.size
+                ),
+            ));
+        }
+        Compared::Fork { size } => {
+            evidence(r);
+            return Err(r.fail(
+                "consistency",
+                format!(
+                    "not consistent: the log signed two different trees of size {size}; the server rewrote its history"
+                ),
+            ));
+        }
+        Compared::Grown { first, first_root } => {
+            let proof = match client.consistency_proof(first, cp.size) {
+                Ok(p) => p,
+                Err(e) => {
+                    let e = refused(e)?;
+                    evidence(r);
+                    return Err(r.fail(
+                        "consistency",
+                        format!(
+                            "not consistent: the server cannot prove that its tree of size {} extends the one of size {first} seen before ({e}); the server rewrote its history",
+                            cp.size
+                        ),
+                    ));
+                }
+            };
+            if let Err(e) =
+                merkle::verify_consistency(first, cp.size, &first_root, &cp.root, &proof)
+            {
+                evidence(r);
+                return Err(r.fail(
+                    "consistency",
+                    format!(
+                        "not consistent: the tree of size {} does not extend the one of size {first} seen before ({e}); the server rewrote its history",
+                        cp.size
+                    ),
+                ));
+            }
+            r.pass(
+                "consistency",
+                format!(
+                    "the tree of size {} extends the one of size {first} seen before (consistency proof)",
+                    cp.size
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Fetches entry `index` and proves it is in the checkpoint's tree: the exact bytes served
+/// must hash to a leaf that the inclusion proof connects to the signed root.
+fn fetch_included(
+    r: &mut Report,
+    client: &Client,
+    cp: &Checkpoint,
+    index: u64,
+    what: &str,
+) -> Step<Entry> {
+    if index >= cp.size {
+        return Err(r.fail(
+            "inclusion",
+            format!(
+                "the {what} entry {index} is not in the log's tree of size {}",
+                cp.size
+            ),
+        ));
+    }
+    let remote = match client.entry(index) {
+        Ok(e) => e,
+        Err(e) => {
+            let e = refused(e)?;
+            return Err(r.fail(
+                "entry",
+                format!("the server does not serve the {what} entry {index}: {e}"),
+            ));
+        }
+    };
+    let entry = Entry::parse(&remote.leaf).map_err(|e| {
+        r.fail(
+            "entry",
+            format!("the {what} entry {index} as served is not a log entry: {e}"),
+        )
+    })?;
+    if entry.index != index || remote.index != index {
+        return Err(r.fail(
+            "entry",
+            format!(
+                "asked for entry {index}, the server served entry {}",
+                entry.index
+            ),
+        ));
+    }
+    let leaf: Hash = merkle::leaf_hash(&remote.leaf);
+    let proof = match client.inclusion_proof(index, cp.size) {
+        Ok(p) => p,
+        Err(e) => {
+            let e = refused(e)?;
+            return Err(r.fail(
+                "inclusion",
+                format!("the server cannot prove that the {what} entry {index} is in the log: {e}"),
+            ));
+        }
+    };
+    merkle::verify_inclusion(&leaf, index, cp.size, &proof, &cp.root).map_err(|e| {
+        r.fail(
+            "inclusion",
+            format!(
+                "the {what} entry {index} as served is not in the log's signed tree ({e}): the server altered it"
+            ),
+        )
+    })?;
+    Ok(entry)
+}
+
+/// Checks that a logged entry holds the certificate `id` (and, from a label, its GTIN, serial
+/// and time); returns the certificate.
+fn check_certificate_entry(
+    entry: &Entry,
+    id: &CertificateId,
+    label: Option<&Label>,
+) -> Result<Certificate, String> {
+    let env = &entry.envelope;
+    if env.payload_type != PayloadType::Certificate.media_type() {
+        return Err(format!(
+            "entry {} is not a certificate but a {}: the seal does not match the log",
+            entry.index, env.payload_type
+        ));
+    }
+    let found = CertificateId::of_payload(&env.payload);
+    if found != *id {
+        return Err(format!(
+            "entry {} holds certificate {found}, not {id}: the seal does not match the log",
+            entry.index
+        ));
+    }
+    let cert = match payload::parse(&env.payload_type, &env.payload) {
+        Ok(Payload::Certificate(c)) => c,
+        Ok(_) => return Err("the entry's payload is not a certificate".into()),
+        Err(e) => return Err(format!("the logged certificate does not parse: {e}")),
+    };
+    if let Some(l) = label {
+        if cert.product.gtin != l.link.gtin || cert.product.serial != l.link.serial {
+            return Err(format!(
+                "the logged certificate is for GTIN {}, serial {}, but the label says GTIN {}, serial {}",
+                cert.product.gtin, cert.product.serial, l.link.gtin, l.link.serial
+            ));
+        }
+        if entry.integrated_time_ms / 1000 != l.seal.integrated_time {
+            return Err(format!(
+                "the entry was logged at {}, but the seal says {}",
+                entry.integrated_time(),
+                seal_time(l.seal.integrated_time)
+            ));
+        }
+    }
+    Ok(cert)
+}
+
+/// For a certificate ID target: the seal the server shows must verify too.
+fn check_view_seal(
+    r: &mut Report,
+    key: &PublicKey,
+    view: &Value,
+    id: &CertificateId,
+    index: u64,
+    cert: &Certificate,
+) -> Step<()> {
+    let text = view.get("seal").and_then(Value::as_str).unwrap_or_default();
+    let checked = Seal::from_base64url(text)
+        .map_err(|e| e.to_string())
+        .and_then(|s| {
+            s.verify(key, key.name(), &cert.product.gtin, &cert.product.serial)
+                .map_err(|e| e.to_string())?;
+            if s.index != index || s.certificate_id != *id.as_bytes() {
+                return Err("it names another entry or certificate".into());
+            }
+            Ok(())
+        });
+    match checked {
+        Ok(()) => {
+            r.qr_url = view
+                .get("qr_url")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            r.pass(
+                "seal",
+                "the certificate's seal is signed by the log key for its GTIN and serial",
+            );
+            Ok(())
+        }
+        Err(e) => Err(r.fail(
+            "seal",
+            format!("the seal the server shows is not valid: {e}"),
+        )),
+    }
+}
+
+/// The issuer: its registration (in the log) and its signature on the certificate.
+fn check_issuer(r: &mut Report, client: &Client, cp: &Checkpoint, entry: &Entry) -> Step<()> {
+    let signer = &entry.envelope.signature.keyid;
+    r.issuer = Some(IssuerInfo {
+        name: signer.name.clone(),
+        display_name: None,
+        country: None,
+    });
+    let party = match client.party(&signer.name) {
+        Ok(p) => p,
+        Err(e) => {
+            let e = refused(e)?;
+            return Err(r.fail(
+                "issuer",
+                format!("the issuer {} is not a registered party: {e}", signer.name),
+            ));
+        }
+    };
+    let Some(reg_index) = party.get("index").and_then(Value::as_u64) else {
+        return Err(r.fail(
+            "issuer",
+            "the server does not say where the issuer's registration is logged",
+        ));
+    };
+    let reg = fetch_included(r, client, cp, reg_index, "issuer registration")?;
+    let party = match payload::parse(&reg.envelope.payload_type, &reg.envelope.payload) {
+        Ok(Payload::Party(p)) if p.name == signer.name => p,
+        _ => {
+            return Err(r.fail(
+                "issuer",
+                format!(
+                    "entry {reg_index} is not the registration of {}",
+                    signer.name
+                ),
+            ));
+        }
+    };
+    r.issuer = Some(IssuerInfo {
+        name: party.name.clone(),
+        display_name: party.display_name.clone(),
+        country: party.country.clone(),
+    });
+    if party.key.id() != signer.id {
+        // The issuer rotated its key since: the log checked the old key when it logged the
+        // certificate, and the seal and inclusion proof show that it did.
+        r.pass(
+            "issuer",
+            format!(
+                "{} ({}); signed with an earlier key ({}), checked by the log when it was logged",
+                party.name, party.role, signer.id
+            ),
+        );
+        return Ok(());
+    }
+    entry.envelope.verify(&party.key).map_err(|e| {
+        r.fail(
+            "issuer",
+            format!(
+                "the certificate's signature does not verify under {}'s registered key: {e}",
+                party.name
+            ),
+        )
+    })?;
+    r.pass(
+        "issuer",
+        format!(
+            "signed by {}, a registered {} (registration in entry {reg_index})",
+            party.name, party.role
+        ),
+    );
+    Ok(())
+}
+
+/// The events and revocation the server shows, each proven to be in the log and about this
+/// certificate.
+fn check_history(
+    r: &mut Report,
+    client: &Client,
+    cp: &Checkpoint,
+    view: &Value,
+    id: &CertificateId,
+) -> Step<()> {
+    let items = view
+        .get("events")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if items.len() > MAX_EVENTS {
+        r.warnings.push(format!(
+            "the certificate has {} events; the first {MAX_EVENTS} are checked and shown",
+            items.len()
+        ));
+    }
+    for item in items.iter().take(MAX_EVENTS) {
+        let Some(index) = item.get("index").and_then(Value::as_u64) else {
+            return Err(r.fail("events", "an event without an entry index"));
+        };
+        let entry = fetch_included(r, client, cp, index, "event")?;
+        let event = match payload::parse(&entry.envelope.payload_type, &entry.envelope.payload) {
+            Ok(Payload::Event(e)) if e.certificate_id == *id => e,
+            _ => {
+                return Err(r.fail(
+                    "events",
+                    format!("entry {index} is not an event of certificate {id}"),
+                ));
+            }
+        };
+        r.events.push(EventInfo {
+            index,
+            time: event.time.clone(),
+            event: event.event.as_str().to_owned(),
+            place: event.location.as_ref().and_then(|l| l.place.clone()),
+            country: event.location.as_ref().map(|l| l.country.clone()),
+            reference: event.reference.clone().filter(|s| !s.is_empty()),
+            signer: entry.envelope.signature.keyid.name.clone(),
+        });
+    }
+    r.pass(
+        "events",
+        format!("{} event(s), each in the log", r.events.len()),
+    );
+    if let Some(index) = view
+        .get("revocation")
+        .and_then(|v| v.get("index"))
+        .and_then(Value::as_u64)
+    {
+        let entry = fetch_included(r, client, cp, index, "revocation")?;
+        let rev = match payload::parse(&entry.envelope.payload_type, &entry.envelope.payload) {
+            Ok(Payload::Revocation(rv)) if rv.certificate_id == *id => rv,
+            _ => {
+                return Err(r.fail(
+                    "revocation",
+                    format!("entry {index} is not a revocation of certificate {id}"),
+                ));
+            }
+        };
+        r.revocation = Some(RevocationInfo {
+            index,
+            integrated_time: entry.integrated_time(),
+            reason: rev.reason.as_str().to_owned(),
+            note: rev.note.clone(),
+            signer: entry.envelope.signature.keyid.name.clone(),
+        });
+    }
+    Ok(())
+}
+
+fn check_status(r: &mut Report, view: &Value) -> Step<()> {
+    let status = view
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+        .to_owned();
+    r.status = Some(status.clone());
+    r.superseded_by = view
+        .get("superseded_by")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    match (status.as_str(), &r.revocation) {
+        ("valid", None) => {
+            r.pass("status", "valid");
+            Ok(())
+        }
+        ("valid", Some(rv)) => {
+            let detail = format!(
+                "the server says valid, but shows a revocation (entry {})",
+                rv.index
+            );
+            Err(r.fail("status", detail))
+        }
+        ("revoked", Some(rv)) => {
+            let detail = format!(
+                "REVOKED ({}) on {} by {}",
+                rv.reason, rv.integrated_time, rv.signer
+            );
+            Err(r.fail("status", detail))
+        }
+        ("revoked", None) => Err(r.fail("status", "REVOKED")),
+        ("superseded", _) => {
+            let detail = match &r.superseded_by {
+                Some(s) => format!(
+                    "SUPERSEDED by certificate {s}: this certificate was replaced; verify the new one"
+                ),
+                None => "SUPERSEDED: this certificate was replaced".to_owned(),
+            };
+            Err(r.fail("status", detail))
+        }
+        (other, _) => {
+            let detail = format!("unknown status {other:?}");
+            Err(r.fail("status", detail))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert!(matches!(
+            Target::parse("https://l.example/01/09506000999995/21/X?seal=a"),
+            Target::Url(_)
+        ));
+        assert!(matches!(
+            Target::parse("HTTP://L.EXAMPLE/01/1/21/X"),
+            Target::Url(_)
+        ));
+        let id = "00112233445566778899AABBCCDDEEFF";
+        assert_eq!(
+            Target::parse(id),
+            Target::Certificate(id.to_ascii_lowercase().parse().unwrap())
+        );
+        assert_eq!(
+            Target::parse("label.jpg"),
+            Target::Image(PathBuf::from("label.jpg"))
+        );
+    }
+
+    #[test]
+    fn seal_times_are_rfc3339() {
+        assert_eq!(seal_time(1_795_896_000), "2026-11-28T20:00:00Z");
+    }
+}

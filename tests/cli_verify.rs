@@ -1,0 +1,802 @@
+//! `verify` (SPEC §7) end to end: the real binary, offline with the log key and online against
+//! real ledgers served on loopback ports (sled in temp directories), with its exit codes.
+//! Every run gets its own HOME and state file: the user's real configuration is never read.
+
+mod common;
+
+use common::*;
+use reman_ledger::api::{self, ServeOptions};
+use reman_ledger::certificate::CertificateId;
+use reman_ledger::keys::PrivateKey;
+use reman_ledger::ledger::Ledger;
+use reman_ledger::payload::PayloadType;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+const LOG_PUB: &str = "keys/log.key.pub";
+
+/// A ledger served over HTTP on a loopback port from its own thread, until dropped.
+struct Server {
+    url: String,
+    ledger: Arc<Ledger>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(dir: tempfile::TempDir, ledger: Ledger) -> Server {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let ledger = Arc::new(ledger);
+        let served = ledger.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                api::serve(listener, served, ServeOptions::default(), async move {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        Server {
+            url,
+            ledger,
+            shutdown: Some(tx),
+            thread: Some(thread),
+            _dir: dir,
+        }
+    }
+
+    /// A server of the demo data set (89 entries), and its certificate IDs by label.
+    fn demo() -> (Server, std::collections::HashMap<String, CertificateId>) {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, report) = demo_ledger(dir.path());
+        (Server::start(dir, ledger), report.certificates)
+    }
+
+    /// The QR URL of a certificate.
+    fn qr_url(&self, id: &CertificateId) -> String {
+        self.ledger.certificate(id).unwrap().qr_url.unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Logs `n` new certificates (GTINs from `first_item` on) with the demo remanufacturer.
+fn add_certificates(ledger: &Ledger, first_item: u64, n: u64) -> Vec<CertificateId> {
+    let suzhou = key("suzhou-reman.example");
+    (first_item..first_item + n)
+        .map(|i| {
+            let json = certificate_json(&gtin(i), &format!("EXTRA-{i}"), None);
+            let r = ledger
+                .submit(&sign(PayloadType::Certificate, &json, &suzhou))
+                .unwrap();
+            r.certificate_id.unwrap()
+        })
+        .collect()
+}
+
+/// A new ledger under the demo log key with only its genesis entry and the registration of
+/// the demo remanufacturer.
+fn small_ledger(dir: &Path) -> Ledger {
+    let ledger = new_ledger(dir);
+    let k = key("suzhou-reman.example");
+    let json = format!(
+        r#"{{"name":"suzhou-reman.example","role":"remanufacturer","display_name":"Suzhou test","country":"CN","key":"{}","status":"active"}}"#,
+        k.public().to_vkey()
+    );
+    ledger
+        .submit(&sign(PayloadType::Party, &json, &operator()))
+        .unwrap();
+    ledger
+}
+
+/// A private HOME for one or more runs, with the demo log key's public file in `keys/`.
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new() -> Home {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("keys")).unwrap();
+        std::fs::copy(root().join(LOG_PUB), dir.path().join(LOG_PUB)).unwrap();
+        Home { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The default state file under this HOME.
+    fn state(&self) -> PathBuf {
+        self.path()
+            .join(".local/state/reman-ledger/checkpoints.json")
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_env(args, &[])
+    }
+
+    fn run_env(&self, args: &[&str], env: &[(&str, &Path)]) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reman-ledger"));
+        cmd.arg("verify")
+            .args(args)
+            .current_dir(self.path())
+            .env("HOME", self.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_STATE_HOME")
+            .env_remove("REMAN_LEDGER_TRUST")
+            .env_remove("REMAN_LEDGER_STATE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn expect(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code, code,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+    fn valid(&self) -> &Run {
+        self.expect(0);
+        assert_eq!(self.stdout.lines().last(), Some("VALID"), "{}", self.stdout);
+        self
+    }
+    /// Exit 1 with a last line `INVALID: ...` that contains `why`.
+    fn invalid(&self, why: &str) -> &Run {
+        self.expect(1);
+        let last = self.stdout.lines().last().unwrap_or("");
+        assert!(last.starts_with("INVALID: "), "{}", self.stdout);
+        assert!(last.contains(why), "{why:?} not in {last:?}");
+        self
+    }
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+    fn has(&self, text: &str) -> &Run {
+        assert!(
+            self.stdout.contains(text),
+            "{text:?} not in:\n{}",
+            self.stdout
+        );
+        self
+    }
+}
+
+fn log_vkey() -> String {
+    log_key().public().to_vkey()
+}
+
+#[test]
+fn offline_a_real_qr_url_verifies_with_the_log_key_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, report) = demo_ledger(dir.path());
+    let id = report.certificates["eng-001"];
+    let view = ledger.certificate(&id).unwrap();
+    let url = view.qr_url.clone().unwrap();
+    ledger.close().unwrap();
+    let home = Home::new();
+
+    // The vkey text, then the .pub file.
+    home.run(&["--log-key", &log_vkey(), &url])
+        .valid()
+        .has("GTIN:        09506001200513")
+        .has("serial:      SZ-2026/000871")
+        .has(&format!("certificate: {id}"))
+        .has(&format!("index:       {}", view.index))
+        .has("issuer:      not in the seal (verify with --server URL to see it)");
+    home.run(&["--log-key", LOG_PUB, &url]).valid();
+
+    let j = home
+        .run(&["--log-key", LOG_PUB, "--json", &url])
+        .valid_json();
+    assert_eq!(j["verdict"], "VALID");
+    assert_eq!(j["valid"], true);
+    assert_eq!(j["product"]["gtin"], "09506001200513");
+    assert_eq!(j["product"]["serial"], "SZ-2026/000871");
+    assert_eq!(j["certificate_id"], id.to_string());
+    assert_eq!(j["index"], view.index);
+    assert_eq!(
+        j["integrated_time"].as_str().unwrap(),
+        format!("{}Z", &view.integrated_time[..19])
+    );
+    assert_eq!(j["issuer"], Value::Null);
+    assert_eq!(j["log"]["origin"], "reman-ledger.example/log");
+    assert_eq!(j["log"]["key_id"], log_key().id().to_string());
+    let checks: Vec<(&str, bool)> = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["ok"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(checks, [("label", true), ("seal", true)]);
+
+    // The trust file: --trust, $REMAN_LEDGER_TRUST, then the XDG default; other logs' keys
+    // and comments beside the one the seal names.
+    let other = PrivateKey::generate("other-ledger.example/log").unwrap();
+    let trust = format!(
+        "# logs I trust\n{}\n\n{}   # the demo ledger\n",
+        other.public().to_vkey(),
+        log_vkey()
+    );
+    let file = home.path().join("my-trust");
+    std::fs::write(&file, &trust).unwrap();
+    home.run(&["--trust", "my-trust", &url]).valid();
+    home.run_env(&[&url], &[("REMAN_LEDGER_TRUST", &file)])
+        .valid();
+    let config = home.path().join("config");
+    std::fs::create_dir_all(config.join("reman-ledger")).unwrap();
+    std::fs::write(config.join("reman-ledger/trusted-logs"), &trust).unwrap();
+    home.run_env(&[&url], &[("XDG_CONFIG_HOME", &config)])
+        .valid()
+        .has("trust file");
+    // Offline never writes a state file.
+    assert!(!home.state().exists());
+}
+
+impl Run {
+    fn valid_json(&self) -> Value {
+        self.expect(0);
+        self.json()
+    }
+}
+
+#[test]
+fn offline_a_wrong_log_key_or_a_tampered_url_is_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, report) = demo_ledger(dir.path());
+    let url = ledger
+        .certificate(&report.certificates["eng-001"])
+        .unwrap()
+        .qr_url
+        .unwrap();
+    ledger.close().unwrap();
+    let home = Home::new();
+
+    // Another key, even one with the log's own name: INVALID, exit 1.
+    let impostor = PrivateKey::generate("reman-ledger.example/log").unwrap();
+    let stranger = PrivateKey::generate("other-ledger.example/log").unwrap();
+    for k in [&impostor, &stranger] {
+        home.run(&["--log-key", &k.public().to_vkey(), &url])
+            .invalid("not by the log key");
+    }
+    let trust = home.path().join("trust");
+    std::fs::write(&trust, format!("{}\n", stranger.public().to_vkey())).unwrap();
+    home.run(&["--trust", "trust", &url])
+        .invalid("not by the log key");
+    std::fs::write(
+        &trust,
+        format!(
+            "{}\n{}\n",
+            stranger.public().to_vkey(),
+            impostor.public().to_vkey()
+        ),
+    )
+    .unwrap();
+    home.run(&["--trust", "trust", &url])
+        .invalid("none of the 2 keys");
+
+    // Tampered links: another serial, another GTIN, a changed seal character (in the signed
+    // header and in the signature), a cut seal, no seal, a second seal, not a ledger link.
+    let (head, seal) = url.split_once("?seal=").unwrap();
+    let flip = |s: &str, at: usize| {
+        let mut b = s.as_bytes().to_vec();
+        b[at] = if b[at] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(b).unwrap()
+    };
+    let cases = [
+        (
+            url.replace("SZ-2026%2F000871", "SZ-2026%2F000872"),
+            "seal signature does not verify",
+        ),
+        (
+            url.replace("09506001200513", "09506001200674"),
+            "seal signature does not verify",
+        ),
+        (
+            format!("{head}?seal={}", flip(seal, 10)),
+            "seal signature does not verify",
+        ),
+        (
+            format!("{head}?seal={}", flip(seal, 100)),
+            "seal signature does not verify",
+        ),
+        (
+            format!("{head}?seal={}", &seal[..seal.len() - 4]),
+            "damaged or altered",
+        ),
+        (head.to_owned(), "carries no seal"),
+        (format!("{url}&seal={seal}"), "more than one seal"),
+        (
+            "https://phishing.example/verify?id=42".to_owned(),
+            "does not hold a ledger link",
+        ),
+    ];
+    for (bad, why) in &cases {
+        let r = home.run(&["--log-key", LOG_PUB, bad]);
+        r.invalid(why);
+        let j = home.run(&["--log-key", LOG_PUB, "--json", bad]);
+        j.expect(1);
+        let j = j.json();
+        assert_eq!(j["verdict"], "INVALID", "{bad}");
+        assert_eq!(j["valid"], false);
+        assert!(j["reason"].as_str().unwrap().contains(why), "{j}");
+        let last = j["checks"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["ok"], false, "{j}");
+    }
+}
+
+#[test]
+fn usage_and_io_errors_exit_2() {
+    let home = Home::new();
+    let id = "0123456789abcdef0123456789abcdef";
+    let url = "https://ledger.example/01/09506001200513/21/X?seal=AQ";
+
+    // A certificate ID needs a server; offline needs a key.
+    let r = home.run(&["--log-key", LOG_PUB, id]);
+    r.expect(2);
+    assert!(r.stderr.contains("add --server URL"), "{}", r.stderr);
+    let r = home.run(&[url]);
+    r.expect(2);
+    assert!(r.stderr.contains("no log key"), "{}", r.stderr);
+    assert!(r.stderr.contains("--log-key"), "{}", r.stderr);
+
+    // Bad --log-key values: garbage, a private key file, an empty file, a missing trust file.
+    let r = home.run(&["--log-key", "not-a-key", url]);
+    r.expect(2);
+    assert!(r.stderr.contains("neither a log key"), "{}", r.stderr);
+    std::fs::copy(root().join("keys/log.key"), home.path().join("log.key")).unwrap();
+    let r = home.run(&["--log-key", "log.key", url]);
+    r.expect(2);
+    assert!(r.stderr.contains("holds a private key"), "{}", r.stderr);
+    std::fs::write(home.path().join("empty.pub"), "# nothing\n").unwrap();
+    let r = home.run(&["--log-key", "empty.pub", url]);
+    r.expect(2);
+    assert!(r.stderr.contains("holds no log key"), "{}", r.stderr);
+    let r = home.run(&["--trust", "missing-trust", url]);
+    r.expect(2);
+    assert!(r.stderr.contains("missing-trust"), "{}", r.stderr);
+    std::fs::write(home.path().join("bad-trust"), "# ok\nnot+a+key\n").unwrap();
+    let r = home.run(&["--trust", "bad-trust", url]);
+    r.expect(2);
+    assert!(r.stderr.contains("line 2"), "{}", r.stderr);
+
+    // Images: missing, not an image, an image without a QR code.
+    let r = home.run(&["--log-key", LOG_PUB, "label.png"]);
+    r.expect(2);
+    assert!(r.stderr.contains("label.png: no such file"), "{}", r.stderr);
+    std::fs::write(home.path().join("notes.txt"), "hello").unwrap();
+    let r = home.run(&["--log-key", LOG_PUB, "notes.txt"]);
+    r.expect(2);
+    assert!(r.stderr.contains("not a PNG or JPEG"), "{}", r.stderr);
+    let blank = image::GrayImage::from_pixel(200, 200, image::Luma([255]));
+    blank.save(home.path().join("blank.png")).unwrap();
+    let r = home.run(&["--log-key", LOG_PUB, "--json", "blank.png"]);
+    r.expect(2);
+    assert!(r.stderr.contains("no QR code found"), "{}", r.stderr);
+    assert_eq!(r.json()["verdict"], "ERROR");
+
+    // A bad server URL; an unreachable server (a port nobody listens on).
+    let r = home.run(&["--server", "ledger.example", id]);
+    r.expect(2);
+    assert!(r.stderr.contains("--server"), "{}", r.stderr);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let r = home.run(&[
+        "--server",
+        &format!("http://127.0.0.1:{port}"),
+        "--log-key",
+        LOG_PUB,
+        "--json",
+        id,
+    ]);
+    r.expect(2);
+    assert!(
+        r.stderr.contains("cannot check with the server"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.json()["verdict"], "ERROR");
+    assert!(!home.state().exists());
+}
+
+#[test]
+fn help_explains_targets_keys_state_and_exit_codes() {
+    let out = Command::new(env!("CARGO_BIN_EXE_reman-ledger"))
+        .args(["verify", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "TARGET",
+        "--log-key",
+        "--server",
+        "--trust",
+        "--state",
+        "--json",
+        "PNG or JPEG",
+        "certificate ID",
+        "REMAN_LEDGER_TRUST",
+        "REMAN_LEDGER_STATE",
+        "trusted-logs",
+        "checkpoints.json",
+        "Exit codes: 0 VALID; 1",
+        "rewrote",
+    ] {
+        assert!(
+            help.contains(needle),
+            "{needle:?} not in verify --help:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn online_a_valid_certificate_with_its_events_proofs_and_issuer() {
+    let (server, ids) = Server::demo();
+    let home = Home::new();
+    let id = ids["eng-001"];
+    let url = server.qr_url(&id);
+
+    let r = home.run(&["--server", &server.url, "--log-key", LOG_PUB, &url]);
+    r.valid()
+        .has("product:     Remanufactured 2.8 L common-rail diesel engine")
+        .has("issuer:      Suzhou Greenpower Remanufacturing Co., Ltd. (suzhou-reman.example, CN)")
+        .has("status:      valid")
+        .has("customs_released")
+        .has("Shanghai Yangshan")
+        .has("by customs-shanghai.example");
+    assert!(home.state().exists(), "the state file is created");
+
+    let j = home
+        .run(&[
+            "--server",
+            &server.url,
+            "--log-key",
+            LOG_PUB,
+            "--json",
+            &url,
+        ])
+        .valid_json();
+    assert_eq!(j["status"], "valid");
+    assert_eq!(j["issuer"]["name"], "suzhou-reman.example");
+    assert_eq!(j["issuer"]["country"], "CN");
+    assert_eq!(j["events"].as_array().unwrap().len(), 8);
+    assert_eq!(j["events"][0]["event"], "shipped");
+    assert_eq!(j["checkpoint"]["tree_size"], 89);
+    assert_eq!(j["previous_checkpoint"]["tree_size"], 89);
+    let names: Vec<&str> = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .inspect(|c| assert_eq!(c["ok"], true, "{c}"))
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    for n in [
+        "label",
+        "log_key",
+        "seal",
+        "checkpoint",
+        "consistency",
+        "entry",
+        "inclusion",
+        "issuer",
+        "events",
+        "status",
+    ] {
+        assert!(names.contains(&n), "{n} not in {names:?}");
+    }
+
+    // By certificate ID: the same facts, and the seal the server shows is checked too.
+    home.run(&[
+        "--server",
+        &server.url,
+        "--log-key",
+        LOG_PUB,
+        &id.to_string(),
+    ])
+    .valid()
+    .has("product:     Remanufactured 2.8 L common-rail diesel engine");
+
+    // A photo of the label (here its QR image, turned a quarter) reads the same.
+    let png = reman_ledger::qr::png(&url, 400).unwrap();
+    let img = image::load_from_memory(&png).unwrap().into_luma8();
+    image::imageops::rotate90(&img)
+        .save(home.path().join("label.png"))
+        .unwrap();
+    home.run(&["--server", &server.url, "--log-key", LOG_PUB, "label.png"])
+        .valid()
+        .has("status:      valid")
+        .has("installed");
+
+    // The log grows: the next verification proves the new tree extends the one seen.
+    add_certificates(&server.ledger, 700, 3);
+    home.run(&["--server", &server.url, "--log-key", LOG_PUB, &url])
+        .valid()
+        .has("extends the one of size 89 seen before");
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.state()).unwrap()).unwrap();
+    assert_eq!(state["logs"][0]["tree_size"], 92);
+    assert_eq!(state["logs"][0]["servers"][0], server.url);
+}
+
+#[test]
+fn online_without_a_pinned_key_the_first_key_is_trusted_and_remembered() {
+    let (server, ids) = Server::demo();
+    let home = Home::new();
+    let url = server.qr_url(&ids["gbx-001"]);
+    let r = home.run(&["--server", &server.url, &url]);
+    r.valid().has("trusted on first use");
+    assert!(
+        r.stderr.contains("warning: no log key is pinned"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains(&log_vkey()), "{}", r.stderr);
+    let r = home.run(&["--server", &server.url, &url]);
+    r.valid().has("remembered in the state file");
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+
+    // Another log under the same origin at that address later: its key differs from the
+    // remembered one.
+    drop(server);
+    let other_key = PrivateKey::generate("reman-ledger.example/log").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::init(
+        dir.path(),
+        other_key,
+        &operator(),
+        &reman_ledger::ledger::OperatorDetails::default(),
+        config(),
+    )
+    .unwrap();
+    let impostor = Server::start(dir, ledger);
+    let state = home.state().display().to_string();
+    let r = home.run(&[
+        "--server",
+        &impostor.url,
+        "--state",
+        &state,
+        &ids["gbx-001"].to_string(),
+    ]);
+    r.invalid("not the log");
+}
+
+#[test]
+fn online_revoked_superseded_and_unknown_certificates_are_invalid() {
+    let (server, ids) = Server::demo();
+    let home = Home::new();
+    let s = server.url.as_str();
+
+    let r = home.run(&[
+        "--server",
+        s,
+        "--log-key",
+        LOG_PUB,
+        &server.qr_url(&ids["alt-003"]),
+    ]);
+    r.invalid("REVOKED (recall)")
+        .has("status:      revoked")
+        .has("revoked:     recall on ");
+    let j = home
+        .run(&[
+            "--server",
+            s,
+            "--log-key",
+            LOG_PUB,
+            "--json",
+            &ids["tc-003"].to_string(),
+        ])
+        .json();
+    assert_eq!(j["verdict"], "INVALID");
+    assert_eq!(j["status"], "revoked");
+    assert_eq!(j["revocation"]["reason"], "fraud");
+    assert_eq!(j["revocation"]["signer"], "operator.reman-ledger.example");
+
+    let successor = ids["eng-002-r1"].to_string();
+    home.run(&[
+        "--server",
+        s,
+        "--log-key",
+        LOG_PUB,
+        &server.qr_url(&ids["eng-002"]),
+    ])
+    .invalid(&format!("SUPERSEDED by certificate {successor}"));
+    home.run(&[
+        "--server",
+        s,
+        "--log-key",
+        LOG_PUB,
+        &server.qr_url(&ids["eng-002-r1"]),
+    ])
+    .valid();
+
+    // An ID nobody logged; and a genuinely sealed label (same log key) from another history,
+    // which this ledger never logged.
+    home.run(&[
+        "--server",
+        s,
+        "--log-key",
+        LOG_PUB,
+        "0123456789abcdef0123456789abcdef",
+    ])
+    .invalid("has no certificate");
+    let dir = tempfile::tempdir().unwrap();
+    let other = small_ledger(dir.path());
+    let foreign = add_certificates(&other, 900, 1)[0];
+    let foreign_url = other.certificate(&foreign).unwrap().qr_url.unwrap();
+    other.close().unwrap();
+    home.run(&["--log-key", LOG_PUB, &foreign_url]).valid();
+    home.run(&["--server", s, "--log-key", LOG_PUB, &foreign_url])
+        .invalid("has no certificate");
+
+    // The server presents another log than the pinned key's.
+    let stranger = PrivateKey::generate("other-ledger.example/log").unwrap();
+    home.run(&[
+        "--server",
+        s,
+        "--log-key",
+        &stranger.public().to_vkey(),
+        &ids["eng-001"].to_string(),
+    ])
+    .invalid("none of the keys of --log-key");
+}
+
+#[test]
+fn online_a_server_that_rewrote_or_rolled_back_its_history_is_caught() {
+    let (a, ids) = Server::demo();
+    let home = Home::new();
+    let state_file = home.path().join("state/sub/checkpoints.json");
+    let state = state_file.display().to_string();
+    let url = a.qr_url(&ids["eng-001"]);
+    let verify = |server: &Server, target: &str| {
+        home.run(&[
+            "--server",
+            &server.url,
+            "--log-key",
+            LOG_PUB,
+            "--state",
+            &state,
+            target,
+        ])
+    };
+    verify(&a, &url).valid();
+    let seen = std::fs::read_to_string(&state_file).unwrap();
+    assert!(seen.contains("\"tree_size\": 89"), "{seen}");
+
+    // B: the same log key, another history (the same data logged at other times), longer.
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger_b, ids_b) = demo_ledger(dir.path());
+    add_certificates(&ledger_b, 800, 5);
+    let b = Server::start(dir, ledger_b);
+    let r = verify(&b, &ids_b.certificates["eng-001"].to_string());
+    r.invalid("not consistent").has("rewrote its history");
+    r.has("--- remembered ---").has("--- presented ---");
+    let j = home
+        .run(&[
+            "--server",
+            &b.url,
+            "--log-key",
+            LOG_PUB,
+            "--state",
+            &state,
+            "--json",
+            &url,
+        ])
+        .json();
+    assert_eq!(j["verdict"], "INVALID");
+    assert_eq!(j["previous_checkpoint"]["tree_size"], 89);
+    assert_eq!(j["checkpoint"]["tree_size"], 94);
+    assert!(
+        j["evidence"]["remembered"]
+            .as_str()
+            .unwrap()
+            .contains("\n89\n")
+    );
+    assert!(
+        j["evidence"]["presented"]
+            .as_str()
+            .unwrap()
+            .contains("\n94\n")
+    );
+    // The remembered checkpoint is kept, not replaced by the rewritten history's.
+    assert_eq!(std::fs::read_to_string(&state_file).unwrap(), seen);
+
+    // C: the same key, a shorter history: a rollback.
+    let dir = tempfile::tempdir().unwrap();
+    let ledger_c = small_ledger(dir.path());
+    let c_id = add_certificates(&ledger_c, 810, 1)[0];
+    let c = Server::start(dir, ledger_c);
+    verify(&c, &c_id.to_string()).invalid("rolled back");
+
+    // D: the same key, another history of the same size: a fork.
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger_d, _) = demo_ledger(dir.path());
+    let d = Server::start(dir, ledger_d);
+    verify(&d, &url).invalid("two different trees of size 89");
+    assert_eq!(std::fs::read_to_string(&state_file).unwrap(), seen);
+
+    // A itself is still fine.
+    verify(&a, &url).valid();
+}
+
+#[test]
+fn a_damaged_state_file_is_an_error_and_left_alone() {
+    let (server, ids) = Server::demo();
+    let home = Home::new();
+    let url = server.qr_url(&ids["eng-001"]);
+    let state = home.path().join("checkpoints.json");
+    let args = |extra: &str| {
+        vec![
+            "--server".to_owned(),
+            server.url.clone(),
+            "--log-key".to_owned(),
+            LOG_PUB.to_owned(),
+            "--state".to_owned(),
+            state.display().to_string(),
+            extra.to_owned(),
+        ]
+    };
+    let run = |a: Vec<String>| home.run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    run(args(&url)).valid();
+    // A record whose size no longer matches its signed checkpoint.
+    let text = std::fs::read_to_string(&state).unwrap();
+    let bad = text.replace("\"tree_size\": 89", "\"tree_size\": 9");
+    std::fs::write(&state, &bad).unwrap();
+    let r = run(args(&url));
+    r.expect(2);
+    assert!(r.stderr.contains("is damaged"), "{}", r.stderr);
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), bad);
+    std::fs::write(&state, "{").unwrap();
+    run(args(&url)).expect(2);
+    // $REMAN_LEDGER_STATE names it too.
+    std::fs::remove_file(&state).unwrap();
+    home.run_env(
+        &["--server", &server.url, "--log-key", LOG_PUB, &url],
+        &[("REMAN_LEDGER_STATE", &state)],
+    )
+    .valid();
+    assert!(state.exists());
+    assert!(!home.state().exists());
+}
