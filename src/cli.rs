@@ -635,6 +635,9 @@ pub fn issue(cmd: &IssueCommand) -> Result<Verdict, CliError> {
     })
 }
 
+/// Up to this many logged payloads, the human summary of `issue` lists each one.
+const ISSUE_LIST_MAX: usize = 20;
+
 /// The human summary of an `issue` run.
 fn issue_text(s: &crate::issue::IssueSummary, server: &str) -> String {
     use crate::issue::Status;
@@ -658,6 +661,33 @@ fn issue_text(s: &crate::issue::IssueSummary, server: &str) -> String {
             "{} failed, {} not sent: run the same command again to finish (already logged payloads are answered as such)",
             s.failed, s.not_sent
         );
+    }
+    // A few logged items are listed one by one: issuing one certificate should show its ID
+    // and entry without a detour through --json or index.csv.
+    let logged: Vec<_> = s
+        .items
+        .iter()
+        .filter(|r| matches!(r.status, Status::Logged | Status::AlreadyLogged))
+        .collect();
+    if !logged.is_empty() && logged.len() <= ISSUE_LIST_MAX {
+        for r in logged {
+            let what = if r.status == Status::Logged {
+                "logged"
+            } else {
+                "already logged"
+            };
+            let _ = write!(out, "  {}: {what}", r.source);
+            if let Some(i) = r.index {
+                let _ = write!(out, " as entry {i}");
+            }
+            if let Some(id) = &r.certificate_id {
+                let _ = write!(out, ", certificate {id}");
+            }
+            if let Some(f) = &r.qr_file {
+                let _ = write!(out, ", QR {}", f.display());
+            }
+            let _ = writeln!(out);
+        }
     }
     for (status, title) in [
         (Status::Refused, "refused"),

@@ -38,6 +38,15 @@ fn a_mixed_batch_reports_each_refusal_with_its_source_and_exits_1() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     assert!(text(&out.stdout).contains(": 1 logged, 0 already logged, 0 refused"));
+    // One certificate issued: its entry and certificate ID are on the summary.
+    let id = reman_ledger::certificate::CertificateId::of_payload(cert(201, "D-0").as_bytes());
+    assert!(
+        text(&out.stdout).contains(&format!(
+            "  yesterday.json: logged as entry 89, certificate {id}"
+        )),
+        "{}",
+        text(&out.stdout)
+    );
     let dir = s.path("today");
     std::fs::create_dir(&dir).unwrap();
     std::fs::write(dir.join("a.json"), cert(201, "D-1")).unwrap();
