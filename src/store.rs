@@ -18,7 +18,8 @@ use crate::merkle::{Hash, HashReader, NodeId};
 use crate::state::{PartyRecord, ReadError, StateRead};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,31 @@ const META_LOG_KEY: &[u8] = b"Mlog_key";
 
 /// The most entries one run value holds.
 pub const RUN_LEN: usize = 16;
+
+/// A run takes no further entry once its entries hold this many bytes. Together with
+/// [`SEGMENT_SIZE`] it keeps every sled node well under sled's blob threshold (a quarter of a
+/// segment): sled stores a larger node as a separate file and counts it in its cache as a few
+/// bytes, so a cache full of such nodes grows without bound.
+pub const RUN_BYTES: usize = 8 * 1024;
+
+/// sled's segment size for new stores: 8 MiB, so nodes up to 2 MiB are kept inline (a leaf holds
+/// at most 17 items: 17 runs of at most `RUN_BYTES` plus one maximal entry each fit). Stores
+/// made with another segment size keep theirs (sled refuses to change it).
+pub const SEGMENT_SIZE: usize = 8 * 1024 * 1024;
+
+/// sled's cache. Small on purpose: sled holds up to 64 not yet accounted page reads in each of
+/// its 256 cache shards on top of this, so the resident set is dominated by that, not by the
+/// capacity; a larger capacity barely changes the hit rate of random lookups in a large log.
+pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The segment size recorded in an existing sled directory's `conf` file, if any.
+fn stored_segment_size(dir: &Path) -> Option<usize> {
+    let conf = std::fs::read(dir.join("conf")).ok()?;
+    String::from_utf8_lossy(&conf)
+        .lines()
+        .find_map(|l| l.strip_prefix("segment_size: "))
+        .and_then(|v| v.trim().parse().ok())
+}
 
 fn run_key(first: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
@@ -201,14 +227,51 @@ pub struct Commit {
     pub log_key: String,
 }
 
-/// Decoded party records, each with the stored bytes it was decoded from.
-type PartyCache = HashMap<String, (sled::IVec, Arc<PartyRecord>)>;
+/// Decoded party records, each with the party generation (see [`Store::commit`]) it was read at.
+type PartyCache = HashMap<String, (u64, Arc<PartyRecord>)>;
+
+/// The lowest level of the Merkle nodes kept in memory once read or written. A node of level
+/// 6 or more covers 64 leaves, so there are at most n/64 of them (2.5 MiB of hashes at 10^7
+/// entries): an inclusion or consistency proof then reads from sled only the few low siblings
+/// near its leaf (in the runs around it) instead of one run per tree level, which keeps proof
+/// time flat as the log grows and keeps sled's cache for entries and state.
+pub const NODE_CACHE_LEVEL: u8 = 6;
+
+/// The most node hashes kept in memory (at about 60 bytes each, 15 MiB).
+const NODE_CACHE_MAX: usize = 1 << 18;
+
+/// Complete node hashes of level [`NODE_CACHE_LEVEL`] and above. Complete nodes never change,
+/// so an entry is never stale.
+#[derive(Default)]
+struct NodeCache(RwLock<HashMap<NodeId, Hash>>);
+
+impl NodeCache {
+    fn get(&self, id: &NodeId) -> Option<Hash> {
+        self.0.read().ok()?.get(id).copied()
+    }
+
+    fn insert(&self, nodes: impl IntoIterator<Item = (NodeId, Hash)>) {
+        let Ok(mut map) = self.0.write() else { return };
+        for (id, h) in nodes {
+            // When full, only nodes of higher levels (fewer, and on more proofs' paths) get in.
+            if id.level >= NODE_CACHE_LEVEL
+                && (map.len() < NODE_CACHE_MAX || id.level >= NODE_CACHE_LEVEL + 4)
+            {
+                map.insert(id, h);
+            }
+        }
+    }
+}
 
 /// The sled-backed store of one ledger.
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
     parties: Arc<Mutex<PartyCache>>,
+    /// Bumped by every commit that writes a party record: a cached record read at the
+    /// current generation is the stored one, without asking sled.
+    party_generation: Arc<AtomicU64>,
+    nodes: Arc<NodeCache>,
 }
 
 impl Store {
@@ -218,7 +281,8 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let config = sled::Config::new()
             .path(dir)
-            .cache_capacity(256 * 1024 * 1024)
+            .segment_size(stored_segment_size(dir).unwrap_or(SEGMENT_SIZE))
+            .cache_capacity(CACHE_BYTES)
             .mode(sled::Mode::HighThroughput);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         let db = loop {
@@ -235,6 +299,8 @@ impl Store {
         Ok(Store {
             db,
             parties: Arc::default(),
+            party_generation: Arc::default(),
+            nodes: Arc::default(),
         })
     }
 
@@ -323,6 +389,14 @@ impl Store {
     /// Writes a batch atomically and flushes it to disk before returning; returns the time
     /// the flush took.
     pub fn commit(&self, c: Commit) -> Result<std::time::Duration, StoreError> {
+        let upper: Vec<(NodeId, Hash)> = c
+            .nodes
+            .iter()
+            .filter(|(id, _)| id.level >= NODE_CACHE_LEVEL)
+            .copied()
+            .collect();
+        let party_prefix = crate::state::key::party("");
+        let parties_written = c.state.iter().any(|(k, _)| k.starts_with(&party_prefix));
         let mut b = sled::Batch::default();
         for (first, value) in split_runs(c.entries, c.nodes) {
             b.insert(&run_key(first), value);
@@ -337,8 +411,13 @@ impl Store {
         b.insert(META_CHECKPOINT, c.checkpoint.as_bytes());
         b.insert(META_LOG_KEY, c.log_key.as_bytes());
         self.db.apply_batch(b)?;
+        if parties_written {
+            self.party_generation.fetch_add(1, Ordering::SeqCst);
+        }
         let t = std::time::Instant::now();
         self.db.flush()?;
+        // Only once they are durable: a failed commit leaves nothing behind in memory either.
+        self.nodes.insert(upper);
         Ok(t.elapsed())
     }
 
@@ -398,12 +477,19 @@ fn split_runs(entries: Vec<(u64, Vec<u8>)>, nodes: Vec<(NodeId, Hash)>) -> Vec<(
     /// A run being filled: first index, entries, completed nodes.
     type Pending = (u64, Vec<Vec<u8>>, Vec<(NodeId, Hash)>);
     let mut runs: Vec<Pending> = Vec::new();
+    let mut run_bytes = 0;
     for (i, bytes) in entries {
         match runs.last_mut() {
-            Some((first, es, _)) if *first + es.len() as u64 == i && es.len() < RUN_LEN => {
+            Some((first, es, _))
+                if *first + es.len() as u64 == i && es.len() < RUN_LEN && run_bytes < RUN_BYTES =>
+            {
+                run_bytes += bytes.len();
                 es.push(bytes)
             }
-            _ => runs.push((i, vec![bytes], Vec::new())),
+            _ => {
+                run_bytes = bytes.len();
+                runs.push((i, vec![bytes], Vec::new()))
+            }
         }
     }
     for (id, h) in nodes {
@@ -423,10 +509,20 @@ impl HashReader for Store {
     fn read_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
         ids.iter()
             .map(|&id| {
-                self.node(id)?.ok_or(StoreError::MissingNode {
+                let cached = (id.level >= NODE_CACHE_LEVEL)
+                    .then(|| self.nodes.get(&id))
+                    .flatten();
+                if let Some(h) = cached {
+                    return Ok(h);
+                }
+                let h = self.node(id)?.ok_or(StoreError::MissingNode {
                     level: id.level,
                     index: id.index,
-                })
+                })?;
+                if id.level >= NODE_CACHE_LEVEL {
+                    self.nodes.insert([(id, h)]);
+                }
+                Ok(h)
             })
             .collect()
     }
@@ -441,21 +537,31 @@ impl StateRead for Store {
             .map(|v| v.to_vec()))
     }
 
-    /// Party records are read on every submission: decode each stored version once.
+    /// Party records are read twice for every submission and change rarely: each is read
+    /// from sled and decoded once per party generation.
     fn party_record(&self, name: &str) -> Result<Option<Arc<PartyRecord>>, ReadError> {
+        let poisoned = || ReadError("party cache poisoned".into());
+        // Read before sled: a record read while a commit lands is kept under the old
+        // generation, so the next read after the bump asks sled again.
+        let generation = self.party_generation.load(Ordering::SeqCst);
+        if let Some((_, rec)) = self
+            .parties
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(name)
+            .filter(|(g, _)| *g == generation)
+        {
+            return Ok(Some(rec.clone()));
+        }
         let k = crate::state::key::party(name);
         let Some(raw) = self.db.get(&k).map_err(StoreError::from)? else {
             return Ok(None);
         };
-        let mut cache = self
-            .parties
-            .lock()
-            .map_err(|_| ReadError("party cache poisoned".into()))?;
-        if let Some((_, rec)) = cache.get(name).filter(|(cached, _)| *cached == raw) {
-            return Ok(Some(rec.clone()));
-        }
         let rec = Arc::new(crate::state::decode_party(&k, &raw)?);
-        cache.insert(name.to_owned(), (raw, rec.clone()));
+        self.parties
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(name.to_owned(), (generation, rec.clone()));
         Ok(Some(rec))
     }
 }
