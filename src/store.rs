@@ -12,7 +12,13 @@
 //! keeps sled's per-key cost and write amplification off the append path; reading entry `i`
 //! or node `(level, k)` is one ordered lookup (`get_lt`) of the run that holds it.
 //!
-//! Prefixes: `R` runs, `M` metadata; the lowercase prefixes belong to [`crate::state`].
+//! The Merkle nodes of level [`NODE_CACHE_LEVEL`] and above are also written, by level, in
+//! *tiles* of [`TILE_WIDTH`] consecutive hashes under `T` + level + tile number (the rightmost
+//! tile of a level is rewritten as it fills): a proof's upper nodes then come from a few small
+//! records that are read once and kept in memory, instead of one run per tree level.
+//!
+//! Prefixes: `R` runs, `T` tiles, `M` metadata; the lowercase prefixes belong to
+//! [`crate::state`].
 
 use crate::merkle::{Hash, HashReader, NodeId};
 use crate::state::{PartyRecord, ReadError, StateRead};
@@ -237,6 +243,20 @@ type PartyCache = HashMap<String, (u64, Arc<PartyRecord>)>;
 /// time flat as the log grows and keeps sled's cache for entries and state.
 pub const NODE_CACHE_LEVEL: u8 = 6;
 
+/// Hashes per tile of upper Merkle nodes (2 KiB when full).
+pub const TILE_WIDTH: u64 = 64;
+
+/// A tile's key and value.
+type TileRecord = ([u8; 10], Vec<u8>);
+
+fn tile_key(level: u8, tile: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[0] = b'T';
+    k[1] = level;
+    k[2..].copy_from_slice(&tile.to_be_bytes());
+    k
+}
+
 /// The most node hashes kept in memory (at about 60 bytes each, 15 MiB).
 const NODE_CACHE_MAX: usize = 1 << 18;
 
@@ -373,7 +393,69 @@ impl Store {
         let Some(last_leaf) = last_leaf.filter(|_| id.level < 64) else {
             return Ok(None);
         };
-        Ok(self.run_of(last_leaf)?.and_then(|(_, run)| run.node(id)))
+        if id.level >= NODE_CACHE_LEVEL {
+            if let Some(h) = self.nodes.get(&id) {
+                return Ok(Some(h));
+            }
+            if let Some(h) = self.tile_node(id)? {
+                return Ok(Some(h));
+            }
+        }
+        // Stores written before tiles existed keep their upper nodes in runs only.
+        let h = self.run_of(last_leaf)?.and_then(|(_, run)| run.node(id));
+        if let Some(h) = h.filter(|_| id.level >= NODE_CACHE_LEVEL) {
+            self.nodes.insert([(id, h)]);
+        }
+        Ok(h)
+    }
+
+    /// An upper node from its tile, keeping the whole tile in memory.
+    fn tile_node(&self, id: NodeId) -> Result<Option<Hash>, StoreError> {
+        let tile = id.index / TILE_WIDTH;
+        let Some(v) = self.db.get(tile_key(id.level, tile))? else {
+            return Ok(None);
+        };
+        let hashes: Vec<(NodeId, Hash)> = v
+            .chunks_exact(32)
+            .zip(tile * TILE_WIDTH..)
+            .filter_map(|(h, index)| Some((NodeId::new(id.level, index), h.try_into().ok()?)))
+            .collect();
+        let found = hashes.iter().find(|(n, _)| *n == id).map(|&(_, h)| h);
+        self.nodes.insert(hashes);
+        Ok(found)
+    }
+
+    /// The tile records a batch's new upper nodes go to: each touched tile with the new
+    /// hashes appended. Nodes complete left to right, so a new node extends its tile; a tile
+    /// that does not end where the new nodes start (a store from before tiles) is left alone,
+    /// and its nodes are read from the runs.
+    fn tile_writes(&self, nodes: &[(NodeId, Hash)]) -> Result<Vec<TileRecord>, StoreError> {
+        let mut by_tile: std::collections::BTreeMap<(u8, u64), Vec<(u64, Hash)>> =
+            std::collections::BTreeMap::new();
+        for (id, h) in nodes.iter().filter(|(id, _)| id.level >= NODE_CACHE_LEVEL) {
+            by_tile
+                .entry((id.level, id.index / TILE_WIDTH))
+                .or_default()
+                .push((id.index, *h));
+        }
+        let mut out = Vec::with_capacity(by_tile.len());
+        for ((level, tile), mut new) in by_tile {
+            new.sort_unstable_by_key(|(index, _)| *index);
+            let key = tile_key(level, tile);
+            let mut value = self.db.get(key)?.map_or_else(Vec::new, |v| v.to_vec());
+            let mut next = tile * TILE_WIDTH + (value.len() / 32) as u64;
+            if new.first().is_some_and(|(index, _)| *index != next) {
+                continue;
+            }
+            for (index, h) in new {
+                if index == next {
+                    value.extend_from_slice(&h);
+                    next += 1;
+                }
+            }
+            out.push((key, value));
+        }
+        Ok(out)
     }
 
     /// All records whose key starts with `prefix`, in key order.
@@ -398,6 +480,9 @@ impl Store {
         let party_prefix = crate::state::key::party("");
         let parties_written = c.state.iter().any(|(k, _)| k.starts_with(&party_prefix));
         let mut b = sled::Batch::default();
+        for (key, value) in self.tile_writes(&upper)? {
+            b.insert(&key, value);
+        }
         for (first, value) in split_runs(c.entries, c.nodes) {
             b.insert(&run_key(first), value);
         }
@@ -509,20 +594,10 @@ impl HashReader for Store {
     fn read_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
         ids.iter()
             .map(|&id| {
-                let cached = (id.level >= NODE_CACHE_LEVEL)
-                    .then(|| self.nodes.get(&id))
-                    .flatten();
-                if let Some(h) = cached {
-                    return Ok(h);
-                }
-                let h = self.node(id)?.ok_or(StoreError::MissingNode {
+                self.node(id)?.ok_or(StoreError::MissingNode {
                     level: id.level,
                     index: id.index,
-                })?;
-                if id.level >= NODE_CACHE_LEVEL {
-                    self.nodes.insert([(id, h)]);
-                }
-                Ok(h)
+                })
             })
             .collect()
     }
