@@ -385,6 +385,16 @@ impl Store {
     /// The stored hash of a complete subtree. It is kept with the run of the leaf that
     /// completed it (its last leaf).
     pub fn node(&self, id: NodeId) -> Result<Option<Hash>, StoreError> {
+        self.node_near(id, &mut None)
+    }
+
+    /// [`Store::node`], reusing `near` (the run read last) when it holds the node: a proof's
+    /// lower siblings mostly sit in the same run.
+    fn node_near(
+        &self,
+        id: NodeId,
+        near: &mut Option<(u64, Run)>,
+    ) -> Result<Option<Hash>, StoreError> {
         let last_leaf = id
             .index
             .checked_add(1)
@@ -402,7 +412,13 @@ impl Store {
             }
         }
         // Stores written before tiles existed keep their upper nodes in runs only.
-        let h = self.run_of(last_leaf)?.and_then(|(_, run)| run.node(id));
+        let holds = |(first, run): &(u64, Run)| {
+            (*first..*first + run.n_entries as u64).contains(&last_leaf)
+        };
+        if !near.as_ref().is_some_and(holds) {
+            *near = self.run_of(last_leaf)?;
+        }
+        let h = near.as_ref().and_then(|(_, run)| run.node(id));
         if let Some(h) = h.filter(|_| id.level >= NODE_CACHE_LEVEL) {
             self.nodes.insert([(id, h)]);
         }
@@ -592,12 +608,14 @@ fn split_runs(entries: Vec<(u64, Vec<u8>)>, nodes: Vec<(NodeId, Hash)>) -> Vec<(
 impl HashReader for Store {
     type Error = StoreError;
     fn read_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
+        let mut near = None;
         ids.iter()
             .map(|&id| {
-                self.node(id)?.ok_or(StoreError::MissingNode {
-                    level: id.level,
-                    index: id.index,
-                })
+                self.node_near(id, &mut near)?
+                    .ok_or(StoreError::MissingNode {
+                        level: id.level,
+                        index: id.index,
+                    })
             })
             .collect()
     }
