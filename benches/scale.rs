@@ -303,6 +303,7 @@ fn child(dir: &Path, lookups: usize) {
     // Random certificate lookups: what GET /api/v1/certificates/{id} does below HTTP.
     let mut lookup_us = Vec::with_capacity(lookups);
     let mut missing = 0;
+    let reads0 = store.reads();
     let t_lookups = Instant::now();
     while lookup_us.len() < lookups {
         let k = first_k + rng.below(next_k - first_k);
@@ -323,23 +324,28 @@ fn child(dir: &Path, lookups: usize) {
         }
     }
     let lookups_s = t_lookups.elapsed().as_secs_f64();
+    let lookup_reads = (store.reads() - reads0) as f64 / (lookups + missing) as f64;
     let (rss_lookups, hwm_lookups) = (status_kib("VmRSS"), status_kib("VmHWM"));
 
     // Proofs straight from the store at the full size, at random leaves and first sizes.
     let mut incl_us = Vec::with_capacity(lookups);
+    let reads0 = store.reads();
     for _ in 0..lookups {
         let i = rng.below(n);
         let t = Instant::now();
         std::hint::black_box(merkle::inclusion_proof(i, n, store).unwrap());
         incl_us.push(t.elapsed().as_secs_f64() * 1e6);
     }
+    let incl_reads = (store.reads() - reads0) as f64 / lookups as f64;
     let mut cons_us = Vec::with_capacity(lookups);
+    let reads0 = store.reads();
     for _ in 0..lookups {
         let m = 1 + rng.below(n - 1);
         let t = Instant::now();
         std::hint::black_box(merkle::consistency_proof(m, n, store).unwrap());
         cons_us.push(t.elapsed().as_secs_f64() * 1e6);
     }
+    let cons_reads = (store.reads() - reads0) as f64 / lookups as f64;
     // Entry reads and the mean entry size, over random entries.
     let mut entry_us = Vec::with_capacity(lookups);
     let mut entry_bytes = 0u64;
@@ -367,9 +373,11 @@ fn child(dir: &Path, lookups: usize) {
                         "hwm_after_lookups": mib(hwm_lookups), "end": mib(rss_end),
                         "hwm_end": mib(hwm_end)},
             "lookups": {"count": lookups, "seconds": lookups_s, "per_s": lookups as f64 / lookups_s,
-                        "latency": percentiles(lookup_us)},
+                        "latency": percentiles(lookup_us), "sled_reads_each": lookup_reads},
             "inclusion_proof": percentiles(incl_us),
+            "inclusion_proof_sled_reads": incl_reads,
             "consistency_proof": percentiles(cons_us),
+            "consistency_proof_sled_reads": cons_reads,
             "entry_read": percentiles(entry_us),
             "disk": {"du_bytes": disk, "apparent_bytes": apparent,
                      "du_bytes_per_entry": disk as f64 / n as f64,
@@ -416,18 +424,31 @@ fn measure(dir: &Path, lookups: usize, as_json: bool) {
         f("/rss_mib/end"),
         f("/rss_mib/hwm_end")
     );
-    for (what, p) in [
-        ("certificate lookup", "/lookups/latency"),
-        ("inclusion proof", "/inclusion_proof"),
-        ("consistency proof", "/consistency_proof"),
-        ("entry read", "/entry_read"),
+    for (what, p, reads) in [
+        (
+            "certificate lookup",
+            "/lookups/latency",
+            "/lookups/sled_reads_each",
+        ),
+        (
+            "inclusion proof",
+            "/inclusion_proof",
+            "/inclusion_proof_sled_reads",
+        ),
+        (
+            "consistency proof",
+            "/consistency_proof",
+            "/consistency_proof_sled_reads",
+        ),
+        ("entry read", "/entry_read", "/none"),
     ] {
         println!(
-            "  {what:<19} mean {:>8.1} µs, p50 {:>8.1} µs, p99 {:>8.1} µs, max {:>9.1} µs",
+            "  {what:<19} mean {:>8.1} µs, p50 {:>8.1} µs, p99 {:>8.1} µs, max {:>9.1} µs; {:.1} sled reads each",
             f(&format!("{p}/mean_us")),
             f(&format!("{p}/p50_us")),
             f(&format!("{p}/p99_us")),
-            f(&format!("{p}/max_us"))
+            f(&format!("{p}/max_us")),
+            if reads == "/none" { 1.0 } else { f(reads) }
         );
     }
     println!(

@@ -292,6 +292,8 @@ pub struct Store {
     /// current generation is the stored one, without asking sled.
     party_generation: Arc<AtomicU64>,
     nodes: Arc<NodeCache>,
+    /// sled lookups made for entries, nodes and state records, for benchmarks.
+    reads: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -321,6 +323,7 @@ impl Store {
             parties: Arc::default(),
             party_generation: Arc::default(),
             nodes: Arc::default(),
+            reads: Arc::default(),
         })
     }
 
@@ -365,6 +368,7 @@ impl Store {
         let Some(next) = index.checked_add(1) else {
             return Ok(None);
         };
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let Some((k, v)) = self.db.get_lt(run_key(next))? else {
             return Ok(None);
         };
@@ -428,6 +432,7 @@ impl Store {
     /// An upper node from its tile, keeping the whole tile in memory.
     fn tile_node(&self, id: NodeId) -> Result<Option<Hash>, StoreError> {
         let tile = id.index / TILE_WIDTH;
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let Some(v) = self.db.get(tile_key(id.level, tile))? else {
             return Ok(None);
         };
@@ -520,6 +525,12 @@ impl Store {
         // Only once they are durable: a failed commit leaves nothing behind in memory either.
         self.nodes.insert(upper);
         Ok(t.elapsed())
+    }
+
+    /// How many sled lookups this store (and its clones) made for entries, Merkle nodes and
+    /// state records so far: what a read costs, beside its time, in benchmarks.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
     }
 
     /// Bytes on disk (sled's own estimate).
@@ -623,6 +634,7 @@ impl HashReader for Store {
 
 impl StateRead for Store {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
         Ok(self
             .db
             .get(key)
@@ -647,6 +659,7 @@ impl StateRead for Store {
             return Ok(Some(rec.clone()));
         }
         let k = crate::state::key::party(name);
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let Some(raw) = self.db.get(&k).map_err(StoreError::from)? else {
             return Ok(None);
         };
