@@ -3,11 +3,12 @@
 //! Everything lives in one sled tree under one-byte key prefixes, so that a whole batch of
 //! appends (entries, nodes, state records, tree size and the signed checkpoint) is one atomic
 //! `apply_batch`, followed by a flush before anyone is told it is stored. Opening reads only
-//! the metadata: the work is O(1) in the number of entries (the ledger then reads O(log n)
-//! node hashes to rebuild the tree's right edge).
+//! the metadata: the store's own work is O(1) in the number of entries (the ledger then reads
+//! O(log n) node hashes to rebuild the tree's right edge). sled's is not: it replays the log
+//! written since the previous open and loads a page table of O(n) pages (BENCHMARKS.md, scale).
 //!
 //! Entries and Merkle nodes are stored by *run*: each group commit writes its entries, in runs
-//! of at most [`RUN_LEN`], as one value under `R` + the run's first index, together with the
+//! of at most [`RUN_LEN`] entries and about [`RUN_BYTES`] bytes, as one value under `R` + the run's first index, together with the
 //! Merkle nodes that the run's leaves completed. One key per run instead of three per entry
 //! keeps sled's per-key cost and write amplification off the append path; reading entry `i`
 //! or node `(level, k)` is one ordered lookup (`get_lt`) of the run that holds it.
