@@ -41,6 +41,22 @@ fn verify_rate(envs: &[Envelope], keys: &[reman_ledger::keys::PublicKey], thread
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// User + system CPU seconds of this process so far (all threads).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime, in USER_HZ (100 per second on Linux).
+    (tick(11) + tick(12)) / 100.0
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -86,6 +102,7 @@ fn main() {
     let start_size = ledger.head().size;
     let next = Arc::new(AtomicUsize::new(0));
     let bodies = Arc::new(bodies);
+    let cpu0 = cpu_seconds();
     let start = Instant::now();
     let sizes: Vec<Vec<u64>> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..conc)
@@ -109,6 +126,7 @@ fn main() {
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let secs = start.elapsed().as_secs_f64();
+    let cpu_us = (cpu_seconds() - cpu0) / n as f64 * 1e6;
     let appends = n as f64 / secs;
     let mut commits: Vec<u64> = sizes.into_iter().flatten().collect();
     commits.sort();
@@ -120,6 +138,10 @@ fn main() {
     println!("raw verify_strict, 1 core:        {v1:>10.0} /s");
     println!("raw verify_strict, {cores} cores:       {vall:>10.0} /s");
     println!("durable appends (group commit):   {appends:>10.0} /s");
+    println!(
+        "CPU per append (user + system, all threads): {cpu_us:.0} µs; 1-core verify_strict: {:.0} µs",
+        1e6 / v1
+    );
     println!(
         "group commits: {}, mean batch {:.1} entries",
         commits.len(),

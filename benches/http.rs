@@ -54,6 +54,10 @@ usage: cargo bench --bench http -- [options]
   --requests N        measure N requests per mode instead of a duration (max 10,000,000)
   --append-n N        certificate envelopes pre-signed for `append` (default 60000, max 1000000)
   --server-log LEVEL  RUST_LOG of the ledger server (default info: one log line per request)
+  --server URL        drive an already running ledger (http://HOST:PORT, started with
+                      `serve --demo`) instead of starting one; appends are new certificates
+                      for this run, so the same server can be driven again
+  --server-pid PID    that server's process, for its CPU time per request (else not measured)
   --json              print the results as one JSON object instead of the table";
 
 /// Answers slower than this fail the run (the server's own request timeout is 10 s).
@@ -71,6 +75,9 @@ struct Options {
     requests: Option<u64>,
     append_n: usize,
     server_log: String,
+    /// An already running ledger to drive, and its process if known.
+    server: Option<SocketAddr>,
+    server_pid: Option<u32>,
     json: bool,
 }
 
@@ -83,6 +90,8 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         requests: None,
         append_n: 60_000,
         server_log: "info".into(),
+        server: None,
+        server_pid: None,
         json: false,
     };
     let mut it = args.iter();
@@ -136,6 +145,19 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--requests" => o.requests = Some(count(&value()?, 1, 10_000_000)?),
             "--append-n" => o.append_n = count(&value()?, 1, 1_000_000)? as usize,
             "--server-log" => o.server_log = value()?,
+            "--server" => {
+                let v = value()?;
+                let hostport = v
+                    .strip_prefix("http://")
+                    .map(|h| h.trim_end_matches('/'))
+                    .ok_or_else(|| format!("--server: expected http://HOST:PORT, got {v:?}"))?;
+                let addr = std::net::ToSocketAddrs::to_socket_addrs(hostport)
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .ok_or_else(|| format!("--server: cannot resolve {hostport:?}"))?;
+                o.server = Some(addr);
+            }
+            "--server-pid" => o.server_pid = Some(count(&value()?, 1, u64::from(u32::MAX))? as u32),
             other => return Err(format!("unknown option {other:?}")),
         }
     }
@@ -231,9 +253,11 @@ fn serve_trivial() {
     });
 }
 
-/// User + system CPU seconds of a process so far (all its threads).
+/// User + system CPU seconds of a process so far (all its threads); NaN if it cannot be read.
 fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return f64::NAN;
+    };
     // The command name (field 2) is in parentheses and may hold spaces: count after it.
     let fields: Vec<&str> = stat
         .rsplit_once(')')
@@ -259,7 +283,7 @@ struct Mode {
     name: &'static str,
     what: String,
     server: SocketAddr,
-    server_pid: u32,
+    server_pid: Option<u32>,
     expect: StatusCode,
     make: Arc<MakeRequest>,
 }
@@ -407,7 +431,10 @@ async fn run_mode(mode: Mode, o: &Options) -> Result<Outcome, String> {
             o.duration
         };
     let me = std::process::id().to_string();
-    let server = mode.server_pid.to_string();
+    // Without a process to read, the server's CPU reads as NaN.
+    let server = mode
+        .server_pid
+        .map_or_else(|| "unknown".to_string(), |p| p.to_string());
     // CPU counters at the end of the warm-up (sampled by a task of its own).
     let sampler = {
         let (me, server) = (me.clone(), server.clone());
@@ -523,6 +550,10 @@ fn crypto_rates(keys: &[PrivateKey]) -> (f64, f64) {
 /// `n` distinct certificate envelopes of the 4 demo remanufacturers, as request bodies;
 /// signed on every core.
 fn presign(n: usize, keys: &[PrivateKey], threads: usize) -> Vec<Bytes> {
+    // Distinct units in every run (a running server may already hold an earlier run's).
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64 & 0xff_ffff);
     let next = AtomicUsize::new(0);
     let chunk = 1024;
     let mut parts: Vec<(usize, Vec<Bytes>)> = std::thread::scope(|s| {
@@ -539,7 +570,7 @@ fn presign(n: usize, keys: &[PrivateKey], threads: usize) -> Vec<Bytes> {
                             .map(|i| {
                                 let json = certificate_json(
                                     &gtin(i as u64),
-                                    &format!("HTTP-{i:08}"),
+                                    &format!("H{run:06x}-{i:08}"),
                                     None,
                                 );
                                 let env = Envelope::sign(
@@ -602,7 +633,11 @@ async fn scan_paths(addr: SocketAddr, ids: &[CertificateId]) -> Vec<String> {
         );
         sender.ready().await.unwrap();
         let resp = sender.send_request(req).await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "certificate {id}");
+        assert_eq!(
+            resp.status(),
+            StatusCode::OK,
+            "demo certificate {id} at http://{addr}: the server must hold the demo data set (serve --demo)"
+        );
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         let v: Value = serde_json::from_slice(&body).unwrap();
         if let Some(url) = v["qr_url"].as_str()
@@ -709,15 +744,35 @@ fn main() {
 
     let dir = tempfile::tempdir().unwrap();
     let t = Instant::now();
-    let ledger = ledger_server(dir.path(), &o.server_log);
+    let ledger = match o.server {
+        None => Some(ledger_server(dir.path(), &o.server_log)),
+        Some(_) => None,
+    };
+    let (ledger_addr, ledger_pid) = match &ledger {
+        Some(l) => (l.addr, Some(l.pid())),
+        None => (o.server.unwrap_or_else(|| unreachable!()), o.server_pid),
+    };
     let trivial = trivial_server();
     say(format!(
-        "ledger server: reman-ledger serve --demo (pid {}, http://{}, RUST_LOG={}, started in {:.1} s); \
-         trivial axum server (pid {}, http://{})",
-        ledger.pid(),
-        ledger.addr,
-        o.server_log,
-        t.elapsed().as_secs_f64(),
+        "ledger server: {} (pid {}, http://{ledger_addr}, {}); trivial axum server (pid {}, http://{})",
+        if ledger.is_some() {
+            "reman-ledger serve --demo"
+        } else {
+            "already running"
+        },
+        ledger_pid.map_or_else(
+            || "unknown: no server CPU figures".into(),
+            |p| p.to_string()
+        ),
+        if ledger.is_some() {
+            format!(
+                "RUST_LOG={}, started in {:.1} s",
+                o.server_log,
+                t.elapsed().as_secs_f64()
+            )
+        } else {
+            "given by --server".into()
+        },
         trivial.pid(),
         trivial.addr
     ));
@@ -741,12 +796,12 @@ fn main() {
         .build()
         .unwrap();
     let scans = rt.block_on(scan_paths(
-        ledger.addr,
+        ledger_addr,
         &certs.iter().map(|c| c.id).collect::<Vec<_>>(),
     ));
     assert!(!scans.is_empty(), "no certificate has a qr_url");
 
-    let (la, ta) = (ledger.addr, trivial.addr);
+    let (la, ta) = (ledger_addr, trivial.addr);
     let ids: Arc<Vec<String>> = Arc::new(certs.iter().map(|c| c.id.to_string()).collect());
     // One resolver path per product (a superseded certificate's product appears once).
     let mut products: Vec<String> = certs
@@ -772,7 +827,7 @@ fn main() {
                 name: "trivial",
                 what: "GET / of the trivial axum server (constant \"ok\")".into(),
                 server: ta,
-                server_pid: trivial.pid(),
+                server_pid: Some(trivial.pid()),
                 expect: StatusCode::OK,
                 make: Arc::new(move |_| Some(get(ta, "/", "text/plain"))),
             },
@@ -780,7 +835,7 @@ fn main() {
                 name: "healthz",
                 what: "GET /healthz".into(),
                 server: la,
-                server_pid: ledger.pid(),
+                server_pid: ledger_pid,
                 expect: StatusCode::OK,
                 make: Arc::new(move |_| Some(get(la, "/healthz", "application/json"))),
             },
@@ -791,7 +846,7 @@ fn main() {
                     ids.len()
                 ),
                 server: la,
-                server_pid: ledger.pid(),
+                server_pid: ledger_pid,
                 expect: StatusCode::OK,
                 make: Arc::new(move |i| {
                     Some(get(
@@ -808,7 +863,7 @@ fn main() {
                     products.len()
                 ),
                 server: la,
-                server_pid: ledger.pid(),
+                server_pid: ledger_pid,
                 expect: StatusCode::OK,
                 make: Arc::new(move |i| Some(get(la, &products[i % products.len()], "text/html"))),
             },
@@ -819,7 +874,7 @@ fn main() {
                     scans.len()
                 ),
                 server: la,
-                server_pid: ledger.pid(),
+                server_pid: ledger_pid,
                 expect: StatusCode::OK,
                 make: Arc::new(move |i| Some(get(la, &scans[i % scans.len()], "text/html"))),
             },
@@ -830,7 +885,7 @@ fn main() {
                     ids.len()
                 ),
                 server: la,
-                server_pid: ledger.pid(),
+                server_pid: ledger_pid,
                 expect: StatusCode::OK,
                 make: Arc::new(move |i| {
                     Some(get(
@@ -847,7 +902,7 @@ fn main() {
                     bodies.len()
                 ),
                 server: la,
-                server_pid: ledger.pid(),
+                server_pid: ledger_pid,
                 expect: StatusCode::CREATED,
                 make: Arc::new(move |i| {
                     bodies

@@ -786,7 +786,7 @@ impl Sequencer {
         let t0 = Instant::now();
         let stats = &self.inner.stats;
         let store = &self.inner.store;
-        let mut overlay = Overlay::new(store);
+        let mut overlay = Overlay::remembering(store);
         let mut tb = self.tb.clone();
         let mut nodes: std::collections::HashMap<merkle::NodeId, Hash> =
             tb.edge_nodes().into_iter().collect();

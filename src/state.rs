@@ -566,11 +566,21 @@ pub fn apply<R: StateRead + ?Sized>(
     Ok(w)
 }
 
+/// Records by key, `None` for a key without one.
+type Answers = HashMap<Vec<u8>, Option<Vec<u8>>>;
+
 /// Pending writes layered over a base view: the batch being built sees its own earlier
 /// submissions, and audit replays a whole log in memory.
+///
+/// Made with [`Overlay::remembering`], it also keeps what the base answered, so that the
+/// rules, which look up the same record several times (is the envelope logged, does the
+/// certificate exist), read the store once; the base must then not change while the overlay
+/// lives (the sequencer writes only after the batch is built).
 pub struct Overlay<'a, R: ?Sized> {
     base: &'a R,
     writes: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The base's answers, when remembering.
+    read: Option<std::cell::RefCell<Answers>>,
 }
 
 impl<'a, R: StateRead + ?Sized> Overlay<'a, R> {
@@ -579,6 +589,15 @@ impl<'a, R: StateRead + ?Sized> Overlay<'a, R> {
         Overlay {
             base,
             writes: HashMap::new(),
+            read: None,
+        }
+    }
+
+    /// An empty overlay over `base` that remembers the base's answers (see [`Overlay`]).
+    pub fn remembering(base: &'a R) -> Self {
+        Overlay {
+            read: Some(std::cell::RefCell::default()),
+            ..Overlay::new(base)
         }
     }
 
@@ -595,10 +614,18 @@ impl<'a, R: StateRead + ?Sized> Overlay<'a, R> {
 
 impl<R: StateRead + ?Sized> StateRead for Overlay<'_, R> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
-        match self.writes.get(key) {
-            Some(v) => Ok(v.clone()),
-            None => self.base.get(key),
+        if let Some(v) = self.writes.get(key) {
+            return Ok(v.clone());
         }
+        let Some(read) = &self.read else {
+            return self.base.get(key);
+        };
+        if let Some(v) = read.borrow().get(key) {
+            return Ok(v.clone());
+        }
+        let v = self.base.get(key)?;
+        read.borrow_mut().insert(key.to_vec(), v.clone());
+        Ok(v)
     }
 
     fn party_record(&self, name: &str) -> Result<Option<Arc<PartyRecord>>, ReadError> {

@@ -3,22 +3,30 @@
 //! Everything lives in one sled tree under one-byte key prefixes, so that a whole batch of
 //! appends (entries, nodes, state records, tree size and the signed checkpoint) is one atomic
 //! `apply_batch`, followed by a flush before anyone is told it is stored. Opening reads only
-//! the metadata: the work is O(1) in the number of entries (the ledger then reads O(log n)
-//! node hashes to rebuild the tree's right edge).
+//! the metadata: the store's own work is O(1) in the number of entries (the ledger then reads
+//! O(log n) node hashes to rebuild the tree's right edge). sled's is not: it replays the log
+//! written since the previous open and loads a page table of O(n) pages (BENCHMARKS.md, scale).
 //!
 //! Entries and Merkle nodes are stored by *run*: each group commit writes its entries, in runs
-//! of at most [`RUN_LEN`], as one value under `R` + the run's first index, together with the
+//! of at most [`RUN_LEN`] entries and about [`RUN_BYTES`] bytes, as one value under `R` + the run's first index, together with the
 //! Merkle nodes that the run's leaves completed. One key per run instead of three per entry
 //! keeps sled's per-key cost and write amplification off the append path; reading entry `i`
 //! or node `(level, k)` is one ordered lookup (`get_lt`) of the run that holds it.
 //!
-//! Prefixes: `R` runs, `M` metadata; the lowercase prefixes belong to [`crate::state`].
+//! The Merkle nodes of level [`NODE_CACHE_LEVEL`] and above are also written, by level, in
+//! *tiles* of [`TILE_WIDTH`] consecutive hashes under `T` + level + tile number (the rightmost
+//! tile of a level is rewritten as it fills): a proof's upper nodes then come from a few small
+//! records that are read once and kept in memory, instead of one run per tree level.
+//!
+//! Prefixes: `R` runs, `T` tiles, `M` metadata; the lowercase prefixes belong to
+//! [`crate::state`].
 
 use crate::merkle::{Hash, HashReader, NodeId};
 use crate::state::{PartyRecord, ReadError, StateRead};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +59,31 @@ const META_LOG_KEY: &[u8] = b"Mlog_key";
 
 /// The most entries one run value holds.
 pub const RUN_LEN: usize = 16;
+
+/// A run takes no further entry once its entries hold this many bytes. Together with
+/// [`SEGMENT_SIZE`] it keeps every sled node well under sled's blob threshold (a quarter of a
+/// segment): sled stores a larger node as a separate file and counts it in its cache as a few
+/// bytes, so a cache full of such nodes grows without bound.
+pub const RUN_BYTES: usize = 8 * 1024;
+
+/// sled's segment size for new stores: 8 MiB, so nodes up to 2 MiB are kept inline (a leaf holds
+/// at most 17 items: 17 runs of at most `RUN_BYTES` plus one maximal entry each fit). Stores
+/// made with another segment size keep theirs (sled refuses to change it).
+pub const SEGMENT_SIZE: usize = 8 * 1024 * 1024;
+
+/// sled's cache. Small on purpose: sled holds up to 64 not yet accounted page reads in each of
+/// its 256 cache shards on top of this, so the resident set is dominated by that, not by the
+/// capacity; a larger capacity barely changes the hit rate of random lookups in a large log.
+pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The segment size recorded in an existing sled directory's `conf` file, if any.
+fn stored_segment_size(dir: &Path) -> Option<usize> {
+    let conf = std::fs::read(dir.join("conf")).ok()?;
+    String::from_utf8_lossy(&conf)
+        .lines()
+        .find_map(|l| l.strip_prefix("segment_size: "))
+        .and_then(|v| v.trim().parse().ok())
+}
 
 fn run_key(first: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
@@ -201,14 +234,67 @@ pub struct Commit {
     pub log_key: String,
 }
 
-/// Decoded party records, each with the stored bytes it was decoded from.
-type PartyCache = HashMap<String, (sled::IVec, Arc<PartyRecord>)>;
+/// Decoded party records, each with the party generation (see [`Store::commit`]) it was read at.
+type PartyCache = HashMap<String, (u64, Arc<PartyRecord>)>;
+
+/// The lowest level of the Merkle nodes kept in memory once read or written. A node of level
+/// 6 or more covers 64 leaves, so there are at most n/64 of them (2.5 MiB of hashes at 10^7
+/// entries): an inclusion or consistency proof then reads from sled only the few low siblings
+/// near its leaf (in the runs around it) instead of one run per tree level, which keeps proof
+/// time flat as the log grows and keeps sled's cache for entries and state.
+pub const NODE_CACHE_LEVEL: u8 = 6;
+
+/// Hashes per tile of upper Merkle nodes (2 KiB when full).
+pub const TILE_WIDTH: u64 = 64;
+
+/// A tile's key and value.
+type TileRecord = ([u8; 10], Vec<u8>);
+
+fn tile_key(level: u8, tile: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[0] = b'T';
+    k[1] = level;
+    k[2..].copy_from_slice(&tile.to_be_bytes());
+    k
+}
+
+/// The most node hashes kept in memory (at about 60 bytes each, 15 MiB).
+const NODE_CACHE_MAX: usize = 1 << 18;
+
+/// Complete node hashes of level [`NODE_CACHE_LEVEL`] and above. Complete nodes never change,
+/// so an entry is never stale.
+#[derive(Default)]
+struct NodeCache(RwLock<HashMap<NodeId, Hash>>);
+
+impl NodeCache {
+    fn get(&self, id: &NodeId) -> Option<Hash> {
+        self.0.read().ok()?.get(id).copied()
+    }
+
+    fn insert(&self, nodes: impl IntoIterator<Item = (NodeId, Hash)>) {
+        let Ok(mut map) = self.0.write() else { return };
+        for (id, h) in nodes {
+            // When full, only nodes of higher levels (fewer, and on more proofs' paths) get in.
+            if id.level >= NODE_CACHE_LEVEL
+                && (map.len() < NODE_CACHE_MAX || id.level >= NODE_CACHE_LEVEL + 4)
+            {
+                map.insert(id, h);
+            }
+        }
+    }
+}
 
 /// The sled-backed store of one ledger.
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
     parties: Arc<Mutex<PartyCache>>,
+    /// Bumped by every commit that writes a party record: a cached record read at the
+    /// current generation is the stored one, without asking sled.
+    party_generation: Arc<AtomicU64>,
+    nodes: Arc<NodeCache>,
+    /// sled lookups made for entries, nodes and state records, for benchmarks.
+    reads: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -218,7 +304,8 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let config = sled::Config::new()
             .path(dir)
-            .cache_capacity(256 * 1024 * 1024)
+            .segment_size(stored_segment_size(dir).unwrap_or(SEGMENT_SIZE))
+            .cache_capacity(CACHE_BYTES)
             .mode(sled::Mode::HighThroughput);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         let db = loop {
@@ -235,6 +322,9 @@ impl Store {
         Ok(Store {
             db,
             parties: Arc::default(),
+            party_generation: Arc::default(),
+            nodes: Arc::default(),
+            reads: Arc::default(),
         })
     }
 
@@ -279,6 +369,7 @@ impl Store {
         let Some(next) = index.checked_add(1) else {
             return Ok(None);
         };
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let Some((k, v)) = self.db.get_lt(run_key(next))? else {
             return Ok(None);
         };
@@ -299,6 +390,16 @@ impl Store {
     /// The stored hash of a complete subtree. It is kept with the run of the leaf that
     /// completed it (its last leaf).
     pub fn node(&self, id: NodeId) -> Result<Option<Hash>, StoreError> {
+        self.node_near(id, &mut None)
+    }
+
+    /// [`Store::node`], reusing `near` (the run read last) when it holds the node: a proof's
+    /// lower siblings mostly sit in the same run.
+    fn node_near(
+        &self,
+        id: NodeId,
+        near: &mut Option<(u64, Run)>,
+    ) -> Result<Option<Hash>, StoreError> {
         let last_leaf = id
             .index
             .checked_add(1)
@@ -307,7 +408,76 @@ impl Store {
         let Some(last_leaf) = last_leaf.filter(|_| id.level < 64) else {
             return Ok(None);
         };
-        Ok(self.run_of(last_leaf)?.and_then(|(_, run)| run.node(id)))
+        if id.level >= NODE_CACHE_LEVEL {
+            if let Some(h) = self.nodes.get(&id) {
+                return Ok(Some(h));
+            }
+            if let Some(h) = self.tile_node(id)? {
+                return Ok(Some(h));
+            }
+        }
+        // Stores written before tiles existed keep their upper nodes in runs only.
+        let holds = |(first, run): &(u64, Run)| {
+            (*first..*first + run.n_entries as u64).contains(&last_leaf)
+        };
+        if !near.as_ref().is_some_and(holds) {
+            *near = self.run_of(last_leaf)?;
+        }
+        let h = near.as_ref().and_then(|(_, run)| run.node(id));
+        if let Some(h) = h.filter(|_| id.level >= NODE_CACHE_LEVEL) {
+            self.nodes.insert([(id, h)]);
+        }
+        Ok(h)
+    }
+
+    /// An upper node from its tile, keeping the whole tile in memory.
+    fn tile_node(&self, id: NodeId) -> Result<Option<Hash>, StoreError> {
+        let tile = id.index / TILE_WIDTH;
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let Some(v) = self.db.get(tile_key(id.level, tile))? else {
+            return Ok(None);
+        };
+        let hashes: Vec<(NodeId, Hash)> = v
+            .chunks_exact(32)
+            .zip(tile * TILE_WIDTH..)
+            .filter_map(|(h, index)| Some((NodeId::new(id.level, index), h.try_into().ok()?)))
+            .collect();
+        let found = hashes.iter().find(|(n, _)| *n == id).map(|&(_, h)| h);
+        self.nodes.insert(hashes);
+        Ok(found)
+    }
+
+    /// The tile records a batch's new upper nodes go to: each touched tile with the new
+    /// hashes appended. Nodes complete left to right, so a new node extends its tile; a tile
+    /// that does not end where the new nodes start (a store from before tiles) is left alone,
+    /// and its nodes are read from the runs.
+    fn tile_writes(&self, nodes: &[(NodeId, Hash)]) -> Result<Vec<TileRecord>, StoreError> {
+        let mut by_tile: std::collections::BTreeMap<(u8, u64), Vec<(u64, Hash)>> =
+            std::collections::BTreeMap::new();
+        for (id, h) in nodes.iter().filter(|(id, _)| id.level >= NODE_CACHE_LEVEL) {
+            by_tile
+                .entry((id.level, id.index / TILE_WIDTH))
+                .or_default()
+                .push((id.index, *h));
+        }
+        let mut out = Vec::with_capacity(by_tile.len());
+        for ((level, tile), mut new) in by_tile {
+            new.sort_unstable_by_key(|(index, _)| *index);
+            let key = tile_key(level, tile);
+            let mut value = self.db.get(key)?.map_or_else(Vec::new, |v| v.to_vec());
+            let mut next = tile * TILE_WIDTH + (value.len() / 32) as u64;
+            if new.first().is_some_and(|(index, _)| *index != next) {
+                continue;
+            }
+            for (index, h) in new {
+                if index == next {
+                    value.extend_from_slice(&h);
+                    next += 1;
+                }
+            }
+            out.push((key, value));
+        }
+        Ok(out)
     }
 
     /// All records whose key starts with `prefix`, in key order.
@@ -323,7 +493,18 @@ impl Store {
     /// Writes a batch atomically and flushes it to disk before returning; returns the time
     /// the flush took.
     pub fn commit(&self, c: Commit) -> Result<std::time::Duration, StoreError> {
+        let upper: Vec<(NodeId, Hash)> = c
+            .nodes
+            .iter()
+            .filter(|(id, _)| id.level >= NODE_CACHE_LEVEL)
+            .copied()
+            .collect();
+        let party_prefix = crate::state::key::party("");
+        let parties_written = c.state.iter().any(|(k, _)| k.starts_with(&party_prefix));
         let mut b = sled::Batch::default();
+        for (key, value) in self.tile_writes(&upper)? {
+            b.insert(&key, value);
+        }
         for (first, value) in split_runs(c.entries, c.nodes) {
             b.insert(&run_key(first), value);
         }
@@ -337,9 +518,20 @@ impl Store {
         b.insert(META_CHECKPOINT, c.checkpoint.as_bytes());
         b.insert(META_LOG_KEY, c.log_key.as_bytes());
         self.db.apply_batch(b)?;
+        if parties_written {
+            self.party_generation.fetch_add(1, Ordering::SeqCst);
+        }
         let t = std::time::Instant::now();
         self.db.flush()?;
+        // Only once they are durable: a failed commit leaves nothing behind in memory either.
+        self.nodes.insert(upper);
         Ok(t.elapsed())
+    }
+
+    /// How many sled lookups this store (and its clones) made for entries, Merkle nodes and
+    /// state records so far: what a read costs, beside its time, in benchmarks.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
     }
 
     /// Bytes on disk (sled's own estimate).
@@ -398,12 +590,19 @@ fn split_runs(entries: Vec<(u64, Vec<u8>)>, nodes: Vec<(NodeId, Hash)>) -> Vec<(
     /// A run being filled: first index, entries, completed nodes.
     type Pending = (u64, Vec<Vec<u8>>, Vec<(NodeId, Hash)>);
     let mut runs: Vec<Pending> = Vec::new();
+    let mut run_bytes = 0;
     for (i, bytes) in entries {
         match runs.last_mut() {
-            Some((first, es, _)) if *first + es.len() as u64 == i && es.len() < RUN_LEN => {
+            Some((first, es, _))
+                if *first + es.len() as u64 == i && es.len() < RUN_LEN && run_bytes < RUN_BYTES =>
+            {
+                run_bytes += bytes.len();
                 es.push(bytes)
             }
-            _ => runs.push((i, vec![bytes], Vec::new())),
+            _ => {
+                run_bytes = bytes.len();
+                runs.push((i, vec![bytes], Vec::new()))
+            }
         }
     }
     for (id, h) in nodes {
@@ -421,12 +620,14 @@ fn split_runs(entries: Vec<(u64, Vec<u8>)>, nodes: Vec<(NodeId, Hash)>) -> Vec<(
 impl HashReader for Store {
     type Error = StoreError;
     fn read_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
+        let mut near = None;
         ids.iter()
             .map(|&id| {
-                self.node(id)?.ok_or(StoreError::MissingNode {
-                    level: id.level,
-                    index: id.index,
-                })
+                self.node_near(id, &mut near)?
+                    .ok_or(StoreError::MissingNode {
+                        level: id.level,
+                        index: id.index,
+                    })
             })
             .collect()
     }
@@ -434,6 +635,7 @@ impl HashReader for Store {
 
 impl StateRead for Store {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
         Ok(self
             .db
             .get(key)
@@ -441,21 +643,32 @@ impl StateRead for Store {
             .map(|v| v.to_vec()))
     }
 
-    /// Party records are read on every submission: decode each stored version once.
+    /// Party records are read twice for every submission and change rarely: each is read
+    /// from sled and decoded once per party generation.
     fn party_record(&self, name: &str) -> Result<Option<Arc<PartyRecord>>, ReadError> {
+        let poisoned = || ReadError("party cache poisoned".into());
+        // Read before sled: a record read while a commit lands is kept under the old
+        // generation, so the next read after the bump asks sled again.
+        let generation = self.party_generation.load(Ordering::SeqCst);
+        if let Some((_, rec)) = self
+            .parties
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(name)
+            .filter(|(g, _)| *g == generation)
+        {
+            return Ok(Some(rec.clone()));
+        }
         let k = crate::state::key::party(name);
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let Some(raw) = self.db.get(&k).map_err(StoreError::from)? else {
             return Ok(None);
         };
-        let mut cache = self
-            .parties
-            .lock()
-            .map_err(|_| ReadError("party cache poisoned".into()))?;
-        if let Some((_, rec)) = cache.get(name).filter(|(cached, _)| *cached == raw) {
-            return Ok(Some(rec.clone()));
-        }
         let rec = Arc::new(crate::state::decode_party(&k, &raw)?);
-        cache.insert(name.to_owned(), (raw, rec.clone()));
+        self.parties
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(name.to_owned(), (generation, rec.clone()));
         Ok(Some(rec))
     }
 }
