@@ -1,6 +1,7 @@
 //! `reman-ledger audit --server` against a real `serve --demo` on a loopback port: a clean log,
 //! the unpinned-key warning, a wrong pinned key, an unreachable server, and a store tampered
-//! on disk between two runs of the server, whose changed entry is named.
+//! on disk between two runs of the server, whose changed entry is named, and a server that lies
+//! about an entry it serves.
 
 mod cli_support;
 
@@ -166,4 +167,110 @@ fn a_store_tampered_on_disk_is_named_at_the_changed_entry() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// A proxy in front of the real ledger that passes every answer through except entry
+/// `target`'s, in which it changes the claim `lie` (`leaf_hash` or `index`) while serving the
+/// right bytes: a server that lies about what it serves. Answers close their connection.
+fn lying_proxy(upstream: &str, target: u64, lie: &'static str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let client = reman_ledger::client::Client::new(upstream).unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let client = client.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut request_line = String::new();
+                reader.read_line(&mut request_line).unwrap();
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap() == 0 || header == "\r\n" {
+                        break;
+                    }
+                }
+                let path = request_line.split_whitespace().nth(1).unwrap().to_owned();
+                let text_plain = path.ends_with("/checkpoint");
+                let accept = if text_plain {
+                    "text/plain"
+                } else {
+                    "application/json"
+                };
+                let mut body = client.get_path(&path, accept).unwrap();
+                if path == format!("/api/v1/entries/{target}") {
+                    let mut v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    v[lie] = match lie {
+                        "index" => serde_json::json!(target + 1),
+                        _ => serde_json::json!("00".repeat(32)),
+                    };
+                    body = serde_json::to_vec(&v).unwrap();
+                }
+                let content_type = if text_plain {
+                    "text/plain; charset=utf-8"
+                } else {
+                    "application/json"
+                };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(&body);
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn a_server_that_lies_about_an_entrys_index_or_leaf_hash_is_caught_at_that_entry() {
+    let s = Served::demo();
+    for (lie, says) in [
+        (
+            "leaf_hash",
+            "the leaf_hash the server gives is not the hash of the bytes it serves",
+        ),
+        ("index", "the server served entry 8 for it"),
+    ] {
+        let proxy = lying_proxy(&s.url, 7, lie);
+        let out = bin(
+            &[
+                "audit",
+                "--server",
+                &proxy,
+                "--log-key",
+                "keys/log.key.pub",
+                "--json",
+            ],
+            s.dir.path(),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "lie about {lie}: {}",
+            text(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["ok"], false, "{report}");
+        assert_eq!(report["first_bad_index"], 7, "{report}");
+        assert!(
+            report.to_string().contains(says),
+            "lie about {lie}: {report}"
+        );
+    }
+    // Through the same proxy without a lie, the log verifies: the proxy itself is faithful.
+    let honest = lying_proxy(&s.url, u64::MAX, "index");
+    let out = bin(
+        &[
+            "audit",
+            "--server",
+            &honest,
+            "--log-key",
+            "keys/log.key.pub",
+        ],
+        s.dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
