@@ -512,9 +512,14 @@ pub fn submit(cmd: &SubmitCommand) -> Result<Verdict, CliError> {
                     .map_err(|e| e.to_string())
             });
         let result = parsed
+            .map_err(crate::issue::ReceiptCheckError::Invalid)
             .and_then(|(env, p)| crate::issue::check_receipt(&client, &receipt, key, &env, &p));
         match result {
             Ok(v) => checked = Some(v),
+            // Nothing was checked: an I/O failure (exit 2), not a verdict.
+            Err(crate::issue::ReceiptCheckError::Unreachable(e)) => {
+                return Err(CliError::Client(e));
+            }
             Err(e) => {
                 eprintln!("RECEIPT NOT VALID under the pinned log key {key}: {e}");
                 return Ok(Verdict::NotValid);

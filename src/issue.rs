@@ -362,7 +362,7 @@ fn issue_one(client: &Client, key: &PrivateKey, item: &Item, opts: &IssueOptions
                     title,
                     detail,
                     ..
-                } if (400..500).contains(status) => {
+                } if (400..500).contains(status) && !RETRY_STATUSES.contains(status) => {
                     r.status = Status::Refused;
                     r.because(refusal_text(*status, title, detail))
                 }
@@ -383,7 +383,9 @@ fn issue_one(client: &Client, key: &PrivateKey, item: &Item, opts: &IssueOptions
     if let Some(log_key) = &opts.log_key
         && let Err(e) = check_receipt(client, &receipt, log_key, &envelope, &payload)
     {
-        r.status = Status::ReceiptInvalid;
+        if matches!(e, ReceiptCheckError::Invalid(_)) {
+            r.status = Status::ReceiptInvalid;
+        }
         return r.because(e);
     }
     r.status = if answer.status == 201 {
@@ -415,6 +417,10 @@ fn issue_one(client: &Client, key: &PrivateKey, item: &Item, opts: &IssueOptions
     r
 }
 
+/// Client-error statuses that are not refusals of the payload but a busy or slow moment
+/// (408 request timeout, 429 too many requests): the item failed and is worth sending again.
+const RETRY_STATUSES: [u16; 2] = [408, 429];
+
 /// "HTTP 409 Conflicts with the log: detail".
 fn refusal_text(status: u16, title: &str, detail: &str) -> String {
     if detail.is_empty() {
@@ -424,6 +430,18 @@ fn refusal_text(status: u16, title: &str, detail: &str) -> String {
     }
 }
 
+/// Why a receipt could not be accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiptCheckError {
+    /// The entry could not be fetched (no answer, or a server error): nothing was checked,
+    /// so it is an I/O failure to retry, not a verdict.
+    #[error("cannot fetch the logged entry to check it: {0}")]
+    Unreachable(ClientError),
+    /// The receipt, or the entry the server serves for it, does not verify.
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// Verifies a receipt under the pinned key, with the entry the server serves at its index.
 pub fn check_receipt(
     client: &Client,
@@ -431,12 +449,15 @@ pub fn check_receipt(
     log_key: &PublicKey,
     envelope: &Envelope,
     payload: &Payload,
-) -> Result<receipt::VerifiedReceipt, String> {
-    let entry = client
-        .entry(receipt.index)
-        .map_err(|e| format!("cannot fetch the logged entry to check it: {e}"))?;
+) -> Result<receipt::VerifiedReceipt, ReceiptCheckError> {
+    let entry = client.entry(receipt.index).map_err(|e| match e.status() {
+        Some(s) if (400..500).contains(&s) => {
+            ReceiptCheckError::Invalid(format!("the server does not serve the logged entry: {e}"))
+        }
+        _ => ReceiptCheckError::Unreachable(e),
+    })?;
     receipt::verify(receipt, log_key, envelope, payload, Some(&entry.leaf))
-        .map_err(|e| e.to_string())
+        .map_err(|e| ReceiptCheckError::Invalid(e.to_string()))
 }
 
 /// `<gtin>_<serial>_<first 8 hex of the certificate ID>.png`, the serial reduced to

@@ -242,6 +242,8 @@ enum Command {
     /// the certificate's entry is in that checkpoint's tree (inclusion proof), holds this
     /// certificate and is signed by the issuer's registered key; each event and a revocation
     /// are in the log too. Only the status valid is VALID: revoked or superseded is INVALID.
+    /// Not provable from one certificate's entries: that the server hides no later entry (a
+    /// revocation), and who signed events (as the entries name them): `audit` checks those.
     Verify(VerifyArgs),
 }
 
@@ -414,6 +416,10 @@ struct VerifyArgs {
     /// The state file of checkpoints seen (default: $REMAN_LEDGER_STATE or the XDG state file).
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
+    /// With --server and no pinned key: accept the key the server presents and remember it
+    /// (like ssh's known hosts). Without it, an unpinned online check is refused (exit 2).
+    #[arg(long)]
+    trust_on_first_use: bool,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -427,6 +433,7 @@ fn verify_main(args: VerifyArgs) -> Result<(), CliError> {
         trust: args.trust,
         server: args.server,
         state: args.state,
+        trust_on_first_use: args.trust_on_first_use,
     };
     match reman_ledger::verify::verify(&opts) {
         Ok(report) => {

@@ -482,7 +482,14 @@ impl State {
         let Some(log) = self.logs.get_mut(i) else {
             return;
         };
-        if log.checkpoint.is_empty() || checkpoint.size >= log.tree_size {
+        // A larger tree replaces the one remembered; a tree of the same size only when its
+        // root is the same (a different root is a fork, kept out as evidence for `compare`).
+        let same_size_other_root =
+            checkpoint.size == log.tree_size && log.root != hex::encode(checkpoint.root);
+        if log.checkpoint.is_empty()
+            || checkpoint.size > log.tree_size
+            || (checkpoint.size == log.tree_size && !same_size_other_root)
+        {
             log.tree_size = checkpoint.size;
             log.root = hex::encode(checkpoint.root);
             log.checkpoint = signed_text.to_owned();
@@ -634,6 +641,20 @@ mod tests {
         let c3 = cp(3, 3);
         state.remember(key.public(), &c3, &c3.sign(&key).unwrap(), "http://b", "t2");
         assert_eq!(state.logs[0].tree_size, 5);
+        // Nor does another tree of the same size (a fork): the first one stays as evidence.
+        let fork = cp(5, 9);
+        state.remember(
+            key.public(),
+            &fork,
+            &fork.sign(&key).unwrap(),
+            "http://b",
+            "t3",
+        );
+        assert_eq!(state.logs[0].root, hex::encode([1u8; 32]));
+        assert_eq!(
+            state.compare(key.public(), &fork),
+            Compared::Fork { size: 5 }
+        );
         assert_eq!(state.logs[0].servers, ["http://a", "http://b"]);
         assert_eq!(state.by_server("http://b").unwrap().tree_size, 5);
         let back = State::parse(&state.to_text()).unwrap();

@@ -10,11 +10,15 @@
 //! checkpoint this verifier saw last time (so a server that rewrote or rolled back history is
 //! caught); the certificate's entry must be the exact bytes whose hash is in that checkpoint's
 //! tree (inclusion proof), hold the certificate with this ID, GTIN and serial, and be signed by
-//! the issuer's registered key; every event and the revocation shown are checked the same way.
-//! Then the status decides: only `valid` is VALID.
+//! the issuer's registered key; every event and the revocation shown must be entries of the
+//! log (inclusion proofs) about this certificate. Then the status decides: only `valid` is
+//! VALID.
 //!
-//! What a server could still do is leave out entries (hide a revocation or an event): only a
-//! full audit (`audit`) or a witness can rule that out.
+//! What is not proven here, and said so: the status itself comes from the server, so a server
+//! can still leave out entries (hide a revocation or an event); the signers of events and
+//! revocations are as the entries name them (the ledger checked their keys and roles when it
+//! logged them); a certificate signed with a key other than its issuer's current one (a key
+//! rotated since) is reported with a warning. A full audit (`audit`) or witnesses rule these out.
 //!
 //! The verdict is a [`Report`]: every check with its result, the product, issuer, index, time,
 //! status and events; [`Report::to_text`] and [`Report::to_json`] render it.
@@ -108,6 +112,10 @@ pub struct VerifyOptions {
     pub server: Option<String>,
     /// `--state`: the state file (default: see [`trust::state_path`]).
     pub state: Option<PathBuf>,
+    /// `--trust-on-first-use`: with no key pinned or remembered, accept the key the server
+    /// presents (and remember it). Without it, an unpinned online check is refused: a
+    /// counterfeiter's own ledger would otherwise answer VALID for its own labels.
+    pub trust_on_first_use: bool,
 }
 
 /// The final word.
@@ -511,6 +519,7 @@ struct Label {
 struct Pinned {
     keys: TrustedKeys,
     source: String,
+    trust_on_first_use: bool,
 }
 
 fn run(
@@ -581,6 +590,7 @@ fn pinned_keys(
         return Ok(Pinned {
             keys: trust::log_key_arg(arg)?,
             source: "--log-key".into(),
+            trust_on_first_use: opts.trust_on_first_use,
         });
     }
     let located = trust::trust_path(opts.trust.as_deref(), env);
@@ -589,7 +599,11 @@ fn pinned_keys(
         || "(no home directory: use --trust FILE)".to_owned(),
         |l| format!("trust file {}", l.path.display()),
     );
-    Ok(Pinned { keys, source })
+    Ok(Pinned {
+        keys,
+        source,
+        trust_on_first_use: opts.trust_on_first_use,
+    })
 }
 
 fn log_used(key: &PublicKey, source: &str) -> LogUsed {
@@ -600,8 +614,22 @@ fn log_used(key: &PublicKey, source: &str) -> LogUsed {
     }
 }
 
+/// The largest photo file `verify` reads (a label photo is a few MB).
+pub const MAX_PHOTO_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Reads the QR photo; the first code holding a Digital Link wins.
 fn decode_photo(r: &mut Report, path: &std::path::Path) -> Step<String> {
+    // A label photo is a few MB at most; refuse anything far larger before reading it.
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.len() > MAX_PHOTO_BYTES
+    {
+        return Err(VerifyError::Usage(format!(
+            "{}: {} bytes is not a photo of a label (at most {MAX_PHOTO_BYTES} bytes)",
+            path.display(),
+            meta.len()
+        ))
+        .into());
+    }
     let bytes = std::fs::read(path).map_err(|source| {
         let hint = if source.kind() == std::io::ErrorKind::NotFound {
             std::io::Error::new(
@@ -887,6 +915,12 @@ fn choose_key(
             Some((_, Err(e))) => {
                 return Err(VerifyError::Usage(format!("state file: {e}")).into());
             }
+            None if !pinned.trust_on_first_use => {
+                return Err(VerifyError::Usage(
+                    "no log key is pinned for this log: give --log-key (the ledger's vkey or .pub file, from its operator) or a trust file; or, knowingly, --trust-on-first-use to accept the key the server presents and remember it".to_owned(),
+                )
+                .into());
+            }
             None => match &server_key {
                 Ok(k) => {
                     r.warnings.push(format!(
@@ -1002,7 +1036,12 @@ fn check_consistency(
             let proof = match client.consistency_proof(first, cp.size) {
                 Ok(p) => p,
                 Err(e) => {
-                    let e = refused(e)?;
+                    // With a checkpoint seen before, any answer but a valid proof (a refusal,
+                    // a server error, a malformed proof) is a failure to prove consistency;
+                    // only no answer at all leaves the question open (exit 2).
+                    if matches!(e, ClientError::Transport { .. }) {
+                        return Err(e.into());
+                    }
                     evidence(r);
                     return Err(r.fail(
                         "consistency",
@@ -1228,16 +1267,34 @@ fn check_issuer(r: &mut Report, client: &Client, cp: &Checkpoint, entry: &Entry)
         country: party.country.clone(),
     });
     if party.key.id() != signer.id {
-        // The issuer rotated its key since: the log checked the old key when it logged the
-        // certificate, and the seal and inclusion proof show that it did.
+        // The issuer's registration in force now carries another key: either it rotated its
+        // key since, or the entry names a key that was never registered. Only the log's
+        // history of registrations tells which, and an audit replays it; here it is not
+        // proven, and the report says so instead of passing quietly.
+        r.warnings.push(format!(
+            "the certificate is signed with a key of {} ({}) that is not its registered key now ({}): a key rotated since, or a key never registered. This verifier cannot tell which; an audit of the log (reman-ledger audit --server) re-checks every signature under the key in force",
+            party.name,
+            signer.id,
+            party.key.id()
+        ));
         r.pass(
             "issuer",
             format!(
-                "{} ({}); signed with an earlier key ({}), checked by the log when it was logged",
+                "{} ({}), registered in entry {reg_index}; signed with another key ({}), NOT checked here (see the warning)",
                 party.name, party.role, signer.id
             ),
         );
         return Ok(());
+    }
+    if reg_index < entry.index && party.role != crate::party::Role::Remanufacturer {
+        // The registration was in force when the certificate was logged.
+        return Err(r.fail(
+            "issuer",
+            format!(
+                "{} was registered as {} (entry {reg_index}) when the certificate was logged, and only a remanufacturer may issue certificates",
+                party.name, party.role
+            ),
+        ));
     }
     entry.envelope.verify(&party.key).map_err(|e| {
         r.fail(
@@ -1345,7 +1402,10 @@ fn check_status(r: &mut Report, view: &Value) -> Step<()> {
         .map(str::to_owned);
     match (status.as_str(), &r.revocation) {
         ("valid", None) => {
-            r.pass("status", "valid");
+            r.pass(
+                "status",
+                "valid, as the ledger says (that it hides no revocation is ruled out only by an audit or witnesses)",
+            );
             Ok(())
         }
         ("valid", Some(rv)) => {
@@ -1366,7 +1426,7 @@ fn check_status(r: &mut Report, view: &Value) -> Step<()> {
         ("superseded", _) => {
             let detail = match &r.superseded_by {
                 Some(s) => format!(
-                    "SUPERSEDED by certificate {s}: this certificate was replaced; verify the new one"
+                    "SUPERSEDED by certificate {s} (as the ledger says): this certificate was replaced; verify the new one"
                 ),
                 None => "SUPERSEDED: this certificate was replaced".to_owned(),
             };

@@ -4,6 +4,7 @@
 //! about an entry it serves.
 
 mod cli_support;
+mod proxy;
 
 use cli_support::*;
 use reman_ledger::store::Store;
@@ -169,59 +170,17 @@ fn a_store_tampered_on_disk_is_named_at_the_changed_entry() {
     );
 }
 
-/// A proxy in front of the real ledger that passes every answer through except entry
-/// `target`'s, in which it changes the claim `lie` (`leaf_hash` or `index`) while serving the
-/// right bytes: a server that lies about what it serves. Answers close their connection.
-fn lying_proxy(upstream: &str, target: u64, lie: &'static str) -> String {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let client = reman_ledger::client::Client::new(upstream).unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let client = client.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                let mut request_line = String::new();
-                reader.read_line(&mut request_line).unwrap();
-                loop {
-                    let mut header = String::new();
-                    if reader.read_line(&mut header).unwrap() == 0 || header == "\r\n" {
-                        break;
-                    }
-                }
-                let path = request_line.split_whitespace().nth(1).unwrap().to_owned();
-                let text_plain = path.ends_with("/checkpoint");
-                let accept = if text_plain {
-                    "text/plain"
-                } else {
-                    "application/json"
-                };
-                let mut body = client.get_path(&path, accept).unwrap();
-                if path == format!("/api/v1/entries/{target}") {
-                    let mut v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                    v[lie] = match lie {
-                        "index" => serde_json::json!(target + 1),
-                        _ => serde_json::json!("00".repeat(32)),
-                    };
-                    body = serde_json::to_vec(&v).unwrap();
-                }
-                let content_type = if text_plain {
-                    "text/plain; charset=utf-8"
-                } else {
-                    "application/json"
-                };
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = conn.write_all(head.as_bytes());
-                let _ = conn.write_all(&body);
-            });
-        }
-    });
-    url
+/// Entry 7's answer with one claim changed while its bytes stay right.
+fn lie_about(path: &str, body: &[u8], lie: &str) -> Option<(u16, Vec<u8>)> {
+    if path != "/api/v1/entries/7" {
+        return None;
+    }
+    let mut v: serde_json::Value = serde_json::from_slice(body).unwrap();
+    v[lie] = match lie {
+        "index" => serde_json::json!(8),
+        _ => serde_json::json!("00".repeat(32)),
+    };
+    Some((200, serde_json::to_vec(&v).unwrap()))
 }
 
 #[test]
@@ -234,7 +193,12 @@ fn a_server_that_lies_about_an_entrys_index_or_leaf_hash_is_caught_at_that_entry
         ),
         ("index", "the server served entry 8 for it"),
     ] {
-        let proxy = lying_proxy(&s.url, 7, lie);
+        let rewrite: proxy::Rewrite = if lie == "index" {
+            |p, b| lie_about(p, b, "index")
+        } else {
+            |p, b| lie_about(p, b, "leaf_hash")
+        };
+        let proxy = proxy::start(&s.url, rewrite);
         let out = bin(
             &[
                 "audit",
@@ -261,7 +225,7 @@ fn a_server_that_lies_about_an_entrys_index_or_leaf_hash_is_caught_at_that_entry
         );
     }
     // Through the same proxy without a lie, the log verifies: the proxy itself is faithful.
-    let honest = lying_proxy(&s.url, u64::MAX, "index");
+    let honest = proxy::start(&s.url, |_, _| None);
     let out = bin(
         &[
             "audit",

@@ -3,6 +3,7 @@
 //! Every run gets its own HOME and state file: the user's real configuration is never read.
 
 mod common;
+mod proxy;
 
 use common::*;
 use reman_ledger::api::{self, ServeOptions};
@@ -566,7 +567,13 @@ fn online_without_a_pinned_key_the_first_key_is_trusted_and_remembered() {
     let (server, ids) = Server::demo();
     let home = Home::new();
     let url = server.qr_url(&ids["gbx-001"]);
+    // Without a pinned key, an online check is refused unless first-use trust is asked for:
+    // a counterfeiter's own ledger would otherwise vouch for its own labels.
     let r = home.run(&["--server", &server.url, &url]);
+    r.expect(2);
+    assert!(r.stderr.contains("no log key is pinned"), "{}", r.stderr);
+    assert!(!home.state().exists(), "nothing is remembered");
+    let r = home.run(&["--server", &server.url, "--trust-on-first-use", &url]);
     r.valid().has("trusted on first use");
     assert!(
         r.stderr.contains("warning: no log key is pinned"),
@@ -799,4 +806,46 @@ fn a_damaged_state_file_is_an_error_and_left_alone() {
     .valid();
     assert!(state.exists());
     assert!(!home.state().exists());
+}
+
+/// With a checkpoint seen before, a server that answers the consistency proof with an error
+/// (here 500) has not proven that it kept its history: INVALID (exit 1), not an I/O error,
+/// and the remembered checkpoint stays as it was.
+#[test]
+fn a_server_error_instead_of_a_consistency_proof_is_invalid() {
+    let (server, ids) = Server::demo();
+    let home = Home::new();
+    let url = server.qr_url(&ids["gbx-001"]);
+    home.run(&["--server", &server.url, "--log-key", LOG_PUB, &url])
+        .valid();
+    let remembered = std::fs::read(home.state()).unwrap();
+    add_certificates(&server.ledger, 800, 2);
+    let proxy = proxy::start(&server.url, |path, _| {
+        path.starts_with("/api/v1/proof/consistency")
+            .then(|| (500, b"{\"title\":\"Internal Server Error\"}".to_vec()))
+    });
+    home.run(&["--server", &proxy, "--log-key", LOG_PUB, &url])
+        .invalid("not consistent");
+    assert_eq!(std::fs::read(home.state()).unwrap(), remembered);
+    // The honest server proves it.
+    home.run(&["--server", &server.url, "--log-key", LOG_PUB, &url])
+        .valid()
+        .has("extends the one of size");
+}
+
+/// A TARGET file far larger than any label photo is refused before it is read (exit 2).
+#[test]
+fn a_huge_target_file_is_refused_unread() {
+    let home = Home::new();
+    let path = home.path().join("huge.png");
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(reman_ledger::verify::MAX_PHOTO_BYTES + 1)
+        .unwrap();
+    let r = home.run(&["--log-key", LOG_PUB, "huge.png"]);
+    r.expect(2);
+    assert!(
+        r.stderr.contains("is not a photo of a label"),
+        "{}",
+        r.stderr
+    );
 }
