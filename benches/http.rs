@@ -21,6 +21,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use common::*;
 use http_body_util::{BodyExt, Full};
@@ -62,10 +63,6 @@ usage: cargo bench --bench http -- [options]
 
 /// Answers slower than this fail the run (the server's own request timeout is 10 s).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Linux reports process CPU times in `/proc/<pid>/stat` in USER_HZ ticks, which is 100 on
-/// every architecture (`sysconf(_SC_CLK_TCK)`); it is a fixed part of the user-space ABI.
-const CLOCK_TICKS_PER_S: f64 = 100.0;
 
 struct Options {
     modes: Vec<String>,
@@ -253,25 +250,6 @@ fn serve_trivial() {
     });
 }
 
-/// User + system CPU seconds of a process so far (all its threads); NaN if it cannot be read.
-fn cpu_seconds(pid: &str) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return f64::NAN;
-    };
-    // The command name (field 2) is in parentheses and may hold spaces: count after it.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    // Fields 14 (utime) and 15 (stime); `fields[0]` is field 3.
-    let tick = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (tick(11) + tick(12)) / CLOCK_TICKS_PER_S
-}
-
 // ---------------------------------------------------------------------------------------------
 // Load generator
 // ---------------------------------------------------------------------------------------------
@@ -440,7 +418,11 @@ async fn run_mode(mode: Mode, o: &Options) -> Result<Outcome, String> {
         let (me, server) = (me.clone(), server.clone());
         tokio::spawn(async move {
             tokio::time::sleep_until(warm_end.into()).await;
-            (cpu_seconds(&server), cpu_seconds(&me), Instant::now())
+            (
+                support::cpu_seconds(&server),
+                support::cpu_seconds(&me),
+                Instant::now(),
+            )
         })
     };
     let tasks: Vec<_> = (0..o.connections)
@@ -465,8 +447,11 @@ async fn run_mode(mode: Mode, o: &Options) -> Result<Outcome, String> {
         }
     }
     let (server_cpu1, me_cpu1, sampled_at) = sampler.await.map_err(|e| e.to_string())?;
-    let (server_cpu2, me_cpu2, finished_at) =
-        (cpu_seconds(&server), cpu_seconds(&me), Instant::now());
+    let (server_cpu2, me_cpu2, finished_at) = (
+        support::cpu_seconds(&server),
+        support::cpu_seconds(&me),
+        Instant::now(),
+    );
     if let Some(e) = failure {
         return Err(format!("mode {}: {e}", mode.name));
     }

@@ -26,6 +26,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use common::*;
 use reman_ledger::certificate::CertificateId;
@@ -142,20 +143,6 @@ fn du(dir: &Path) -> (u64, u64) {
     (alloc, apparent)
 }
 
-fn cpu_seconds_self() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    let tick = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (tick(11) + tick(12)) / 100.0
-}
-
 /// splitmix64: reproducible pseudo-random numbers.
 struct Rng(u64);
 
@@ -205,7 +192,7 @@ fn build(dir: &Path, target: u64, threads: usize) {
     let stop = Arc::new(AtomicBool::new(false));
     let (created, existing) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let t0 = Instant::now();
-    let cpu0 = cpu_seconds_self();
+    let cpu0 = support::cpu_seconds("self");
     let handles: Vec<_> = (0..threads)
         .map(|_| {
             let (ledger, keys, claim, stop) =
@@ -252,7 +239,7 @@ fn build(dir: &Path, target: u64, threads: usize) {
         h.join().unwrap();
     }
     let secs = t0.elapsed().as_secs_f64();
-    let cpu = cpu_seconds_self() - cpu0;
+    let cpu = support::cpu_seconds("self") - cpu0;
     let size = ledger.head().size;
     let made = created.load(Ordering::Relaxed);
     eprintln!(

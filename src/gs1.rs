@@ -45,6 +45,14 @@ pub fn gtin14_is_valid(gtin: &str) -> bool {
     }
 }
 
+/// A GTIN-8, GTIN-12 or GTIN-13 left-padded with zeros to 14 digits, as SPEC §3.2 asks
+/// clients to send it; `None` for anything else (a GTIN-14 needs no padding, other lengths
+/// are not GTINs).
+pub fn pad_to_gtin14(gtin: &str) -> Option<String> {
+    (matches!(gtin.len(), 8 | 12 | 13) && gtin.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| format!("{gtin:0>GTIN14_LEN$}"))
+}
+
 /// Returns whether `c` belongs to the GS1 AI encodable character set 82:
 /// `! " % & ' ( ) * + , - . / 0-9 : ; < = > ? A-Z _ a-z`.
 pub fn is_cset82(c: char) -> bool {

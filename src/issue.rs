@@ -116,11 +116,10 @@ pub fn jsonl_items(name: &str, bytes: &[u8]) -> Vec<Item> {
 pub fn prepare(kind: PayloadType, bytes: Vec<u8>) -> Result<(Vec<u8>, Payload), PayloadError> {
     match payload::parse(kind.media_type(), &bytes) {
         Ok(p) => Ok((bytes, p)),
-        Err(PayloadError::Certificate(CertificateError::GtinFormat(g)))
-            if matches!(g.len(), 8 | 12 | 13) && g.bytes().all(|b| b.is_ascii_digit()) =>
-        {
+        Err(PayloadError::Certificate(CertificateError::GtinFormat(g))) => {
             let original = PayloadError::Certificate(CertificateError::GtinFormat(g.clone()));
-            let Some(padded) = pad_gtin(&bytes, &g) else {
+            let Some(padded) = crate::gs1::pad_to_gtin14(&g).and_then(|g14| with_gtin(&bytes, g14))
+            else {
                 return Err(original);
             };
             let p = payload::parse(kind.media_type(), &padded)?;
@@ -130,10 +129,10 @@ pub fn prepare(kind: PayloadType, bytes: Vec<u8>) -> Result<(Vec<u8>, Payload), 
     }
 }
 
-fn pad_gtin(bytes: &[u8], gtin: &str) -> Option<Vec<u8>> {
+fn with_gtin(bytes: &[u8], gtin14: String) -> Option<Vec<u8>> {
     let mut v: Value = serde_json::from_slice(bytes).ok()?;
     let slot = v.get_mut("product")?.get_mut("gtin")?;
-    *slot = Value::String(format!("{gtin:0>14}"));
+    *slot = Value::String(gtin14);
     serde_json::to_vec(&v).ok()
 }
 

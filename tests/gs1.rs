@@ -113,3 +113,28 @@ fn hs_codes() {
         assert!(!is_valid_hs_code(bad), "{bad:?}");
     }
 }
+
+/// SPEC §3.2: clients left-pad GTIN-8/12/13 with zeros; nothing else is padded.
+#[test]
+fn short_gtins_are_padded_to_14_digits_and_nothing_else() {
+    use reman_ledger::gs1::{gtin14_is_valid, pad_to_gtin14};
+    assert_eq!(pad_to_gtin14("96385074").as_deref(), Some("00000096385074"));
+    assert_eq!(
+        pad_to_gtin14("036000291452").as_deref(),
+        Some("00036000291452")
+    );
+    assert_eq!(
+        pad_to_gtin14("4006381333931").as_deref(),
+        Some("04006381333931")
+    );
+    assert!(gtin14_is_valid(&pad_to_gtin14("4006381333931").unwrap()));
+    for not_short in [
+        "09506007770010",
+        "1234567",
+        "123456789",
+        "40063813339X1",
+        "",
+    ] {
+        assert_eq!(pad_to_gtin14(not_short), None, "{not_short:?}");
+    }
+}

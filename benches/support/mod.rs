@@ -1,0 +1,24 @@
+//! Helpers the bench binaries share.
+
+/// User + system CPU seconds of a process so far (all its threads), from `/proc/<pid>/stat`
+/// (`"self"` for this process); NaN if it cannot be read.
+pub fn cpu_seconds(pid: &str) -> f64 {
+    /// USER_HZ, the unit of utime and stime: 100 on every Linux architecture
+    /// (`sysconf(_SC_CLK_TCK)`), a fixed part of the user-space ABI.
+    const CLOCK_TICKS_PER_S: f64 = 100.0;
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return f64::NAN;
+    };
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    // Fields 14 (utime) and 15 (stime); `fields[0]` is field 3.
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(11) + tick(12)) / CLOCK_TICKS_PER_S
+}
