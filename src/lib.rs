@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod bucket;
 pub mod cache;
 pub mod certificate;
 pub mod checkpoint;

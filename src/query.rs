@@ -140,8 +140,10 @@ impl Ledger {
             .map(|b| seal::qr_url(b, &rec.gtin, &rec.serial, &seal));
         let mut events = Vec::new();
         let mut revocation = None;
-        for item in store.scan_prefix(&state::key::history_prefix(id)) {
-            let (k, kind) = item.map_err(internal)?;
+        let history = store
+            .scan_state(&state::key::history_prefix(id))
+            .map_err(internal)?;
+        for (k, kind) in history {
             let index = k
                 .get(k.len().saturating_sub(8)..)
                 .and_then(|b| b.try_into().ok())
@@ -224,8 +226,7 @@ impl Ledger {
     /// The registered parties (the trust list), by name.
     pub fn parties(&self) -> Result<Vec<Value>, QueryError> {
         let mut out = Vec::new();
-        for item in self.store().scan_prefix(b"p") {
-            let (k, v) = item.map_err(internal)?;
+        for (k, v) in self.store().scan_state(b"p").map_err(internal)? {
             let rec = state::decode_party(&k, &v).map_err(internal)?;
             out.push(Self::party_json(&rec));
         }

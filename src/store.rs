@@ -5,21 +5,27 @@
 //! `apply_batch`, followed by a flush before anyone is told it is stored. Opening reads only
 //! the metadata: the store's own work is O(1) in the number of entries (the ledger then reads
 //! O(log n) node hashes to rebuild the tree's right edge). sled's is not: it replays the log
-//! written since the previous open and loads a page table of O(n) pages (BENCHMARKS.md, scale).
+//! written since the previous open and loads a page table of one record per sled tree node
+//! (BENCHMARKS.md, scale). The layout is chosen to keep that number of sled nodes small: sled
+//! puts at most 16 keys in a node, so every layout below packs many small things under one key.
 //!
-//! Entries and Merkle nodes are stored by *run*: each group commit writes its entries, in runs
-//! of at most [`RUN_LEN`] entries and about [`RUN_BYTES`] bytes, as one value under `R` + the run's first index, together with the
-//! Merkle nodes that the run's leaves completed. One key per run instead of three per entry
-//! keeps sled's per-key cost and write amplification off the append path; reading entry `i`
-//! or node `(level, k)` is one ordered lookup (`get_lt`) of the run that holds it.
+//! - **Entries** are stored by *run*: each group commit writes its entries, in runs of at most
+//!   [`RUN_LEN`] entries and about [`RUN_BYTES`] bytes, as one value under `R` + the run's
+//!   first index. Reading entry `i` is one ordered lookup (`get_lt`) of the run that holds it.
+//! - **Merkle nodes below level [`NODE_CACHE_LEVEL`]** are stored by *block* of 64 leaves:
+//!   `B` + block number holds the block's leaf hashes and every complete node above them up to
+//!   level 5 (126 hashes when full), so the lower half of any proof is one small record.
+//! - **Merkle nodes of level [`NODE_CACHE_LEVEL`] and above** are written, by level, in *tiles*
+//!   of [`TILE_WIDTH`] consecutive hashes under `T` + level + tile number (the rightmost tile of
+//!   a level is rewritten as it fills), read once and kept in memory.
+//! - **State records** ([`crate::state`]'s keys) are packed in [`crate::bucket`]s of a key
+//!   range each, under `S` + the range's first key.
+//! - **Metadata** under `M`: tree size, checkpoint, log key, layout format.
 //!
-//! The Merkle nodes of level [`NODE_CACHE_LEVEL`] and above are also written, by level, in
-//! *tiles* of [`TILE_WIDTH`] consecutive hashes under `T` + level + tile number (the rightmost
-//! tile of a level is rewritten as it fills): a proof's upper nodes then come from a few small
-//! records that are read once and kept in memory, instead of one run per tree level.
-//!
-//! Prefixes: `R` runs, `T` tiles, `M` metadata; the lowercase prefixes belong to
-//! [`crate::state`].
+//! Stores written by earlier versions (format 1: one sled key per state record, lower Merkle
+//! nodes inside the runs) are converted at their first open: their state records are packed
+//! (a one-time pass, resumable if interrupted), and their lower nodes are read from the runs
+//! where no block exists.
 
 use crate::merkle::{Hash, HashReader, NodeId};
 use crate::state::{PartyRecord, ReadError, StateRead};
@@ -37,6 +43,9 @@ pub enum StoreError {
     /// A stored value does not have the expected form.
     #[error("storage is corrupt: {0}")]
     Corrupt(String),
+    /// A state bucket cannot be read.
+    #[error("storage is corrupt: {0}")]
+    Bucket(#[from] crate::bucket::BucketError),
     /// A Merkle node the tree needs is missing.
     #[error("storage is missing Merkle node at level {level}, index {index}")]
     MissingNode {
@@ -56,6 +65,18 @@ impl From<StoreError> for ReadError {
 const META_SIZE: &[u8] = b"Msize";
 const META_CHECKPOINT: &[u8] = b"Mcheckpoint";
 const META_LOG_KEY: &[u8] = b"Mlog_key";
+/// The layout format (absent in format 1).
+const META_FORMAT: &[u8] = b"Mformat";
+/// The layout this code writes.
+pub const FORMAT: u8 = 2;
+
+/// Prefix of state buckets.
+const BUCKET: u8 = b'S';
+/// Prefix of Merkle node blocks.
+const BLOCK: u8 = b'B';
+/// Leaves per block: the nodes of levels below [`NODE_CACHE_LEVEL`] of one block are stored
+/// together.
+const BLOCK_LEAVES: u64 = 1 << NODE_CACHE_LEVEL;
 
 /// The most entries one run value holds.
 pub const RUN_LEN: usize = 16;
@@ -247,6 +268,12 @@ pub const NODE_CACHE_LEVEL: u8 = 6;
 /// Hashes per tile of upper Merkle nodes (2 KiB when full).
 pub const TILE_WIDTH: u64 = 64;
 
+/// A block's key and value.
+type BlockRecord = ([u8; 9], Vec<u8>);
+
+/// A state record's key and value.
+pub type StateRecord = (Vec<u8>, Vec<u8>);
+
 /// A tile's key and value.
 type TileRecord = ([u8; 10], Vec<u8>);
 
@@ -256,6 +283,51 @@ fn tile_key(level: u8, tile: u64) -> [u8; 10] {
     k[1] = level;
     k[2..].copy_from_slice(&tile.to_be_bytes());
     k
+}
+
+fn block_key(block: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = BLOCK;
+    k[1..].copy_from_slice(&block.to_be_bytes());
+    k
+}
+
+/// A lower node from its block record: a count of the block's leaves (u8), then the complete
+/// nodes of each level 0..[`NODE_CACHE_LEVEL`], level by level, left to right.
+fn block_node(bytes: &[u8], id: NodeId) -> Option<Hash> {
+    let count = *bytes.first()? as usize;
+    let level = usize::from(id.level);
+    let within = (id.index % (BLOCK_LEAVES >> level)) as usize;
+    if id.level >= NODE_CACHE_LEVEL || within >= count >> level {
+        return None;
+    }
+    let at = (0..level).map(|l| count >> l).sum::<usize>() + within;
+    bytes.get(1 + 32 * at..1 + 32 * (at + 1))?.try_into().ok()
+}
+
+/// The block and run a proof read last.
+#[derive(Default)]
+struct Near {
+    block: Option<(u64, sled::IVec)>,
+    run: Option<(u64, Run)>,
+}
+
+impl Near {
+    /// A node from the run of its last leaf (format 1 stores).
+    fn run_node(
+        &mut self,
+        store: &Store,
+        id: NodeId,
+        last_leaf: u64,
+    ) -> Result<Option<Hash>, StoreError> {
+        let holds = |(first, run): &(u64, Run)| {
+            (*first..*first + run.n_entries as u64).contains(&last_leaf)
+        };
+        if !self.run.as_ref().is_some_and(holds) {
+            self.run = store.run_of(last_leaf)?;
+        }
+        Ok(self.run.as_ref().and_then(|(_, run)| run.node(id)))
+    }
 }
 
 /// The most node hashes kept in memory (at about 60 bytes each, 15 MiB).
@@ -295,6 +367,8 @@ pub struct Store {
     nodes: Arc<NodeCache>,
     /// sled lookups made for entries, nodes and state records, for benchmarks.
     reads: Arc<AtomicU64>,
+    /// Held by every writer: state buckets are read, changed and written back.
+    writer: Arc<Mutex<()>>,
 }
 
 impl Store {
@@ -319,13 +393,79 @@ impl Store {
                 other => break other?,
             }
         };
-        Ok(Store {
+        let store = Store {
             db,
             parties: Arc::default(),
             party_generation: Arc::default(),
             nodes: Arc::default(),
             reads: Arc::default(),
-        })
+            writer: Arc::default(),
+        };
+        store.upgrade()?;
+        Ok(store)
+    }
+
+    /// Brings a store of an earlier layout to [`FORMAT`]: packs format 1's one-key-per-record
+    /// state into buckets. Resumable: the buckets are rebuilt from the old keys until the new
+    /// format is recorded, and the old keys are deleted after that (and at any later open that
+    /// still finds some).
+    fn upgrade(&self) -> Result<(), StoreError> {
+        let old_state = || self.db.range::<&[u8], _>(&b"a"[..]..&b"{"[..]);
+        let format = self.db.get(META_FORMAT)?.and_then(|v| v.first().copied());
+        if let Some(newer) = format.filter(|f| *f > FORMAT) {
+            return Err(StoreError::Corrupt(format!(
+                "store layout format {newer} is newer than this version reads ({FORMAT}): \
+                 run a newer reman-ledger"
+            )));
+        }
+        if format.is_none() && self.db.get(META_SIZE)?.is_some() {
+            tracing::info!(
+                "converting the store to layout format {FORMAT} (packing state records)"
+            );
+            let mut stale = sled::Batch::default();
+            for item in self.db.scan_prefix([BUCKET]) {
+                stale.remove(item?.0);
+            }
+            self.db.apply_batch(stale)?;
+            let mut batch = sled::Batch::default();
+            let mut in_batch = 0;
+            let mut start: Vec<u8> = vec![BUCKET];
+            let mut bucket = crate::bucket::Bucket::default();
+            for item in old_state() {
+                let (k, v) = item?;
+                if bucket.encoded_len() >= crate::bucket::MAX_BYTES * 3 / 4 {
+                    batch.insert(std::mem::take(&mut start), bucket.encode());
+                    bucket = crate::bucket::Bucket::default();
+                    start = [&[BUCKET], &k[..]].concat();
+                    in_batch += 1;
+                    if in_batch == 1024 {
+                        self.db.apply_batch(std::mem::take(&mut batch))?;
+                        in_batch = 0;
+                    }
+                }
+                bucket.set(&k, Some(v.to_vec()));
+            }
+            batch.insert(start, bucket.encode());
+            batch.insert(META_FORMAT, &[FORMAT]);
+            self.db.apply_batch(batch)?;
+            self.db.flush()?;
+        }
+        if old_state().next().is_some() {
+            loop {
+                let mut batch = sled::Batch::default();
+                let mut n = 0;
+                for item in old_state().take(4096) {
+                    batch.remove(item?.0);
+                    n += 1;
+                }
+                if n == 0 {
+                    break;
+                }
+                self.db.apply_batch(batch)?;
+            }
+            self.db.flush()?;
+        }
+        Ok(())
     }
 
     /// The log key (vkey) this store was created for, if it has been initialized.
@@ -387,19 +527,14 @@ impl Store {
             .and_then(|(first, run)| run.entry((index - first) as usize)))
     }
 
-    /// The stored hash of a complete subtree. It is kept with the run of the leaf that
-    /// completed it (its last leaf).
+    /// The stored hash of a complete subtree.
     pub fn node(&self, id: NodeId) -> Result<Option<Hash>, StoreError> {
-        self.node_near(id, &mut None)
+        self.node_near(id, &mut Near::default())
     }
 
-    /// [`Store::node`], reusing `near` (the run read last) when it holds the node: a proof's
-    /// lower siblings mostly sit in the same run.
-    fn node_near(
-        &self,
-        id: NodeId,
-        near: &mut Option<(u64, Run)>,
-    ) -> Result<Option<Hash>, StoreError> {
+    /// [`Store::node`], reusing the block or run read last (`near`) when it holds the node: a
+    /// proof's lower siblings all sit in one block.
+    fn node_near(&self, id: NodeId, near: &mut Near) -> Result<Option<Hash>, StoreError> {
         let last_leaf = id
             .index
             .checked_add(1)
@@ -415,19 +550,78 @@ impl Store {
             if let Some(h) = self.tile_node(id)? {
                 return Ok(Some(h));
             }
+        } else {
+            let block = last_leaf / BLOCK_LEAVES;
+            if near.block.as_ref().is_none_or(|(b, _)| *b != block) {
+                self.reads.fetch_add(1, Ordering::Relaxed);
+                near.block = self.db.get(block_key(block))?.map(|v| (block, v));
+            }
+            if let Some((_, bytes)) = &near.block {
+                return Ok(block_node(bytes, id));
+            }
         }
-        // Stores written before tiles existed keep their upper nodes in runs only.
-        let holds = |(first, run): &(u64, Run)| {
-            (*first..*first + run.n_entries as u64).contains(&last_leaf)
-        };
-        if !near.as_ref().is_some_and(holds) {
-            *near = self.run_of(last_leaf)?;
-        }
-        let h = near.as_ref().and_then(|(_, run)| run.node(id));
+        // Format 1 stores keep lower nodes (and, before tiles, upper ones) in the runs.
+        let h = near.run_node(self, id, last_leaf)?;
         if let Some(h) = h.filter(|_| id.level >= NODE_CACHE_LEVEL) {
             self.nodes.insert([(id, h)]);
         }
         Ok(h)
+    }
+
+    /// The block records a batch's new lower nodes go to: each touched block rewritten with
+    /// its new nodes. A block begun by a format 1 store (its first nodes in the runs) takes
+    /// those nodes from the runs.
+    fn block_writes(&self, nodes: &[(NodeId, Hash)]) -> Result<Vec<BlockRecord>, StoreError> {
+        let mut by_block: std::collections::BTreeMap<u64, HashMap<NodeId, Hash>> =
+            std::collections::BTreeMap::new();
+        for &(id, h) in nodes.iter().filter(|(id, _)| id.level < NODE_CACHE_LEVEL) {
+            let block = (id.index << id.level) / BLOCK_LEAVES;
+            by_block.entry(block).or_default().insert(id, h);
+        }
+        let mut out = Vec::with_capacity(by_block.len());
+        for (block, mut new) in by_block {
+            let first_new = new
+                .keys()
+                .filter(|id| id.level == 0)
+                .map(|id| id.index)
+                .min()
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("block {block}: nodes without their leaves"))
+                })?;
+            let start = block * BLOCK_LEAVES;
+            let old_count = (first_new - start) as usize;
+            let key = block_key(block);
+            let stored = self.db.get(key)?;
+            let mut near = Near::default();
+            for level in 0..NODE_CACHE_LEVEL {
+                for i in 0..(old_count >> level) as u64 {
+                    let id = NodeId::new(level, (start >> level) + i);
+                    let h = match &stored {
+                        Some(bytes) => block_node(bytes, id),
+                        None => near.run_node(self, id, ((id.index + 1) << level) - 1)?,
+                    };
+                    let h = h.ok_or(StoreError::MissingNode {
+                        level,
+                        index: id.index,
+                    })?;
+                    new.insert(id, h);
+                }
+            }
+            let count = new.keys().filter(|id| id.level == 0).count();
+            let mut value = Vec::with_capacity(1 + 32 * 2 * count);
+            value.push(count as u8);
+            for level in 0..NODE_CACHE_LEVEL {
+                for i in 0..(count >> level) as u64 {
+                    let index = (start >> level) + i;
+                    let h = new
+                        .get(&NodeId::new(level, index))
+                        .ok_or(StoreError::MissingNode { level, index })?;
+                    value.extend_from_slice(h);
+                }
+            }
+            out.push((key, value));
+        }
+        Ok(out)
     }
 
     /// An upper node from its tile, keeping the whole tile in memory.
@@ -480,7 +674,8 @@ impl Store {
         Ok(out)
     }
 
-    /// All records whose key starts with `prefix`, in key order.
+    /// All raw sled records whose key starts with `prefix`, in key order: the layout itself,
+    /// for tests and tools (state records are read with [`Store::scan_state`]).
     pub fn scan_prefix(
         &self,
         prefix: &[u8],
@@ -493,6 +688,10 @@ impl Store {
     /// Writes a batch atomically and flushes it to disk before returning; returns the time
     /// the flush took.
     pub fn commit(&self, c: Commit) -> Result<std::time::Duration, StoreError> {
+        let _writer = self
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Corrupt("a writer panicked".into()))?;
         let upper: Vec<(NodeId, Hash)> = c
             .nodes
             .iter()
@@ -505,18 +704,17 @@ impl Store {
         for (key, value) in self.tile_writes(&upper)? {
             b.insert(&key, value);
         }
-        for (first, value) in split_runs(c.entries, c.nodes) {
+        for (key, value) in self.block_writes(&c.nodes)? {
+            b.insert(&key, value);
+        }
+        for (first, value) in split_runs(c.entries, Vec::new()) {
             b.insert(&run_key(first), value);
         }
-        for (k, v) in c.state {
-            match v {
-                Some(v) => b.insert(k, v),
-                None => b.remove(k),
-            }
-        }
+        self.state_writes(c.state, &mut b)?;
         b.insert(META_SIZE, &c.size.to_be_bytes());
         b.insert(META_CHECKPOINT, c.checkpoint.as_bytes());
         b.insert(META_LOG_KEY, c.log_key.as_bytes());
+        b.insert(META_FORMAT, &[FORMAT]);
         self.db.apply_batch(b)?;
         if parties_written {
             self.party_generation.fetch_add(1, Ordering::SeqCst);
@@ -526,6 +724,96 @@ impl Store {
         // Only once they are durable: a failed commit leaves nothing behind in memory either.
         self.nodes.insert(upper);
         Ok(t.elapsed())
+    }
+
+    /// The bucket holding `key` (the one with the greatest start not after it): its storage
+    /// key and value.
+    fn bucket_of(&self, key: &[u8]) -> Result<Option<(sled::IVec, sled::IVec)>, StoreError> {
+        let mut probe = Vec::with_capacity(key.len() + 2);
+        probe.push(BUCKET);
+        probe.extend_from_slice(key);
+        probe.push(0);
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        Ok(self
+            .db
+            .get_lt(probe)?
+            .filter(|(k, _)| k.first() == Some(&BUCKET)))
+    }
+
+    /// One state record.
+    fn state_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some((_, bytes)) = self.bucket_of(key)? else {
+            return Ok(None);
+        };
+        Ok(crate::bucket::find(&bytes, key)?.map(<[u8]>::to_vec))
+    }
+
+    /// Every state record whose key starts with `prefix`, in key order.
+    pub fn scan_state(&self, prefix: &[u8]) -> Result<Vec<StateRecord>, StoreError> {
+        let Some((start, _)) = self.bucket_of(prefix)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for item in self.db.range(start..) {
+            let (k, v) = item?;
+            // Past the buckets, or past every bucket that can hold the prefix.
+            if k.first() != Some(&BUCKET) || (k[1..] > *prefix && !k[1..].starts_with(prefix)) {
+                break;
+            }
+            for r in crate::bucket::records(&v) {
+                let (rk, rv) = r?;
+                if rk.starts_with(prefix) {
+                    out.push((rk.to_vec(), rv.to_vec()));
+                } else if rk > prefix {
+                    return Ok(out);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds a batch's state writes to `b`: each touched bucket read, changed, split when it
+    /// outgrew its size, and written back. The last write of a key wins.
+    fn state_writes(
+        &self,
+        writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        b: &mut sled::Batch,
+    ) -> Result<(), StoreError> {
+        use crate::bucket::Bucket;
+        let by_key: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> =
+            writes.into_iter().collect();
+        let mut writes = by_key.into_iter().peekable();
+        while let Some((key, value)) = writes.next() {
+            let (start, mut bucket, next) = match self.bucket_of(&key)? {
+                Some((start, bytes)) => {
+                    let next = self
+                        .db
+                        .get_gt(&start)?
+                        .map(|(k, _)| k)
+                        .filter(|k| k.first() == Some(&BUCKET));
+                    (start.to_vec(), Bucket::decode(&bytes)?, next)
+                }
+                None => (vec![BUCKET], Bucket::default(), None),
+            };
+            bucket.set(&key, value);
+            while let Some((k, _)) = writes.peek() {
+                if next.as_ref().is_some_and(|n| n[1..] <= k[..]) {
+                    break;
+                }
+                if let Some((k, v)) = writes.next() {
+                    bucket.set(&k, v);
+                }
+            }
+            for (i, part) in bucket.split().into_iter().enumerate() {
+                match part.first_key() {
+                    _ if i == 0 && part.is_empty() && start.len() > 1 => b.remove(start.clone()),
+                    _ if i == 0 => b.insert(start.clone(), part.encode()),
+                    Some(first) => b.insert([&[BUCKET], first].concat(), part.encode()),
+                    None => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     /// How many sled lookups this store (and its clones) made for entries, Merkle nodes and
@@ -620,7 +908,7 @@ fn split_runs(entries: Vec<(u64, Vec<u8>)>, nodes: Vec<(NodeId, Hash)>) -> Vec<(
 impl HashReader for Store {
     type Error = StoreError;
     fn read_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
-        let mut near = None;
+        let mut near = Near::default();
         ids.iter()
             .map(|&id| {
                 self.node_near(id, &mut near)?
@@ -635,12 +923,7 @@ impl HashReader for Store {
 
 impl StateRead for Store {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
-        self.reads.fetch_add(1, Ordering::Relaxed);
-        Ok(self
-            .db
-            .get(key)
-            .map_err(StoreError::from)?
-            .map(|v| v.to_vec()))
+        Ok(self.state_get(key)?)
     }
 
     /// Party records are read twice for every submission and change rarely: each is read
@@ -660,8 +943,7 @@ impl StateRead for Store {
             return Ok(Some(rec.clone()));
         }
         let k = crate::state::key::party(name);
-        self.reads.fetch_add(1, Ordering::Relaxed);
-        let Some(raw) = self.db.get(&k).map_err(StoreError::from)? else {
+        let Some(raw) = self.state_get(&k)? else {
             return Ok(None);
         };
         let rec = Arc::new(crate::state::decode_party(&k, &raw)?);

@@ -35,6 +35,20 @@ fn grow(ledger: &Arc<Ledger>, n: u64) {
     });
 }
 
+/// Every certificate `grow` logged is found by its unit, and the packed state holds each
+/// certificate record once, in key order, across its many buckets.
+fn check_lookups(ledger: &Ledger, n: u64, demo_certificates: usize) {
+    for k in (0..n).step_by(37).chain([n - 1]) {
+        let views = ledger.product(&gtin(k), &format!("ST-{k:06}")).unwrap();
+        assert_eq!(views.len(), 1, "unit {k}");
+    }
+    let records = ledger.store().scan_state(b"c").unwrap();
+    assert_eq!(records.len(), n as usize + demo_certificates);
+    assert!(records.windows(2).all(|w| w[0].0 < w[1].0));
+    let buckets = ledger.store().scan_prefix(b"S").count();
+    assert!(buckets > 100, "{buckets} buckets");
+}
+
 /// Every leaf hash of the log, from the stored entries.
 fn memory_tree(ledger: &Ledger) -> MemoryTree {
     let size = ledger.head().size;
@@ -60,7 +74,11 @@ fn check_proofs(ledger: &Ledger, tree: &MemoryTree) {
         let leaf = tree.get(NodeId::new(0, i)).unwrap();
         merkle::verify_inclusion(&leaf, i, n, &proof, &head.root).unwrap();
     }
-    for m in (1..n).step_by(331).chain([4096, 4097, n - 1]) {
+    for m in (1..n)
+        .step_by(331)
+        .chain([4096, 4097, n - 1])
+        .filter(|&m| m < n)
+    {
         let proof = merkle::consistency_proof(m, n, store).unwrap();
         assert_eq!(
             proof,
@@ -87,10 +105,12 @@ fn check_proofs(ledger: &Ledger, tree: &MemoryTree) {
 fn upper_nodes_come_from_tiles_before_and_after_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Arc::new(demo_ledger(dir.path()).0);
+    let demo_certificates = ledger.store().scan_state(b"c").unwrap().len();
     // More than one full tile of level-6 nodes (64 x 64 leaves).
     grow(&ledger, 4400);
     let tree = memory_tree(&ledger);
     check_proofs(&ledger, &tree);
+    check_lookups(&ledger, 4400, demo_certificates);
 
     // Tiles hold whole consecutive runs of hashes, 64 at most, from the tile's first node.
     let tiles: Vec<_> = ledger
@@ -118,6 +138,7 @@ fn upper_nodes_come_from_tiles_before_and_after_a_reopen() {
     ledger.close().unwrap();
     let ledger = Arc::new(Ledger::open(dir.path(), log_key(), config()).unwrap());
     check_proofs(&ledger, &tree);
+    check_lookups(&ledger, 4400, demo_certificates);
 
     // And it keeps extending them.
     let before = ledger.head().size;
@@ -132,4 +153,121 @@ fn upper_nodes_come_from_tiles_before_and_after_a_reopen() {
     }
     assert_eq!(ledger.head().size, before + 300);
     check_proofs(&ledger, &memory_tree(&ledger));
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// A store written by the previous layout (format 1: one sled key per state record, lower
+/// Merkle nodes in the runs) is converted at its first open and loses nothing: it audits, every
+/// certificate reads as in a ledger of the same data written by this version, and it keeps
+/// growing across the block its old and new leaves share.
+#[test]
+fn a_format_1_store_is_converted_at_its_first_open() {
+    use reman_ledger::audit::audit_store;
+    use reman_ledger::certificate::CertificateId;
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("fixtures/legacy-store-v1"), dir.path());
+    let ledger = Arc::new(Ledger::open(dir.path(), log_key(), config()).unwrap());
+    assert_eq!(ledger.head().size, 89);
+
+    // No key of the old layout is left: the state records are packed in buckets.
+    let raw: Vec<Vec<u8>> = ledger
+        .store()
+        .scan_prefix(b"")
+        .map(|r| r.unwrap().0.to_vec())
+        .collect();
+    assert!(
+        raw.iter().all(|k| !k[0].is_ascii_lowercase()),
+        "old keys left"
+    );
+    assert!(raw.iter().any(|k| k[0] == b'S'));
+    audit_store(ledger.store(), None, |_, _| {}).unwrap();
+
+    // The same certificates with the same status and history as a fresh demo ledger.
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let (fresh, _) = demo_ledger(fresh_dir.path());
+    let ids = |l: &Ledger| -> Vec<CertificateId> {
+        l.store()
+            .scan_state(b"c")
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| CertificateId(k[1..].try_into().unwrap()))
+            .collect()
+    };
+    let certificates = ids(&ledger);
+    assert!(certificates.len() >= 30);
+    assert_eq!(certificates, ids(&fresh));
+    for id in &certificates {
+        let (old, new) = (
+            ledger.certificate(id).unwrap(),
+            fresh.certificate(id).unwrap(),
+        );
+        assert_eq!(old.status, new.status, "{id}");
+        assert_eq!(old.index, new.index, "{id}");
+        assert_eq!(old.events.len(), new.events.len(), "{id}");
+        assert_eq!(old.revocation.is_some(), new.revocation.is_some(), "{id}");
+        assert_eq!(old.supersedes, new.supersedes, "{id}");
+    }
+    // The same parties (the operator's details are those `serve --demo` gives it).
+    let names_and_keys = |l: &Ledger| -> Vec<(String, String)> {
+        l.parties()
+            .unwrap()
+            .iter()
+            .map(|p| (p["name"].to_string(), p["key"].to_string()))
+            .collect()
+    };
+    assert_eq!(names_and_keys(&ledger), names_and_keys(&fresh));
+    assert_eq!(ledger.parties().unwrap().len(), 9);
+
+    // Leaves 64..88 of block 1 are in the old runs; new ones join them in a block record.
+    let signer = key("kyoto-imaging.example");
+    for k in 0..60u64 {
+        let json = certificate_json(&gtin(700_000 + k), &format!("UP-{k:06}"), None);
+        let r = ledger
+            .submit(&sign(PayloadType::Certificate, &json, &signer))
+            .unwrap();
+        assert!(r.created);
+    }
+    let tree = memory_tree(&ledger);
+    check_proofs(&ledger, &tree);
+    let ledger = Arc::into_inner(ledger).unwrap();
+    ledger.close().unwrap();
+    let ledger = Ledger::open(dir.path(), log_key(), config()).unwrap();
+    check_proofs(&ledger, &tree);
+    audit_store(ledger.store(), None, |_, _| {}).unwrap();
+}
+
+/// A store whose layout is newer than this version reads is refused with a clear error, and
+/// left as it is.
+#[test]
+fn a_store_of_a_newer_layout_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    new_ledger(dir.path()).close().unwrap();
+    let raw = || {
+        sled::Config::new()
+            .path(dir.path())
+            .segment_size(reman_ledger::store::SEGMENT_SIZE)
+            .open()
+            .unwrap()
+    };
+    let newer = [reman_ledger::store::FORMAT + 1];
+    {
+        let db = raw();
+        db.insert(b"Mformat", &newer).unwrap();
+        db.flush().unwrap();
+    }
+    let err = match reman_ledger::store::Store::open(dir.path()) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a newer layout opened"),
+    };
+    assert!(err.contains("newer than this version reads"), "{err}");
+    assert_eq!(raw().get(b"Mformat").unwrap().unwrap().as_ref(), newer);
 }
