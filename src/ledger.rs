@@ -286,6 +286,8 @@ enum Sequenced {
         index: u64,
         leaf: Hash,
         time_ms: u64,
+        /// `time_ms` in the log's text form, formatted once per batch.
+        time: Arc<str>,
         head: Head,
         nodes: Arc<BatchNodes>,
     },
@@ -541,17 +543,32 @@ impl Ledger {
         let digest: Hash = sha2::Sha256::digest(canonical.as_bytes()).into();
         let certificate_id = matches!(payload, Payload::Certificate(_))
             .then(|| CertificateId::of_payload(&envelope.payload));
-        if let Some(index) = state::logged_envelope(store, &digest, certificate_id.as_ref())
-            .map_err(RuleError::from)?
-        {
-            return Ok(Admission::Existing(
-                index,
-                Arc::new(Submitted { envelope, payload }),
-            ));
-        }
+        // A new submission, the common case, must pass the signer checks and the signature
+        // anyway, and the sequencer looks for an already logged copy in its batch's view: the
+        // store is searched here only when the checks refuse, so that an envelope logged while
+        // its signer was in force is still answered with its entry (200), whatever the
+        // signer's registration says now.
         let size = self.head().size;
-        let (key, _) = state::signer_key(store, size, &envelope.signature.keyid, &payload)?;
-        envelope.verify(&key).map_err(SubmitError::BadSignature)?;
+        let checked = state::signer_key(store, size, &envelope.signature.keyid, &payload)
+            .map_err(SubmitError::from)
+            .and_then(|(key, _)| {
+                envelope.verify(&key).map_err(SubmitError::BadSignature)?;
+                Ok(key)
+            });
+        let key = match checked {
+            Ok(key) => key,
+            Err(refusal) => {
+                return match state::logged_envelope(store, &digest, certificate_id.as_ref())
+                    .map_err(RuleError::from)?
+                {
+                    Some(index) => Ok(Admission::Existing(
+                        index,
+                        Arc::new(Submitted { envelope, payload }),
+                    )),
+                    None => Err(refusal),
+                };
+            }
+        };
         let (reply, rx) = tokio::sync::oneshot::channel();
         let sub = Arc::new(Submitted { envelope, payload });
         let job = Job {
@@ -608,6 +625,7 @@ impl Ledger {
                 index,
                 leaf,
                 time_ms,
+                time,
                 head,
                 nodes,
             } => {
@@ -629,7 +647,7 @@ impl Ledger {
                     created: true,
                     index,
                     leaf_hash: leaf,
-                    integrated_time: format_time_ms(time_ms),
+                    integrated_time: time.to_string(),
                     certificate_id: seal.as_ref().map(|s| CertificateId(s.certificate_id)),
                     qr_url: seal.as_ref().and_then(|s| self.qr_url(payload, s)),
                     seal: seal.map(|s| s.to_base64url()),
@@ -792,6 +810,7 @@ impl Sequencer {
             tb.edge_nodes().into_iter().collect();
         let mut last_leaf = self.last_leaf;
         let time_ms = now_ms().max(self.last_time);
+        let time: Arc<str> = format_time_ms(time_ms).into();
         let mut commit = Commit::default();
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in &jobs {
@@ -800,7 +819,7 @@ impl Sequencer {
                     &mut overlay,
                     &mut tb,
                     &mut last_leaf,
-                    time_ms,
+                    (time_ms, &time),
                     job,
                     &mut commit,
                 ) {
@@ -820,7 +839,7 @@ impl Sequencer {
             .fetch_add((t1 - t0).as_nanos() as u64, Ordering::Relaxed);
         if commit.entries.is_empty() {
             let head = current_head(&self.inner);
-            return reply_all(jobs, outcomes, &head, time_ms, &Arc::default());
+            return reply_all(jobs, outcomes, &head, (time_ms, &time), &Arc::default());
         }
         nodes.extend(commit.nodes.iter().copied());
         let key = &self.inner.log_key;
@@ -866,7 +885,13 @@ impl Sequencer {
             Ok(mut h) => *h = head.clone(),
             Err(p) => *p.into_inner() = head.clone(),
         }
-        reply_all(jobs, outcomes, &head, time_ms, &Arc::new(BatchNodes(nodes)));
+        reply_all(
+            jobs,
+            outcomes,
+            &head,
+            (time_ms, &time),
+            &Arc::new(BatchNodes(nodes)),
+        );
     }
 
     /// Applies one job to the batch being built.
@@ -875,7 +900,7 @@ impl Sequencer {
         overlay: &mut Overlay<'_, Store>,
         tb: &mut TreeBuilder,
         last_leaf: &mut Hash,
-        time_ms: u64,
+        (time_ms, time): (u64, &str),
         job: &Job,
         commit: &mut Commit,
     ) -> Result<Outcome, SubmitError> {
@@ -901,7 +926,7 @@ impl Sequencer {
             }
             .into());
         }
-        let bytes = Entry::encode(index, time_ms, last_leaf, &job.canonical);
+        let bytes = Entry::encode_at(index, time, last_leaf, &job.canonical);
         if bytes.len() > MAX_ENTRY_BYTES {
             return Err(SubmitError::EntryTooLarge(bytes.len()));
         }
@@ -945,7 +970,7 @@ fn reply_all(
     jobs: Vec<Job>,
     outcomes: Vec<Outcome>,
     head: &Head,
-    time_ms: u64,
+    (time_ms, time): (u64, &Arc<str>),
     nodes: &Arc<BatchNodes>,
 ) {
     for (job, outcome) in jobs.into_iter().zip(outcomes) {
@@ -956,6 +981,7 @@ fn reply_all(
                 index,
                 leaf,
                 time_ms,
+                time: time.clone(),
                 head: head.clone(),
                 nodes: nodes.clone(),
             }),
