@@ -189,6 +189,25 @@ impl Envelope {
     ///
     /// Insignificant JSON whitespace is accepted; [`Envelope::to_json`] gives the canonical form.
     pub fn parse(json: &[u8]) -> Result<Envelope, DsseError> {
+        Envelope::parse_parts(json).map(|(envelope, _, _)| envelope)
+    }
+
+    /// [`Envelope::parse`], together with the envelope's canonical JSON ([`Envelope::to_json`]),
+    /// built from the base64 texts as submitted (parsing checks that they are the canonical
+    /// encodings) instead of encoding the payload again.
+    pub fn parse_canonical(json: &[u8]) -> Result<(Envelope, String), DsseError> {
+        let (envelope, payload_b64, sig_b64) = Envelope::parse_parts(json)?;
+        let canonical = canonical_json(
+            &envelope.payload_type,
+            &payload_b64,
+            &envelope.signature.keyid.to_string(),
+            &sig_b64,
+        );
+        Ok((envelope, canonical))
+    }
+
+    /// The envelope and its payload's and signature's base64 texts.
+    fn parse_parts(json: &[u8]) -> Result<(Envelope, String, String), DsseError> {
         let value: Json =
             serde_json::from_slice(json).map_err(|e| DsseError::NotJson(e.to_string()))?;
         let Json::Obj(fields) = value else {
@@ -213,8 +232,8 @@ impl Envelope {
         if payload_type.is_empty() {
             return Err(DsseError::EmptyPayloadType);
         }
-        let payload = decode_b64(&payload).ok_or(DsseError::PayloadNotBase64)?;
-        check_payload(&payload_type, &payload)?;
+        let payload_bytes = decode_b64(&payload).ok_or(DsseError::PayloadNotBase64)?;
+        check_payload(&payload_type, &payload_bytes)?;
 
         let signature = match signatures.len() {
             0 => return Err(DsseError::NoSignature),
@@ -234,17 +253,22 @@ impl Envelope {
         let keyid: KeyRef = keyid
             .parse()
             .map_err(|_: KeyError| DsseError::BadKeyId(keyid.clone()))?;
-        let sig = decode_b64(&sig).ok_or(DsseError::SigNotBase64)?;
+        let sig_b64 = sig;
+        let sig = decode_b64(&sig_b64).ok_or(DsseError::SigNotBase64)?;
         let sig: [u8; SIG_LEN] = sig
             .as_slice()
             .try_into()
             .map_err(|_| DsseError::SigBadLength(sig.len()))?;
 
-        Ok(Envelope {
-            payload_type,
+        Ok((
+            Envelope {
+                payload_type,
+                payload: payload_bytes,
+                signature: Signature { keyid, sig },
+            },
             payload,
-            signature: Signature { keyid, sig },
-        })
+            sig_b64,
+        ))
     }
 
     /// The canonical compact JSON form:
@@ -253,12 +277,11 @@ impl Envelope {
     /// Deterministic (fixed field order, no whitespace, serde_json string escaping), and
     /// [`Envelope::parse`] gives back an equal envelope: log entries embed these exact bytes.
     pub fn to_json(&self) -> String {
-        format!(
-            r#"{{"payloadType":{},"payload":"{}","signatures":[{{"keyid":{},"sig":"{}"}}]}}"#,
-            json_string(&self.payload_type),
-            B64.encode(&self.payload),
-            json_string(&self.signature.keyid.to_string()),
-            B64.encode(self.signature.sig),
+        canonical_json(
+            &self.payload_type,
+            &B64.encode(&self.payload),
+            &self.signature.keyid.to_string(),
+            &B64.encode(self.signature.sig),
         )
     }
 
@@ -281,6 +304,18 @@ impl Envelope {
         key.verify(&pae(&self.payload_type, &self.payload), &self.signature.sig)
             .map_err(|_| DsseError::BadSignature(expected.to_string()))
     }
+}
+
+/// The canonical envelope JSON from its parts, the payload and signature already in
+/// canonical standard base64.
+fn canonical_json(payload_type: &str, payload_b64: &str, keyid: &str, sig_b64: &str) -> String {
+    format!(
+        r#"{{"payloadType":{},"payload":"{}","signatures":[{{"keyid":{},"sig":"{}"}}]}}"#,
+        json_string(payload_type),
+        payload_b64,
+        json_string(keyid),
+        sig_b64,
+    )
 }
 
 /// JSON string literal for `s`. Serialising a `&str` cannot fail; the fallback only keeps
@@ -454,5 +489,24 @@ mod tests {
         assert!(decode_b64("aG k=").is_none());
         assert!(decode_b64("-_8=").is_none());
         assert_eq!(decode_b64("").unwrap(), b"");
+    }
+
+    #[test]
+    fn parse_canonical_gives_to_json_whatever_the_spelling() {
+        let key = PrivateKey::generate("a.example/x").unwrap();
+        // A payload whose base64 holds '/' and '+', which JSON may spell escaped.
+        let env = Envelope::sign("t/x", vec![0xfb, 0xff, 0xbf, 0x3e, 0x3f], &key).unwrap();
+        let canonical = env.to_json();
+        let spaced = serde_json::to_string_pretty(
+            &serde_json::from_str::<serde_json::Value>(&canonical).unwrap(),
+        )
+        .unwrap();
+        let escaped = canonical.replace('/', "\\/");
+        assert_ne!(escaped, canonical);
+        for text in [canonical.clone(), spaced, escaped] {
+            let (parsed, json) = Envelope::parse_canonical(text.as_bytes()).unwrap();
+            assert_eq!(parsed, env);
+            assert_eq!(json, canonical);
+        }
     }
 }

@@ -125,12 +125,22 @@ impl Entry {
         prev: &Hash,
         envelope_json: &str,
     ) -> Vec<u8> {
-        Entry::encode_at(index, &format_time_ms(integrated_time_ms), prev, envelope_json)
+        Entry::encode_at(
+            index,
+            &format_time_ms(integrated_time_ms),
+            prev,
+            envelope_json,
+        )
     }
 
     /// [`Entry::encode`] with the time already in the log's text form ([`format_time_ms`]):
     /// a batch's entries share one time, which the sequencer formats once.
-    pub fn encode_at(index: u64, integrated_time: &str, prev: &Hash, envelope_json: &str) -> Vec<u8> {
+    pub fn encode_at(
+        index: u64,
+        integrated_time: &str,
+        prev: &Hash,
+        envelope_json: &str,
+    ) -> Vec<u8> {
         let env = envelope_json;
         let mut out = Vec::with_capacity(env.len() + 160);
         out.extend_from_slice(b"{\"v\":1,\"index\":");

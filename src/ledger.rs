@@ -269,6 +269,8 @@ struct Inner {
 struct Submitted {
     envelope: Envelope,
     payload: Payload,
+    /// The certificate ID, for certificates (hashed once, at admission).
+    certificate_id: Option<CertificateId>,
 }
 
 struct Job {
@@ -509,7 +511,7 @@ impl Ledger {
             }
             Admission::Queued(sub, rx) => {
                 let seq = rx.blocking_recv().map_err(|_| SubmitError::Closed)??;
-                self.receipt(seq, &sub.envelope, &sub.payload)
+                self.receipt(seq, &sub)
             }
         }
     }
@@ -523,7 +525,7 @@ impl Ledger {
             }
             Admission::Queued(sub, rx) => {
                 let seq = rx.await.map_err(|_| SubmitError::Closed)??;
-                self.receipt(seq, &sub.envelope, &sub.payload)
+                self.receipt(seq, &sub)
             }
         }
     }
@@ -536,10 +538,10 @@ impl Ledger {
         if body.len() > MAX_SUBMISSION_BYTES {
             return Err(SubmitError::TooLarge(body.len()));
         }
-        let envelope = Envelope::parse(body).map_err(SubmitError::Envelope)?;
+        let (envelope, canonical) =
+            Envelope::parse_canonical(body).map_err(SubmitError::Envelope)?;
         let payload = payload::parse(&envelope.payload_type, &envelope.payload)?;
         let store = &self.inner.store;
-        let canonical = envelope.to_json();
         let digest: Hash = sha2::Sha256::digest(canonical.as_bytes()).into();
         let certificate_id = matches!(payload, Payload::Certificate(_))
             .then(|| CertificateId::of_payload(&envelope.payload));
@@ -563,14 +565,22 @@ impl Ledger {
                 {
                     Some(index) => Ok(Admission::Existing(
                         index,
-                        Arc::new(Submitted { envelope, payload }),
+                        Arc::new(Submitted {
+                            envelope,
+                            payload,
+                            certificate_id,
+                        }),
                     )),
                     None => Err(refusal),
                 };
             }
         };
         let (reply, rx) = tokio::sync::oneshot::channel();
-        let sub = Arc::new(Submitted { envelope, payload });
+        let sub = Arc::new(Submitted {
+            envelope,
+            payload,
+            certificate_id,
+        });
         let job = Job {
             sub: sub.clone(),
             canonical,
@@ -612,12 +622,8 @@ impl Ledger {
         }
     }
 
-    fn receipt(
-        &self,
-        seq: Sequenced,
-        env: &Envelope,
-        payload: &Payload,
-    ) -> Result<Receipt, SubmitError> {
+    fn receipt(&self, seq: Sequenced, sub: &Submitted) -> Result<Receipt, SubmitError> {
+        let (env, payload) = (&sub.envelope, &sub.payload);
         match seq {
             // Answered after its batch committed: the head covers it.
             Sequenced::Existing(index) => self.existing_receipt(index, env, payload, self.head()),
@@ -639,7 +645,9 @@ impl Ledger {
                         &c.product.serial,
                         index,
                         time_ms / 1000,
-                        CertificateId::of_payload(&env.payload).0,
+                        sub.certificate_id
+                            .unwrap_or_else(|| CertificateId::of_payload(&env.payload))
+                            .0,
                     )),
                     _ => None,
                 };
