@@ -133,6 +133,9 @@ pub struct Receipt {
     /// True when this submission created the entry (201), false when it was already logged (200).
     #[serde(skip)]
     pub created: bool,
+    /// What was submitted (for metrics; not part of the answer).
+    #[serde(skip)]
+    pub payload_type: PayloadType,
     /// The entry index.
     pub index: u64,
     /// The entry's leaf hash.
@@ -653,6 +656,7 @@ impl Ledger {
                 };
                 Ok(Receipt {
                     created: true,
+                    payload_type: payload.payload_type(),
                     index,
                     leaf_hash: leaf,
                     integrated_time: time.to_string(),
@@ -729,6 +733,7 @@ impl Ledger {
         };
         Ok(Receipt {
             created: false,
+            payload_type: payload.payload_type(),
             index,
             leaf_hash: merkle::leaf_hash(&bytes),
             integrated_time: entry.integrated_time(),
