@@ -952,12 +952,6 @@ fn too_large(limit: usize) -> Problem {
     .with_header(header::CONNECTION, HeaderValue::from_static("close"))
 }
 
-#[derive(serde::Deserialize)]
-struct TypeOnly {
-    #[serde(rename = "payloadType")]
-    payload_type: String,
-}
-
 /// `POST /api/v1/entries`: 201 with the receipt when logged now, 200 when already logged.
 async fn post_entry(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     match submit(&st, &headers, body).await {
@@ -1013,10 +1007,7 @@ async fn submit(st: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<Rec
     match st.ledger.submit_async(&bytes).await {
         Ok(r) => {
             if r.created {
-                let kind = serde_json::from_slice::<TypeOnly>(&bytes)
-                    .ok()
-                    .and_then(|t| PayloadType::from_media_type(&t.payload_type));
-                m.appended(kind, start.elapsed());
+                m.appended(Some(r.payload_type), start.elapsed());
             }
             Ok(r)
         }

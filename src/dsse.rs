@@ -15,6 +15,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -189,6 +190,33 @@ impl Envelope {
     ///
     /// Insignificant JSON whitespace is accepted; [`Envelope::to_json`] gives the canonical form.
     pub fn parse(json: &[u8]) -> Result<Envelope, DsseError> {
+        Envelope::parse_parts(json).map(|(envelope, _, _)| envelope)
+    }
+
+    /// [`Envelope::parse`], together with the envelope's canonical JSON ([`Envelope::to_json`]),
+    /// built from the base64 texts as submitted (parsing checks that they are the canonical
+    /// encodings) instead of encoding the payload again.
+    pub fn parse_canonical(json: &[u8]) -> Result<(Envelope, String), DsseError> {
+        let (envelope, payload_b64, sig_b64) = Envelope::parse_parts(json)?;
+        let canonical = canonical_json(
+            &envelope.payload_type,
+            &payload_b64,
+            &envelope.signature.keyid.to_string(),
+            &sig_b64,
+        );
+        Ok((envelope, canonical))
+    }
+
+    /// The envelope and its payload's and signature's base64 texts.
+    fn parse_parts(json: &[u8]) -> Result<(Envelope, Cow<'_, str>, Cow<'_, str>), DsseError> {
+        match parse_fast(json) {
+            Some(parts) => Ok(parts),
+            None => Envelope::parse_strict(json),
+        }
+    }
+
+    /// The strict parse, which names the exact fault of a refused envelope.
+    fn parse_strict(json: &[u8]) -> Result<(Envelope, Cow<'_, str>, Cow<'_, str>), DsseError> {
         let value: Json =
             serde_json::from_slice(json).map_err(|e| DsseError::NotJson(e.to_string()))?;
         let Json::Obj(fields) = value else {
@@ -213,8 +241,8 @@ impl Envelope {
         if payload_type.is_empty() {
             return Err(DsseError::EmptyPayloadType);
         }
-        let payload = decode_b64(&payload).ok_or(DsseError::PayloadNotBase64)?;
-        check_payload(&payload_type, &payload)?;
+        let payload_bytes = decode_b64(&payload).ok_or(DsseError::PayloadNotBase64)?;
+        check_payload(&payload_type, &payload_bytes)?;
 
         let signature = match signatures.len() {
             0 => return Err(DsseError::NoSignature),
@@ -234,17 +262,22 @@ impl Envelope {
         let keyid: KeyRef = keyid
             .parse()
             .map_err(|_: KeyError| DsseError::BadKeyId(keyid.clone()))?;
-        let sig = decode_b64(&sig).ok_or(DsseError::SigNotBase64)?;
+        let sig_b64 = sig;
+        let sig = decode_b64(&sig_b64).ok_or(DsseError::SigNotBase64)?;
         let sig: [u8; SIG_LEN] = sig
             .as_slice()
             .try_into()
             .map_err(|_| DsseError::SigBadLength(sig.len()))?;
 
-        Ok(Envelope {
-            payload_type,
-            payload,
-            signature: Signature { keyid, sig },
-        })
+        Ok((
+            Envelope {
+                payload_type,
+                payload: payload_bytes,
+                signature: Signature { keyid, sig },
+            },
+            Cow::Owned(payload),
+            Cow::Owned(sig_b64),
+        ))
     }
 
     /// The canonical compact JSON form:
@@ -253,12 +286,11 @@ impl Envelope {
     /// Deterministic (fixed field order, no whitespace, serde_json string escaping), and
     /// [`Envelope::parse`] gives back an equal envelope: log entries embed these exact bytes.
     pub fn to_json(&self) -> String {
-        format!(
-            r#"{{"payloadType":{},"payload":"{}","signatures":[{{"keyid":{},"sig":"{}"}}]}}"#,
-            json_string(&self.payload_type),
-            B64.encode(&self.payload),
-            json_string(&self.signature.keyid.to_string()),
-            B64.encode(self.signature.sig),
+        canonical_json(
+            &self.payload_type,
+            &B64.encode(&self.payload),
+            &self.signature.keyid.to_string(),
+            &B64.encode(self.signature.sig),
         )
     }
 
@@ -283,17 +315,198 @@ impl Envelope {
     }
 }
 
+/// The common case in one pass over the input, borrowing its strings: an envelope of exactly
+/// the expected shape whose every field is valid. `None` for anything else, which the strict
+/// path ([`Envelope::parse`]) then parses again to name the exact fault: this path may only
+/// accept what that one accepts, never more.
+fn parse_fast(json: &[u8]) -> Option<(Envelope, Cow<'_, str>, Cow<'_, str>)> {
+    let fast: FastEnvelope<'_> = serde_json::from_slice(json).ok()?;
+    if fast.payload_type.is_empty() {
+        return None;
+    }
+    let payload = decode_b64(&fast.payload)?;
+    check_payload(&fast.payload_type, &payload).ok()?;
+    let keyid: KeyRef = fast.keyid.parse().ok()?;
+    let sig: [u8; SIG_LEN] = decode_b64(&fast.sig)?.as_slice().try_into().ok()?;
+    Some((
+        Envelope {
+            payload_type: fast.payload_type.into_owned(),
+            payload,
+            signature: Signature { keyid, sig },
+        },
+        fast.payload,
+        fast.sig,
+    ))
+}
+
+/// An envelope object with exactly `payloadType`, `payload` (strings) and `signatures` (an
+/// array of exactly one object with exactly the strings `keyid` and `sig`), each key once.
+struct FastEnvelope<'a> {
+    payload_type: Cow<'a, str>,
+    payload: Cow<'a, str>,
+    keyid: Cow<'a, str>,
+    sig: Cow<'a, str>,
+}
+
+/// A JSON string, borrowed from the input unless it holds escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Text<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Owned(v.to_owned())))
+    }
+}
+
+/// Fills `slot` with the next value, refusing a second one.
+fn fill<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
+    map: &mut A,
+    slot: &mut Option<T>,
+) -> Result<(), A::Error> {
+    if slot.is_some() {
+        return Err(de::Error::custom("duplicate key"));
+    }
+    *slot = Some(map.next_value()?);
+    Ok(())
+}
+
+impl<'de> Deserialize<'de> for FastEnvelope<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(FastEnvelopeVisitor)
+    }
+}
+
+struct FastEnvelopeVisitor;
+
+impl<'de> Visitor<'de> for FastEnvelopeVisitor {
+    type Value = FastEnvelope<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an envelope object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FastEnvelope<'de>, A::Error> {
+        let (mut payload_type, mut payload, mut signatures) = (None, None, None);
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+            match key.as_ref() {
+                "payloadType" => fill(&mut map, &mut payload_type)?,
+                "payload" => fill(&mut map, &mut payload)?,
+                "signatures" => fill(&mut map, &mut signatures)?,
+                _ => return Err(de::Error::custom("unknown key")),
+            }
+        }
+        let missing = || de::Error::custom("missing key");
+        let (Some(Text(payload_type)), Some(Text(payload)), Some(FastSignatures(keyid, sig))) =
+            (payload_type, payload, signatures)
+        else {
+            return Err(missing());
+        };
+        Ok(FastEnvelope {
+            payload_type,
+            payload,
+            keyid,
+            sig,
+        })
+    }
+}
+
+/// `[{"keyid": "…", "sig": "…"}]`, exactly one signature.
+struct FastSignatures<'a>(Cow<'a, str>, Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for FastSignatures<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_seq(FastSignaturesVisitor)
+    }
+}
+
+struct FastSignaturesVisitor;
+
+impl<'de> Visitor<'de> for FastSignaturesVisitor {
+    type Value = FastSignatures<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of one signature")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<FastSignatures<'de>, A::Error> {
+        let one = seq
+            .next_element::<FastSignature<'de>>()?
+            .ok_or_else(|| de::Error::custom("no signature"))?;
+        if seq.next_element::<de::IgnoredAny>()?.is_some() {
+            return Err(de::Error::custom("more than one signature"));
+        }
+        Ok(one.0)
+    }
+}
+
+/// One signature object.
+struct FastSignature<'a>(FastSignatures<'a>);
+
+impl<'de> Deserialize<'de> for FastSignature<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(FastSignatureVisitor)
+    }
+}
+
+struct FastSignatureVisitor;
+
+impl<'de> Visitor<'de> for FastSignatureVisitor {
+    type Value = FastSignature<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a signature object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FastSignature<'de>, A::Error> {
+        let (mut keyid, mut sig) = (None, None);
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+            match key.as_ref() {
+                "keyid" => fill(&mut map, &mut keyid)?,
+                "sig" => fill(&mut map, &mut sig)?,
+                _ => return Err(de::Error::custom("unknown key")),
+            }
+        }
+        match (keyid, sig) {
+            (Some(Text(keyid)), Some(Text(sig))) => Ok(FastSignature(FastSignatures(keyid, sig))),
+            _ => Err(de::Error::custom("missing key")),
+        }
+    }
+}
+
+/// The canonical envelope JSON from its parts, the payload and signature already in
+/// canonical standard base64.
+fn canonical_json(payload_type: &str, payload_b64: &str, keyid: &str, sig_b64: &str) -> String {
+    format!(
+        r#"{{"payloadType":{},"payload":"{}","signatures":[{{"keyid":{},"sig":"{}"}}]}}"#,
+        json_string(payload_type),
+        payload_b64,
+        json_string(keyid),
+        sig_b64,
+    )
+}
+
 /// JSON string literal for `s`. Serialising a `&str` cannot fail; the fallback only keeps
 /// this free of panics.
 fn json_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| String::from("\"\""))
 }
 
-/// Decodes canonical standard base64 only: the engine already refuses missing padding,
-/// whitespace and non-zero unused bits; the re-encoding check makes canonicity explicit.
+/// Decodes canonical standard base64 only. The engine (`STANDARD`: canonical padding
+/// required, non-zero unused bits refused) accepts nothing else, so the canonical encoding of
+/// what it decodes is the input itself, which `decode_b64_is_canonical_only` checks
+/// exhaustively over short inputs (only the last quantum can be spelled two ways); the
+/// length check keeps the rule visible without encoding the payload again.
 fn decode_b64(s: &str) -> Option<Vec<u8>> {
     let raw = B64.decode(s).ok()?;
-    (B64.encode(&raw) == s).then_some(raw)
+    (s.len() == raw.len().div_ceil(3) * 4).then_some(raw)
 }
 
 fn expect_str(value: Json, field: &'static str) -> Result<String, DsseError> {
@@ -454,5 +667,89 @@ mod tests {
         assert!(decode_b64("aG k=").is_none());
         assert!(decode_b64("-_8=").is_none());
         assert_eq!(decode_b64("").unwrap(), b"");
+        // Every string of up to 6 characters over an alphabet that exercises padding,
+        // unused bits and foreign characters, and of 8 over a smaller one: accepted exactly
+        // when it is the canonical encoding of what it decodes to.
+        let wide = &['A', 'B', 'Q', 'g', 'w', '/', '+', '=', '-', ' '][..];
+        let narrow = &['A', 'Q', 'w', '/', '='][..];
+        let cases = (0..=6u32).map(|len| (wide, len)).chain([(narrow, 8)]);
+        for (alphabet, len) in cases {
+            for mut n in 0..alphabet.len().pow(len) {
+                let mut s = String::new();
+                for _ in 0..len {
+                    s.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                let canonical = B64.decode(&s).is_ok_and(|raw| B64.encode(raw) == s);
+                assert_eq!(decode_b64(&s).is_some(), canonical, "{s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_parse_accepts_only_what_the_strict_parse_accepts() {
+        let key = PrivateKey::generate("a.example").unwrap();
+        let good = Envelope::sign("t", b"{}".to_vec(), &key).unwrap().to_json();
+        let sig = good.split("\"signatures\":").nth(1).unwrap();
+        let sig = &sig[1..sig.len() - 2];
+        let cases = [
+            good.clone(),
+            format!(" {good} "),
+            format!("[{good}]"),
+            format!("{good}x"),
+            good.replace("\"payloadType\"", "\"payloadType\":\"t\",\"payloadType\""),
+            good.replace("\"payload\":", "\"extra\":1,\"payload\":"),
+            good.replace("\"payloadType\":\"t\",", ""),
+            good.replace("\"payloadType\":\"t\"", "\"payloadType\":\"\""),
+            good.replace("\"payloadType\":\"t\"", "\"payloadType\":1"),
+            good.replace("\"payload\":\"e30=\"", "\"payload\":\"e30\""),
+            good.replace("\"payload\":\"e30=\"", "\"payload\":\"e31=\""),
+            good.replace("\"payload\":\"e30=\"", "\"payload\":[\"e30=\"]"),
+            good.replace(sig, ""),
+            good.replace(sig, &format!("{sig},{sig}")),
+            good.replace(sig, &format!("[{}]", &sig[1..sig.len() - 1])),
+            good.replace("\"keyid\"", "\"sig\":\"AA==\",\"keyid\""),
+            good.replace("\"keyid\":", "\"x\":1,\"keyid\":"),
+            good.replace("a.example+", "a.example*"),
+            good.replace("\"sig\":\"", "\"sig\":\"AAAA"),
+            good.replace("\"sig\":\"", "\"sig\":\" "),
+            "{}".to_owned(),
+            "null".to_owned(),
+        ];
+        let mut accepted = 0;
+        for text in &cases {
+            let strict = Envelope::parse_strict(text.as_bytes());
+            match parse_fast(text.as_bytes()) {
+                Some((env, p, s)) => {
+                    accepted += 1;
+                    let (senv, sp, ss) = strict.unwrap_or_else(|e| panic!("{text}: {e}"));
+                    assert_eq!((env, p, s), (senv, sp, ss), "{text}");
+                }
+                None => assert!(
+                    strict.is_err(),
+                    "fast path refused a valid envelope: {text}"
+                ),
+            }
+        }
+        assert_eq!(accepted, 2);
+    }
+
+    #[test]
+    fn parse_canonical_gives_to_json_whatever_the_spelling() {
+        let key = PrivateKey::generate("a.example/x").unwrap();
+        // A payload whose base64 holds '/' and '+', which JSON may spell escaped.
+        let env = Envelope::sign("t/x", vec![0xfb, 0xff, 0xbf, 0x3e, 0x3f], &key).unwrap();
+        let canonical = env.to_json();
+        let spaced = serde_json::to_string_pretty(
+            &serde_json::from_str::<serde_json::Value>(&canonical).unwrap(),
+        )
+        .unwrap();
+        let escaped = canonical.replace('/', "\\/");
+        assert_ne!(escaped, canonical);
+        for text in [canonical.clone(), spaced, escaped] {
+            let (parsed, json) = Envelope::parse_canonical(text.as_bytes()).unwrap();
+            assert_eq!(parsed, env);
+            assert_eq!(json, canonical);
+        }
     }
 }

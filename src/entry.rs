@@ -125,14 +125,33 @@ impl Entry {
         prev: &Hash,
         envelope_json: &str,
     ) -> Vec<u8> {
+        Entry::encode_at(
+            index,
+            &format_time_ms(integrated_time_ms),
+            prev,
+            envelope_json,
+        )
+    }
+
+    /// [`Entry::encode`] with the time already in the log's text form ([`format_time_ms`]):
+    /// a batch's entries share one time, which the sequencer formats once.
+    pub fn encode_at(
+        index: u64,
+        integrated_time: &str,
+        prev: &Hash,
+        envelope_json: &str,
+    ) -> Vec<u8> {
         let env = envelope_json;
         let mut out = Vec::with_capacity(env.len() + 160);
         out.extend_from_slice(b"{\"v\":1,\"index\":");
         out.extend_from_slice(index.to_string().as_bytes());
         out.extend_from_slice(b",\"integrated_time\":\"");
-        out.extend_from_slice(format_time_ms(integrated_time_ms).as_bytes());
+        out.extend_from_slice(integrated_time.as_bytes());
         out.extend_from_slice(b"\",\"prev\":\"");
-        out.extend_from_slice(hex::encode(prev).as_bytes());
+        let mut prev_hex = [0u8; 64];
+        // 32 bytes always fit 64 hex digits.
+        let _ = hex::encode_to_slice(prev, &mut prev_hex);
+        out.extend_from_slice(&prev_hex);
         out.extend_from_slice(b"\",\"envelope\":");
         out.extend_from_slice(env.as_bytes());
         out.push(b'}');

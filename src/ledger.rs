@@ -133,6 +133,9 @@ pub struct Receipt {
     /// True when this submission created the entry (201), false when it was already logged (200).
     #[serde(skip)]
     pub created: bool,
+    /// What was submitted (for metrics; not part of the answer).
+    #[serde(skip)]
+    pub payload_type: PayloadType,
     /// The entry index.
     pub index: u64,
     /// The entry's leaf hash.
@@ -269,6 +272,8 @@ struct Inner {
 struct Submitted {
     envelope: Envelope,
     payload: Payload,
+    /// The certificate ID, for certificates (hashed once, at admission).
+    certificate_id: Option<CertificateId>,
 }
 
 struct Job {
@@ -286,6 +291,8 @@ enum Sequenced {
         index: u64,
         leaf: Hash,
         time_ms: u64,
+        /// `time_ms` in the log's text form, formatted once per batch.
+        time: Arc<str>,
         head: Head,
         nodes: Arc<BatchNodes>,
     },
@@ -294,16 +301,25 @@ enum Sequenced {
 
 /// Every node an inclusion proof of a batch entry can need against the batch's checkpoint:
 /// the tree's right edge before the batch and the nodes the batch completed. Receipts' proofs
-/// come from here, in the submitters' threads, without reading the store.
+/// come from here, in the submitters' threads, without reading the store. Sorted by node, so
+/// that a lookup is a binary search (a batch's few hundred nodes need no hashing).
 #[derive(Default)]
-struct BatchNodes(std::collections::HashMap<merkle::NodeId, Hash>);
+struct BatchNodes(Vec<(merkle::NodeId, Hash)>);
+
+impl BatchNodes {
+    fn new(mut nodes: Vec<(merkle::NodeId, Hash)>) -> BatchNodes {
+        nodes.sort_unstable_by_key(|(id, _)| *id);
+        BatchNodes(nodes)
+    }
+}
 
 impl merkle::HashReader for BatchNodes {
     type Error = StoreError;
     fn read_hashes(&self, ids: &[merkle::NodeId]) -> Result<Vec<Hash>, StoreError> {
         ids.iter()
             .map(|id| {
-                self.0.get(id).copied().ok_or(StoreError::MissingNode {
+                let found = self.0.binary_search_by_key(id, |(n, _)| *n).ok();
+                found.map(|i| self.0[i].1).ok_or(StoreError::MissingNode {
                     level: id.level,
                     index: id.index,
                 })
@@ -507,7 +523,7 @@ impl Ledger {
             }
             Admission::Queued(sub, rx) => {
                 let seq = rx.blocking_recv().map_err(|_| SubmitError::Closed)??;
-                self.receipt(seq, &sub.envelope, &sub.payload)
+                self.receipt(seq, &sub)
             }
         }
     }
@@ -521,7 +537,7 @@ impl Ledger {
             }
             Admission::Queued(sub, rx) => {
                 let seq = rx.await.map_err(|_| SubmitError::Closed)??;
-                self.receipt(seq, &sub.envelope, &sub.payload)
+                self.receipt(seq, &sub)
             }
         }
     }
@@ -534,26 +550,49 @@ impl Ledger {
         if body.len() > MAX_SUBMISSION_BYTES {
             return Err(SubmitError::TooLarge(body.len()));
         }
-        let envelope = Envelope::parse(body).map_err(SubmitError::Envelope)?;
+        let (envelope, canonical) =
+            Envelope::parse_canonical(body).map_err(SubmitError::Envelope)?;
         let payload = payload::parse(&envelope.payload_type, &envelope.payload)?;
         let store = &self.inner.store;
-        let canonical = envelope.to_json();
         let digest: Hash = sha2::Sha256::digest(canonical.as_bytes()).into();
         let certificate_id = matches!(payload, Payload::Certificate(_))
             .then(|| CertificateId::of_payload(&envelope.payload));
-        if let Some(index) = state::logged_envelope(store, &digest, certificate_id.as_ref())
-            .map_err(RuleError::from)?
-        {
-            return Ok(Admission::Existing(
-                index,
-                Arc::new(Submitted { envelope, payload }),
-            ));
-        }
+        // A new submission, the common case, must pass the signer checks and the signature
+        // anyway, and the sequencer looks for an already logged copy in its batch's view: the
+        // store is searched here only when the checks refuse, so that an envelope logged while
+        // its signer was in force is still answered with its entry (200), whatever the
+        // signer's registration says now.
         let size = self.head().size;
-        let (key, _) = state::signer_key(store, size, &envelope.signature.keyid, &payload)?;
-        envelope.verify(&key).map_err(SubmitError::BadSignature)?;
+        let checked = state::signer_key(store, size, &envelope.signature.keyid, &payload)
+            .map_err(SubmitError::from)
+            .and_then(|(key, _)| {
+                envelope.verify(&key).map_err(SubmitError::BadSignature)?;
+                Ok(key)
+            });
+        let key = match checked {
+            Ok(key) => key,
+            Err(refusal) => {
+                return match state::logged_envelope(store, &digest, certificate_id.as_ref())
+                    .map_err(RuleError::from)?
+                {
+                    Some(index) => Ok(Admission::Existing(
+                        index,
+                        Arc::new(Submitted {
+                            envelope,
+                            payload,
+                            certificate_id,
+                        }),
+                    )),
+                    None => Err(refusal),
+                };
+            }
+        };
         let (reply, rx) = tokio::sync::oneshot::channel();
-        let sub = Arc::new(Submitted { envelope, payload });
+        let sub = Arc::new(Submitted {
+            envelope,
+            payload,
+            certificate_id,
+        });
         let job = Job {
             sub: sub.clone(),
             canonical,
@@ -595,12 +634,8 @@ impl Ledger {
         }
     }
 
-    fn receipt(
-        &self,
-        seq: Sequenced,
-        env: &Envelope,
-        payload: &Payload,
-    ) -> Result<Receipt, SubmitError> {
+    fn receipt(&self, seq: Sequenced, sub: &Submitted) -> Result<Receipt, SubmitError> {
+        let (env, payload) = (&sub.envelope, &sub.payload);
         match seq {
             // Answered after its batch committed: the head covers it.
             Sequenced::Existing(index) => self.existing_receipt(index, env, payload, self.head()),
@@ -608,6 +643,7 @@ impl Ledger {
                 index,
                 leaf,
                 time_ms,
+                time,
                 head,
                 nodes,
             } => {
@@ -621,15 +657,18 @@ impl Ledger {
                         &c.product.serial,
                         index,
                         time_ms / 1000,
-                        CertificateId::of_payload(&env.payload).0,
+                        sub.certificate_id
+                            .unwrap_or_else(|| CertificateId::of_payload(&env.payload))
+                            .0,
                     )),
                     _ => None,
                 };
                 Ok(Receipt {
                     created: true,
+                    payload_type: payload.payload_type(),
                     index,
                     leaf_hash: leaf,
-                    integrated_time: format_time_ms(time_ms),
+                    integrated_time: time.to_string(),
                     certificate_id: seal.as_ref().map(|s| CertificateId(s.certificate_id)),
                     qr_url: seal.as_ref().and_then(|s| self.qr_url(payload, s)),
                     seal: seal.map(|s| s.to_base64url()),
@@ -703,6 +742,7 @@ impl Ledger {
         };
         Ok(Receipt {
             created: false,
+            payload_type: payload.payload_type(),
             index,
             leaf_hash: merkle::leaf_hash(&bytes),
             integrated_time: entry.integrated_time(),
@@ -788,10 +828,10 @@ impl Sequencer {
         let store = &self.inner.store;
         let mut overlay = Overlay::remembering(store);
         let mut tb = self.tb.clone();
-        let mut nodes: std::collections::HashMap<merkle::NodeId, Hash> =
-            tb.edge_nodes().into_iter().collect();
+        let mut nodes = tb.edge_nodes();
         let mut last_leaf = self.last_leaf;
         let time_ms = now_ms().max(self.last_time);
+        let time: Arc<str> = format_time_ms(time_ms).into();
         let mut commit = Commit::default();
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in &jobs {
@@ -800,7 +840,7 @@ impl Sequencer {
                     &mut overlay,
                     &mut tb,
                     &mut last_leaf,
-                    time_ms,
+                    (time_ms, &time),
                     job,
                     &mut commit,
                 ) {
@@ -820,7 +860,7 @@ impl Sequencer {
             .fetch_add((t1 - t0).as_nanos() as u64, Ordering::Relaxed);
         if commit.entries.is_empty() {
             let head = current_head(&self.inner);
-            return reply_all(jobs, outcomes, &head, time_ms, &Arc::default());
+            return reply_all(jobs, outcomes, &head, (time_ms, &time), &Arc::default());
         }
         nodes.extend(commit.nodes.iter().copied());
         let key = &self.inner.log_key;
@@ -866,7 +906,13 @@ impl Sequencer {
             Ok(mut h) => *h = head.clone(),
             Err(p) => *p.into_inner() = head.clone(),
         }
-        reply_all(jobs, outcomes, &head, time_ms, &Arc::new(BatchNodes(nodes)));
+        reply_all(
+            jobs,
+            outcomes,
+            &head,
+            (time_ms, &time),
+            &Arc::new(BatchNodes::new(nodes)),
+        );
     }
 
     /// Applies one job to the batch being built.
@@ -875,7 +921,7 @@ impl Sequencer {
         overlay: &mut Overlay<'_, Store>,
         tb: &mut TreeBuilder,
         last_leaf: &mut Hash,
-        time_ms: u64,
+        (time_ms, time): (u64, &str),
         job: &Job,
         commit: &mut Commit,
     ) -> Result<Outcome, SubmitError> {
@@ -901,7 +947,7 @@ impl Sequencer {
             }
             .into());
         }
-        let bytes = Entry::encode(index, time_ms, last_leaf, &job.canonical);
+        let bytes = Entry::encode_at(index, time, last_leaf, &job.canonical);
         if bytes.len() > MAX_ENTRY_BYTES {
             return Err(SubmitError::EntryTooLarge(bytes.len()));
         }
@@ -945,7 +991,7 @@ fn reply_all(
     jobs: Vec<Job>,
     outcomes: Vec<Outcome>,
     head: &Head,
-    time_ms: u64,
+    (time_ms, time): (u64, &Arc<str>),
     nodes: &Arc<BatchNodes>,
 ) {
     for (job, outcome) in jobs.into_iter().zip(outcomes) {
@@ -956,6 +1002,7 @@ fn reply_all(
                 index,
                 leaf,
                 time_ms,
+                time: time.clone(),
                 head: head.clone(),
                 nodes: nodes.clone(),
             }),

@@ -13,6 +13,7 @@ use crate::party::{Party, PartyError, PartyJson, Role};
 use crate::revocation::Revocation;
 use serde::Deserialize;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -299,15 +300,60 @@ impl<'de> Visitor<'de> for ShapeVisitor {
         Ok(JsonShape("array"))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonShape, A::Error> {
-        let mut seen = HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if seen.contains(&key) {
+        // Payload objects have a handful of keys: a linear search over keys borrowed from the
+        // input (unescaped copies only when they hold escapes) beats hashing owned copies.
+        // Past a few keys, a set keeps a large object's check linear.
+        const LINEAR: usize = 16;
+        let mut seen: Vec<Cow<'de, str>> = Vec::new();
+        let mut many: Option<HashSet<Cow<'de, str>>> = None;
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let repeated = match &mut many {
+                Some(set) => set.contains(&key),
+                None => seen.contains(&key),
+            };
+            if repeated {
                 return Err(de::Error::custom(format_args!("{key:?} appears twice")));
             }
             map.next_value::<JsonShape>()?;
-            seen.insert(key);
+            match &mut many {
+                Some(set) => {
+                    set.insert(key);
+                }
+                None => {
+                    seen.push(key);
+                    if seen.len() > LINEAR {
+                        many = Some(seen.drain(..).collect());
+                    }
+                }
+            }
         }
         Ok(JsonShape("object"))
+    }
+}
+
+/// An object key as the parser gives it: borrowed from the input when it holds no escapes,
+/// unescaped into an owned copy otherwise (so `"a"` and `"\u0061"` are the same key).
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(v.to_owned())))
     }
 }
 
@@ -343,5 +389,15 @@ mod tests {
             check_json_object(r#"{"a":1,"\u0061":2}"#),
             Err(PayloadError::DuplicateKey(_))
         ));
+        // Large objects too, wherever the repeat is.
+        let keys: Vec<String> = (0..100).map(|i| format!("\"k{i}\":{i}")).collect();
+        assert!(check_json_object(&format!("{{{}}}", keys.join(","))).is_ok());
+        for repeat in [3, 50, 99] {
+            let text = format!("{{{},\"k{repeat}\":0}}", keys.join(","));
+            assert!(matches!(
+                check_json_object(&text),
+                Err(PayloadError::DuplicateKey(m)) if m.contains(&format!("\"k{repeat}\" appears twice"))
+            ));
+        }
     }
 }

@@ -129,6 +129,47 @@ fn resubmitting_an_envelope_returns_the_original_entry() {
 }
 
 #[test]
+fn resubmitting_after_the_signer_was_suspended_still_returns_the_original_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, _) = demo_ledger(dir.path());
+    let signer = key("texas-reman.example");
+    let body = sign(
+        PayloadType::Certificate,
+        &certificate_json(&gtin(6), "S-1", None),
+        &signer,
+    );
+    let first = l.submit(&body).unwrap();
+    let json = format!(
+        r#"{{"name":"texas-reman.example","role":"remanufacturer","country":"US","key":"{}","status":"suspended"}}"#,
+        signer.public().to_vkey()
+    );
+    l.submit(&sign(PayloadType::Party, &json, &operator()))
+        .unwrap();
+    let before = snapshot(&l);
+    // The entry was logged while its signer was in force: it is answered, not refused.
+    let again = l.submit(&body).unwrap();
+    assert!(!again.created);
+    assert_eq!(
+        (again.index, again.leaf_hash, again.seal.clone()),
+        (first.index, first.leaf_hash, first.seal.clone())
+    );
+    assert_eq!(snapshot(&l), before);
+    // A new certificate of the suspended signer is refused.
+    let e = l
+        .submit(&sign(
+            PayloadType::Certificate,
+            &certificate_json(&gtin(6), "S-2", None),
+            &signer,
+        ))
+        .unwrap_err();
+    assert!(
+        matches!(e, SubmitError::Rule(RuleError::Suspended(_))),
+        "{e}"
+    );
+    assert_eq!(snapshot(&l), before);
+}
+
+#[test]
 fn reopening_gives_the_same_root_and_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let (l, _) = demo_ledger(dir.path());
