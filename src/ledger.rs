@@ -774,10 +774,13 @@ impl Ledger {
         )
     }
 
-    /// Stops the sequencer after it has committed everything queued, and flushes.
+    /// Stops the sequencer after it has committed everything queued, flushes and closes the
+    /// store, leaving it quick to open again ([`Store::close`]).
     pub fn close(mut self) -> Result<(), StoreError> {
         self.stop();
-        self.inner.store.flush()
+        let store = self.inner.store.clone();
+        drop(self);
+        store.close().map(|_| ())
     }
 
     fn stop(&mut self) {

@@ -271,3 +271,38 @@ fn a_store_of_a_newer_layout_is_refused() {
     assert!(err.contains("newer than this version reads"), "{err}");
     assert_eq!(raw().get(b"Mformat").unwrap().unwrap().as_ref(), newer);
 }
+
+/// The newest recovery snapshot sled has written in `dir`: the log position it covers.
+fn newest_snapshot(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().ok()?;
+            u64::from_str_radix(name.strip_prefix("snap.")?, 16).ok()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// sled writes its recovery snapshot only when it opens, so a store closed after many appends
+/// would replay them all at its next open. Closing the ledger leaves a snapshot that covers
+/// everything written: the next open reads it instead of replaying the log.
+#[test]
+fn closing_leaves_a_recovery_snapshot_of_everything_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(demo_ledger(dir.path()).0);
+    let opened_at = newest_snapshot(dir.path());
+    grow(&ledger, 300);
+    assert_eq!(
+        newest_snapshot(dir.path()),
+        opened_at,
+        "no snapshot while running"
+    );
+    Arc::into_inner(ledger).unwrap().close().unwrap();
+    let closed_at = newest_snapshot(dir.path());
+    assert!(closed_at > opened_at, "{closed_at:x} after {opened_at:x}");
+    // Opening again finds nothing more to replay: its snapshot is the same one.
+    let ledger = Ledger::open(dir.path(), log_key(), config()).unwrap();
+    assert_eq!(newest_snapshot(dir.path()), closed_at);
+    assert_eq!(ledger.head().size, 89 + 300);
+}
