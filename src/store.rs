@@ -752,12 +752,19 @@ impl Store {
         Ok(crate::bucket::find(&bytes, key)?.map(<[u8]>::to_vec))
     }
 
-    /// Every state record whose key starts with `prefix`, in key order.
+    /// Every state record whose key starts with `prefix`, in key order, each once.
+    ///
+    /// The buckets are read one by one, not as one snapshot (sled's iterators are not), so a
+    /// commit landing mid-scan can split a bucket already read: the records it moved to the new
+    /// bucket after it are then met a second time, and skipped. (sled reads a node's keys as
+    /// one copy and separates nodes by a shortened key, so the new bucket is seen when it
+    /// falls in the next node.) Records only move to later buckets, so none present
+    /// throughout the scan is missed.
     pub fn scan_state(&self, prefix: &[u8]) -> Result<Vec<StateRecord>, StoreError> {
         let Some((start, _)) = self.bucket_of(prefix)? else {
             return Ok(Vec::new());
         };
-        let mut out = Vec::new();
+        let mut out: Vec<StateRecord> = Vec::new();
         for item in self.db.range(start..) {
             let (k, v) = item?;
             // Past the buckets, or past every bucket that can hold the prefix.
@@ -766,6 +773,9 @@ impl Store {
             }
             for r in crate::bucket::records(&v) {
                 let (rk, rv) = r?;
+                if out.last().is_some_and(|(last, _)| rk <= last.as_slice()) {
+                    continue;
+                }
                 if rk.starts_with(prefix) {
                     out.push((rk.to_vec(), rv.to_vec()));
                 } else if rk > prefix {
