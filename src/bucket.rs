@@ -28,6 +28,30 @@ pub enum BucketError {
     /// The bytes are not a bucket encoding: the storage is damaged, or written by other code.
     #[error("state bucket is corrupt: {0}")]
     Corrupt(&'static str),
+    /// A record too large for the encoding's length fields.
+    #[error(
+        "a state record with a {key}-byte key and a {value}-byte value cannot be stored \
+         (at most 65,535 and 4,294,967,295 bytes)"
+    )]
+    TooLarge {
+        /// Key length.
+        key: usize,
+        /// Value length.
+        value: usize,
+    },
+}
+
+/// Refuses a record the encoding cannot hold, before it is stored (a longer key would be
+/// written with a wrapped length and damage its whole bucket).
+pub fn check_record(key: &[u8], value: Option<&[u8]>) -> Result<(), BucketError> {
+    let value_len = value.map_or(0, <[u8]>::len);
+    if key.len() > usize::from(u16::MAX) || u32::try_from(value_len).is_err() {
+        return Err(BucketError::TooLarge {
+            key: key.len(),
+            value: value_len,
+        });
+    }
+    Ok(())
 }
 
 /// The records of one key range, sorted by key.
@@ -120,7 +144,7 @@ impl Bucket {
     }
 
     /// Sets (`Some`) or deletes (`None`) one record. Keys longer than 65,535 bytes or values
-    /// over 4 GiB cannot be encoded; the store's keys are at most a few hundred bytes.
+    /// over 4 GiB cannot be encoded: the store refuses them first ([`check_record`]).
     pub fn set(&mut self, key: &[u8], value: Option<Vec<u8>>) {
         match (
             self.records
@@ -245,6 +269,13 @@ mod tests {
                 .iter()
                 .any(|p| p.records.len() == 1 && p.encoded_len() > MAX_BYTES)
         );
+    }
+
+    #[test]
+    fn records_too_large_for_the_encoding_are_refused() {
+        assert!(check_record(&[0; 65_535], Some(b"v")).is_ok());
+        let err = check_record(&[0; 65_536], None).unwrap_err();
+        assert!(err.to_string().contains("65536-byte key"), "{err}");
     }
 
     #[test]

@@ -43,8 +43,8 @@ pub enum StoreError {
     /// A stored value does not have the expected form.
     #[error("storage is corrupt: {0}")]
     Corrupt(String),
-    /// A state bucket cannot be read.
-    #[error("storage is corrupt: {0}")]
+    /// A state bucket cannot be read, or a record cannot be stored in one.
+    #[error("{0}")]
     Bucket(#[from] crate::bucket::BucketError),
     /// A Merkle node the tree needs is missing.
     #[error("storage is missing Merkle node at level {level}, index {index}")]
@@ -794,6 +794,9 @@ impl Store {
         b: &mut sled::Batch,
     ) -> Result<(), StoreError> {
         use crate::bucket::Bucket;
+        for (k, v) in &writes {
+            crate::bucket::check_record(k, v.as_deref())?;
+        }
         let by_key: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> =
             writes.into_iter().collect();
         let mut writes = by_key.into_iter().peekable();

@@ -450,6 +450,31 @@ fn a_damaged_bucket_is_a_clear_error() {
     }
 }
 
+/// A record whose key is longer than a bucket's length field holds is refused before anything
+/// is written (it would otherwise be stored with a wrapped length and damage its bucket).
+#[test]
+fn a_record_too_large_for_a_bucket_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let model = fill(&store, 50);
+    let before: Vec<_> = store.scan_prefix(b"").map(|r| r.unwrap()).collect();
+    let err = store
+        .commit(Commit {
+            state: vec![(filler(0), None), (vec![b'k'; 65_536], Some(b"x".to_vec()))],
+            size: 9,
+            ..Commit::default()
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("65536-byte key") && err.contains("cannot be stored"),
+        "{err}"
+    );
+    let after: Vec<_> = store.scan_prefix(b"").map(|r| r.unwrap()).collect();
+    assert_eq!(before, after, "a refused commit wrote something");
+    check(&store, &model, &[]);
+}
+
 /// A certificate with many events: its history records (25-byte keys) span several buckets,
 /// interleaved with other certificates' histories, and read back complete and in order, before
 /// and after a reopen.
