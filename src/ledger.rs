@@ -34,6 +34,9 @@ pub const MAX_SUBMISSION_BYTES: usize = 64 * 1024;
 /// The largest number of submissions sequenced in one group commit.
 pub const DEFAULT_MAX_BATCH: usize = 4096;
 
+/// The default [`LedgerConfig::linger`].
+pub const DEFAULT_LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Why a ledger could not be created or opened.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -206,6 +209,11 @@ pub struct LedgerConfig {
     pub base_url: Option<String>,
     /// The largest group commit.
     pub max_batch: usize,
+    /// How long the sequencer waits for more submissions before committing a batch, while
+    /// other submissions are still being checked (signature verification in progress): under
+    /// load one flush and one checkpoint signature then serve more entries; a lone submission
+    /// never waits. Zero commits at once.
+    pub linger: std::time::Duration,
 }
 
 impl Default for LedgerConfig {
@@ -213,6 +221,7 @@ impl Default for LedgerConfig {
         LedgerConfig {
             base_url: None,
             max_batch: DEFAULT_MAX_BATCH,
+            linger: DEFAULT_LINGER,
         }
     }
 }
@@ -266,6 +275,25 @@ struct Inner {
     /// Set when a group commit failed: the in-memory tree may no longer match the store, so
     /// the ledger refuses writes until it is reopened.
     halted: AtomicBool,
+    /// Submissions whose checks are in progress (between the start of admission and the
+    /// sequencer's queue): the sequencer lingers for them.
+    admitting: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a submission as being admitted until dropped (after it is queued or refused).
+struct Admitting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Admitting<'a> {
+    fn new(n: &'a std::sync::atomic::AtomicUsize) -> Admitting<'a> {
+        n.fetch_add(1, Ordering::SeqCst);
+        Admitting(n)
+    }
+}
+
+impl Drop for Admitting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A parsed submission, shared by its submitter (for the receipt) and the sequencer.
@@ -460,6 +488,7 @@ impl Ledger {
             config,
             head: RwLock::new(head),
             halted: AtomicBool::new(false),
+            admitting: Default::default(),
             stats: SequencerStats::default(),
             log_vkey,
         });
@@ -550,6 +579,7 @@ impl Ledger {
         if body.len() > MAX_SUBMISSION_BYTES {
             return Err(SubmitError::TooLarge(body.len()));
         }
+        let _admitting = Admitting::new(&self.inner.admitting);
         let (envelope, canonical) =
             Envelope::parse_canonical(body).map_err(SubmitError::Envelope)?;
         let payload = payload::parse(&envelope.payload_type, &envelope.payload)?;
@@ -810,13 +840,19 @@ enum Outcome {
 
 impl Sequencer {
     fn run(mut self, rx: mpsc::Receiver<Job>) {
+        let max = self.inner.config.max_batch;
+        let linger = self.inner.config.linger;
         while let Ok(first) = rx.recv() {
             let mut jobs = vec![first];
-            while jobs.len() < self.inner.config.max_batch {
-                match rx.try_recv() {
-                    Ok(j) => jobs.push(j),
-                    Err(_) => break,
-                }
+            drain(&rx, &mut jobs, max);
+            // One sleep, not a wake-up per arrival: the submitters being checked now join
+            // this batch instead of each paying a flush of its own.
+            if !linger.is_zero()
+                && jobs.len() < max
+                && self.inner.admitting.load(Ordering::SeqCst) > 0
+            {
+                std::thread::sleep(linger);
+                drain(&rx, &mut jobs, max);
             }
             self.batch(jobs);
         }
@@ -976,6 +1012,16 @@ impl Sequencer {
         );
         for j in jobs {
             let _ = j.reply.send(Err(SubmitError::Store(why.to_owned())));
+        }
+    }
+}
+
+/// Moves what is queued into `jobs`, up to `max`.
+fn drain(rx: &mpsc::Receiver<Job>, jobs: &mut Vec<Job>, max: usize) {
+    while jobs.len() < max {
+        match rx.try_recv() {
+            Ok(j) => jobs.push(j),
+            Err(_) => break,
         }
     }
 }
