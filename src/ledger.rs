@@ -161,12 +161,23 @@ pub struct Receipt {
     pub inclusion_proof: InclusionProof,
 }
 
+/// A hash as lowercase hex in `buf`, without allocating (answers carry a few dozen hashes).
+fn hex32<'a>(h: &[u8; 32], buf: &'a mut [u8; 64]) -> &'a str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in buf.chunks_exact_mut(2).zip(h) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
+    }
+    // Only ASCII digits were written.
+    std::str::from_utf8(buf).unwrap_or_default()
+}
+
 /// Serde helpers: hashes as lowercase hex in JSON.
 pub mod hex_hash {
     use serde::{Deserialize, Deserializer, Serializer};
     /// Writes a hash as hex.
     pub fn serialize<S: Serializer>(h: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(h))
+        s.serialize_str(super::hex32(h, &mut [0; 64]))
     }
     /// Reads a hash from hex.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
@@ -184,8 +195,9 @@ pub mod hex_hashes {
     /// Writes hashes as hex strings.
     pub fn serialize<S: Serializer>(hs: &[[u8; 32]], s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(hs.len()))?;
+        let mut buf = [0; 64];
         for h in hs {
-            seq.serialize_element(&hex::encode(h))?;
+            seq.serialize_element(super::hex32(h, &mut buf))?;
         }
         seq.end()
     }
