@@ -591,7 +591,7 @@ impl Ledger {
         if body.len() > MAX_SUBMISSION_BYTES {
             return Err(SubmitError::TooLarge(body.len()));
         }
-        let _admitting = Admitting::new(&self.inner.admitting);
+        let admitting = Admitting::new(&self.inner.admitting);
         let (envelope, canonical) =
             Envelope::parse_canonical(body).map_err(SubmitError::Envelope)?;
         let payload = payload::parse(&envelope.payload_type, &envelope.payload)?;
@@ -644,6 +644,9 @@ impl Ledger {
             reply,
         };
         let tx = self.tx.as_ref().ok_or(SubmitError::Closed)?;
+        // No longer being admitted before it is queued: the sequencer that takes this job must
+        // not linger for its own submitter.
+        drop(admitting);
         tx.send(job).map_err(|_| SubmitError::Closed)?;
         Ok(Admission::Queued(sub, rx))
     }
