@@ -310,7 +310,10 @@ fn concurrent_submitters_share_group_commits_while_others_are_being_checked() {
     indices.sort();
     assert_eq!(indices, (1..17).collect::<Vec<_>>());
     let batches = l.stats().batch_size.count() - before;
-    assert!(batches < 16, "16 concurrent submissions took {batches} commits");
+    assert!(
+        batches < 16,
+        "16 concurrent submissions took {batches} commits"
+    );
     audit_store(l.store(), None, |_, _| {}).unwrap();
 }
 
