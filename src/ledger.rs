@@ -290,21 +290,32 @@ struct Inner {
     /// Submissions whose checks are in progress (between the start of admission and the
     /// sequencer's queue): the sequencer lingers for them.
     admitting: std::sync::atomic::AtomicUsize,
+    /// Set while the sequencer lingers: the last submission admitted wakes it.
+    lingering: AtomicBool,
+    /// The sequencer's thread, to wake it.
+    sequencer: std::sync::OnceLock<std::thread::Thread>,
 }
 
-/// Counts a submission as being admitted until dropped (after it is queued or refused).
-struct Admitting<'a>(&'a std::sync::atomic::AtomicUsize);
+/// Counts a submission as being admitted until dropped (after it is queued or refused); the
+/// last one wakes a lingering sequencer.
+struct Admitting<'a>(&'a Inner);
 
 impl<'a> Admitting<'a> {
-    fn new(n: &'a std::sync::atomic::AtomicUsize) -> Admitting<'a> {
-        n.fetch_add(1, Ordering::SeqCst);
-        Admitting(n)
+    fn new(inner: &'a Inner) -> Admitting<'a> {
+        inner.admitting.fetch_add(1, Ordering::SeqCst);
+        Admitting(inner)
     }
 }
 
 impl Drop for Admitting<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        let inner = self.0;
+        if inner.admitting.fetch_sub(1, Ordering::SeqCst) == 1
+            && inner.lingering.load(Ordering::SeqCst)
+            && let Some(t) = inner.sequencer.get()
+        {
+            t.unpark();
+        }
     }
 }
 
@@ -501,6 +512,8 @@ impl Ledger {
             head: RwLock::new(head),
             halted: AtomicBool::new(false),
             admitting: Default::default(),
+            lingering: AtomicBool::new(false),
+            sequencer: std::sync::OnceLock::new(),
             stats: SequencerStats::default(),
             log_vkey,
         });
@@ -591,7 +604,7 @@ impl Ledger {
         if body.len() > MAX_SUBMISSION_BYTES {
             return Err(SubmitError::TooLarge(body.len()));
         }
-        let admitting = Admitting::new(&self.inner.admitting);
+        let admitting = Admitting::new(&self.inner);
         let (envelope, canonical) =
             Envelope::parse_canonical(body).map_err(SubmitError::Envelope)?;
         let payload = payload::parse(&envelope.payload_type, &envelope.payload)?;
@@ -644,10 +657,9 @@ impl Ledger {
             reply,
         };
         let tx = self.tx.as_ref().ok_or(SubmitError::Closed)?;
-        // No longer being admitted before it is queued: the sequencer that takes this job must
-        // not linger for its own submitter.
-        drop(admitting);
         tx.send(job).map_err(|_| SubmitError::Closed)?;
+        // Queued: no longer waited for (and the sequencer woken if this was the last one).
+        drop(admitting);
         Ok(Admission::Queued(sub, rx))
     }
 
@@ -857,20 +869,35 @@ impl Sequencer {
     fn run(mut self, rx: mpsc::Receiver<Job>) {
         let max = self.inner.config.max_batch;
         let linger = self.inner.config.linger;
+        let _ = self.inner.sequencer.set(std::thread::current());
         while let Ok(first) = rx.recv() {
             let mut jobs = vec![first];
             drain(&rx, &mut jobs, max);
-            // One sleep, not a wake-up per arrival: the submitters being checked now join
-            // this batch instead of each paying a flush of its own.
-            if !linger.is_zero()
-                && jobs.len() < max
-                && self.inner.admitting.load(Ordering::SeqCst) > 0
-            {
-                std::thread::sleep(linger);
+            if !linger.is_zero() && jobs.len() < max {
+                self.linger(linger);
                 drain(&rx, &mut jobs, max);
             }
             self.batch(jobs);
         }
+    }
+
+    /// Waits (at most `linger`) until no submission is being admitted: those whose signatures
+    /// are being checked now join this batch instead of each paying a commit of its own. One
+    /// wake-up per batch, by the last of them; a lone submission does not wait.
+    fn linger(&self, linger: std::time::Duration) {
+        let inner = &self.inner;
+        let deadline = Instant::now() + linger;
+        // Set before reading the count: either this sees the count at zero or the last
+        // submitter sees the flag and wakes this thread (an early unpark is kept for park).
+        inner.lingering.store(true, Ordering::SeqCst);
+        while inner.admitting.load(Ordering::SeqCst) > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            std::thread::park_timeout(deadline - now);
+        }
+        inner.lingering.store(false, Ordering::SeqCst);
     }
 
     fn batch(&mut self, jobs: Vec<Job>) {
