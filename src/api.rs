@@ -961,8 +961,21 @@ async fn post_entry(State(st): State<AppState>, headers: HeaderMap, body: Body) 
             } else {
                 StatusCode::OK
             };
+            // Sized for a certificate's receipt at once (Json would grow from 128 bytes).
+            let mut body = Vec::with_capacity(2048);
+            if let Err(e) = serde_json::to_writer(&mut body, &r) {
+                return Problem::from_refusal(RefusalKind::Internal, e.to_string()).into_response();
+            }
             let location = format!("/api/v1/entries/{}", r.index);
-            let mut resp = (status, Json(&r)).into_response();
+            let mut resp = (
+                status,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                body,
+            )
+                .into_response();
             if let Ok(v) = HeaderValue::from_str(&location) {
                 resp.headers_mut().insert(header::LOCATION, v);
             }

@@ -34,6 +34,9 @@ pub const MAX_SUBMISSION_BYTES: usize = 64 * 1024;
 /// The largest number of submissions sequenced in one group commit.
 pub const DEFAULT_MAX_BATCH: usize = 4096;
 
+/// The default [`LedgerConfig::linger`].
+pub const DEFAULT_LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Why a ledger could not be created or opened.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -158,12 +161,23 @@ pub struct Receipt {
     pub inclusion_proof: InclusionProof,
 }
 
+/// A hash as lowercase hex in `buf`, without allocating (answers carry a few dozen hashes).
+fn hex32<'a>(h: &[u8; 32], buf: &'a mut [u8; 64]) -> &'a str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in buf.chunks_exact_mut(2).zip(h) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
+    }
+    // Only ASCII digits were written.
+    std::str::from_utf8(buf).unwrap_or_default()
+}
+
 /// Serde helpers: hashes as lowercase hex in JSON.
 pub mod hex_hash {
     use serde::{Deserialize, Deserializer, Serializer};
     /// Writes a hash as hex.
     pub fn serialize<S: Serializer>(h: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(h))
+        s.serialize_str(super::hex32(h, &mut [0; 64]))
     }
     /// Reads a hash from hex.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
@@ -181,8 +195,9 @@ pub mod hex_hashes {
     /// Writes hashes as hex strings.
     pub fn serialize<S: Serializer>(hs: &[[u8; 32]], s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(hs.len()))?;
+        let mut buf = [0; 64];
         for h in hs {
-            seq.serialize_element(&hex::encode(h))?;
+            seq.serialize_element(super::hex32(h, &mut buf))?;
         }
         seq.end()
     }
@@ -206,6 +221,11 @@ pub struct LedgerConfig {
     pub base_url: Option<String>,
     /// The largest group commit.
     pub max_batch: usize,
+    /// How long the sequencer waits for more submissions before committing a batch, while
+    /// other submissions are still being checked (signature verification in progress): under
+    /// load one flush and one checkpoint signature then serve more entries; a lone submission
+    /// never waits. Zero commits at once.
+    pub linger: std::time::Duration,
 }
 
 impl Default for LedgerConfig {
@@ -213,6 +233,7 @@ impl Default for LedgerConfig {
         LedgerConfig {
             base_url: None,
             max_batch: DEFAULT_MAX_BATCH,
+            linger: DEFAULT_LINGER,
         }
     }
 }
@@ -266,6 +287,36 @@ struct Inner {
     /// Set when a group commit failed: the in-memory tree may no longer match the store, so
     /// the ledger refuses writes until it is reopened.
     halted: AtomicBool,
+    /// Submissions whose checks are in progress (between the start of admission and the
+    /// sequencer's queue): the sequencer lingers for them.
+    admitting: std::sync::atomic::AtomicUsize,
+    /// Set while the sequencer lingers: the last submission admitted wakes it.
+    lingering: AtomicBool,
+    /// The sequencer's thread, to wake it.
+    sequencer: std::sync::OnceLock<std::thread::Thread>,
+}
+
+/// Counts a submission as being admitted until dropped (after it is queued or refused); the
+/// last one wakes a lingering sequencer.
+struct Admitting<'a>(&'a Inner);
+
+impl<'a> Admitting<'a> {
+    fn new(inner: &'a Inner) -> Admitting<'a> {
+        inner.admitting.fetch_add(1, Ordering::SeqCst);
+        Admitting(inner)
+    }
+}
+
+impl Drop for Admitting<'_> {
+    fn drop(&mut self) {
+        let inner = self.0;
+        if inner.admitting.fetch_sub(1, Ordering::SeqCst) == 1
+            && inner.lingering.load(Ordering::SeqCst)
+            && let Some(t) = inner.sequencer.get()
+        {
+            t.unpark();
+        }
+    }
 }
 
 /// A parsed submission, shared by its submitter (for the receipt) and the sequencer.
@@ -460,6 +511,9 @@ impl Ledger {
             config,
             head: RwLock::new(head),
             halted: AtomicBool::new(false),
+            admitting: Default::default(),
+            lingering: AtomicBool::new(false),
+            sequencer: std::sync::OnceLock::new(),
             stats: SequencerStats::default(),
             log_vkey,
         });
@@ -550,6 +604,7 @@ impl Ledger {
         if body.len() > MAX_SUBMISSION_BYTES {
             return Err(SubmitError::TooLarge(body.len()));
         }
+        let admitting = Admitting::new(&self.inner);
         let (envelope, canonical) =
             Envelope::parse_canonical(body).map_err(SubmitError::Envelope)?;
         let payload = payload::parse(&envelope.payload_type, &envelope.payload)?;
@@ -603,6 +658,8 @@ impl Ledger {
         };
         let tx = self.tx.as_ref().ok_or(SubmitError::Closed)?;
         tx.send(job).map_err(|_| SubmitError::Closed)?;
+        // Queued: no longer waited for (and the sequencer woken if this was the last one).
+        drop(admitting);
         Ok(Admission::Queued(sub, rx))
     }
 
@@ -813,16 +870,37 @@ enum Outcome {
 
 impl Sequencer {
     fn run(mut self, rx: mpsc::Receiver<Job>) {
+        let max = self.inner.config.max_batch;
+        let linger = self.inner.config.linger;
+        let _ = self.inner.sequencer.set(std::thread::current());
         while let Ok(first) = rx.recv() {
             let mut jobs = vec![first];
-            while jobs.len() < self.inner.config.max_batch {
-                match rx.try_recv() {
-                    Ok(j) => jobs.push(j),
-                    Err(_) => break,
-                }
+            drain(&rx, &mut jobs, max);
+            if !linger.is_zero() && jobs.len() < max {
+                self.linger(linger);
+                drain(&rx, &mut jobs, max);
             }
             self.batch(jobs);
         }
+    }
+
+    /// Waits (at most `linger`) until no submission is being admitted: those whose signatures
+    /// are being checked now join this batch instead of each paying a commit of its own. One
+    /// wake-up per batch, by the last of them; a lone submission does not wait.
+    fn linger(&self, linger: std::time::Duration) {
+        let inner = &self.inner;
+        let deadline = Instant::now() + linger;
+        // Set before reading the count: either this sees the count at zero or the last
+        // submitter sees the flag and wakes this thread (an early unpark is kept for park).
+        inner.lingering.store(true, Ordering::SeqCst);
+        while inner.admitting.load(Ordering::SeqCst) > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            std::thread::park_timeout(deadline - now);
+        }
+        inner.lingering.store(false, Ordering::SeqCst);
     }
 
     fn batch(&mut self, jobs: Vec<Job>) {
@@ -979,6 +1057,16 @@ impl Sequencer {
         );
         for j in jobs {
             let _ = j.reply.send(Err(SubmitError::Store(why.to_owned())));
+        }
+    }
+}
+
+/// Moves what is queued into `jobs`, up to `max`.
+fn drain(rx: &mpsc::Receiver<Job>, jobs: &mut Vec<Job>, max: usize) {
+    while jobs.len() < max {
+        match rx.try_recv() {
+            Ok(j) => jobs.push(j),
+            Err(_) => break,
         }
     }
 }

@@ -8,7 +8,7 @@ use reman_ledger::certificate::CertificateId;
 use reman_ledger::checkpoint::Checkpoint;
 use reman_ledger::dsse::Envelope;
 use reman_ledger::keys::PrivateKey;
-use reman_ledger::ledger::{Ledger, SubmitError};
+use reman_ledger::ledger::{Ledger, LedgerConfig, SubmitError};
 use reman_ledger::merkle;
 use reman_ledger::payload::PayloadType;
 use reman_ledger::seal::{self, Seal};
@@ -94,7 +94,12 @@ fn a_receipt_carries_a_verifiable_entry_checkpoint_proof_and_seal() {
 }
 
 fn party_json_env(name: &str, role: &str) -> Vec<u8> {
-    let k = key(name);
+    party_env_for(&key(name), role)
+}
+
+/// A party registration of `k`'s name and key, signed by the operator.
+fn party_env_for(k: &PrivateKey, role: &str) -> Vec<u8> {
+    let name = k.name();
     let json = format!(
         r#"{{"name":"{name}","role":"{role}","display_name":"Test party","country":"CN","key":"{}","status":"active"}}"#,
         k.public().to_vkey()
@@ -250,6 +255,65 @@ fn sixty_four_concurrent_submitters_get_distinct_indices_and_valid_proofs() {
         .unwrap();
     }
     assert_eq!(l.head().size, 153);
+    audit_store(l.store(), None, |_, _| {}).unwrap();
+}
+
+#[test]
+fn a_lone_submission_does_not_wait_for_the_linger() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = new_ledger_with(
+        dir.path(),
+        LedgerConfig {
+            linger: std::time::Duration::from_secs(30),
+            ..config()
+        },
+    );
+    for i in 0..3 {
+        let k = PrivateKey::generate(&format!("lone-{i}.example")).unwrap();
+        let body = party_env_for(&k, "importer");
+        let start = std::time::Instant::now();
+        l.submit(&body).unwrap();
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    }
+    assert_eq!(l.head().size, 4);
+}
+
+#[test]
+fn concurrent_submitters_share_group_commits_while_others_are_being_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Arc::new(new_ledger_with(
+        dir.path(),
+        LedgerConfig {
+            linger: std::time::Duration::from_millis(300),
+            ..config()
+        },
+    ));
+    let before = l.stats().batch_size.count();
+    let bodies: Vec<Vec<u8>> = (0..16)
+        .map(|i| {
+            let k = PrivateKey::generate(&format!("group-{i}.example")).unwrap();
+            party_env_for(&k, "importer")
+        })
+        .collect();
+    let barrier = Arc::new(std::sync::Barrier::new(bodies.len()));
+    let handles: Vec<_> = bodies
+        .into_iter()
+        .map(|b| {
+            let (l, barrier) = (l.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                l.submit(&b).unwrap().index
+            })
+        })
+        .collect();
+    let mut indices: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    indices.sort();
+    assert_eq!(indices, (1..17).collect::<Vec<_>>());
+    let batches = l.stats().batch_size.count() - before;
+    assert!(
+        batches < 16,
+        "16 concurrent submissions took {batches} commits"
+    );
     audit_store(l.store(), None, |_, _| {}).unwrap();
 }
 
