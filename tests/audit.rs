@@ -21,19 +21,6 @@ fn pristine() -> &'static std::path::Path {
     .path()
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
 fn tampered_copy() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(pristine(), dir.path());

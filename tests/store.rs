@@ -155,16 +155,6 @@ fn upper_nodes_come_from_tiles_before_and_after_a_reopen() {
     check_proofs(&ledger, &memory_tree(&ledger));
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_file() {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
 /// A store written by the previous layout (format 1: one sled key per state record, lower
 /// Merkle nodes in the runs) is converted at its first open and loses nothing: it audits, every
 /// certificate reads as in a ledger of the same data written by this version, and it keeps
@@ -251,13 +241,7 @@ fn a_format_1_store_is_converted_at_its_first_open() {
 fn a_store_of_a_newer_layout_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     new_ledger(dir.path()).close().unwrap();
-    let raw = || {
-        sled::Config::new()
-            .path(dir.path())
-            .segment_size(reman_ledger::store::SEGMENT_SIZE)
-            .open()
-            .unwrap()
-    };
+    let raw = || raw_sled(dir.path());
     let newer = [reman_ledger::store::FORMAT + 1];
     {
         let db = raw();

@@ -371,21 +371,6 @@ fn a_scan_concurrent_with_splits_returns_each_record_once() {
     assert_eq!(bad, None);
 }
 
-/// Raw sled access to a closed store, for damaging it.
-fn raw(dir: &Path) -> sled::Db {
-    let config = sled::Config::new()
-        .path(dir)
-        .segment_size(reman_ledger::store::SEGMENT_SIZE);
-    // The store just closed may hold the directory's lock for a moment.
-    for _ in 0..200 {
-        if let Ok(db) = config.open() {
-            return db;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    config.open().unwrap()
-}
-
 /// A damaged bucket is a clear error for lookups, scans and commits that touch it, not a
 /// panic, and a commit refused for it writes nothing.
 #[test]
@@ -400,7 +385,7 @@ fn a_damaged_bucket_is_a_clear_error() {
     let victim_key = [b"S".as_slice(), &victim].concat();
     drop(store);
     {
-        let db = raw(dir.path());
+        let db = raw_sled(dir.path());
         let good = db.get(&victim_key).unwrap().unwrap();
         // Truncated in the middle of a record.
         db.insert(&victim_key, &good[..good.len() - 3]).unwrap();
@@ -433,7 +418,7 @@ fn a_damaged_bucket_is_a_clear_error() {
         vec![0xFF; 40],
     ] {
         {
-            let db = raw(dir.path());
+            let db = raw_sled(dir.path());
             db.insert(&victim_key, damaged).unwrap();
             db.flush().unwrap();
         }

@@ -12,31 +12,6 @@ use std::path::Path;
 
 type Records = Vec<(Vec<u8>, Vec<u8>)>;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_file() {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
-/// Raw sled access to a closed store.
-fn raw(dir: &Path) -> sled::Db {
-    let config = sled::Config::new()
-        .path(dir)
-        .segment_size(reman_ledger::store::SEGMENT_SIZE);
-    // A store just closed may hold the directory's lock for a moment.
-    for _ in 0..200 {
-        if let Ok(db) = config.open() {
-            return db;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    config.open().unwrap()
-}
-
 /// A fresh copy of the committed format 1 store.
 fn legacy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -94,7 +69,7 @@ fn check_converted(dir: &Path, expected: &Records) {
 /// The legacy store's state records, read from a copy of it.
 fn expected_records() -> Records {
     let dir = legacy();
-    old_records(&raw(dir.path()))
+    old_records(&raw_sled(dir.path()))
 }
 
 /// A crash during the packing pass, before the format is recorded: some buckets written
@@ -106,7 +81,7 @@ fn a_conversion_interrupted_before_the_format_is_recorded_is_redone() {
     assert!(expected.len() > 100);
     let dir = legacy();
     {
-        let db = raw(dir.path());
+        let db = raw_sled(dir.path());
         // Half the buckets of a first pass, as it writes them.
         let mut bucket = reman_ledger::bucket::Bucket::default();
         for (k, v) in expected.iter().take(expected.len() / 2) {
@@ -159,7 +134,7 @@ fn a_conversion_interrupted_while_deleting_the_old_keys_is_finished() {
     // A complete conversion ...
     drop(reman_ledger::store::Store::open(dir.path()).unwrap());
     {
-        let db = raw(dir.path());
+        let db = raw_sled(dir.path());
         assert!(old_records(&db).is_empty());
         assert_eq!(db.get(b"Mformat").unwrap().unwrap().as_ref(), [2]);
         // ... whose deletion of old keys did not finish: every third is back, some changed,

@@ -113,3 +113,32 @@ pub fn gtin(item: u64) -> String {
         .sum();
     format!("{body}{}", (10 - sum % 10) % 10)
 }
+
+/// Copies a directory tree (a sled directory, to tamper with or convert a copy).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// Raw sled access to a closed store: to damage it, or to plant what another version wrote.
+pub fn raw_sled(dir: &Path) -> sled::Db {
+    let config = sled::Config::new()
+        .path(dir)
+        .segment_size(reman_ledger::store::SEGMENT_SIZE);
+    // A store just closed may hold the directory's lock for a moment.
+    for _ in 0..200 {
+        if let Ok(db) = config.open() {
+            return db;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    config.open().unwrap()
+}
