@@ -894,7 +894,9 @@ impl Store {
         drop(self);
         let t = std::time::Instant::now();
         if last {
+            tracing::info!("writing sled's recovery snapshot, so that the next open is quick");
             drop(Store::open(&dir)?);
+            tracing::info!("recovery snapshot written in {:.1?}", t.elapsed());
         }
         Ok(t.elapsed())
     }
