@@ -4,6 +4,7 @@
 //! about an entry it serves.
 
 mod cli_support;
+mod common;
 mod proxy;
 
 use cli_support::*;

@@ -3,6 +3,7 @@
 //! against it.
 #![allow(dead_code)]
 
+use crate::common::copy_dir;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -49,19 +50,6 @@ pub fn json(out: &Output) -> serde_json::Value {
             text(&out.stderr)
         )
     })
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }
 
 /// A real `reman-ledger serve` in its own temp directory (keys/, fixtures/demo/, data/).
