@@ -163,12 +163,8 @@ pub struct Receipt {
 
 /// A hash as lowercase hex in `buf`, without allocating (answers carry a few dozen hashes).
 fn hex32<'a>(h: &[u8; 32], buf: &'a mut [u8; 64]) -> &'a str {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (pair, b) in buf.chunks_exact_mut(2).zip(h) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 15)];
-    }
-    // Only ASCII digits were written.
+    // 32 bytes always fit 64 hex digits, which are ASCII.
+    let _ = hex::encode_to_slice(h, buf);
     std::str::from_utf8(buf).unwrap_or_default()
 }
 
