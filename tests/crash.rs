@@ -1,5 +1,9 @@
 //! Durability: the real server is killed (SIGKILL) in the middle of concurrent submissions;
-//! after each crash the store reopens, audits clean, and holds every entry it acknowledged.
+//! after each crash the store reopens, audits clean, holds every entry it acknowledged, and
+//! every tree head it handed out (in receipts and as its published checkpoint) is one of the
+//! reopened log's. A SIGKILL loses only what sled had not yet handed to the kernel, so this
+//! catches heads published before their batch was written, not before it was fsynced (a power
+//! cut): that order is kept by the ledger's flusher, which publishes only after `flush`.
 
 mod common;
 
@@ -59,6 +63,25 @@ fn post(addr: &str, body: &[u8]) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// The tree size and root (hex) of the checkpoint the server publishes now, if it answers.
+fn published_head(addr: &str) -> Option<(u64, String)> {
+    use base64::Engine;
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let req =
+        format!("GET /api/v1/checkpoint HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let body = resp.split("\r\n\r\n").nth(1)?;
+    let mut lines = body.lines().skip(1);
+    let size = lines.next()?.parse().ok()?;
+    let root = base64::engine::general_purpose::STANDARD
+        .decode(lines.next()?)
+        .ok()?;
+    Some((size, hex::encode(root)))
+}
+
 #[test]
 fn acknowledged_entries_survive_a_kill_9() {
     let dir = tempfile::tempdir().unwrap();
@@ -79,6 +102,8 @@ fn acknowledged_entries_survive_a_kill_9() {
     let mut child = Some(child);
     let mut addr = addr;
     let acked: Arc<Mutex<Vec<(u64, CertificateId)>>> = Arc::default();
+    // (tree size, root hex) of every receipt's inclusion proof and every checkpoint read.
+    let heads: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
     let mut next_item = 0u64;
     for round in 0..3 {
         let bodies: Vec<Vec<u8>> = (0..2000)
@@ -96,7 +121,8 @@ fn acknowledged_entries_survive_a_kill_9() {
         let bodies = Arc::new(bodies);
         let workers: Vec<_> = (0..8)
             .map(|w| {
-                let (bodies, acked, addr) = (bodies.clone(), acked.clone(), addr.clone());
+                let (bodies, acked, heads, addr) =
+                    (bodies.clone(), acked.clone(), heads.clone(), addr.clone());
                 std::thread::spawn(move || {
                     for b in bodies.iter().skip(w).step_by(8) {
                         let Some((status, body)) = post(&addr, b) else {
@@ -110,11 +136,25 @@ fn acknowledged_entries_survive_a_kill_9() {
                                 .lock()
                                 .unwrap()
                                 .push((v["index"].as_u64().unwrap(), id));
+                            let p = &v["inclusion_proof"];
+                            heads.lock().unwrap().push((
+                                p["tree_size"].as_u64().unwrap(),
+                                p["root"].as_str().unwrap().to_owned(),
+                            ));
                         }
                     }
                 })
             })
             .collect();
+        // Meanwhile, the published checkpoint, as often as it can be read.
+        let poller = {
+            let (heads, addr) = (heads.clone(), addr.clone());
+            std::thread::spawn(move || {
+                while let Some(head) = published_head(&addr) {
+                    heads.lock().unwrap().push(head);
+                }
+            })
+        };
         // Let some appends through, then kill the server without warning, mid-stream.
         let deadline = Instant::now() + Duration::from_secs(30);
         while acked.lock().unwrap().len() < before + 100 + 50 * round as usize
@@ -128,6 +168,7 @@ fn acknowledged_entries_survive_a_kill_9() {
         for w in workers {
             w.join().unwrap();
         }
+        poller.join().unwrap();
         // The store reopens, audits clean and holds every acknowledged entry.
         {
             let store = Store::open(&dir.path().join("data")).unwrap();
@@ -150,6 +191,15 @@ fn acknowledged_entries_survive_a_kill_9() {
                 assert!(*index < report.tree_size, "acknowledged entry {index} lost");
                 let rec = state::certificate(&store, id).unwrap().unwrap();
                 assert_eq!(rec.index, *index);
+            }
+            for (size, root) in heads.lock().unwrap().iter() {
+                assert!(
+                    *size <= report.tree_size,
+                    "a head of size {size} was handed out, {} entries survived",
+                    report.tree_size
+                );
+                let kept = reman_ledger::merkle::root(*size, &store).unwrap();
+                assert_eq!(&hex::encode(kept), root, "the root of size {size} changed");
             }
         }
         let (c, a) = start(dir.path());

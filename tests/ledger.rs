@@ -258,6 +258,78 @@ fn sixty_four_concurrent_submitters_get_distinct_indices_and_valid_proofs() {
     audit_store(l.store(), None, |_, _| {}).unwrap();
 }
 
+/// Duplicates race their originals through batches written while earlier ones are still
+/// being flushed: each envelope is logged once, and every answer, new or "already logged",
+/// carries a checkpoint that covers its entry and a proof that verifies against it.
+#[test]
+fn the_same_envelope_from_many_threads_at_once_is_logged_once_and_every_answer_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, _) = demo_ledger(dir.path());
+    let l = Arc::new(l);
+    let k = key("rhein-reman.example");
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..48)
+            .map(|i| {
+                sign(
+                    PayloadType::Certificate,
+                    &certificate_json(&gtin(7000 + i), &format!("DUP-{i}"), None),
+                    &k,
+                )
+            })
+            .collect(),
+    );
+    let threads = 8;
+    let barrier = Arc::new(std::sync::Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (l, bodies, barrier) = (l.clone(), bodies.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                // Two groups of four threads walk the envelopes from two offsets: each
+                // envelope is submitted by four threads at once, then by four more later.
+                (0..bodies.len())
+                    .map(|i| {
+                        let n = (i + (t % 2) * 24) % bodies.len();
+                        (n, l.submit(&bodies[n]).unwrap())
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut by_envelope: std::collections::HashMap<usize, Vec<_>> = Default::default();
+    for h in handles {
+        for (n, r) in h.join().unwrap() {
+            by_envelope.entry(n).or_default().push(r);
+        }
+    }
+    assert_eq!(by_envelope.len(), 48);
+    for (n, receipts) in &by_envelope {
+        assert_eq!(receipts.len(), threads);
+        let created = receipts.iter().filter(|r| r.created).count();
+        assert_eq!(created, 1, "envelope {n} was logged {created} times");
+        for r in receipts {
+            assert_eq!(r.index, receipts[0].index);
+            let cp = Checkpoint::open(&r.checkpoint, l.log_key()).unwrap();
+            assert!(
+                cp.size > r.index,
+                "a head of size {} for entry {}",
+                cp.size,
+                r.index
+            );
+            merkle::verify_inclusion(
+                &r.leaf_hash,
+                r.index,
+                cp.size,
+                &r.inclusion_proof.proof,
+                &cp.root,
+            )
+            .unwrap();
+        }
+    }
+    assert_eq!(l.head().size, 89 + 48);
+    audit_store(l.store(), None, |_, _| {}).unwrap();
+}
+
 #[test]
 fn a_lone_submission_does_not_wait_for_the_linger() {
     let dir = tempfile::tempdir().unwrap();
