@@ -5,12 +5,9 @@
 //! forged input costs little and verification uses every core. Admitted submissions queue for
 //! one sequencer thread, which takes everything waiting as one batch: it applies the business
 //! rules in order (each submission sees the earlier ones of its batch), builds the entries and
-//! Merkle nodes, signs one checkpoint, and writes the whole batch atomically. A second thread,
-//! the flusher, then makes it durable and only then publishes its checkpoint and answers its
-//! submitters; meanwhile the sequencer already builds the next batch on the one being flushed
-//! (batches written while a flush runs share the next one). Each answer carries what SPEC §6
-//! says for `POST /api/v1/entries`. A batch that cannot be written or flushed halts the
-//! ledger: every batch after it is refused, since each was built on one that may be lost.
+//! Merkle nodes, signs the seals and one checkpoint, then writes the whole batch atomically and
+//! flushes it before answering anyone. Each answer carries what SPEC §6 says for
+//! `POST /api/v1/entries`.
 
 use crate::certificate::CertificateId;
 use crate::checkpoint::Checkpoint;
@@ -267,7 +264,7 @@ pub struct SequencerStats {
     pub refused: AtomicU64,
     /// Nanoseconds spent applying rules and building entries and nodes.
     pub build_ns: AtomicU64,
-    /// Nanoseconds spent signing checkpoints.
+    /// Nanoseconds spent signing seals and checkpoints.
     pub sign_ns: AtomicU64,
     /// Nanoseconds spent writing and flushing batches.
     pub commit_ns: AtomicU64,
@@ -503,7 +500,6 @@ impl Ledger {
             root: tb.root(),
             checkpoint: checkpoint.into(),
         };
-        let written_head = head.clone();
         let log_vkey = log_key.public().to_vkey();
         let inner = Arc::new(Inner {
             store,
@@ -518,28 +514,15 @@ impl Ledger {
             log_vkey,
         });
         let (tx, rx) = mpsc::channel::<Job>();
-        let (written, to_flush) = mpsc::channel::<Written>();
-        let flusher_inner = inner.clone();
-        let flusher = std::thread::Builder::new()
-            .name("flusher".into())
-            .spawn(move || flusher(flusher_inner, to_flush))
-            .map_err(|e| LedgerError::Inconsistent(format!("cannot start flusher: {e}")))?;
         let seq = Sequencer {
             inner: inner.clone(),
             tb,
             last_leaf,
             last_time,
-            head: written_head,
-            written,
         };
         let worker = std::thread::Builder::new()
             .name("sequencer".into())
-            .spawn(move || {
-                seq.run(rx);
-                // The sequencer is gone, so is the flusher's queue: it ends after the last
-                // batch, which closing the ledger waits for.
-                let _ = flusher.join();
-            })
+            .spawn(move || seq.run(rx))
             .map_err(|e| LedgerError::Inconsistent(format!("cannot start sequencer: {e}")))?;
         Ok(Ledger {
             inner,
@@ -873,20 +856,6 @@ struct Sequencer {
     tb: TreeBuilder,
     last_leaf: Hash,
     last_time: u64,
-    /// The head after the last batch written (published only once the flusher made it durable).
-    head: Head,
-    /// Batches written, on their way to the flusher.
-    written: mpsc::Sender<Written>,
-}
-
-/// A batch written to the store, waiting for its flush before anyone is answered.
-struct Written {
-    jobs: Vec<Job>,
-    outcomes: Vec<Outcome>,
-    /// The head after this batch.
-    head: Head,
-    time: (u64, Arc<str>),
-    nodes: Arc<BatchNodes>,
 }
 
 enum Outcome {
@@ -911,17 +880,6 @@ impl Sequencer {
         }
     }
 
-    /// Sends a written batch on to the flusher (which answers its submitters).
-    fn hand_over(&self, w: Written) {
-        if let Err(mpsc::SendError(w)) = self.written.send(w) {
-            // Only if the flusher thread died: answer rather than leave anyone waiting.
-            self.inner.halted.store(true, Ordering::SeqCst);
-            for j in w.jobs {
-                let _ = j.reply.send(Err(SubmitError::Closed));
-            }
-        }
-    }
-
     /// Waits (at most `linger`) until no submission is being admitted: those whose signatures
     /// are being checked now join this batch instead of each paying a commit of its own. One
     /// wake-up per batch, by the last of them; a lone submission does not wait.
@@ -942,10 +900,6 @@ impl Sequencer {
     }
 
     fn batch(&mut self, jobs: Vec<Job>) {
-        if self.inner.halted.load(Ordering::SeqCst) {
-            // A batch before this one was not made durable: nothing may be built on it.
-            return self.fail(jobs, "an earlier group commit failed");
-        }
         let t0 = Instant::now();
         let stats = &self.inner.stats;
         let store = &self.inner.store;
@@ -982,15 +936,8 @@ impl Sequencer {
             .build_ns
             .fetch_add((t1 - t0).as_nanos() as u64, Ordering::Relaxed);
         if commit.entries.is_empty() {
-            // Still through the flusher: an `Existing` answer may name an entry of a batch
-            // written but not yet durable.
-            return self.hand_over(Written {
-                jobs,
-                outcomes,
-                head: self.head.clone(),
-                time: (time_ms, time),
-                nodes: Arc::default(),
-            });
+            let head = current_head(&self.inner);
+            return reply_all(jobs, outcomes, &head, (time_ms, &time), &Arc::default());
         }
         nodes.extend(commit.nodes.iter().copied());
         let key = &self.inner.log_key;
@@ -1014,9 +961,12 @@ impl Sequencer {
         stats
             .sign_ns
             .fetch_add((t2 - t1).as_nanos() as u64, Ordering::Relaxed);
-        if let Err(e) = store.write(commit) {
-            return self.fail(jobs, &e.to_string());
-        }
+        match store.commit(commit) {
+            Ok(flush) => stats
+                .flush_ns
+                .fetch_add(flush.as_nanos() as u64, Ordering::Relaxed),
+            Err(e) => return self.fail(jobs, &e.to_string()),
+        };
         stats
             .commit_ns
             .fetch_add(t2.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -1029,15 +979,17 @@ impl Sequencer {
         self.tb = tb;
         self.last_leaf = last_leaf;
         self.last_time = time_ms;
-        self.head = head.clone();
-        // The next batch is built while this one is flushed.
-        self.hand_over(Written {
+        match self.inner.head.write() {
+            Ok(mut h) => *h = head.clone(),
+            Err(p) => *p.into_inner() = head.clone(),
+        }
+        reply_all(
             jobs,
             outcomes,
-            head,
-            time: (time_ms, time),
-            nodes: Arc::new(BatchNodes::new(nodes)),
-        });
+            &head,
+            (time_ms, &time),
+            &Arc::new(BatchNodes::new(nodes)),
+        );
     }
 
     /// Applies one job to the batch being built.
@@ -1094,57 +1046,13 @@ impl Sequencer {
     }
 
     fn fail(&mut self, jobs: Vec<Job>, why: &str) {
-        fail(&self.inner, jobs, why);
-    }
-}
-
-/// Halts the ledger and refuses `jobs`.
-fn fail(inner: &Inner, jobs: Vec<Job>, why: &str) {
-    if !inner.halted.swap(true, Ordering::SeqCst) {
+        self.inner.halted.store(true, Ordering::SeqCst);
         tracing::error!(
             error = why,
             "group commit failed; refusing writes until reopened"
         );
-    }
-    for j in jobs {
-        let _ = j.reply.send(Err(SubmitError::Store(why.to_owned())));
-    }
-}
-
-/// The flusher thread: makes written batches durable, in order, many with one flush when
-/// they queued up meanwhile, then publishes the head and answers their submitters. Once a
-/// flush fails, every batch after it is refused: each was built on one that may be lost.
-fn flusher(inner: Arc<Inner>, rx: mpsc::Receiver<Written>) {
-    let mut failed: Option<String> = None;
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while let Ok(w) = rx.try_recv() {
-            group.push(w);
-        }
-        if failed.is_none() {
-            let t = Instant::now();
-            if let Err(e) = inner.store.flush() {
-                failed = Some(e.to_string());
-            }
-            let ns = t.elapsed().as_nanos() as u64;
-            inner.stats.flush_ns.fetch_add(ns, Ordering::Relaxed);
-            inner.stats.commit_ns.fetch_add(ns, Ordering::Relaxed);
-        }
-        if let Some(why) = &failed {
-            for w in group {
-                fail(&inner, w.jobs, why);
-            }
-            continue;
-        }
-        if let Some(last) = group.last() {
-            match inner.head.write() {
-                Ok(mut h) => *h = last.head.clone(),
-                Err(p) => *p.into_inner() = last.head.clone(),
-            }
-        }
-        for w in group {
-            let (time_ms, time) = &w.time;
-            reply_all(w.jobs, w.outcomes, &w.head, (*time_ms, time), &w.nodes);
+        for j in jobs {
+            let _ = j.reply.send(Err(SubmitError::Store(why.to_owned())));
         }
     }
 }
@@ -1156,6 +1064,13 @@ fn drain(rx: &mpsc::Receiver<Job>, jobs: &mut Vec<Job>, max: usize) {
             Ok(j) => jobs.push(j),
             Err(_) => break,
         }
+    }
+}
+
+fn current_head(inner: &Inner) -> Head {
+    match inner.head.read() {
+        Ok(h) => h.clone(),
+        Err(p) => p.into_inner().clone(),
     }
 }
 

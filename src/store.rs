@@ -692,17 +692,6 @@ impl Store {
     /// Writes a batch atomically and flushes it to disk before returning; returns the time
     /// the flush took.
     pub fn commit(&self, c: Commit) -> Result<std::time::Duration, StoreError> {
-        self.write(c)?;
-        let t = std::time::Instant::now();
-        self.flush()?;
-        Ok(t.elapsed())
-    }
-
-    /// Writes a batch atomically, without waiting for the disk: readers of this store see it
-    /// at once, but it survives a crash only after the next [`Store::flush`]. The sequencer
-    /// builds its next batch on this one while that flush runs; nobody is told of the batch
-    /// (no checkpoint published, no receipt) before it. Batches are written in log order.
-    pub fn write(&self, c: Commit) -> Result<(), StoreError> {
         let _writer = self
             .writer
             .lock()
@@ -734,10 +723,11 @@ impl Store {
         if parties_written {
             self.party_generation.fetch_add(1, Ordering::SeqCst);
         }
-        // The next batch's tiles are built on these nodes, durable or not yet: a flush that
-        // fails halts the ledger, so no batch is ever built on one that was lost.
+        let t = std::time::Instant::now();
+        self.db.flush()?;
+        // Only once they are durable: a failed commit leaves nothing behind in memory either.
         self.nodes.insert(upper);
-        Ok(())
+        Ok(t.elapsed())
     }
 
     /// The bucket holding `key` (the one with the greatest start not after it): its storage
@@ -911,7 +901,7 @@ impl Store {
         Ok(t.elapsed())
     }
 
-    /// Makes everything written so far durable (every batch of [`Store::write`]).
+    /// Flushes everything written so far.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())

@@ -3,7 +3,7 @@
 //! every tree head it handed out (in receipts and as its published checkpoint) is one of the
 //! reopened log's. A SIGKILL loses only what sled had not yet handed to the kernel, so this
 //! catches heads published before their batch was written, not before it was fsynced (a power
-//! cut): that order is kept by the ledger's flusher, which publishes only after `flush`.
+//! cut): that order is kept by the sequencer, which publishes a head only after `flush`.
 
 mod common;
 

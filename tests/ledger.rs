@@ -258,9 +258,10 @@ fn sixty_four_concurrent_submitters_get_distinct_indices_and_valid_proofs() {
     audit_store(l.store(), None, |_, _| {}).unwrap();
 }
 
-/// Duplicates race their originals through batches written while earlier ones are still
-/// being flushed: each envelope is logged once, and every answer, new or "already logged",
-/// carries a checkpoint that covers its entry and a proof that verifies against it.
+/// Duplicates race their originals into the same and the next group commits: each envelope
+/// is logged once, and every answer, new or "already logged", carries a checkpoint that covers
+/// its entry and a proof that verifies against it (an answer sent before its batch's head is
+/// published would fail here).
 #[test]
 fn the_same_envelope_from_many_threads_at_once_is_logged_once_and_every_answer_verifies() {
     let dir = tempfile::tempdir().unwrap();
