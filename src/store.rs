@@ -12,6 +12,8 @@
 //! - **Entries** are stored by *run*: each group commit writes its entries, in runs of at most
 //!   [`RUN_LEN`] entries and about [`RUN_BYTES`] bytes, as one value under `R` + the run's
 //!   first index. Reading entry `i` is one ordered lookup (`get_lt`) of the run that holds it.
+//!   A run is stored LZ4-compressed when that saves at least an eighth (format 3; a plain run
+//!   is told apart by its first byte, so runs of both kinds are read side by side).
 //! - **Merkle nodes below level [`NODE_CACHE_LEVEL`]** are stored by *block* of 64 leaves:
 //!   `B` + block number holds the block's leaf hashes and every complete node above them up to
 //!   level 5 (126 hashes when full), so the lower half of any proof is one small record.
@@ -25,7 +27,9 @@
 //! Stores written by earlier versions (format 1: one sled key per state record, lower Merkle
 //! nodes inside the runs) are converted at their first open: their state records are packed
 //! (a one-time pass, resumable if interrupted), and their lower nodes are read from the runs
-//! where no block exists.
+//! where no block exists. Format 2 stores (plain runs only) need no conversion: their first
+//! batch, the first that may hold a compressed run, records format 3 with it, atomically, so
+//! that an older version refuses the store from then on instead of misreading it.
 
 use crate::merkle::{Hash, HashReader, NodeId};
 use crate::state::{PartyRecord, ReadError, StateRead};
@@ -67,8 +71,8 @@ const META_CHECKPOINT: &[u8] = b"Mcheckpoint";
 const META_LOG_KEY: &[u8] = b"Mlog_key";
 /// The layout format (absent in format 1).
 const META_FORMAT: &[u8] = b"Mformat";
-/// The layout this code writes.
-pub const FORMAT: u8 = 2;
+/// The layout this code writes: 3, format 2 with runs that may be compressed.
+pub const FORMAT: u8 = 3;
 
 /// Prefix of state buckets.
 const BUCKET: u8 = b'S';
@@ -126,7 +130,61 @@ struct Run {
 
 const NODE_REC: usize = 41;
 
+/// First byte of a run stored compressed. A plain run starts with its entry count as a
+/// big-endian `u32`, at most [`RUN_LEN`], so with a zero byte: the two never meet.
+const RUN_LZ4: u8 = 0xC4;
+
+/// The largest plain run a compressed one may claim to expand to (a full run of maximal
+/// entries, with room for the nodes format 1 kept in runs): what a damaged record can make a
+/// reader allocate.
+const MAX_RUN_PLAIN: usize =
+    8 + RUN_LEN * (4 + crate::entry::MAX_ENTRY_BYTES) + NODE_REC * 4 * RUN_LEN;
+
 impl Run {
+    /// The run as stored: LZ4-compressed when that saves at least an eighth, else plain.
+    ///
+    /// Entries of one batch share most of their text (field names, an issuer's templates), so
+    /// a run of them shrinks to a quarter or so; that is a quarter of the bytes sled copies each
+    /// time it rewrites the node holding the run (every 10 updates and at every split), and of
+    /// the disk it keeps. A lone entry seldom shrinks enough and stays plain.
+    fn encode_stored(entries: &[Vec<u8>], nodes: &mut [(NodeId, Hash)]) -> Vec<u8> {
+        let plain = Run::encode(entries, nodes);
+        let packed = lz4_flex::block::compress(&plain);
+        if 5 + packed.len() > plain.len() - plain.len() / 8 {
+            return plain;
+        }
+        let mut out = Vec::with_capacity(5 + packed.len());
+        out.push(RUN_LZ4);
+        out.extend_from_slice(&(plain.len() as u32).to_be_bytes());
+        out.extend_from_slice(&packed);
+        out
+    }
+
+    /// The plain form of a stored run (see [`Run::encode_stored`]).
+    fn unpack(bytes: sled::IVec) -> Result<sled::IVec, StoreError> {
+        if bytes.first() != Some(&RUN_LZ4) {
+            return Ok(bytes);
+        }
+        let corrupt = |why: String| StoreError::Corrupt(format!("compressed run: {why}"));
+        let len = bytes
+            .get(1..5)
+            .and_then(|b| b.try_into().ok())
+            .map(|b| u32::from_be_bytes(b) as usize)
+            .ok_or_else(|| corrupt("truncated header".into()))?;
+        if len > MAX_RUN_PLAIN {
+            return Err(corrupt(format!(
+                "claims {len} bytes, more than a run can hold ({MAX_RUN_PLAIN})"
+            )));
+        }
+        let plain =
+            lz4_flex::block::decompress(&bytes[5..], len).map_err(|e| corrupt(e.to_string()))?;
+        if plain.len() != len {
+            return Err(corrupt(format!("{} bytes instead of {len}", plain.len())));
+        }
+        Ok(plain.into())
+    }
+
+    /// The plain form (see [`Run::encode_stored`] for the stored one).
     fn encode(entries: &[Vec<u8>], nodes: &mut [(NodeId, Hash)]) -> Vec<u8> {
         nodes.sort_by_key(|(id, _)| (id.level, id.index));
         let body: usize = entries.iter().map(Vec::len).sum();
@@ -149,7 +207,9 @@ impl Run {
         out
     }
 
+    /// Reads a stored run, plain or compressed.
     fn decode(bytes: sled::IVec) -> Result<Run, StoreError> {
+        let bytes = Run::unpack(bytes)?;
         let corrupt = || StoreError::Corrupt("run record is truncated".into());
         let word = |at: usize| -> Result<usize, StoreError> {
             let b: [u8; 4] = bytes
@@ -937,7 +997,7 @@ fn split_runs(entries: Vec<(u64, Vec<u8>)>, nodes: Vec<(NodeId, Hash)>) -> Vec<(
         }
     }
     runs.into_iter()
-        .map(|(first, es, mut ns)| (first, Run::encode(&es, &mut ns)))
+        .map(|(first, es, mut ns)| (first, Run::encode_stored(&es, &mut ns)))
         .collect()
 }
 
@@ -988,5 +1048,45 @@ impl StateRead for Store {
             .map_err(|_| poisoned())?
             .insert(name.to_owned(), (generation, rec.clone()));
         Ok(Some(rec))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry_like(i: usize) -> Vec<u8> {
+        format!(
+            r#"{{"v":1,"index":{i},"integrated_time":"2026-11-29T03:30:14.547Z","envelope":{{"payloadType":"application/vnd.reman-ledger.certificate.v1+json","payload":"eyJwcm9kdWN0Ijp7Imd0aW4iOiIwOTUwNjAwOTAwMDAwOSJ9","signatures":[{{"keyid":"suzhou-reman.example+1234abcd"}}]}}}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_run_of_similar_entries_is_stored_compressed_and_reads_back() {
+        let entries: Vec<Vec<u8>> = (0..16).map(entry_like).collect();
+        let stored = Run::encode_stored(&entries, &mut []);
+        assert_eq!(stored[0], RUN_LZ4);
+        assert!(stored.len() < Run::encode(&entries, &mut []).len() / 2);
+        let run = Run::decode(stored.into()).unwrap();
+        assert_eq!(run.entries(), entries);
+    }
+
+    #[test]
+    fn a_run_that_does_not_shrink_by_an_eighth_stays_plain() {
+        // Bytes with no repetition for LZ4 to find.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let noise: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 56) as u8
+            })
+            .collect();
+        let stored = Run::encode_stored(std::slice::from_ref(&noise), &mut []);
+        assert_eq!(stored[0], 0, "a plain run starts with its entry count");
+        assert_eq!(stored, Run::encode(std::slice::from_ref(&noise), &mut []));
+        assert_eq!(Run::decode(stored.into()).unwrap().entries(), vec![noise]);
     }
 }

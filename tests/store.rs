@@ -235,6 +235,140 @@ fn a_format_1_store_is_converted_at_its_first_open() {
     audit_store(ledger.store(), None, |_, _| {}).unwrap();
 }
 
+/// The first byte of each stored run, by run key: 0 for a plain run, 0xC4 for a compressed one.
+fn run_kinds(ledger: &Ledger) -> Vec<u8> {
+    ledger
+        .store()
+        .scan_prefix(b"R")
+        .map(|r| r.unwrap().1[0])
+        .collect()
+}
+
+/// A store of format 2 (every run plain) reads as it is, with no conversion; its first new
+/// batch writes compressed runs and records format 3 with them; old and new entries read the
+/// same before and after a reopen, and it audits.
+#[test]
+fn a_format_2_store_reads_as_it_is_and_grows_with_compressed_runs() {
+    use reman_ledger::audit::audit_store;
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("fixtures/legacy-store-v2"), dir.path());
+    let format = |l: &Ledger| -> Vec<u8> {
+        let meta: Vec<_> = l
+            .store()
+            .scan_prefix(b"Mformat")
+            .map(|r| r.unwrap().1.to_vec())
+            .collect();
+        meta.concat()
+    };
+    let ledger = Arc::new(Ledger::open(dir.path(), log_key(), config()).unwrap());
+    assert_eq!(ledger.head().size, 113);
+    assert_eq!(format(&ledger), [2], "opening alone changes nothing");
+    let kinds = run_kinds(&ledger);
+    assert!(
+        !kinds.is_empty() && kinds.iter().all(|&k| k == 0),
+        "{kinds:?}"
+    );
+    let old: Vec<Vec<u8>> = (0..113)
+        .map(|i| ledger.store().entry(i).unwrap().unwrap().to_vec())
+        .collect();
+    audit_store(ledger.store(), None, |_, _| {}).unwrap();
+
+    // Concurrent submitters, so that batches hold several entries and their runs compress.
+    let signer = Arc::new(key("texas-reman.example"));
+    let handles: Vec<_> = (0..16u64)
+        .map(|t| {
+            let (ledger, signer) = (ledger.clone(), signer.clone());
+            std::thread::spawn(move || {
+                for k in 0..8u64 {
+                    let n = t * 8 + k;
+                    let json = certificate_json(&gtin(800_000 + n), &format!("V3-{n:06}"), None);
+                    let r = ledger
+                        .submit(&sign(PayloadType::Certificate, &json, &signer))
+                        .unwrap();
+                    assert!(r.created);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(ledger.head().size, 113 + 128);
+    assert_eq!(format(&ledger), [reman_ledger::store::FORMAT]);
+    let kinds = run_kinds(&ledger);
+    assert!(kinds.contains(&0xC4), "no run was compressed: {kinds:?}");
+    assert!(kinds.iter().all(|&k| k == 0 || k == 0xC4), "{kinds:?}");
+    let new: Vec<Vec<u8>> = (113..241)
+        .map(|i| ledger.store().entry(i).unwrap().unwrap().to_vec())
+        .collect();
+    let tree = memory_tree(&ledger);
+    check_proofs(&ledger, &tree);
+
+    let ledger = Arc::into_inner(ledger).unwrap();
+    ledger.close().unwrap();
+    let ledger = Ledger::open(dir.path(), log_key(), config()).unwrap();
+    for (i, bytes) in old.iter().chain(new.iter()).enumerate() {
+        assert_eq!(
+            &ledger.store().entry(i as u64).unwrap().unwrap().to_vec(),
+            bytes,
+            "entry {i}"
+        );
+    }
+    check_proofs(&ledger, &tree);
+    audit_store(ledger.store(), None, |_, _| {}).unwrap();
+}
+
+/// A compressed run damaged on disk is reported as a corrupt store, naming the compressed
+/// run, on every read of its entries: never a panic, never other bytes.
+#[test]
+fn a_damaged_compressed_run_is_reported_not_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Arc::new(demo_ledger(dir.path()).0);
+    let signer = Arc::new(key("suzhou-reman.example"));
+    let handles: Vec<_> = (0..16u64)
+        .map(|n| {
+            let (l, signer) = (l.clone(), signer.clone());
+            std::thread::spawn(move || {
+                let json = certificate_json(&gtin(900_000 + n), &format!("DMG-{n:03}"), None);
+                l.submit(&sign(PayloadType::Certificate, &json, &signer))
+                    .unwrap()
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let packed: Vec<(Vec<u8>, Vec<u8>)> = l
+        .store()
+        .scan_prefix(b"R")
+        .map(|r| r.unwrap())
+        .filter(|(_, v)| v[0] == 0xC4)
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect();
+    let (key, value) = packed.first().expect("a compressed run").clone();
+    let first = u64::from_be_bytes(key[1..9].try_into().unwrap());
+    Arc::into_inner(l).unwrap().close().unwrap();
+    let damaged = [
+        // The LZ4 data cut short.
+        value[..value.len() / 2].to_vec(),
+        // A plain length far beyond what a run can hold.
+        [&[0xC4], &u32::MAX.to_be_bytes()[..], &value[5..]].concat(),
+        // The header alone, cut.
+        vec![0xC4, 0, 0],
+    ];
+    for bad in damaged {
+        {
+            let db = raw_sled(dir.path());
+            db.insert(&key, bad).unwrap();
+            db.flush().unwrap();
+        }
+        let store = reman_ledger::store::Store::open(dir.path()).unwrap();
+        let err = store.entry(first).unwrap_err().to_string();
+        assert!(err.contains("storage is corrupt: compressed run"), "{err}");
+        drop(store);
+    }
+}
+
 /// A store whose layout is newer than this version reads is refused with a clear error, and
 /// left as it is.
 #[test]

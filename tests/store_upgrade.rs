@@ -136,7 +136,10 @@ fn a_conversion_interrupted_while_deleting_the_old_keys_is_finished() {
     {
         let db = raw_sled(dir.path());
         assert!(old_records(&db).is_empty());
-        assert_eq!(db.get(b"Mformat").unwrap().unwrap().as_ref(), [2]);
+        assert_eq!(
+            db.get(b"Mformat").unwrap().unwrap().as_ref(),
+            [reman_ledger::store::FORMAT]
+        );
         // ... whose deletion of old keys did not finish: every third is back, some changed,
         // and one that never existed.
         for (i, (k, v)) in expected.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
