@@ -15,6 +15,25 @@ use reman_ledger::seal::{self, Seal};
 use reman_ledger::state::{self, CertStatus, RefusalKind, RuleError};
 use std::sync::Arc;
 
+/// A receipt's checkpoint is the log's, covers the entry, and the proof verifies against it.
+fn check_receipt(l: &Ledger, r: &reman_ledger::ledger::Receipt) {
+    let cp = Checkpoint::open(&r.checkpoint, l.log_key()).unwrap();
+    assert!(
+        cp.size > r.index,
+        "a head of size {} for entry {}",
+        cp.size,
+        r.index
+    );
+    merkle::verify_inclusion(
+        &r.leaf_hash,
+        r.index,
+        cp.size,
+        &r.inclusion_proof.proof,
+        &cp.root,
+    )
+    .unwrap();
+}
+
 fn status(l: &Ledger, id: &CertificateId) -> CertStatus {
     state::certificate(l.store(), id).unwrap().unwrap().status
 }
@@ -243,16 +262,7 @@ fn sixty_four_concurrent_submitters_get_distinct_indices_and_valid_proofs() {
     indices.sort();
     assert_eq!(indices, (89..153).collect::<Vec<_>>());
     for r in &receipts {
-        let cp = Checkpoint::open(&r.checkpoint, l.log_key()).unwrap();
-        assert!(cp.size > r.index);
-        merkle::verify_inclusion(
-            &r.leaf_hash,
-            r.index,
-            cp.size,
-            &r.inclusion_proof.proof,
-            &cp.root,
-        )
-        .unwrap();
+        check_receipt(&l, r);
     }
     assert_eq!(l.head().size, 153);
     audit_store(l.store(), None, |_, _| {}).unwrap();
@@ -310,21 +320,7 @@ fn the_same_envelope_from_many_threads_at_once_is_logged_once_and_every_answer_v
         assert_eq!(created, 1, "envelope {n} was logged {created} times");
         for r in receipts {
             assert_eq!(r.index, receipts[0].index);
-            let cp = Checkpoint::open(&r.checkpoint, l.log_key()).unwrap();
-            assert!(
-                cp.size > r.index,
-                "a head of size {} for entry {}",
-                cp.size,
-                r.index
-            );
-            merkle::verify_inclusion(
-                &r.leaf_hash,
-                r.index,
-                cp.size,
-                &r.inclusion_proof.proof,
-                &cp.root,
-            )
-            .unwrap();
+            check_receipt(&l, r);
         }
     }
     assert_eq!(l.head().size, 89 + 48);
