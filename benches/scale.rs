@@ -448,6 +448,13 @@ fn measure(dir: &Path, lookups: usize, as_json: bool) {
 }
 
 fn main() {
+    // The ledger's own log lines (snapshot refreshes, conversions), when RUST_LOG asks for them.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")

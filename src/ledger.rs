@@ -34,6 +34,11 @@ pub const MAX_SUBMISSION_BYTES: usize = 64 * 1024;
 /// The largest number of submissions sequenced in one group commit.
 pub const DEFAULT_MAX_BATCH: usize = 4096;
 
+/// The default [`LedgerConfig::snapshot_every`]: a crash then replays at most ≈ 1.5 s of
+/// sled's log (≈ 1.5 µs per entry, BENCHMARKS.md), and the pause to refresh it (an open:
+/// 0.05–0.5 s up to 10^7 entries) comes at most every 10^6 appends.
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 1_000_000;
+
 /// The default [`LedgerConfig::linger`].
 pub const DEFAULT_LINGER: std::time::Duration = std::time::Duration::from_millis(2);
 
@@ -222,6 +227,11 @@ pub struct LedgerConfig {
     /// load one flush and one checkpoint signature then serve more entries; a lone submission
     /// never waits. Zero commits at once.
     pub linger: std::time::Duration,
+    /// After how many entries appended since the store was opened (or last refreshed) the
+    /// sequencer has sled write a fresh recovery snapshot ([`Store::refresh_snapshot`]), so
+    /// that a crash replays at most about this many entries' writes at the next open. Writes
+    /// and reads pause for about an open's time when it happens. Zero never refreshes.
+    pub snapshot_every: u64,
 }
 
 impl Default for LedgerConfig {
@@ -230,6 +240,7 @@ impl Default for LedgerConfig {
             base_url: None,
             max_batch: DEFAULT_MAX_BATCH,
             linger: DEFAULT_LINGER,
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
         }
     }
 }
@@ -519,6 +530,7 @@ impl Ledger {
             tb,
             last_leaf,
             last_time,
+            since_snapshot: 0,
         };
         let worker = std::thread::Builder::new()
             .name("sequencer".into())
@@ -856,6 +868,8 @@ struct Sequencer {
     tb: TreeBuilder,
     last_leaf: Hash,
     last_time: u64,
+    /// Entries appended since the store was opened or its snapshot last refreshed.
+    since_snapshot: u64,
 }
 
 enum Outcome {
@@ -979,6 +993,7 @@ impl Sequencer {
         self.tb = tb;
         self.last_leaf = last_leaf;
         self.last_time = time_ms;
+        self.since_snapshot += appended;
         match self.inner.head.write() {
             Ok(mut h) => *h = head.clone(),
             Err(p) => *p.into_inner() = head.clone(),
@@ -990,6 +1005,20 @@ impl Sequencer {
             (time_ms, &time),
             &Arc::new(BatchNodes::new(nodes)),
         );
+        let every = self.inner.config.snapshot_every;
+        if every > 0 && self.since_snapshot >= every {
+            self.since_snapshot = 0;
+            match store.refresh_snapshot() {
+                Ok(took) => tracing::info!(
+                    took_ms = took.as_millis() as u64,
+                    "sled's recovery snapshot refreshed"
+                ),
+                Err(e) => {
+                    self.inner.halted.store(true, Ordering::SeqCst);
+                    tracing::error!(error = %e, "refreshing sled's recovery snapshot failed; refusing writes");
+                }
+            }
+        }
     }
 
     /// Applies one job to the batch being built.

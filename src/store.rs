@@ -5,9 +5,13 @@
 //! `apply_batch`, followed by a flush before anyone is told it is stored. Opening reads only
 //! the metadata: the store's own work is O(1) in the number of entries (the ledger then reads
 //! O(log n) node hashes to rebuild the tree's right edge). sled's is not: it replays the log
-//! written since the previous open and loads a page table of one record per sled tree node
-//! (BENCHMARKS.md, scale). The layout is chosen to keep that number of sled nodes small: sled
-//! puts at most 16 keys in a node, so every layout below packs many small things under one key.
+//! written since its last recovery snapshot and loads a page table of one record per sled tree
+//! node (BENCHMARKS.md, scale). sled 0.34 writes that snapshot only when it opens, so the store
+//! reopens sled when it closes and, in a running ledger, every
+//! [`crate::ledger::LedgerConfig::snapshot_every`] entries ([`Store::refresh_snapshot`]): the
+//! replay stays bounded however long the ledger runs. The layout is chosen to keep the number
+//! of sled nodes small: sled puts at most 16 keys in a node, so every layout below packs many
+//! small things under one key.
 //!
 //! - **Entries** are stored by *run*: each group commit writes its entries, in runs of at most
 //!   [`RUN_LEN`] entries and about [`RUN_BYTES`] bytes, as one value under `R` + the run's
@@ -50,6 +54,10 @@ pub enum StoreError {
     /// A state bucket cannot be read, or a record cannot be stored in one.
     #[error("{0}")]
     Bucket(#[from] crate::bucket::BucketError),
+    /// The database could not be reopened after a snapshot refresh: nothing can be read or
+    /// written until the process restarts.
+    #[error("storage is closed: it could not be reopened (see the log); restart the ledger")]
+    Closed,
     /// A Merkle node the tree needs is missing.
     #[error("storage is missing Merkle node at level {level}, index {index}")]
     MissingNode {
@@ -100,6 +108,44 @@ pub const SEGMENT_SIZE: usize = 8 * 1024 * 1024;
 /// its 256 cache shards on top of this, so the resident set is dominated by that, not by the
 /// capacity; a larger capacity barely changes the hit rate of random lookups in a large log.
 pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Opens sled in `dir` with this store's settings. sled locks the directory; a process (or a
+/// handle of this one) that has just closed it may hold the lock for a moment longer, so a
+/// held lock is retried for up to two seconds before giving up.
+fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
+    let config = sled::Config::new()
+        .path(dir)
+        .segment_size(stored_segment_size(dir).unwrap_or(SEGMENT_SIZE))
+        .cache_capacity(CACHE_BYTES)
+        .mode(sled::Mode::HighThroughput);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// A read guard on the open database (see [`Store::db`]).
+struct Db<'a>(std::sync::RwLockReadGuard<'a, Option<sled::Db>>);
+
+impl std::ops::Deref for Db<'_> {
+    type Target = sled::Db;
+    fn deref(&self) -> &sled::Db {
+        match self.0.as_ref() {
+            Some(db) => db,
+            // `Store::db` hands out a guard only over an open database, and nobody can
+            // replace it while the guard lives.
+            None => unreachable!("a store guard over no database"),
+        }
+    }
+}
 
 /// The segment size recorded in an existing sled directory's `conf` file, if any.
 fn stored_segment_size(dir: &Path) -> Option<usize> {
@@ -419,7 +465,10 @@ impl NodeCache {
 /// The sled-backed store of one ledger.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    /// The open sled database, shared by every clone. `None` only if reopening it failed
+    /// (see [`Store::refresh_snapshot`]); replaced only under the write lock, so a read guard
+    /// sees the same database throughout.
+    db: Arc<RwLock<Option<sled::Db>>>,
     parties: Arc<Mutex<PartyCache>>,
     /// Bumped by every commit that writes a party record: a cached record read at the
     /// current generation is the stored one, without asking sled.
@@ -439,25 +488,8 @@ impl Store {
     /// just closed it may hold the lock for a moment longer, so a held lock is retried for up
     /// to two seconds before giving up.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let config = sled::Config::new()
-            .path(dir)
-            .segment_size(stored_segment_size(dir).unwrap_or(SEGMENT_SIZE))
-            .cache_capacity(CACHE_BYTES)
-            .mode(sled::Mode::HighThroughput);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        let db = loop {
-            match config.open() {
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock")
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                other => break other?,
-            }
-        };
         let store = Store {
-            db,
+            db: Arc::new(RwLock::new(Some(open_sled(dir)?))),
             parties: Arc::default(),
             party_generation: Arc::default(),
             nodes: Arc::default(),
@@ -469,28 +501,44 @@ impl Store {
         Ok(store)
     }
 
+    /// The open database, for the length of one operation. No caller may ask for it again
+    /// while holding it: a refresh waiting for the write lock would hold the second request
+    /// back behind the first, forever.
+    fn db(&self) -> Result<Db<'_>, StoreError> {
+        let guard = self
+            .db
+            .read()
+            .map_err(|_| StoreError::Corrupt("a store handle panicked".into()))?;
+        match guard.as_ref() {
+            Some(_) => Ok(Db(guard)),
+            None => Err(StoreError::Closed),
+        }
+    }
+
     /// Brings a store of an earlier layout to [`FORMAT`]: packs format 1's one-key-per-record
     /// state into buckets. Resumable: the buckets are rebuilt from the old keys until the new
     /// format is recorded, and the old keys are deleted after that (and at any later open that
     /// still finds some).
     fn upgrade(&self) -> Result<(), StoreError> {
-        let old_state = || self.db.range::<&[u8], _>(&b"a"[..]..&b"{"[..]);
-        let format = self.db.get(META_FORMAT)?.and_then(|v| v.first().copied());
+        // Runs at open, before the store is shared: one guard throughout.
+        let db = self.db()?;
+        let old_state = || db.range::<&[u8], _>(&b"a"[..]..&b"{"[..]);
+        let format = db.get(META_FORMAT)?.and_then(|v| v.first().copied());
         if let Some(newer) = format.filter(|f| *f > FORMAT) {
             return Err(StoreError::Corrupt(format!(
                 "store layout format {newer} is newer than this version reads ({FORMAT}): \
                  run a newer reman-ledger"
             )));
         }
-        if format.is_none() && self.db.get(META_SIZE)?.is_some() {
+        if format.is_none() && db.get(META_SIZE)?.is_some() {
             tracing::info!(
                 "converting the store to layout format {FORMAT} (packing state records)"
             );
             let mut stale = sled::Batch::default();
-            for item in self.db.scan_prefix([BUCKET]) {
+            for item in db.scan_prefix([BUCKET]) {
                 stale.remove(item?.0);
             }
-            self.db.apply_batch(stale)?;
+            db.apply_batch(stale)?;
             let mut batch = sled::Batch::default();
             let mut in_batch = 0;
             let mut start: Vec<u8> = vec![BUCKET];
@@ -503,7 +551,7 @@ impl Store {
                     start = [&[BUCKET], &k[..]].concat();
                     in_batch += 1;
                     if in_batch == 1024 {
-                        self.db.apply_batch(std::mem::take(&mut batch))?;
+                        db.apply_batch(std::mem::take(&mut batch))?;
                         in_batch = 0;
                     }
                 }
@@ -511,8 +559,8 @@ impl Store {
             }
             batch.insert(start, bucket.encode());
             batch.insert(META_FORMAT, &[FORMAT]);
-            self.db.apply_batch(batch)?;
-            self.db.flush()?;
+            db.apply_batch(batch)?;
+            db.flush()?;
         }
         if old_state().next().is_some() {
             loop {
@@ -525,16 +573,16 @@ impl Store {
                 if n == 0 {
                     break;
                 }
-                self.db.apply_batch(batch)?;
+                db.apply_batch(batch)?;
             }
-            self.db.flush()?;
+            db.flush()?;
         }
         Ok(())
     }
 
     /// The log key (vkey) this store was created for, if it has been initialized.
     pub fn log_key(&self) -> Result<Option<String>, StoreError> {
-        self.db
+        self.db()?
             .get(META_LOG_KEY)?
             .map(|v| {
                 String::from_utf8(v.to_vec())
@@ -545,7 +593,7 @@ impl Store {
 
     /// The number of entries committed.
     pub fn size(&self) -> Result<u64, StoreError> {
-        match self.db.get(META_SIZE)? {
+        match self.db()?.get(META_SIZE)? {
             None => Ok(0),
             Some(v) => {
                 let b: [u8; 8] = v
@@ -559,7 +607,7 @@ impl Store {
 
     /// The latest signed checkpoint.
     pub fn checkpoint(&self) -> Result<Option<String>, StoreError> {
-        self.db
+        self.db()?
             .get(META_CHECKPOINT)?
             .map(|v| {
                 String::from_utf8(v.to_vec())
@@ -574,7 +622,7 @@ impl Store {
             return Ok(None);
         };
         self.reads.fetch_add(1, Ordering::Relaxed);
-        let Some((k, v)) = self.db.get_lt(run_key(next))? else {
+        let Some((k, v)) = self.db()?.get_lt(run_key(next))? else {
             return Ok(None);
         };
         if k.len() != 9 || k[0] != b'R' {
@@ -618,7 +666,7 @@ impl Store {
             let block = last_leaf / BLOCK_LEAVES;
             if near.block.as_ref().is_none_or(|(b, _)| *b != block) {
                 self.reads.fetch_add(1, Ordering::Relaxed);
-                near.block = self.db.get(block_key(block))?.map(|v| (block, v));
+                near.block = self.db()?.get(block_key(block))?.map(|v| (block, v));
             }
             if let Some((_, bytes)) = &near.block {
                 return Ok(block_node(bytes, id));
@@ -655,7 +703,7 @@ impl Store {
             let start = block * BLOCK_LEAVES;
             let old_count = (first_new - start) as usize;
             let key = block_key(block);
-            let stored = self.db.get(key)?;
+            let stored = self.db()?.get(key)?;
             let mut near = Near::default();
             for level in 0..NODE_CACHE_LEVEL {
                 for i in 0..(old_count >> level) as u64 {
@@ -692,7 +740,7 @@ impl Store {
     fn tile_node(&self, id: NodeId) -> Result<Option<Hash>, StoreError> {
         let tile = id.index / TILE_WIDTH;
         self.reads.fetch_add(1, Ordering::Relaxed);
-        let Some(v) = self.db.get(tile_key(id.level, tile))? else {
+        let Some(v) = self.db()?.get(tile_key(id.level, tile))? else {
             return Ok(None);
         };
         let hashes: Vec<(NodeId, Hash)> = v
@@ -722,7 +770,7 @@ impl Store {
         for ((level, tile), mut new) in by_tile {
             new.sort_unstable_by_key(|(index, _)| *index);
             let key = tile_key(level, tile);
-            let mut value = self.db.get(key)?.map_or_else(Vec::new, |v| v.to_vec());
+            let mut value = self.db()?.get(key)?.map_or_else(Vec::new, |v| v.to_vec());
             let mut next = tile * TILE_WIDTH + (value.len() / 32) as u64;
             if new.first().is_some_and(|(index, _)| *index != next) {
                 continue;
@@ -744,9 +792,15 @@ impl Store {
         &self,
         prefix: &[u8],
     ) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec), StoreError>> + use<> {
-        self.db
-            .scan_prefix(prefix)
-            .map(|r| r.map_err(StoreError::from))
+        // Read at once: an iterator left open would keep the database from being reopened.
+        let items: Vec<_> = match self.db() {
+            Ok(db) => db
+                .scan_prefix(prefix)
+                .map(|r| r.map_err(StoreError::from))
+                .collect(),
+            Err(e) => vec![Err(e)],
+        };
+        items.into_iter()
     }
 
     /// Writes a batch atomically and flushes it to disk before returning; returns the time
@@ -779,12 +833,12 @@ impl Store {
         b.insert(META_CHECKPOINT, c.checkpoint.as_bytes());
         b.insert(META_LOG_KEY, c.log_key.as_bytes());
         b.insert(META_FORMAT, &[FORMAT]);
-        self.db.apply_batch(b)?;
+        self.db()?.apply_batch(b)?;
         if parties_written {
             self.party_generation.fetch_add(1, Ordering::SeqCst);
         }
         let t = std::time::Instant::now();
-        self.db.flush()?;
+        self.db()?.flush()?;
         // Only once they are durable: a failed commit leaves nothing behind in memory either.
         self.nodes.insert(upper);
         Ok(t.elapsed())
@@ -799,7 +853,7 @@ impl Store {
         probe.push(0);
         self.reads.fetch_add(1, Ordering::Relaxed);
         Ok(self
-            .db
+            .db()?
             .get_lt(probe)?
             .filter(|(k, _)| k.first() == Some(&BUCKET)))
     }
@@ -825,7 +879,7 @@ impl Store {
             return Ok(Vec::new());
         };
         let mut out: Vec<StateRecord> = Vec::new();
-        for item in self.db.range(start..) {
+        for item in self.db()?.range(start..) {
             let (k, v) = item?;
             // Past the buckets, or past every bucket that can hold the prefix.
             if k.first() != Some(&BUCKET) || (k[1..] > *prefix && !k[1..].starts_with(prefix)) {
@@ -864,7 +918,7 @@ impl Store {
             let (start, mut bucket, next) = match self.bucket_of(&key)? {
                 Some((start, bytes)) => {
                     let next = self
-                        .db
+                        .db()?
                         .get_gt(&start)?
                         .map(|(k, _)| k)
                         .filter(|k| k.first() == Some(&BUCKET));
@@ -901,7 +955,7 @@ impl Store {
 
     /// Bytes on disk (sled's own estimate).
     pub fn disk_bytes(&self) -> Result<u64, StoreError> {
-        Ok(self.db.size_on_disk()?)
+        Ok(self.db()?.size_on_disk()?)
     }
 
     /// Overwrites an entry's bytes with no check at all. For repair tooling and for tests that
@@ -915,9 +969,9 @@ impl Store {
             .get_mut((index - first) as usize)
             .ok_or_else(|| StoreError::Corrupt(format!("no entry {index}")))?;
         *slot = bytes.to_vec();
-        self.db
+        self.db()?
             .insert(run_key(first), Run::encode(&entries, &mut run.nodes()))?;
-        self.db.flush()?;
+        self.db()?.flush()?;
         Ok(())
     }
 
@@ -930,15 +984,15 @@ impl Store {
                 break;
             }
             if first >= index {
-                self.db.remove(run_key(first))?;
+                self.db()?.remove(run_key(first))?;
             } else {
                 let mut entries = run.entries();
                 entries.truncate((index - first) as usize);
-                self.db
+                self.db()?
                     .insert(run_key(first), Run::encode(&entries, &mut run.nodes()))?;
             }
         }
-        self.db.flush()?;
+        self.db()?.flush()?;
         Ok(())
     }
 
@@ -948,7 +1002,7 @@ impl Store {
     /// millions of appends, BENCHMARKS.md); with it, a restart after a clean shutdown reads the
     /// snapshot only. Returns how long that took.
     pub fn close(self) -> Result<std::time::Duration, StoreError> {
-        self.db.flush()?;
+        self.db()?.flush()?;
         let last = Arc::strong_count(&self.writer) == 1;
         let dir = self.dir.clone();
         drop(self);
@@ -961,9 +1015,42 @@ impl Store {
         Ok(t.elapsed())
     }
 
+    /// Leaves sled a fresh recovery snapshot while the store stays in use, by closing and
+    /// reopening it under the write lock: sled 0.34 writes its snapshot only when it opens,
+    /// and after a crash it replays everything written since (≈ 1.5 µs per entry,
+    /// BENCHMARKS.md), so a ledger that never restarted would replay its whole history. Reads
+    /// and writes of every clone wait meanwhile, about as long as an open. Returns how long
+    /// it took. If sled cannot be reopened, the store is closed for good
+    /// ([`StoreError::Closed`]) and the error says why.
+    pub fn refresh_snapshot(&self) -> Result<std::time::Duration, StoreError> {
+        let _writer = self
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Corrupt("a writer panicked".into()))?;
+        let mut db = self
+            .db
+            .write()
+            .map_err(|_| StoreError::Corrupt("a store handle panicked".into()))?;
+        let t = std::time::Instant::now();
+        match db.as_ref() {
+            Some(open) => open.flush()?,
+            None => return Err(StoreError::Closed),
+        };
+        // The last handle: dropping it closes sled and releases the directory's lock.
+        drop(db.take());
+        match open_sled(&self.dir) {
+            Ok(reopened) => *db = Some(reopened),
+            Err(e) => {
+                tracing::error!(error = %e, "sled could not be reopened; the store is closed");
+                return Err(e);
+            }
+        }
+        Ok(t.elapsed())
+    }
+
     /// Flushes everything written so far.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        self.db()?.flush()?;
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use reman_ledger::ledger::Ledger;
+use reman_ledger::ledger::{Ledger, LedgerConfig};
 use reman_ledger::merkle::{self, MemoryTree, NodeId};
 use reman_ledger::payload::PayloadType;
 use std::sync::Arc;
@@ -423,4 +423,84 @@ fn closing_leaves_a_recovery_snapshot_of_everything_written() {
     let ledger = Ledger::open(dir.path(), log_key(), config()).unwrap();
     assert_eq!(newest_snapshot(dir.path()), closed_at);
     assert_eq!(ledger.head().size, 89 + 300);
+}
+
+/// A ledger that runs on has sled write a fresh recovery snapshot every `snapshot_every`
+/// entries, without a restart, so that a crash replays only what came since. Lookups and entry
+/// reads from other threads keep answering while sled is closed and reopened under them.
+#[test]
+fn a_running_ledger_refreshes_its_recovery_snapshot_while_serving_reads() {
+    use reman_ledger::audit::audit_store;
+    use reman_ledger::certificate::CertificateId;
+    use std::sync::atomic::AtomicBool;
+    let dir = tempfile::tempdir().unwrap();
+    let config = LedgerConfig {
+        snapshot_every: 100,
+        ..config()
+    };
+    let ledger = Arc::new(demo_ledger_with(dir.path(), config.clone()).0);
+    let ids: Arc<Vec<CertificateId>> = Arc::new(
+        ledger
+            .store()
+            .scan_state(b"c")
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| CertificateId(k[1..].try_into().unwrap()))
+            .collect(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicU64::new(0));
+    let readers: Vec<_> = (0..3)
+        .map(|t| {
+            let (ledger, ids, stop, reads) =
+                (ledger.clone(), ids.clone(), stop.clone(), reads.clone());
+            std::thread::spawn(move || {
+                let mut i = t;
+                while !stop.load(Ordering::Relaxed) {
+                    ledger.certificate(&ids[i % ids.len()]).unwrap();
+                    assert!(ledger.store().entry((i % 89) as u64).unwrap().is_some());
+                    reads.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let signer = Arc::new(key("rhein-reman.example"));
+    let mut last = newest_snapshot(dir.path());
+    for round in 0..3u64 {
+        std::thread::scope(|s| {
+            for t in 0..8u64 {
+                let (ledger, signer) = (ledger.clone(), signer.clone());
+                s.spawn(move || {
+                    for k in 0..30u64 {
+                        let n = round * 240 + t * 30 + k;
+                        let json =
+                            certificate_json(&gtin(600_000 + n), &format!("SN-{n:05}"), None);
+                        let r = ledger
+                            .submit(&sign(PayloadType::Certificate, &json, &signer))
+                            .unwrap();
+                        assert!(r.created);
+                    }
+                });
+            }
+        });
+        let now = newest_snapshot(dir.path());
+        assert!(
+            now > last,
+            "round {round}: no new snapshot ({now:x} after {last:x})"
+        );
+        last = now;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().unwrap();
+    }
+    assert!(reads.load(Ordering::Relaxed) > 0);
+    assert_eq!(ledger.head().size, 89 + 720);
+    let tree = memory_tree(&ledger);
+    Arc::into_inner(ledger).unwrap().close().unwrap();
+    let ledger = Ledger::open(dir.path(), log_key(), config).unwrap();
+    assert_eq!(ledger.head().size, 89 + 720);
+    check_proofs(&ledger, &tree);
+    audit_store(ledger.store(), None, |_, _| {}).unwrap();
 }
