@@ -34,9 +34,9 @@ pub const MAX_SUBMISSION_BYTES: usize = 64 * 1024;
 /// The largest number of submissions sequenced in one group commit.
 pub const DEFAULT_MAX_BATCH: usize = 4096;
 
-/// The default [`LedgerConfig::snapshot_every`]: a crash then replays at most ≈ 1.5 s of
-/// sled's log (≈ 1.5 µs per entry, BENCHMARKS.md), and the pause to refresh it (an open:
-/// 0.05–0.5 s up to 10^7 entries) comes at most every 10^6 appends.
+/// The default [`LedgerConfig::snapshot_every`]: a crash then replays at most 10^6 entries'
+/// writes (≈ 1.2–1.5 µs each, BENCHMARKS.md), and the pause of a refresh (an open that replays
+/// them: 1.2–1.8 s measured from 10^6 to 3·10^6 entries) comes at most every 10^6 appends.
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 1_000_000;
 
 /// The default [`LedgerConfig::linger`].
@@ -230,7 +230,8 @@ pub struct LedgerConfig {
     /// After how many entries appended since the store was opened (or last refreshed) the
     /// sequencer has sled write a fresh recovery snapshot ([`Store::refresh_snapshot`]), so
     /// that a crash replays at most about this many entries' writes at the next open. Writes
-    /// and reads pause for about an open's time when it happens. Zero never refreshes.
+    /// and reads pause meanwhile, about as long as that open after a crash would take. Zero
+    /// never refreshes.
     pub snapshot_every: u64,
 }
 

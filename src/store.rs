@@ -1019,8 +1019,8 @@ impl Store {
     /// reopening it under the write lock: sled 0.34 writes its snapshot only when it opens,
     /// and after a crash it replays everything written since (≈ 1.5 µs per entry,
     /// BENCHMARKS.md), so a ledger that never restarted would replay its whole history. Reads
-    /// and writes of every clone wait meanwhile, about as long as an open. Returns how long
-    /// it took. If sled cannot be reopened, the store is closed for good
+    /// and writes of every clone wait meanwhile, as long as that replay and an open take.
+    /// Returns how long it took. If sled cannot be reopened, the store is closed for good
     /// ([`StoreError::Closed`]) and the error says why.
     pub fn refresh_snapshot(&self) -> Result<std::time::Duration, StoreError> {
         let _writer = self
