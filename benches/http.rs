@@ -41,14 +41,24 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// The read and write modes, in the order they run (`append` last: it grows the log).
+/// The read and write modes, in the order they run (`append` grows the log; `lookup-new`
+/// then reads what it appended).
 const MODES: &[&str] = &[
-    "trivial", "healthz", "lookup", "resolver", "scan", "qr", "append",
+    "trivial",
+    "healthz",
+    "lookup",
+    "resolver",
+    "scan",
+    "qr",
+    "append",
+    "lookup-new",
 ];
 
 const USAGE: &str = "\
 usage: cargo bench --bench http -- [options]
   --mode M[,M...]     modes to run (default: all): trivial healthz lookup resolver scan qr append
+                      lookup-new (the certificates `append` logged, each once in turn: every
+                      answer rendered afresh, from compressed runs; needs append)
   --connections C     keep-alive connections, one request in flight each (default 64, max 1024)
   --duration S        measured seconds per mode (default 5, max 300)
   --warmup S          unmeasured seconds before each mode (default 1, max 60)
@@ -135,6 +145,11 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                 o.modes
                     .sort_by_key(|m| MODES.iter().position(|x| x == m).unwrap_or(usize::MAX));
                 o.modes.dedup();
+                if o.modes.iter().any(|m| m == "lookup-new")
+                    && !o.modes.iter().any(|m| m == "append")
+                {
+                    return Err("mode lookup-new reads what append logged: add append".into());
+                }
             }
             "--connections" | "-c" => o.connections = count(&value()?, 1, 1024)? as usize,
             "--duration" => o.duration = secs(&value()?, 300.0)?,
@@ -787,6 +802,16 @@ fn main() {
     assert!(!scans.is_empty(), "no certificate has a qr_url");
 
     let (la, ta) = (ledger_addr, trivial.addr);
+    // The IDs of the pre-signed certificates, and how many of them `append` sent (each had
+    // to be logged), for `lookup-new`.
+    let new_ids: Arc<Vec<String>> = Arc::new(
+        bodies
+            .iter()
+            .filter_map(|b| Envelope::parse(b).ok())
+            .map(|e| CertificateId::of_payload(&e.payload).to_string())
+            .collect(),
+    );
+    let appended = Arc::new(AtomicUsize::new(0));
     let ids: Arc<Vec<String>> = Arc::new(certs.iter().map(|c| c.id.to_string()).collect());
     // One resolver path per product (a superseded certificate's product appears once).
     let mut products: Vec<String> = certs
@@ -807,6 +832,7 @@ fn main() {
     for name in &o.modes {
         let (ids, products, scans, bodies) =
             (ids.clone(), products.clone(), scans.clone(), bodies.clone());
+        let (new_ids, appended) = (new_ids.clone(), appended.clone());
         let mode = match name.as_str() {
             "trivial" => Mode {
                 name: "trivial",
@@ -890,11 +916,32 @@ fn main() {
                 server_pid: ledger_pid,
                 expect: StatusCode::CREATED,
                 make: Arc::new(move |i| {
-                    bodies
-                        .get(i)
-                        .map(|b| post(la, "/api/v1/entries", b.clone()))
+                    let b = bodies.get(i)?;
+                    appended.fetch_max(i + 1, Ordering::Relaxed);
+                    Some(post(la, "/api/v1/entries", b.clone()))
                 }),
             },
+            "lookup-new" => {
+                let n = appended.load(Ordering::Relaxed).min(new_ids.len());
+                Mode {
+                    name: "lookup-new",
+                    what: format!(
+                        "GET /api/v1/certificates/{{id}} of the {n} certificates append logged, each in turn (more than the answer cache holds: every answer rendered from the store)"
+                    ),
+                    server: la,
+                    server_pid: ledger_pid,
+                    expect: StatusCode::OK,
+                    make: Arc::new(move |i| {
+                        (n > 0).then(|| {
+                            get(
+                                la,
+                                &format!("/api/v1/certificates/{}", new_ids[i % n]),
+                                "application/json",
+                            )
+                        })
+                    }),
+                }
+            }
             other => unreachable!("mode {other}"),
         };
         match rt.block_on(run_mode(mode, &o)) {
@@ -922,7 +969,7 @@ fn main() {
     let find = |m: &str| outcomes.iter().find(|x| x.name == m);
     let trivial = find("trivial");
     let mut ratios = serde_json::Map::new();
-    for m in ["healthz", "lookup", "resolver", "scan", "qr"] {
+    for m in ["healthz", "lookup", "resolver", "scan", "qr", "lookup-new"] {
         if let (Some(x), Some(t)) = (find(m), trivial) {
             ratios.insert(format!("{m}_over_trivial"), json!(x.rate / t.rate));
             // The same comparison in server CPU per request, less sensitive to other jobs.
@@ -1011,9 +1058,9 @@ fn main() {
         );
     }
     println!();
-    for m in ["healthz", "lookup", "resolver", "scan", "qr"] {
+    for m in ["healthz", "lookup", "resolver", "scan", "qr", "lookup-new"] {
         if let Some(r) = ratios.get(&format!("{m}_over_trivial")) {
-            let target = if m == "lookup" {
+            let target = if m == "lookup" || m == "lookup-new" {
                 "  (target >= 0.50)"
             } else {
                 ""
