@@ -11,6 +11,7 @@
 //! mean the same envelope.
 
 use crate::keys::{KeyError, KeyRef, PrivateKey, PublicKey};
+use crate::payload::Text;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -346,30 +347,6 @@ struct FastEnvelope<'a> {
     payload: Cow<'a, str>,
     keyid: Cow<'a, str>,
     sig: Cow<'a, str>,
-}
-
-/// A JSON string, borrowed from the input unless it holds escapes.
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(TextVisitor)
-    }
-}
-
-struct TextVisitor;
-
-impl<'de> Visitor<'de> for TextVisitor {
-    type Value = Text<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
-        Ok(Text(Cow::Borrowed(v)))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
-        Ok(Text(Cow::Owned(v.to_owned())))
-    }
 }
 
 /// Fills `slot` with the next value, refusing a second one.

@@ -306,7 +306,7 @@ impl<'de> Visitor<'de> for ShapeVisitor {
         const LINEAR: usize = 16;
         let mut seen: Vec<Cow<'de, str>> = Vec::new();
         let mut many: Option<HashSet<Cow<'de, str>>> = None;
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             let repeated = match &mut many {
                 Some(set) => set.contains(&key),
                 None => seen.contains(&key),
@@ -331,29 +331,30 @@ impl<'de> Visitor<'de> for ShapeVisitor {
     }
 }
 
-/// An object key as the parser gives it: borrowed from the input when it holds no escapes,
-/// unescaped into an owned copy otherwise (so `"a"` and `"\u0061"` are the same key).
-struct Key<'de>(Cow<'de, str>);
+/// A JSON string (an object key, or a value read as text) as the parser gives it: borrowed
+/// from the input when it holds no escapes, unescaped into an owned copy otherwise (so `"a"`
+/// and `"\u0061"` are the same key). The envelope's one-pass parser reads its fields with it too.
+pub(crate) struct Text<'de>(pub(crate) Cow<'de, str>);
 
-impl<'de> Deserialize<'de> for Key<'de> {
+impl<'de> Deserialize<'de> for Text<'de> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(KeyVisitor)
+        d.deserialize_str(TextVisitor)
     }
 }
 
-struct KeyVisitor;
+struct TextVisitor;
 
-impl<'de> Visitor<'de> for KeyVisitor {
-    type Value = Key<'de>;
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Text<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object key")
+        f.write_str("a string")
     }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
-        Ok(Key(Cow::Borrowed(v)))
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Borrowed(v)))
     }
-    fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
-        Ok(Key(Cow::Owned(v.to_owned())))
+    fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Owned(v.to_owned())))
     }
 }
 
