@@ -301,13 +301,15 @@ fn child(dir: &Path, lookups: usize) {
                 std::hint::black_box(v);
                 lookup_us.push(t.elapsed().as_secs_f64() * 1e6);
             }
-            Err(_) => missing += 1,
-        }
-        if missing > lookups {
-            panic!(
-                "more than {lookups} bench certificates are missing from {}",
-                dir.display()
-            );
+            Err(e) => {
+                missing += 1;
+                if missing > lookups {
+                    panic!(
+                        "more than {lookups} bench certificates are missing from {}; the last: {e}",
+                        dir.display()
+                    );
+                }
+            }
         }
     }
     let lookups_s = t_lookups.elapsed().as_secs_f64();

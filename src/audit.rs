@@ -6,6 +6,7 @@
 //! the log, the envelope signature under the key in force, and the business rules (replayed
 //! with the same [`crate::state`] functions the sequencer uses). At the end it checks the
 //! Merkle root of the entries against the signed checkpoint. The first bad index is reported.
+//! A local store's kept seal signatures, which lookups serve, are checked too ([`check_seals`]).
 //!
 //! The auditor is pure; [`audit_store`] feeds it from a local store, and a remote auditor can
 //! feed it entries fetched over HTTP.
@@ -290,6 +291,57 @@ impl Auditor {
     }
 }
 
+/// Checks the seal signatures a store kept for entries `start..` (derived data: lookups serve
+/// them without signing again, see [`crate::store`]): each must be kept for a certificate
+/// entry and verify under `log_key` for this origin, its certificate and its entry. Checked in
+/// parallel; the first bad index is reported. Entries that do not parse are left to
+/// [`Auditor::push_chunk`].
+pub fn check_seals(
+    start: u64,
+    entries: &[(Vec<u8>, Option<Hash>)],
+    seals: &[Option<[u8; 64]>],
+    log_key: &PublicKey,
+    origin: &str,
+) -> Result<(), AuditError> {
+    let first_bad = entries
+        .par_iter()
+        .zip(seals.par_iter())
+        .enumerate()
+        .filter_map(|(i, ((bytes, _), sig))| {
+            let index = start + i as u64;
+            let signature = (*sig)?;
+            let entry = Entry::parse(bytes).ok()?;
+            let payload =
+                payload::parse(&entry.envelope.payload_type, &entry.envelope.payload).ok()?;
+            let Payload::Certificate(c) = &payload else {
+                return Some(bad(
+                    index,
+                    format!(
+                        "a seal signature is kept for it, a {} entry",
+                        payload_name(&payload)
+                    ),
+                ));
+            };
+            let seal = crate::seal::Seal {
+                key_id: log_key.id(),
+                index,
+                integrated_time: entry.integrated_time_ms / 1000,
+                certificate_id: CertificateId::of_payload(&entry.envelope.payload).0,
+                signature,
+            };
+            seal.verify(log_key, origin, &c.product.gtin, &c.product.serial)
+                .err()
+                .map(|e| {
+                    bad(
+                        index,
+                        format!("its kept seal signature is not valid ({e}): lookups serve a false seal for it"),
+                    )
+                })
+        })
+        .min_by_key(|e| e.index());
+    first_bad.map_or(Ok(()), Err)
+}
+
 fn payload_name(p: &Payload) -> &'static str {
     match p {
         Payload::Party(_) => "party",
@@ -299,8 +351,9 @@ fn payload_name(p: &Payload) -> &'static str {
     }
 }
 
-/// Audits a local store: every entry up to its signed checkpoint, against the given log key
-/// (or, when `None`, the log key the store was created with).
+/// Audits a local store: every entry up to its signed checkpoint, and the seal signatures it
+/// kept for them, against the given log key (or, when `None`, the log key the store was
+/// created with).
 pub fn audit_store(
     store: &Store,
     log_key: Option<&PublicKey>,
@@ -318,11 +371,12 @@ pub fn audit_store(
         Checkpoint::open(&checkpoint, key).map_err(|e| AuditError::Checkpoint(e.to_string()))?;
     let mut auditor = Auditor::new();
     let mut next = 0u64;
+    let mut seals = Vec::with_capacity(CHUNK);
     while next < cp.size {
         let end = (next + CHUNK as u64).min(cp.size);
         let mut chunk = Vec::with_capacity((end - next) as usize);
         for i in next..end {
-            let Some(bytes) = store.entry(i)? else {
+            let Some((bytes, seal)) = store.entry_and_seal(i)? else {
                 auditor.push_chunk(&chunk)?;
                 return Err(AuditError::Missing {
                     index: i,
@@ -331,8 +385,16 @@ pub fn audit_store(
             };
             let recorded = store.node(NodeId { level: 0, index: i })?;
             chunk.push((bytes.to_vec(), recorded));
+            seals.push(seal);
         }
-        auditor.push_chunk(&chunk)?;
+        let entries = auditor.push_chunk(&chunk);
+        let kept = check_seals(next, &chunk, &seals, key, &cp.origin);
+        match (entries, kept) {
+            (Err(a), Err(b)) => return Err(if b.index() < a.index() { b } else { a }),
+            (Err(a), _) | (_, Err(a)) => return Err(a),
+            _ => {}
+        }
+        seals.clear();
         next = end;
         progress(next, cp.size);
     }

@@ -5,9 +5,10 @@
 //! forged input costs little and verification uses every core. Admitted submissions queue for
 //! one sequencer thread, which takes everything waiting as one batch: it applies the business
 //! rules in order (each submission sees the earlier ones of its batch), builds the entries and
-//! Merkle nodes, signs the seals and one checkpoint, then writes the whole batch atomically and
-//! flushes it before answering anyone. Each answer carries what SPEC §6 says for
-//! `POST /api/v1/entries`.
+//! Merkle nodes, signs one checkpoint, then writes the whole batch atomically and flushes it
+//! before answering anyone. Each answer carries what SPEC §6 says for `POST /api/v1/entries`;
+//! a certificate's seal is signed for it in the submitter's thread, and the sequencer keeps
+//! that signature with its next batch, so that lookups serve it without signing again.
 
 use crate::certificate::CertificateId;
 use crate::checkpoint::Checkpoint;
@@ -302,6 +303,9 @@ struct Inner {
     lingering: AtomicBool,
     /// The sequencer's thread, to wake it.
     sequencer: std::sync::OnceLock<std::thread::Thread>,
+    /// Seal signatures the receipts made, for the sequencer to keep with its next batch
+    /// (derived data: those lost are signed again when read).
+    pending_seals: std::sync::Mutex<Vec<(u64, [u8; 64])>>,
 }
 
 /// Counts a submission as being admitted until dropped (after it is queued or refused); the
@@ -522,6 +526,7 @@ impl Ledger {
             admitting: Default::default(),
             lingering: AtomicBool::new(false),
             sequencer: std::sync::OnceLock::new(),
+            pending_seals: Default::default(),
             stats: SequencerStats::default(),
             log_vkey,
         });
@@ -714,7 +719,8 @@ impl Ledger {
                 nodes,
             } => {
                 // The seal is derived data: signed here, in the submitter's thread, on any
-                // core, and re-derived on reads; it is never stored.
+                // core, and handed to the sequencer, which keeps it with its next batch for
+                // lookups.
                 let seal = match payload {
                     Payload::Certificate(c) => Some(Seal::sign(
                         &self.inner.log_key,
@@ -729,6 +735,9 @@ impl Ledger {
                     )),
                     _ => None,
                 };
+                if let Some(s) = &seal {
+                    lock(&self.inner.pending_seals).push((index, s.signature));
+                }
                 Ok(Receipt {
                     created: true,
                     payload_type: payload.payload_type(),
@@ -821,23 +830,48 @@ impl Ledger {
     }
 
     /// The seal of a logged certificate. Seals are deterministic (Ed25519) functions of the
-    /// log key and the certificate's record, so they are derived, not stored.
+    /// log key and the certificate's record: derived data, whose signature the sequencer
+    /// keeps with the entry (made again for entries logged before seals were kept).
     pub fn seal(&self, id: &CertificateId) -> Result<Option<Seal>, SubmitError> {
         let rec = state::certificate(&self.inner.store, id).map_err(RuleError::from)?;
-        Ok(rec.map(|r| self.seal_of(id, &r)))
+        rec.map(|r| self.seal_of(id, &r))
+            .transpose()
+            .map_err(|e| SubmitError::Store(e.to_string()))
     }
 
     /// The seal of a certificate whose record the caller has already read.
-    pub fn seal_of(&self, id: &CertificateId, rec: &state::CertRecord) -> Seal {
-        Seal::sign(
-            &self.inner.log_key,
-            self.origin(),
-            &rec.gtin,
-            &rec.serial,
-            rec.index,
-            rec.integrated_time_ms / 1000,
-            id.0,
-        )
+    pub fn seal_of(&self, id: &CertificateId, rec: &state::CertRecord) -> Result<Seal, StoreError> {
+        let kept = self.inner.store.seal_signature(rec.index)?;
+        Ok(self.seal_from(id, rec, kept))
+    }
+
+    /// The seal of a certificate from its record and its kept signature, if any (else
+    /// signed now).
+    pub fn seal_from(
+        &self,
+        id: &CertificateId,
+        rec: &state::CertRecord,
+        kept: Option<[u8; 64]>,
+    ) -> Seal {
+        let time = rec.integrated_time_ms / 1000;
+        match kept {
+            Some(signature) => Seal {
+                key_id: self.inner.log_key.id(),
+                index: rec.index,
+                integrated_time: time,
+                certificate_id: id.0,
+                signature,
+            },
+            None => Seal::sign(
+                &self.inner.log_key,
+                self.origin(),
+                &rec.gtin,
+                &rec.serial,
+                rec.index,
+                time,
+                id.0,
+            ),
+        }
     }
 
     /// Stops the sequencer after it has committed everything queued, flushes and closes the
@@ -853,6 +887,8 @@ impl Ledger {
         self.tx.take();
         if let Some(w) = self.worker.take() {
             let _ = w.join();
+            // Those of receipts made after the sequencer's last write.
+            write_pending_seals(&self.inner);
         }
     }
 }
@@ -873,6 +909,10 @@ struct Sequencer {
     since_snapshot: u64,
 }
 
+/// How long the sequencer waits for a next batch to carry the seal signatures the receipts
+/// made before it writes them on their own.
+const SEALS_IDLE: std::time::Duration = std::time::Duration::from_millis(50);
+
 enum Outcome {
     New { index: u64, leaf: Hash },
     Existing(u64),
@@ -884,7 +924,18 @@ impl Sequencer {
         let max = self.inner.config.max_batch;
         let linger = self.inner.config.linger;
         let _ = self.inner.sequencer.set(std::thread::current());
-        while let Ok(first) = rx.recv() {
+        loop {
+            let first = match rx.recv_timeout(SEALS_IDLE) {
+                Ok(job) => job,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.write_pending_seals();
+                    match rx.recv() {
+                        Ok(job) => job,
+                        Err(_) => break,
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             let mut jobs = vec![first];
             drain(&rx, &mut jobs, max);
             if !linger.is_zero() && jobs.len() < max {
@@ -893,6 +944,12 @@ impl Sequencer {
             }
             self.batch(jobs);
         }
+        self.write_pending_seals();
+    }
+
+    /// Writes the seal signatures handed over since the last batch on their own.
+    fn write_pending_seals(&self) {
+        write_pending_seals(&self.inner);
     }
 
     /// Waits (at most `linger`) until no submission is being admitted: those whose signatures
@@ -976,6 +1033,8 @@ impl Sequencer {
         stats
             .sign_ns
             .fetch_add((t2 - t1).as_nanos() as u64, Ordering::Relaxed);
+        // With the seal signatures the receipts made since the last batch (see `crate::store`).
+        commit.seals = std::mem::take(&mut *lock(&self.inner.pending_seals));
         match store.commit(commit) {
             Ok(flush) => stats
                 .flush_ns
@@ -1087,6 +1146,11 @@ impl Sequencer {
     }
 }
 
+/// Locks `m`, whatever a panicked holder left (a list of derived data stays usable).
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Moves what is queued into `jobs`, up to `max`.
 fn drain(rx: &mpsc::Receiver<Job>, jobs: &mut Vec<Job>, max: usize) {
     while jobs.len() < max {
@@ -1094,6 +1158,18 @@ fn drain(rx: &mpsc::Receiver<Job>, jobs: &mut Vec<Job>, max: usize) {
             Ok(j) => jobs.push(j),
             Err(_) => break,
         }
+    }
+}
+
+/// Writes the seal signatures handed over and not yet kept (derived data: if that fails,
+/// they are signed again when read).
+fn write_pending_seals(inner: &Inner) {
+    let seals = std::mem::take(&mut *lock(&inner.pending_seals));
+    if seals.is_empty() || inner.halted.load(Ordering::SeqCst) {
+        return;
+    }
+    if let Err(e) = inner.store.write_seals(seals) {
+        tracing::warn!(error = %e, "seal signatures not kept; they are signed again when read");
     }
 }
 

@@ -64,8 +64,8 @@ pub struct CertificateView {
     pub certificate_id: CertificateId,
     /// valid, revoked or superseded.
     pub status: CertStatus,
-    /// The certificate payload as signed.
-    pub certificate: Value,
+    /// The certificate payload, byte for byte as signed (embedded, not re-encoded).
+    pub certificate: Box<serde_json::value::RawValue>,
     /// Who signed it.
     pub issuer: Issuer,
     /// Entry index.
@@ -106,7 +106,7 @@ impl Ledger {
             .map_err(internal)?
             .ok_or_else(|| QueryError::Internal(format!("entry {index} missing")))?
             .to_vec();
-        let entry = Entry::parse(&bytes).map_err(internal)?;
+        let entry = Entry::parse_stored(&bytes).map_err(internal)?;
         Ok((bytes, entry))
     }
 
@@ -125,16 +125,31 @@ impl Ledger {
         head: &Head,
     ) -> Result<CertificateView, QueryError> {
         let store = self.store();
-        let (_, entry) = self.entry_at(rec.index)?;
-        let certificate: Value =
-            serde_json::from_slice(&entry.envelope.payload).map_err(internal)?;
+        let (bytes, kept_seal) = store
+            .entry_and_seal(rec.index)
+            .map_err(internal)?
+            .ok_or_else(|| QueryError::Internal(format!("entry {} missing", rec.index)))?;
+        let entry = Entry::parse_stored(&bytes).map_err(internal)?;
+        /// The one field of the payload the view needs besides the payload itself.
+        #[derive(serde::Deserialize)]
+        struct Supersedes<'a> {
+            #[serde(borrow)]
+            supersedes: Option<std::borrow::Cow<'a, str>>,
+        }
+        let supersedes = serde_json::from_slice::<Supersedes>(&entry.envelope.payload)
+            .map_err(internal)?
+            .supersedes
+            .and_then(|s| s.parse().ok());
+        let certificate = String::from_utf8(entry.envelope.payload.clone())
+            .map_err(internal)
+            .and_then(|text| serde_json::value::RawValue::from_string(text).map_err(internal))?;
         let party = store.party_record(&rec.issuer).map_err(internal)?;
         let issuer = Issuer {
             name: rec.issuer.clone(),
             display_name: party.as_ref().and_then(|p| p.party.display_name.clone()),
             country: party.as_ref().and_then(|p| p.party.country.clone()),
         };
-        let seal = self.seal_of(id, &rec);
+        let seal = self.seal_from(id, &rec, kept_seal);
         let qr_url = self
             .base_url()
             .map(|b| seal::qr_url(b, &rec.gtin, &rec.serial, &seal));
@@ -163,10 +178,6 @@ impl Ledger {
                 events.push(item);
             }
         }
-        let supersedes = certificate
-            .get("supersedes")
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse().ok());
         Ok(CertificateView {
             certificate_id: *id,
             status: rec.status,

@@ -26,6 +26,13 @@
 //!   a level is rewritten as it fills), read once and kept in memory.
 //! - **State records** ([`crate::state`]'s keys) are packed in [`crate::bucket`]s of a key
 //!   range each, under `S` + the range's first key.
+//! - **Seal signatures** (derived data, [`crate::seal`]) of a run's certificate entries, as
+//!   the sequencer signed them for their receipts, under `Q` + the run's first index: a
+//!   64-bit mask of the run's entries that have one, then the signatures in entry order. The
+//!   sequencer signs a batch's seals while its flush runs and writes them once, with the next
+//!   batch (or as soon as no batch is waiting); a lookup reads them with an exact get instead
+//!   of signing again. Those of runs written before (or lost in a crash) are signed again
+//!   when read. Older versions ignore these keys.
 //! - **Metadata** under `M`: tree size, checkpoint, log key, layout format.
 //!
 //! Stores written by earlier versions (format 1: one sled key per state record, lower Merkle
@@ -156,6 +163,28 @@ fn stored_segment_size(dir: &Path) -> Option<usize> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Adds the records of one bucket whose key starts with `prefix` to `out`, skipping those
+/// already there (met again when a concurrent commit split a bucket already read); true once
+/// a key past every key with that prefix is met, so that no later bucket can hold more.
+fn collect_prefixed(
+    bucket: &[u8],
+    prefix: &[u8],
+    out: &mut Vec<StateRecord>,
+) -> Result<bool, StoreError> {
+    for r in crate::bucket::records(bucket) {
+        let (rk, rv) = r?;
+        if out.last().is_some_and(|(last, _)| rk <= last.as_slice()) {
+            continue;
+        }
+        if rk.starts_with(prefix) {
+            out.push((rk.to_vec(), rv.to_vec()));
+        } else if rk > prefix {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 fn run_key(first: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = b'R';
@@ -179,6 +208,9 @@ const NODE_REC: usize = 41;
 /// First byte of a run stored compressed. A plain run starts with its entry count as a
 /// big-endian `u32`, at most [`RUN_LEN`], so with a zero byte: the two never meet.
 const RUN_LZ4: u8 = 0xC4;
+
+/// Prefix of seal lists.
+const SEALS: u8 = b'Q';
 
 /// The largest plain run a compressed one may claim to expand to (a full run of maximal
 /// entries, with room for the nodes format 1 kept in runs): what a damaged record can make a
@@ -359,6 +391,43 @@ pub struct Commit {
     /// The log key (vkey) the ledger runs under: written with every batch, so a store that
     /// holds entries always names its key, and one that holds none does not.
     pub log_key: String,
+    /// The seal signatures of the new certificate entries, by index: stored in their runs.
+    pub seals: Vec<(u64, [u8; 64])>,
+}
+
+/// A run written lately: where it is, and whether its seal list was written since.
+struct RecentRun {
+    first: u64,
+    len: u64,
+    sealed: bool,
+}
+
+/// How many runs [`Store::note_runs`] remembers: several batches' worth.
+const RECENT_RUNS: usize = 256;
+
+/// Locks `m`, whatever a panicked holder left (a list of recent runs stays usable).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn seals_key(first: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = SEALS;
+    k[1..].copy_from_slice(&first.to_be_bytes());
+    k
+}
+
+/// An entry's exact bytes and its kept seal signature, if any.
+pub type EntryAndSeal = (sled::IVec, Option<[u8; 64]>);
+
+/// A batch prepared by [`Store::stage`], to be written by [`Store::apply`].
+pub struct Staged<'a> {
+    _writer: std::sync::MutexGuard<'a, ()>,
+    batch: sled::Batch,
+    /// (first index, entry count) of its runs.
+    runs: Vec<(u64, u64)>,
+    upper: Vec<(NodeId, Hash)>,
+    parties_written: bool,
 }
 
 /// Decoded party records, each with the party generation (see [`Store::commit`]) it was read at.
@@ -396,6 +465,42 @@ fn block_key(block: u64) -> [u8; 9] {
     k[0] = BLOCK;
     k[1..].copy_from_slice(&block.to_be_bytes());
     k
+}
+
+/// A run's seal list: a 64-bit mask of the run's entries that have a seal (bit `i` for its
+/// entry `i`), then their signatures in entry order. `seals` are (offset, signature), sorted.
+fn seal_list(seals: &[(u64, [u8; 64])]) -> Vec<u8> {
+    let mut mask = 0u64;
+    let mut out = vec![0; 8];
+    for (offset, sig) in seals {
+        if *offset < 64 && mask & (1 << offset) == 0 {
+            mask |= 1 << offset;
+            out.extend_from_slice(sig);
+        }
+    }
+    out[..8].copy_from_slice(&mask.to_be_bytes());
+    out
+}
+
+/// The mask of a seal list and its signatures, checked against each other.
+fn seal_list_parts(bytes: &[u8]) -> Result<(u64, &[u8]), StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("seal list of {} bytes", bytes.len()));
+    let (mask, sigs) = bytes.split_first_chunk::<8>().ok_or_else(corrupt)?;
+    let mask = u64::from_be_bytes(*mask);
+    if sigs.len() != mask.count_ones() as usize * 64 {
+        return Err(corrupt());
+    }
+    Ok((mask, sigs))
+}
+
+/// The signature of entry `offset` of a seal list, if present.
+fn seal_list_get(bytes: &[u8], offset: u64) -> Result<Option<[u8; 64]>, StoreError> {
+    let (mask, sigs) = seal_list_parts(bytes)?;
+    if offset >= 64 || mask & (1 << offset) == 0 {
+        return Ok(None);
+    }
+    let at = (mask & ((1 << offset) - 1)).count_ones() as usize * 64;
+    Ok(sigs.get(at..at + 64).and_then(|s| s.try_into().ok()))
 }
 
 /// A lower node from its block record: a count of the block's leaves (u8), then the complete
@@ -474,6 +579,8 @@ pub struct Store {
     /// current generation is the stored one, without asking sled.
     party_generation: Arc<AtomicU64>,
     nodes: Arc<NodeCache>,
+    /// The runs written last, see [`Store::note_runs`].
+    recent_runs: Arc<Mutex<std::collections::VecDeque<RecentRun>>>,
     /// sled lookups made for entries, nodes and state records, for benchmarks.
     reads: Arc<AtomicU64>,
     /// Held by every writer: state buckets are read, changed and written back. Its count of
@@ -493,6 +600,7 @@ impl Store {
             parties: Arc::default(),
             party_generation: Arc::default(),
             nodes: Arc::default(),
+            recent_runs: Arc::default(),
             reads: Arc::default(),
             writer: Arc::default(),
             dir: Arc::new(dir.to_path_buf()),
@@ -805,8 +913,19 @@ impl Store {
 
     /// Writes a batch atomically and flushes it to disk before returning; returns the time
     /// the flush took.
-    pub fn commit(&self, c: Commit) -> Result<std::time::Duration, StoreError> {
-        let _writer = self
+    pub fn commit(&self, mut c: Commit) -> Result<std::time::Duration, StoreError> {
+        let seals = std::mem::take(&mut c.seals);
+        let staged = self.stage(c)?;
+        self.apply(staged, seals)?;
+        let t = std::time::Instant::now();
+        self.flush()?;
+        Ok(t.elapsed())
+    }
+
+    /// Prepares a batch for [`Store::apply`] (`c.seals` is ignored). Holds the write lock
+    /// until then: the state it read stays the state it changes.
+    pub fn stage(&self, c: Commit) -> Result<Staged<'_>, StoreError> {
+        let writer = self
             .writer
             .lock()
             .map_err(|_| StoreError::Corrupt("a writer panicked".into()))?;
@@ -825,23 +944,152 @@ impl Store {
         for (key, value) in self.block_writes(&c.nodes)? {
             b.insert(&key, value);
         }
-        for (first, value) in split_runs(c.entries, Vec::new()) {
+        let mut runs = Vec::new();
+        for (first, len, value) in split_runs(c.entries, Vec::new()) {
             b.insert(&run_key(first), value);
+            runs.push((first, len));
         }
         self.state_writes(c.state, &mut b)?;
         b.insert(META_SIZE, &c.size.to_be_bytes());
         b.insert(META_CHECKPOINT, c.checkpoint.as_bytes());
         b.insert(META_LOG_KEY, c.log_key.as_bytes());
         b.insert(META_FORMAT, &[FORMAT]);
-        self.db()?.apply_batch(b)?;
+        Ok(Staged {
+            _writer: writer,
+            batch: b,
+            runs,
+            upper,
+            parties_written,
+        })
+    }
+
+    /// Writes a staged batch atomically, with seal signatures (by index) of entries of this
+    /// batch or of earlier ones, each run's at most once. Durable only after the next
+    /// [`Store::flush`]; the ledger answers nobody before, and halts if that flush fails, so
+    /// nothing is ever built on a batch that was lost.
+    pub fn apply(&self, staged: Staged<'_>, seals: Vec<(u64, [u8; 64])>) -> Result<(), StoreError> {
+        let Staged {
+            _writer,
+            mut batch,
+            runs,
+            upper,
+            parties_written,
+        } = staged;
+        self.note_runs(&runs);
+        self.seal_writes(seals, &mut batch)?;
+        self.db()?.apply_batch(batch)?;
         if parties_written {
             self.party_generation.fetch_add(1, Ordering::SeqCst);
         }
-        let t = std::time::Instant::now();
-        self.db()?.flush()?;
-        // Only once they are durable: a failed commit leaves nothing behind in memory either.
         self.nodes.insert(upper);
-        Ok(t.elapsed())
+        Ok(())
+    }
+
+    /// Writes seal signatures (by index) on their own, each run's at most once, and flushes
+    /// them: when no batch is coming to carry them.
+    pub fn write_seals(&self, seals: Vec<(u64, [u8; 64])>) -> Result<(), StoreError> {
+        if seals.is_empty() {
+            return Ok(());
+        }
+        let _writer = self
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Corrupt("a writer panicked".into()))?;
+        let mut b = sled::Batch::default();
+        self.seal_writes(seals, &mut b)?;
+        self.db()?.apply_batch(b)?;
+        self.flush()
+    }
+
+    /// Remembers the runs just written, so that their seals are placed without asking sled.
+    fn note_runs(&self, runs: &[(u64, u64)]) {
+        let mut recent = lock(&self.recent_runs);
+        recent.extend(runs.iter().map(|&(first, len)| RecentRun {
+            first,
+            len,
+            sealed: false,
+        }));
+        let excess = recent.len().saturating_sub(RECENT_RUNS);
+        recent.drain(..excess);
+    }
+
+    /// Adds the seal lists of `seals` (by index) to `b`, one per run, merged with what the
+    /// run already keeps (a signature kept stays).
+    fn seal_writes(
+        &self,
+        mut seals: Vec<(u64, [u8; 64])>,
+        b: &mut sled::Batch,
+    ) -> Result<(), StoreError> {
+        seals.sort_unstable_by_key(|(i, _)| *i);
+        let mut recent = lock(&self.recent_runs);
+        let mut rest = &seals[..];
+        while let Some(&(index, _)) = rest.first() {
+            // A recent run is known, and whether it keeps seals yet; an older one is read.
+            let known = recent
+                .iter_mut()
+                .find(|r| (r.first..r.first + r.len).contains(&index));
+            let (first, len, sealed) = match known {
+                Some(r) => {
+                    let sealed = r.sealed;
+                    r.sealed = true;
+                    (r.first, r.len, sealed)
+                }
+                None => match self.run_of(index)? {
+                    Some((first, run)) => (first, run.n_entries as u64, true),
+                    None => (index, 0, false),
+                },
+            };
+            let end = rest.partition_point(|(i, _)| *i < first + len).max(1);
+            let mut own: Vec<(u64, [u8; 64])> = rest[..end]
+                .iter()
+                .filter(|(i, _)| (first..first + len).contains(i))
+                .map(|(i, sig)| (i - first, *sig))
+                .collect();
+            rest = &rest[end..];
+            if own.is_empty() {
+                continue;
+            }
+            if sealed && let Some(list) = self.db()?.get(seals_key(first))? {
+                let (mask, _) = seal_list_parts(&list)?;
+                for o in (0..64).filter(|o| mask & (1 << o) != 0) {
+                    if let Some(sig) = seal_list_get(&list, o)? {
+                        own.retain(|(x, _)| *x != o);
+                        own.push((o, sig));
+                    }
+                }
+                own.sort_unstable_by_key(|(o, _)| *o);
+            }
+            b.insert(&seals_key(first), seal_list(&own));
+        }
+        Ok(())
+    }
+
+    /// The kept seal signature of entry `index`, if any (see the module doc).
+    pub fn seal_signature(&self, index: u64) -> Result<Option<[u8; 64]>, StoreError> {
+        match self.run_of(index)? {
+            Some((first, _)) => self.seal_in_run(first, index),
+            None => Ok(None),
+        }
+    }
+
+    /// The kept seal signature of entry `index` of the run starting at `first`.
+    fn seal_in_run(&self, first: u64, index: u64) -> Result<Option<[u8; 64]>, StoreError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        match self.db()?.get(seals_key(first))? {
+            Some(list) => seal_list_get(&list, index - first),
+            None => Ok(None),
+        }
+    }
+
+    /// The exact bytes of entry `index` and its kept seal signature, if any.
+    pub fn entry_and_seal(&self, index: u64) -> Result<Option<EntryAndSeal>, StoreError> {
+        let Some((first, run)) = self.run_of(index)? else {
+            return Ok(None);
+        };
+        let Some(entry) = run.entry((index - first) as usize) else {
+            return Ok(None);
+        };
+        Ok(Some((entry, self.seal_in_run(first, index)?)))
     }
 
     /// The bucket holding `key` (the one with the greatest start not after it): its storage
@@ -875,26 +1123,27 @@ impl Store {
     /// falls in the next node.) Records only move to later buckets, so none present
     /// throughout the scan is missed.
     pub fn scan_state(&self, prefix: &[u8]) -> Result<Vec<StateRecord>, StoreError> {
-        let Some((start, _)) = self.bucket_of(prefix)? else {
+        let Some((start, first)) = self.bucket_of(prefix)? else {
             return Ok(Vec::new());
         };
         let mut out: Vec<StateRecord> = Vec::new();
-        for item in self.db()?.range(start..) {
+        // Most prefixes (a certificate's history: usually nothing) end inside the bucket that
+        // holds their start, already read: no iterator is needed then.
+        if collect_prefixed(&first, prefix, &mut out)? {
+            return Ok(out);
+        }
+        use std::ops::Bound;
+        for item in self
+            .db()?
+            .range::<&[u8], _>((Bound::Excluded(&start[..]), Bound::Unbounded))
+        {
             let (k, v) = item?;
             // Past the buckets, or past every bucket that can hold the prefix.
             if k.first() != Some(&BUCKET) || (k[1..] > *prefix && !k[1..].starts_with(prefix)) {
                 break;
             }
-            for r in crate::bucket::records(&v) {
-                let (rk, rv) = r?;
-                if out.last().is_some_and(|(last, _)| rk <= last.as_slice()) {
-                    continue;
-                }
-                if rk.starts_with(prefix) {
-                    out.push((rk.to_vec(), rv.to_vec()));
-                } else if rk > prefix {
-                    return Ok(out);
-                }
+            if collect_prefixed(&v, prefix, &mut out)? {
+                break;
             }
         }
         Ok(out)
@@ -961,16 +1210,36 @@ impl Store {
     /// Overwrites an entry's bytes with no check at all. For repair tooling and for tests that
     /// prove `audit` catches tampering; the ledger itself never calls it.
     pub fn raw_put_entry(&self, index: u64, bytes: &[u8]) -> Result<(), StoreError> {
-        let (first, run) = self
-            .run_of(index)?
-            .ok_or_else(|| StoreError::Corrupt(format!("no entry {index}")))?;
+        let missing = || StoreError::Corrupt(format!("no entry {index}"));
+        let (first, run) = self.run_of(index)?.ok_or_else(missing)?;
         let mut entries = run.entries();
         let slot = entries
             .get_mut((index - first) as usize)
-            .ok_or_else(|| StoreError::Corrupt(format!("no entry {index}")))?;
+            .ok_or_else(missing)?;
         *slot = bytes.to_vec();
         self.db()?
             .insert(run_key(first), Run::encode(&entries, &mut run.nodes()))?;
+        self.db()?.flush()?;
+        Ok(())
+    }
+
+    /// Keeps `signature` as the seal signature of entry `index` (or none), with no check at
+    /// all (see [`Store::raw_put_entry`]).
+    pub fn raw_put_seal(&self, index: u64, signature: Option<[u8; 64]>) -> Result<(), StoreError> {
+        let missing = || StoreError::Corrupt(format!("no entry {index}"));
+        let (first, run) = self.run_of(index)?.ok_or_else(missing)?;
+        let mut seals: Vec<(u64, [u8; 64])> = (first..first + run.n_entries as u64)
+            .filter(|&i| i != index)
+            .filter_map(|i| {
+                self.seal_in_run(first, i)
+                    .ok()
+                    .flatten()
+                    .map(|s| (i - first, s))
+            })
+            .chain(signature.map(|s| (index - first, s)))
+            .collect();
+        seals.sort_unstable_by_key(|(o, _)| *o);
+        self.db()?.insert(seals_key(first), seal_list(&seals))?;
         self.db()?.flush()?;
         Ok(())
     }
@@ -985,6 +1254,7 @@ impl Store {
             }
             if first >= index {
                 self.db()?.remove(run_key(first))?;
+                self.db()?.remove(seals_key(first))?;
             } else {
                 let mut entries = run.entries();
                 entries.truncate((index - first) as usize);
@@ -1055,9 +1325,12 @@ impl Store {
     }
 }
 
-/// Splits a batch into run values of at most [`RUN_LEN`] entries, each with the nodes its
-/// leaves completed.
-fn split_runs(entries: Vec<(u64, Vec<u8>)>, nodes: Vec<(NodeId, Hash)>) -> Vec<(u64, Vec<u8>)> {
+/// Splits a batch into runs of at most [`RUN_LEN`] entries, each with the nodes its leaves
+/// completed: (first index, entry count, the run as stored).
+fn split_runs(
+    entries: Vec<(u64, Vec<u8>)>,
+    nodes: Vec<(NodeId, Hash)>,
+) -> Vec<(u64, u64, Vec<u8>)> {
     /// A run being filled: first index, entries, completed nodes.
     type Pending = (u64, Vec<Vec<u8>>, Vec<(NodeId, Hash)>);
     let mut runs: Vec<Pending> = Vec::new();
@@ -1084,7 +1357,7 @@ fn split_runs(entries: Vec<(u64, Vec<u8>)>, nodes: Vec<(NodeId, Hash)>) -> Vec<(
         }
     }
     runs.into_iter()
-        .map(|(first, es, mut ns)| (first, Run::encode_stored(&es, &mut ns)))
+        .map(|(first, es, mut ns)| (first, es.len() as u64, Run::encode_stored(&es, &mut ns)))
         .collect()
 }
 
@@ -1141,6 +1414,44 @@ impl StateRead for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sig(i: u64) -> [u8; 64] {
+        [i as u8; 64]
+    }
+
+    #[test]
+    fn a_seal_list_finds_each_signature_by_entry_offset() {
+        let list = seal_list(&[(0, sig(10)), (5, sig(15)), (15, sig(25))]);
+        assert_eq!(list.len(), 8 + 3 * 64);
+        for (offset, want) in [
+            (0, Some(10)),
+            (5, Some(15)),
+            (15, Some(25)),
+            (1, None),
+            (63, None),
+            (64, None),
+        ] {
+            assert_eq!(
+                seal_list_get(&list, offset).unwrap(),
+                want.map(sig),
+                "offset {offset}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_seal_list_whose_length_disagrees_with_its_mask_is_corrupt() {
+        let good = seal_list(&[(0, sig(0)), (9, sig(9))]);
+        assert_eq!(good.len(), 8 + 2 * 64);
+        for bad in [
+            &good[..7],
+            &good[..good.len() - 1],
+            &[good.clone(), vec![0; 64]].concat()[..],
+        ] {
+            let e = seal_list_get(bad, 0).unwrap_err().to_string();
+            assert!(e.contains("storage is corrupt: seal list"), "{e}");
+        }
+    }
 
     fn entry_like(i: usize) -> Vec<u8> {
         format!(

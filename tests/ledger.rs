@@ -413,6 +413,55 @@ fn superseding_by_the_same_issuer_marks_the_old_certificate() {
     assert_eq!(status(&l, &old), CertStatus::Superseded);
     assert_eq!(status(&l, &new), CertStatus::Valid);
     assert_eq!(state::unit_valid(l.store(), &g, "S/1").unwrap(), Some(new));
+    let (old_view, new_view) = (l.certificate(&old).unwrap(), l.certificate(&new).unwrap());
+    assert_eq!(
+        (old_view.supersedes, old_view.superseded_by),
+        (None, Some(new))
+    );
+    assert_eq!(
+        (new_view.supersedes, new_view.superseded_by),
+        (Some(old), None)
+    );
+}
+
+/// A lookup embeds the certificate exactly as its issuer signed it, spacing and escapes
+/// included, and still reads the fields it shows beside it (here `supersedes`, escaped).
+#[test]
+fn a_lookup_shows_the_certificate_byte_for_byte_as_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, _) = demo_ledger(dir.path());
+    let k = key("texas-reman.example");
+    let g = gtin(4343);
+    let old = l
+        .submit(&sign(
+            PayloadType::Certificate,
+            &certificate_json(&g, "B/1", None),
+            &k,
+        ))
+        .unwrap()
+        .certificate_id
+        .unwrap();
+    let hex = old.to_string();
+    // The first hex digit written as a \u escape: the same string to a JSON reader.
+    let escaped = format!("\\u00{:02x}{}", hex.as_bytes()[0], &hex[1..]);
+    let text = certificate_json(&g, "B/1", Some(&escaped))
+        .replace("{\"product\":{", "{\n  \"product\" : {")
+        .replace("diesel engine", "diesel engine \\u00e9");
+    let new = l
+        .submit(&sign(PayloadType::Certificate, &text, &k))
+        .unwrap()
+        .certificate_id
+        .unwrap();
+    let view = l.certificate(&new).unwrap();
+    assert_eq!(view.certificate.get(), text);
+    assert_eq!(view.supersedes, Some(old));
+    let json = serde_json::to_string(&view).unwrap();
+    assert!(json.contains(&format!("\"certificate\":{text}")), "{json}");
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        parsed["certificate"]["product"]["name"],
+        "Remanufactured 2.0 L diesel engine \u{e9}"
+    );
 }
 
 #[test]

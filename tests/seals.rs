@@ -1,0 +1,240 @@
+//! Seal signatures kept with their entries (derived data, see `reman_ledger::store`): a
+//! lookup serves the very seal of the certificate's receipt without signing again; a seal
+//! never kept (a store from before) is signed again when read; a damaged one is reported,
+//! and `audit` checks every one kept.
+
+mod common;
+
+use common::*;
+use reman_ledger::audit::audit_store;
+use reman_ledger::certificate::CertificateId;
+use reman_ledger::entry::Entry;
+use reman_ledger::ledger::{Ledger, Receipt};
+use reman_ledger::payload::{self, Payload, PayloadType};
+use reman_ledger::seal::Seal;
+use reman_ledger::store::Store;
+use std::sync::Arc;
+
+/// Appends `n` distinct certificates from 8 threads (so batches hold several); their receipts.
+fn grow(ledger: &Arc<Ledger>, n: u64, first: u64) -> Vec<Receipt> {
+    let signer = Arc::new(key("suzhou-reman.example"));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let (ledger, signer) = (ledger.clone(), signer.clone());
+            std::thread::spawn(move || {
+                (first + t..first + n)
+                    .step_by(8)
+                    .map(|k| {
+                        let json = certificate_json(&gtin(k), &format!("SEAL-{k:06}"), None);
+                        let r = ledger
+                            .submit(&sign(PayloadType::Certificate, &json, &signer))
+                            .unwrap();
+                        assert!(r.created);
+                        r
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect()
+}
+
+fn receipt_seal(r: &Receipt) -> Seal {
+    Seal::from_base64url(r.seal.as_deref().unwrap()).unwrap()
+}
+
+/// The certificate entries of a store: (index, ID, GTIN, serial).
+fn certificates(store: &Store) -> Vec<(u64, CertificateId, String, String)> {
+    (0..store.size().unwrap())
+        .filter_map(|i| {
+            let e = Entry::parse(&store.entry(i).unwrap().unwrap()).unwrap();
+            match payload::parse(&e.envelope.payload_type, &e.envelope.payload).unwrap() {
+                Payload::Certificate(c) => Some((
+                    i,
+                    CertificateId::of_payload(&e.envelope.payload),
+                    c.product.gtin,
+                    c.product.serial,
+                )),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// The seal a lookup serves, checked under the log key for its unit.
+fn served_seal(ledger: &Ledger, id: &CertificateId, gtin: &str, serial: &str) -> Seal {
+    let view = ledger.certificate(id).unwrap();
+    let seal = Seal::from_base64url(&view.seal).unwrap();
+    seal.verify(log_key().public(), ledger.origin(), gtin, serial)
+        .unwrap();
+    seal
+}
+
+#[test]
+fn every_receipts_seal_is_kept_and_served_as_it_was_handed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(demo_ledger(dir.path()).0);
+    let receipts = grow(&ledger, 200, 0);
+    for r in &receipts {
+        let id = r.certificate_id.unwrap();
+        assert_eq!(
+            ledger.seal(&id).unwrap(),
+            Some(receipt_seal(r)),
+            "entry {}",
+            r.index
+        );
+    }
+    // Each batch's seals are kept with the next batch, the last batch's once the ledger idles.
+    let kept = |l: &Ledger| {
+        receipts
+            .iter()
+            .filter(|r| {
+                l.store().seal_signature(r.index).unwrap() == Some(receipt_seal(r).signature)
+            })
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while kept(&ledger) < receipts.len() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(kept(&ledger), receipts.len());
+    assert_eq!(
+        ledger.store().seal_signature(0).unwrap(),
+        None,
+        "entry 0 registers the operator"
+    );
+    // Closing at once keeps the last batch's too.
+    let last = grow(&ledger, 1, 5000);
+    Arc::into_inner(ledger).unwrap().close().unwrap();
+
+    let ledger = Ledger::open(dir.path(), log_key(), config()).unwrap();
+    let certs = certificates(ledger.store());
+    for r in receipts.iter().chain(&last) {
+        let kept = ledger.store().seal_signature(r.index).unwrap();
+        assert_eq!(kept, Some(receipt_seal(r).signature), "entry {}", r.index);
+        let (_, id, gtin, serial) = certs.iter().find(|c| c.0 == r.index).unwrap();
+        assert_eq!(served_seal(&ledger, id, gtin, serial), receipt_seal(r));
+    }
+    audit_store(ledger.store(), None, |_, _| {}).unwrap();
+}
+
+#[test]
+fn a_seal_that_was_never_kept_is_signed_again_when_read() {
+    // Written before seals were kept: none is.
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("fixtures/legacy-store-v2"), dir.path());
+    let ledger = Ledger::open(dir.path(), log_key(), config()).unwrap();
+    let certs = certificates(ledger.store());
+    assert!(certs.len() > 30, "{} certificates", certs.len());
+    for (index, id, gtin, serial) in certs {
+        assert_eq!(ledger.store().seal_signature(index).unwrap(), None);
+        let served = served_seal(&ledger, &id, &gtin, &serial);
+        assert_eq!((served.index, served.certificate_id), (index, id.0));
+    }
+}
+
+/// The legacy store (no seal kept), with `seals` planted into it, as a store.
+fn legacy_with(seals: impl FnOnce(&Store) -> Vec<(u64, [u8; 64])>) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("fixtures/legacy-store-v2"), dir.path());
+    let store = Store::open(dir.path()).unwrap();
+    for (index, sig) in seals(&store) {
+        store.raw_put_seal(index, Some(sig)).unwrap();
+    }
+    (dir, store)
+}
+
+/// The genuine seal signature of certificate entry `index` of `store`.
+fn genuine(store: &Store, index: u64) -> [u8; 64] {
+    let (_, id, gtin, serial) = certificates(store)
+        .into_iter()
+        .find(|c| c.0 == index)
+        .unwrap();
+    let e = Entry::parse(&store.entry(index).unwrap().unwrap()).unwrap();
+    let log = log_key();
+    Seal::sign(
+        &log,
+        log.name(),
+        &gtin,
+        &serial,
+        index,
+        e.integrated_time_ms / 1000,
+        id.0,
+    )
+    .signature
+}
+
+#[test]
+fn audit_passes_genuine_kept_seals() {
+    let (_d, store) = legacy_with(|s| {
+        certificates(s)
+            .iter()
+            .map(|c| (c.0, genuine(s, c.0)))
+            .collect()
+    });
+    let report = audit_store(&store, None, |_, _| {}).unwrap();
+    assert_eq!(report.entries, 113);
+}
+
+#[test]
+fn audit_reports_a_kept_seal_of_another_entry_at_its_index() {
+    let mut pair = [0, 0];
+    let (_d, store) = legacy_with(|s| {
+        let certs = certificates(s);
+        pair = [certs[3].0, certs[9].0];
+        // The genuine signatures of two certificates, each kept for the other.
+        vec![
+            (pair[0], genuine(s, pair[1])),
+            (pair[1], genuine(s, pair[0])),
+        ]
+    });
+    let before = (store.size().unwrap(), store.checkpoint().unwrap());
+    let e = audit_store(&store, None, |_, _| {}).unwrap_err();
+    assert_eq!(e.index(), Some(pair[0]), "{e}");
+    assert!(
+        e.to_string().contains("kept seal signature is not valid"),
+        "{e}"
+    );
+    assert_eq!((store.size().unwrap(), store.checkpoint().unwrap()), before);
+    // What audit catches is what lookups would serve: the kept signature, not a new one.
+    let (id, swapped) = (certificates(&store)[3].1, genuine(&store, pair[1]));
+    store.close().unwrap();
+    let ledger = Ledger::open(_d.path(), log_key(), config()).unwrap();
+    let served = Seal::from_base64url(&ledger.certificate(&id).unwrap().seal).unwrap();
+    assert_eq!(served.signature, swapped);
+}
+
+#[test]
+fn audit_reports_a_seal_kept_for_an_entry_that_is_not_a_certificate() {
+    let (_d, store) = legacy_with(|s| vec![(0, genuine(s, certificates(s)[0].0))]);
+    let e = audit_store(&store, None, |_, _| {}).unwrap_err();
+    assert_eq!(e.index(), Some(0), "{e}");
+    assert!(e.to_string().contains("a party entry"), "{e}");
+}
+
+#[test]
+fn a_damaged_seal_list_is_reported_not_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, _) = demo_ledger(dir.path());
+    let (index, id, _, _) = certificates(ledger.store())[0].clone();
+    assert!(ledger.store().seal_signature(index).unwrap().is_some());
+    ledger.close().unwrap();
+    {
+        // The seal list of the run holding the entry, its last byte cut off.
+        let db = raw_sled(dir.path());
+        let probe = [&b"R"[..], &(index + 1).to_be_bytes()].concat();
+        let (run_key, _) = db.get_lt(&probe).unwrap().unwrap();
+        let key = [&b"Q"[..], &run_key[1..]].concat();
+        let list = db.get(&key).unwrap().unwrap();
+        db.insert(&key, &list[..list.len() - 1]).unwrap();
+        db.flush().unwrap();
+    }
+    let ledger = Ledger::open(dir.path(), log_key(), config()).unwrap();
+    let e = ledger.certificate(&id).unwrap_err().to_string();
+    assert!(e.contains("storage is corrupt: seal list"), "{e}");
+    let e = audit_store(ledger.store(), None, |_, _| {}).unwrap_err();
+    assert!(e.to_string().contains("seal list"), "{e}");
+}
