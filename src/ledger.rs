@@ -928,7 +928,7 @@ impl Sequencer {
             let first = match rx.recv_timeout(SEALS_IDLE) {
                 Ok(job) => job,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    self.write_pending_seals();
+                    write_pending_seals(&self.inner);
                     match rx.recv() {
                         Ok(job) => job,
                         Err(_) => break,
@@ -944,11 +944,6 @@ impl Sequencer {
             }
             self.batch(jobs);
         }
-        self.write_pending_seals();
-    }
-
-    /// Writes the seal signatures handed over since the last batch on their own.
-    fn write_pending_seals(&self) {
         write_pending_seals(&self.inner);
     }
 

@@ -391,7 +391,7 @@ pub struct Commit {
     /// The log key (vkey) the ledger runs under: written with every batch, so a store that
     /// holds entries always names its key, and one that holds none does not.
     pub log_key: String,
-    /// The seal signatures of the new certificate entries, by index: stored in their runs.
+    /// Seal signatures, by index, of entries of earlier batches (see the module doc).
     pub seals: Vec<(u64, [u8; 64])>,
 }
 
@@ -419,16 +419,6 @@ fn seals_key(first: u64) -> [u8; 9] {
 
 /// An entry's exact bytes and its kept seal signature, if any.
 pub type EntryAndSeal = (sled::IVec, Option<[u8; 64]>);
-
-/// A batch prepared by [`Store::stage`], to be written by [`Store::apply`].
-pub struct Staged<'a> {
-    _writer: std::sync::MutexGuard<'a, ()>,
-    batch: sled::Batch,
-    /// (first index, entry count) of its runs.
-    runs: Vec<(u64, u64)>,
-    upper: Vec<(NodeId, Hash)>,
-    parties_written: bool,
-}
 
 /// Decoded party records, each with the party generation (see [`Store::commit`]) it was read at.
 type PartyCache = HashMap<String, (u64, Arc<PartyRecord>)>;
@@ -913,19 +903,8 @@ impl Store {
 
     /// Writes a batch atomically and flushes it to disk before returning; returns the time
     /// the flush took.
-    pub fn commit(&self, mut c: Commit) -> Result<std::time::Duration, StoreError> {
-        let seals = std::mem::take(&mut c.seals);
-        let staged = self.stage(c)?;
-        self.apply(staged, seals)?;
-        let t = std::time::Instant::now();
-        self.flush()?;
-        Ok(t.elapsed())
-    }
-
-    /// Prepares a batch for [`Store::apply`] (`c.seals` is ignored). Holds the write lock
-    /// until then: the state it read stays the state it changes.
-    pub fn stage(&self, c: Commit) -> Result<Staged<'_>, StoreError> {
-        let writer = self
+    pub fn commit(&self, c: Commit) -> Result<std::time::Duration, StoreError> {
+        let _writer = self
             .writer
             .lock()
             .map_err(|_| StoreError::Corrupt("a writer panicked".into()))?;
@@ -949,40 +928,22 @@ impl Store {
             b.insert(&run_key(first), value);
             runs.push((first, len));
         }
+        self.note_runs(&runs);
+        self.seal_writes(c.seals, &mut b)?;
         self.state_writes(c.state, &mut b)?;
         b.insert(META_SIZE, &c.size.to_be_bytes());
         b.insert(META_CHECKPOINT, c.checkpoint.as_bytes());
         b.insert(META_LOG_KEY, c.log_key.as_bytes());
         b.insert(META_FORMAT, &[FORMAT]);
-        Ok(Staged {
-            _writer: writer,
-            batch: b,
-            runs,
-            upper,
-            parties_written,
-        })
-    }
-
-    /// Writes a staged batch atomically, with seal signatures (by index) of entries of this
-    /// batch or of earlier ones, each run's at most once. Durable only after the next
-    /// [`Store::flush`]; the ledger answers nobody before, and halts if that flush fails, so
-    /// nothing is ever built on a batch that was lost.
-    pub fn apply(&self, staged: Staged<'_>, seals: Vec<(u64, [u8; 64])>) -> Result<(), StoreError> {
-        let Staged {
-            _writer,
-            mut batch,
-            runs,
-            upper,
-            parties_written,
-        } = staged;
-        self.note_runs(&runs);
-        self.seal_writes(seals, &mut batch)?;
-        self.db()?.apply_batch(batch)?;
+        self.db()?.apply_batch(b)?;
         if parties_written {
             self.party_generation.fetch_add(1, Ordering::SeqCst);
         }
+        let t = std::time::Instant::now();
+        self.db()?.flush()?;
+        // Only once they are durable: a failed commit leaves nothing behind in memory either.
         self.nodes.insert(upper);
-        Ok(())
+        Ok(t.elapsed())
     }
 
     /// Writes seal signatures (by index) on their own, each run's at most once, and flushes

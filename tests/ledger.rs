@@ -386,30 +386,21 @@ fn concurrent_submitters_share_group_commits_while_others_are_being_checked() {
     audit_store(l.store(), None, |_, _| {}).unwrap();
 }
 
+/// Logs a certificate payload signed by `k`; its certificate ID.
+fn log_certificate(l: &Ledger, json: &str, k: &PrivateKey) -> CertificateId {
+    let r = l.submit(&sign(PayloadType::Certificate, json, k)).unwrap();
+    assert!(r.created);
+    r.certificate_id.unwrap()
+}
+
 #[test]
 fn superseding_by_the_same_issuer_marks_the_old_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let (l, _) = demo_ledger(dir.path());
     let k = key("texas-reman.example");
     let g = gtin(4242);
-    let old = l
-        .submit(&sign(
-            PayloadType::Certificate,
-            &certificate_json(&g, "S/1", None),
-            &k,
-        ))
-        .unwrap()
-        .certificate_id
-        .unwrap();
-    let new = l
-        .submit(&sign(
-            PayloadType::Certificate,
-            &certificate_json(&g, "S/1", Some(&old.to_string())),
-            &k,
-        ))
-        .unwrap()
-        .certificate_id
-        .unwrap();
+    let old = log_certificate(&l, &certificate_json(&g, "S/1", None), &k);
+    let new = log_certificate(&l, &certificate_json(&g, "S/1", Some(&old.to_string())), &k);
     assert_eq!(status(&l, &old), CertStatus::Superseded);
     assert_eq!(status(&l, &new), CertStatus::Valid);
     assert_eq!(state::unit_valid(l.store(), &g, "S/1").unwrap(), Some(new));
@@ -432,26 +423,14 @@ fn a_lookup_shows_the_certificate_byte_for_byte_as_signed() {
     let (l, _) = demo_ledger(dir.path());
     let k = key("texas-reman.example");
     let g = gtin(4343);
-    let old = l
-        .submit(&sign(
-            PayloadType::Certificate,
-            &certificate_json(&g, "B/1", None),
-            &k,
-        ))
-        .unwrap()
-        .certificate_id
-        .unwrap();
+    let old = log_certificate(&l, &certificate_json(&g, "B/1", None), &k);
     let hex = old.to_string();
     // The first hex digit written as a \u escape: the same string to a JSON reader.
     let escaped = format!("\\u00{:02x}{}", hex.as_bytes()[0], &hex[1..]);
     let text = certificate_json(&g, "B/1", Some(&escaped))
         .replace("{\"product\":{", "{\n  \"product\" : {")
         .replace("diesel engine", "diesel engine \\u00e9");
-    let new = l
-        .submit(&sign(PayloadType::Certificate, &text, &k))
-        .unwrap()
-        .certificate_id
-        .unwrap();
+    let new = log_certificate(&l, &text, &k);
     let view = l.certificate(&new).unwrap();
     assert_eq!(view.certificate.get(), text);
     assert_eq!(view.supersedes, Some(old));

@@ -238,3 +238,33 @@ fn a_damaged_seal_list_is_reported_not_misread() {
     let e = audit_store(ledger.store(), None, |_, _| {}).unwrap_err();
     assert!(e.to_string().contains("seal list"), "{e}");
 }
+
+/// Signatures of one run handed over at different times (a late receipt) are kept together,
+/// and a signature kept stays what it was.
+#[test]
+fn seals_of_one_run_written_apart_are_kept_together() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("fixtures/legacy-store-v2"), dir.path());
+    let store = Store::open(dir.path()).unwrap();
+    // Two consecutive certificates that share a run (its key: the greatest run key up to them).
+    let run_of = |i: u64| {
+        let key = [&b"R"[..], &i.to_be_bytes()].concat();
+        store
+            .scan_prefix(b"R")
+            .map(|r| r.unwrap().0.to_vec())
+            .take_while(|k| *k <= key)
+            .last()
+    };
+    let (a, b) = certificates(&store)
+        .windows(2)
+        .map(|w| (w[0].0, w[1].0))
+        .find(|&(a, b)| b == a + 1 && run_of(a) == run_of(b))
+        .unwrap();
+    store.write_seals(vec![(a, genuine(&store, a))]).unwrap();
+    store
+        .write_seals(vec![(b, genuine(&store, b)), (a, [7; 64])])
+        .unwrap();
+    assert_eq!(store.seal_signature(a).unwrap(), Some(genuine(&store, a)));
+    assert_eq!(store.seal_signature(b).unwrap(), Some(genuine(&store, b)));
+    assert_eq!(audit_store(&store, None, |_, _| {}).unwrap().entries, 113);
+}
