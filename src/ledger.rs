@@ -887,8 +887,6 @@ impl Ledger {
         self.tx.take();
         if let Some(w) = self.worker.take() {
             let _ = w.join();
-            // Those of receipts made after the sequencer's last write.
-            write_pending_seals(&self.inner);
         }
     }
 }
@@ -910,7 +908,7 @@ struct Sequencer {
 }
 
 /// How long the sequencer waits for a next batch to carry the seal signatures the receipts
-/// made before it writes them on their own.
+/// made before it hands them to the store on their own (so that lookups find them).
 const SEALS_IDLE: std::time::Duration = std::time::Duration::from_millis(50);
 
 enum Outcome {
@@ -928,7 +926,7 @@ impl Sequencer {
             let first = match rx.recv_timeout(SEALS_IDLE) {
                 Ok(job) => job,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    write_pending_seals(&self.inner);
+                    hold_pending_seals(&self.inner);
                     match rx.recv() {
                         Ok(job) => job,
                         Err(_) => break,
@@ -944,7 +942,6 @@ impl Sequencer {
             }
             self.batch(jobs);
         }
-        write_pending_seals(&self.inner);
     }
 
     /// Waits (at most `linger`) until no submission is being admitted: those whose signatures
@@ -1156,16 +1153,11 @@ fn drain(rx: &mpsc::Receiver<Job>, jobs: &mut Vec<Job>, max: usize) {
     }
 }
 
-/// Writes the seal signatures handed over and not yet kept (derived data: if that fails,
-/// they are signed again when read).
-fn write_pending_seals(inner: &Inner) {
+/// Hands the seal signatures the receipts made to the store, which holds them until their
+/// block is written with a later batch.
+fn hold_pending_seals(inner: &Inner) {
     let seals = std::mem::take(&mut *lock(&inner.pending_seals));
-    if seals.is_empty() || inner.halted.load(Ordering::SeqCst) {
-        return;
-    }
-    if let Err(e) = inner.store.write_seals(seals) {
-        tracing::warn!(error = %e, "seal signatures not kept; they are signed again when read");
-    }
+    inner.store.hold_seals(seals);
 }
 
 fn current_head(inner: &Inner) -> Head {

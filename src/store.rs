@@ -26,13 +26,15 @@
 //!   a level is rewritten as it fills), read once and kept in memory.
 //! - **State records** ([`crate::state`]'s keys) are packed in [`crate::bucket`]s of a key
 //!   range each, under `S` + the range's first key.
-//! - **Seal signatures** (derived data, [`crate::seal`]) of a run's certificate entries, as
-//!   the sequencer signed them for their receipts, under `Q` + the run's first index: a
-//!   64-bit mask of the run's entries that have one, then the signatures in entry order. The
-//!   sequencer signs a batch's seals while its flush runs and writes them once, with the next
-//!   batch (or as soon as no batch is waiting); a lookup reads them with an exact get instead
-//!   of signing again. Those of runs written before (or lost in a crash) are signed again
-//!   when read. Older versions ignore these keys.
+//! - **Seal signatures** (derived data, [`crate::seal`]) of the certificate entries, as the
+//!   receipts signed them, by block of [`SEAL_BLOCK`] entries under `Q` + block number: a
+//!   256-bit mask of the entries that have one, then the signatures in entry order. The
+//!   sequencer hands them over with its next batch; the store holds a block in memory until
+//!   the log has moved a whole block past it, then writes it once. A lookup reads its seal
+//!   with one exact `get` (or from memory) instead of signing again; one missing (held when
+//!   the ledger stopped, a store from before) is signed again. Few, large
+//!   values: sled's page table, which resident memory pays for, gains little. Older versions
+//!   ignore these keys.
 //! - **Metadata** under `M`: tree size, checkpoint, log key, layout format.
 //!
 //! Stores written by earlier versions (format 1: one sled key per state record, lower Merkle
@@ -395,25 +397,21 @@ pub struct Commit {
     pub seals: Vec<(u64, [u8; 64])>,
 }
 
-/// A run written lately: where it is, and whether its seal list was written since.
-struct RecentRun {
-    first: u64,
-    len: u64,
-    sealed: bool,
-}
+/// Entries per seal block (one bit each in its mask).
+pub const SEAL_BLOCK: u64 = 256;
 
-/// How many runs [`Store::note_runs`] remembers: several batches' worth.
-const RECENT_RUNS: usize = 256;
+/// Seal signatures held until their block is written: (entry index, signature) by block.
+type HeldSeals = std::collections::BTreeMap<u64, Vec<(u64, [u8; 64])>>;
 
-/// Locks `m`, whatever a panicked holder left (a list of recent runs stays usable).
+/// Locks `m`, whatever a panicked holder left (held seal signatures are derived data).
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn seals_key(first: u64) -> [u8; 9] {
+fn seals_key(block: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = SEALS;
-    k[1..].copy_from_slice(&first.to_be_bytes());
+    k[1..].copy_from_slice(&block.to_be_bytes());
     k
 }
 
@@ -457,40 +455,60 @@ fn block_key(block: u64) -> [u8; 9] {
     k
 }
 
-/// A run's seal list: a 64-bit mask of the run's entries that have a seal (bit `i` for its
-/// entry `i`), then their signatures in entry order. `seals` are (offset, signature), sorted.
+/// Bytes of a seal block's mask.
+const MASK: usize = (SEAL_BLOCK / 8) as usize;
+
+/// A seal block: a [`SEAL_BLOCK`]-bit mask of the block's entries that have a seal (bit `i`
+/// for its entry `i`), then their signatures in entry order. `seals` are (offset,
+/// signature), sorted; the first of an offset counts.
 fn seal_list(seals: &[(u64, [u8; 64])]) -> Vec<u8> {
-    let mut mask = 0u64;
-    let mut out = vec![0; 8];
+    let mut out = vec![0; MASK];
     for (offset, sig) in seals {
-        if *offset < 64 && mask & (1 << offset) == 0 {
-            mask |= 1 << offset;
+        let (byte, bit) = ((*offset / 8) as usize, 1u8 << (offset % 8));
+        if *offset < SEAL_BLOCK && out[byte] & bit == 0 {
+            out[byte] |= bit;
             out.extend_from_slice(sig);
         }
     }
-    out[..8].copy_from_slice(&mask.to_be_bytes());
     out
 }
 
-/// The mask of a seal list and its signatures, checked against each other.
-fn seal_list_parts(bytes: &[u8]) -> Result<(u64, &[u8]), StoreError> {
+/// The mask of a seal block and its signatures, checked against each other.
+fn seal_list_parts(bytes: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
     let corrupt = || StoreError::Corrupt(format!("seal list of {} bytes", bytes.len()));
-    let (mask, sigs) = bytes.split_first_chunk::<8>().ok_or_else(corrupt)?;
-    let mask = u64::from_be_bytes(*mask);
-    if sigs.len() != mask.count_ones() as usize * 64 {
+    let (mask, sigs) = bytes.split_at_checked(MASK).ok_or_else(corrupt)?;
+    let present: usize = mask.iter().map(|b| b.count_ones() as usize).sum();
+    if sigs.len() != present * 64 {
         return Err(corrupt());
     }
     Ok((mask, sigs))
 }
 
-/// The signature of entry `offset` of a seal list, if present.
+/// The signature of entry `offset` of a seal block, if present.
 fn seal_list_get(bytes: &[u8], offset: u64) -> Result<Option<[u8; 64]>, StoreError> {
     let (mask, sigs) = seal_list_parts(bytes)?;
-    if offset >= 64 || mask & (1 << offset) == 0 {
+    let byte = (offset / 8) as usize;
+    if offset >= SEAL_BLOCK || mask[byte] & (1 << (offset % 8)) == 0 {
         return Ok(None);
     }
-    let at = (mask & ((1 << offset) - 1)).count_ones() as usize * 64;
-    Ok(sigs.get(at..at + 64).and_then(|s| s.try_into().ok()))
+    let before: usize = mask[..byte]
+        .iter()
+        .map(|b| b.count_ones() as usize)
+        .sum::<usize>()
+        + (mask[byte] & ((1u8 << (offset % 8)) - 1)).count_ones() as usize;
+    Ok(sigs
+        .get(before * 64..before * 64 + 64)
+        .and_then(|s| s.try_into().ok()))
+}
+
+/// Every signature of a seal block, by offset.
+fn seal_list_all(bytes: &[u8]) -> Result<Vec<(u64, [u8; 64])>, StoreError> {
+    let (mask, sigs) = seal_list_parts(bytes)?;
+    let offsets = (0..SEAL_BLOCK).filter(|o| mask[(o / 8) as usize] & (1 << (o % 8)) != 0);
+    Ok(offsets
+        .zip(sigs.chunks_exact(64))
+        .filter_map(|(o, s)| s.try_into().ok().map(|s| (o, s)))
+        .collect())
 }
 
 /// A lower node from its block record: a count of the block's leaves (u8), then the complete
@@ -569,8 +587,8 @@ pub struct Store {
     /// current generation is the stored one, without asking sled.
     party_generation: Arc<AtomicU64>,
     nodes: Arc<NodeCache>,
-    /// The runs written last, see [`Store::note_runs`].
-    recent_runs: Arc<Mutex<std::collections::VecDeque<RecentRun>>>,
+    /// Seal signatures handed over, by block, until the block is written (see the module doc).
+    held_seals: Arc<Mutex<HeldSeals>>,
     /// sled lookups made for entries, nodes and state records, for benchmarks.
     reads: Arc<AtomicU64>,
     /// Held by every writer: state buckets are read, changed and written back. Its count of
@@ -590,7 +608,7 @@ impl Store {
             parties: Arc::default(),
             party_generation: Arc::default(),
             nodes: Arc::default(),
-            recent_runs: Arc::default(),
+            held_seals: Arc::default(),
             reads: Arc::default(),
             writer: Arc::default(),
             dir: Arc::new(dir.to_path_buf()),
@@ -923,13 +941,10 @@ impl Store {
         for (key, value) in self.block_writes(&c.nodes)? {
             b.insert(&key, value);
         }
-        let mut runs = Vec::new();
-        for (first, len, value) in split_runs(c.entries, Vec::new()) {
+        for (first, value) in split_runs(c.entries, Vec::new()) {
             b.insert(&run_key(first), value);
-            runs.push((first, len));
         }
-        self.note_runs(&runs);
-        self.seal_writes(c.seals, &mut b)?;
+        self.seal_writes(self.seals_to_write(c.seals, Some(c.size)), &mut b)?;
         self.state_writes(c.state, &mut b)?;
         b.insert(META_SIZE, &c.size.to_be_bytes());
         b.insert(META_CHECKPOINT, c.checkpoint.as_bytes());
@@ -946,111 +961,87 @@ impl Store {
         Ok(t.elapsed())
     }
 
-    /// Writes seal signatures (by index) on their own, each run's at most once, and flushes
-    /// them: when no batch is coming to carry them.
+    /// Writes seal signatures (by index) and every block held, and flushes them (for tools
+    /// and tests: the ledger writes a block only once the log has moved past it).
     pub fn write_seals(&self, seals: Vec<(u64, [u8; 64])>) -> Result<(), StoreError> {
-        if seals.is_empty() {
-            return Ok(());
-        }
         let _writer = self
             .writer
             .lock()
             .map_err(|_| StoreError::Corrupt("a writer panicked".into()))?;
+        let blocks = self.seals_to_write(seals, None);
+        if blocks.is_empty() {
+            return Ok(());
+        }
         let mut b = sled::Batch::default();
-        self.seal_writes(seals, &mut b)?;
+        self.seal_writes(blocks, &mut b)?;
         self.db()?.apply_batch(b)?;
         self.flush()
     }
 
-    /// Remembers the runs just written, so that their seals are placed without asking sled.
-    fn note_runs(&self, runs: &[(u64, u64)]) {
-        let mut recent = lock(&self.recent_runs);
-        recent.extend(runs.iter().map(|&(first, len)| RecentRun {
-            first,
-            len,
-            sealed: false,
-        }));
-        let excess = recent.len().saturating_sub(RECENT_RUNS);
-        recent.drain(..excess);
+    /// Holds seal signatures in memory until their block is written with a later batch.
+    pub fn hold_seals(&self, seals: Vec<(u64, [u8; 64])>) {
+        let mut held = lock(&self.held_seals);
+        for (index, sig) in seals {
+            held.entry(index / SEAL_BLOCK)
+                .or_default()
+                .push((index, sig));
+        }
     }
 
-    /// Adds the seal lists of `seals` (by index) to `b`, one per run, merged with what the
-    /// run already keeps (a signature kept stays).
-    fn seal_writes(
-        &self,
-        mut seals: Vec<(u64, [u8; 64])>,
-        b: &mut sled::Batch,
-    ) -> Result<(), StoreError> {
-        seals.sort_unstable_by_key(|(i, _)| *i);
-        let mut recent = lock(&self.recent_runs);
-        let mut rest = &seals[..];
-        while let Some(&(index, _)) = rest.first() {
-            // A recent run is known, and whether it keeps seals yet; an older one is read.
-            let known = recent
-                .iter_mut()
-                .find(|r| (r.first..r.first + r.len).contains(&index));
-            let (first, len, sealed) = match known {
-                Some(r) => {
-                    let sealed = r.sealed;
-                    r.sealed = true;
-                    (r.first, r.len, sealed)
-                }
-                None => match self.run_of(index)? {
-                    Some((first, run)) => (first, run.n_entries as u64, true),
-                    None => (index, 0, false),
-                },
+    /// Holds `seals`, then takes out the blocks to write: those that end a whole block or
+    /// more before `size` (all their seals are made by then, but for stragglers, merged when
+    /// they come), or every one when `None`.
+    fn seals_to_write(&self, seals: Vec<(u64, [u8; 64])>, size: Option<u64>) -> HeldSeals {
+        self.hold_seals(seals);
+        let mut held = lock(&self.held_seals);
+        match size {
+            Some(size) => {
+                let open = (size / SEAL_BLOCK).saturating_sub(1);
+                let still_open = held.split_off(&open);
+                std::mem::replace(&mut *held, still_open)
+            }
+            None => std::mem::take(&mut *held),
+        }
+    }
+
+    /// Adds seal blocks to `b`, each merged with what is stored (a signature kept stays).
+    fn seal_writes(&self, blocks: HeldSeals, b: &mut sled::Batch) -> Result<(), StoreError> {
+        for (block, seals) in blocks {
+            let key = seals_key(block);
+            let mut all = match self.db()?.get(key)? {
+                Some(stored) => seal_list_all(&stored)?,
+                None => Vec::new(),
             };
-            let end = rest.partition_point(|(i, _)| *i < first + len).max(1);
-            let mut own: Vec<(u64, [u8; 64])> = rest[..end]
-                .iter()
-                .filter(|(i, _)| (first..first + len).contains(i))
-                .map(|(i, sig)| (i - first, *sig))
-                .collect();
-            rest = &rest[end..];
-            if own.is_empty() {
-                continue;
-            }
-            if sealed && let Some(list) = self.db()?.get(seals_key(first))? {
-                let (mask, _) = seal_list_parts(&list)?;
-                for o in (0..64).filter(|o| mask & (1 << o) != 0) {
-                    if let Some(sig) = seal_list_get(&list, o)? {
-                        own.retain(|(x, _)| *x != o);
-                        own.push((o, sig));
-                    }
-                }
-                own.sort_unstable_by_key(|(o, _)| *o);
-            }
-            b.insert(&seals_key(first), seal_list(&own));
+            all.extend(seals.iter().map(|(i, sig)| (i % SEAL_BLOCK, *sig)));
+            // Stable: a stored signature stays before a new one for the same entry.
+            all.sort_by_key(|(o, _)| *o);
+            b.insert(&key, seal_list(&all));
         }
         Ok(())
     }
 
     /// The kept seal signature of entry `index`, if any (see the module doc).
     pub fn seal_signature(&self, index: u64) -> Result<Option<[u8; 64]>, StoreError> {
-        match self.run_of(index)? {
-            Some((first, _)) => self.seal_in_run(first, index),
-            None => Ok(None),
+        let block = index / SEAL_BLOCK;
+        if let Some((_, sig)) = lock(&self.held_seals)
+            .get(&block)
+            .and_then(|seals| seals.iter().find(|(i, _)| *i == index))
+        {
+            return Ok(Some(*sig));
         }
-    }
-
-    /// The kept seal signature of entry `index` of the run starting at `first`.
-    fn seal_in_run(&self, first: u64, index: u64) -> Result<Option<[u8; 64]>, StoreError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
-        match self.db()?.get(seals_key(first))? {
-            Some(list) => seal_list_get(&list, index - first),
+        match self.db()?.get(seals_key(block))? {
+            Some(list) => seal_list_get(&list, index % SEAL_BLOCK),
             None => Ok(None),
         }
     }
 
     /// The exact bytes of entry `index` and its kept seal signature, if any.
     pub fn entry_and_seal(&self, index: u64) -> Result<Option<EntryAndSeal>, StoreError> {
-        let Some((first, run)) = self.run_of(index)? else {
-            return Ok(None);
-        };
-        let Some(entry) = run.entry((index - first) as usize) else {
-            return Ok(None);
-        };
-        Ok(Some((entry, self.seal_in_run(first, index)?)))
+        match self.entry(index)? {
+            Some(entry) => Ok(Some((entry, self.seal_signature(index)?))),
+            None => Ok(None),
+        }
     }
 
     /// The bucket holding `key` (the one with the greatest start not after it): its storage
@@ -1187,20 +1178,16 @@ impl Store {
     /// Keeps `signature` as the seal signature of entry `index` (or none), with no check at
     /// all (see [`Store::raw_put_entry`]).
     pub fn raw_put_seal(&self, index: u64, signature: Option<[u8; 64]>) -> Result<(), StoreError> {
-        let missing = || StoreError::Corrupt(format!("no entry {index}"));
-        let (first, run) = self.run_of(index)?.ok_or_else(missing)?;
-        let mut seals: Vec<(u64, [u8; 64])> = (first..first + run.n_entries as u64)
-            .filter(|&i| i != index)
-            .filter_map(|i| {
-                self.seal_in_run(first, i)
-                    .ok()
-                    .flatten()
-                    .map(|s| (i - first, s))
-            })
-            .chain(signature.map(|s| (index - first, s)))
-            .collect();
-        seals.sort_unstable_by_key(|(o, _)| *o);
-        self.db()?.insert(seals_key(first), seal_list(&seals))?;
+        let key = seals_key(index / SEAL_BLOCK);
+        let mut seals = match self.db()?.get(key)? {
+            Some(stored) => seal_list_all(&stored)?,
+            None => Vec::new(),
+        };
+        let offset = index % SEAL_BLOCK;
+        seals.retain(|(o, _)| *o != offset);
+        seals.extend(signature.map(|s| (offset, s)));
+        seals.sort_by_key(|(o, _)| *o);
+        self.db()?.insert(key, seal_list(&seals))?;
         self.db()?.flush()?;
         Ok(())
     }
@@ -1215,13 +1202,23 @@ impl Store {
             }
             if first >= index {
                 self.db()?.remove(run_key(first))?;
-                self.db()?.remove(seals_key(first))?;
             } else {
                 let mut entries = run.entries();
                 entries.truncate((index - first) as usize);
                 self.db()?
                     .insert(run_key(first), Run::encode(&entries, &mut run.nodes()))?;
             }
+        }
+        // And their seals: entries appended there later must not meet them.
+        let from = seals_key(index / SEAL_BLOCK);
+        for item in self.db()?.range(from..seals_key(u64::MAX)) {
+            let (key, list) = item?;
+            let start = u64::from_be_bytes(key[1..9].try_into().unwrap_or_default()) * SEAL_BLOCK;
+            let kept: Vec<(u64, [u8; 64])> = seal_list_all(&list)?
+                .into_iter()
+                .filter(|(o, _)| start + o < index)
+                .collect();
+            self.db()?.insert(key, seal_list(&kept))?;
         }
         self.db()?.flush()?;
         Ok(())
@@ -1287,11 +1284,8 @@ impl Store {
 }
 
 /// Splits a batch into runs of at most [`RUN_LEN`] entries, each with the nodes its leaves
-/// completed: (first index, entry count, the run as stored).
-fn split_runs(
-    entries: Vec<(u64, Vec<u8>)>,
-    nodes: Vec<(NodeId, Hash)>,
-) -> Vec<(u64, u64, Vec<u8>)> {
+/// completed: (first index, the run as stored).
+fn split_runs(entries: Vec<(u64, Vec<u8>)>, nodes: Vec<(NodeId, Hash)>) -> Vec<(u64, Vec<u8>)> {
     /// A run being filled: first index, entries, completed nodes.
     type Pending = (u64, Vec<Vec<u8>>, Vec<(NodeId, Hash)>);
     let mut runs: Vec<Pending> = Vec::new();
@@ -1318,7 +1312,7 @@ fn split_runs(
         }
     }
     runs.into_iter()
-        .map(|(first, es, mut ns)| (first, es.len() as u64, Run::encode_stored(&es, &mut ns)))
+        .map(|(first, es, mut ns)| (first, Run::encode_stored(&es, &mut ns)))
         .collect()
 }
 
@@ -1382,30 +1376,37 @@ mod tests {
 
     #[test]
     fn a_seal_list_finds_each_signature_by_entry_offset() {
-        let list = seal_list(&[(0, sig(10)), (5, sig(15)), (15, sig(25))]);
-        assert_eq!(list.len(), 8 + 3 * 64);
-        for (offset, want) in [
-            (0, Some(10)),
-            (5, Some(15)),
-            (15, Some(25)),
-            (1, None),
-            (63, None),
-            (64, None),
-        ] {
-            assert_eq!(
-                seal_list_get(&list, offset).unwrap(),
-                want.map(sig),
-                "offset {offset}"
-            );
+        let seals = [
+            (0, sig(10)),
+            (5, sig(15)),
+            (9, sig(19)),
+            (200, sig(20)),
+            (255, sig(25)),
+        ];
+        let list = seal_list(&seals);
+        assert_eq!(list.len(), MASK + 5 * 64);
+        assert_eq!(seal_list_all(&list).unwrap(), seals);
+        for (offset, want) in [(0, Some(10)), (5, Some(15)), (9, Some(19)), (200, Some(20))]
+            .into_iter()
+            .chain([
+                (255, Some(25)),
+                (1, None),
+                (8, None),
+                (254, None),
+                (256, None),
+            ])
+        {
+            let got = seal_list_get(&list, offset).unwrap();
+            assert_eq!(got, want.map(sig), "offset {offset}");
         }
     }
 
     #[test]
     fn a_seal_list_whose_length_disagrees_with_its_mask_is_corrupt() {
         let good = seal_list(&[(0, sig(0)), (9, sig(9))]);
-        assert_eq!(good.len(), 8 + 2 * 64);
+        assert_eq!(good.len(), MASK + 2 * 64);
         for bad in [
-            &good[..7],
+            &good[..MASK - 1],
             &good[..good.len() - 1],
             &[good.clone(), vec![0; 64]].concat()[..],
         ] {

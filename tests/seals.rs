@@ -77,7 +77,7 @@ fn served_seal(ledger: &Ledger, id: &CertificateId, gtin: &str, serial: &str) ->
 fn every_receipts_seal_is_kept_and_served_as_it_was_handed_out() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Arc::new(demo_ledger(dir.path()).0);
-    let receipts = grow(&ledger, 200, 0);
+    let receipts = grow(&ledger, 700, 0);
     for r in &receipts {
         let id = r.certificate_id.unwrap();
         assert_eq!(
@@ -106,15 +106,17 @@ fn every_receipts_seal_is_kept_and_served_as_it_was_handed_out() {
         None,
         "entry 0 registers the operator"
     );
-    // Closing at once keeps the last batch's too.
-    let last = grow(&ledger, 1, 5000);
+    // After a restart, the seals of blocks the log had moved past are read, not signed; the
+    // rest (held in memory when the ledger stopped) are signed again: the same seals.
+    let size = ledger.head().size;
     Arc::into_inner(ledger).unwrap().close().unwrap();
-
     let ledger = Ledger::open(dir.path(), log_key(), config()).unwrap();
     let certs = certificates(ledger.store());
-    for r in receipts.iter().chain(&last) {
+    for r in &receipts {
         let kept = ledger.store().seal_signature(r.index).unwrap();
-        assert_eq!(kept, Some(receipt_seal(r).signature), "entry {}", r.index);
+        if r.index / 256 + 1 < size / 256 {
+            assert_eq!(kept, Some(receipt_seal(r).signature), "entry {}", r.index);
+        }
         let (_, id, gtin, serial) = certs.iter().find(|c| c.0 == r.index).unwrap();
         assert_eq!(served_seal(&ledger, id, gtin, serial), receipt_seal(r));
     }
@@ -221,13 +223,13 @@ fn a_damaged_seal_list_is_reported_not_misread() {
     let (ledger, _) = demo_ledger(dir.path());
     let (index, id, _, _) = certificates(ledger.store())[0].clone();
     assert!(ledger.store().seal_signature(index).unwrap().is_some());
+    // A log this short has not moved past its first seal block: write it out.
+    ledger.store().write_seals(Vec::new()).unwrap();
     ledger.close().unwrap();
     {
-        // The seal list of the run holding the entry, its last byte cut off.
+        // The seal block holding the entry's, its last byte cut off.
         let db = raw_sled(dir.path());
-        let probe = [&b"R"[..], &(index + 1).to_be_bytes()].concat();
-        let (run_key, _) = db.get_lt(&probe).unwrap().unwrap();
-        let key = [&b"Q"[..], &run_key[1..]].concat();
+        let key = [&b"Q"[..], &(index / 256).to_be_bytes()].concat();
         let list = db.get(&key).unwrap().unwrap();
         db.insert(&key, &list[..list.len() - 1]).unwrap();
         db.flush().unwrap();
@@ -239,26 +241,17 @@ fn a_damaged_seal_list_is_reported_not_misread() {
     assert!(e.to_string().contains("seal list"), "{e}");
 }
 
-/// Signatures of one run handed over at different times (a late receipt) are kept together,
-/// and a signature kept stays what it was.
+/// Signatures of one seal block handed over at different times (a late receipt) are kept
+/// together, and a signature kept stays what it was.
 #[test]
-fn seals_of_one_run_written_apart_are_kept_together() {
+fn seals_of_one_block_written_apart_are_kept_together() {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&root().join("fixtures/legacy-store-v2"), dir.path());
     let store = Store::open(dir.path()).unwrap();
-    // Two consecutive certificates that share a run (its key: the greatest run key up to them).
-    let run_of = |i: u64| {
-        let key = [&b"R"[..], &i.to_be_bytes()].concat();
-        store
-            .scan_prefix(b"R")
-            .map(|r| r.unwrap().0.to_vec())
-            .take_while(|k| *k <= key)
-            .last()
-    };
     let (a, b) = certificates(&store)
         .windows(2)
         .map(|w| (w[0].0, w[1].0))
-        .find(|&(a, b)| b == a + 1 && run_of(a) == run_of(b))
+        .find(|&(a, b)| a / 256 == b / 256)
         .unwrap();
     store.write_seals(vec![(a, genuine(&store, a))]).unwrap();
     store
