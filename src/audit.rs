@@ -376,7 +376,7 @@ pub fn audit_store(
         let end = (next + CHUNK as u64).min(cp.size);
         let mut chunk = Vec::with_capacity((end - next) as usize);
         for i in next..end {
-            let Some((bytes, seal)) = store.entry_and_seal(i)? else {
+            let Some(bytes) = store.entry(i)? else {
                 auditor.push_chunk(&chunk)?;
                 return Err(AuditError::Missing {
                     index: i,
@@ -385,7 +385,7 @@ pub fn audit_store(
             };
             let recorded = store.node(NodeId { level: 0, index: i })?;
             chunk.push((bytes.to_vec(), recorded));
-            seals.push(seal);
+            seals.push(store.seal_signature(i)?);
         }
         let entries = auditor.push_chunk(&chunk);
         let kept = check_seals(next, &chunk, &seals, key, &cp.origin);

@@ -19,7 +19,7 @@ use crate::merkle::{self, Hash, TreeBuilder};
 use crate::payload::{self, Payload, PayloadError, PayloadType};
 use crate::seal::{self, Seal};
 use crate::state::{self, Accepted, Overlay, RefusalKind, RuleError};
-use crate::store::{Commit, Store, StoreError};
+use crate::store::{Commit, Store, StoreError, lock};
 use serde::Serialize;
 use sha2::Digest as _;
 use std::path::Path;
@@ -839,22 +839,11 @@ impl Ledger {
             .map_err(|e| SubmitError::Store(e.to_string()))
     }
 
-    /// The seal of a certificate whose record the caller has already read.
+    /// The seal of a certificate whose record the caller has already read: its kept
+    /// signature, or signed now.
     pub fn seal_of(&self, id: &CertificateId, rec: &state::CertRecord) -> Result<Seal, StoreError> {
-        let kept = self.inner.store.seal_signature(rec.index)?;
-        Ok(self.seal_from(id, rec, kept))
-    }
-
-    /// The seal of a certificate from its record and its kept signature, if any (else
-    /// signed now).
-    pub fn seal_from(
-        &self,
-        id: &CertificateId,
-        rec: &state::CertRecord,
-        kept: Option<[u8; 64]>,
-    ) -> Seal {
         let time = rec.integrated_time_ms / 1000;
-        match kept {
+        Ok(match self.inner.store.seal_signature(rec.index)? {
             Some(signature) => Seal {
                 key_id: self.inner.log_key.id(),
                 index: rec.index,
@@ -871,7 +860,7 @@ impl Ledger {
                 time,
                 id.0,
             ),
-        }
+        })
     }
 
     /// Stops the sequencer after it has committed everything queued, flushes and closes the
@@ -1136,11 +1125,6 @@ impl Sequencer {
             let _ = j.reply.send(Err(SubmitError::Store(why.to_owned())));
         }
     }
-}
-
-/// Locks `m`, whatever a panicked holder left (a list of derived data stays usable).
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Moves what is queued into `jobs`, up to `max`.

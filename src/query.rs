@@ -125,11 +125,7 @@ impl Ledger {
         head: &Head,
     ) -> Result<CertificateView, QueryError> {
         let store = self.store();
-        let (bytes, kept_seal) = store
-            .entry_and_seal(rec.index)
-            .map_err(internal)?
-            .ok_or_else(|| QueryError::Internal(format!("entry {} missing", rec.index)))?;
-        let entry = Entry::parse_stored(&bytes).map_err(internal)?;
+        let (_, entry) = self.entry_at(rec.index)?;
         /// The one field of the payload the view needs besides the payload itself.
         #[derive(serde::Deserialize)]
         struct Supersedes<'a> {
@@ -149,7 +145,7 @@ impl Ledger {
             display_name: party.as_ref().and_then(|p| p.party.display_name.clone()),
             country: party.as_ref().and_then(|p| p.party.country.clone()),
         };
-        let seal = self.seal_from(id, &rec, kept_seal);
+        let seal = self.seal_of(id, &rec).map_err(internal)?;
         let qr_url = self
             .base_url()
             .map(|b| seal::qr_url(b, &rec.gtin, &rec.serial, &seal));

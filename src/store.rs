@@ -403,8 +403,9 @@ pub const SEAL_BLOCK: u64 = 256;
 /// Seal signatures held until their block is written: (entry index, signature) by block.
 type HeldSeals = std::collections::BTreeMap<u64, Vec<(u64, [u8; 64])>>;
 
-/// Locks `m`, whatever a panicked holder left (held seal signatures are derived data).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// Locks `m`, whatever a panicked holder left: for lists of derived data (seal signatures),
+/// which stay usable.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -414,9 +415,6 @@ fn seals_key(block: u64) -> [u8; 9] {
     k[1..].copy_from_slice(&block.to_be_bytes());
     k
 }
-
-/// An entry's exact bytes and its kept seal signature, if any.
-pub type EntryAndSeal = (sled::IVec, Option<[u8; 64]>);
 
 /// Decoded party records, each with the party generation (see [`Store::commit`]) it was read at.
 type PartyCache = HashMap<String, (u64, Arc<PartyRecord>)>;
@@ -1032,14 +1030,6 @@ impl Store {
         self.reads.fetch_add(1, Ordering::Relaxed);
         match self.db()?.get(seals_key(block))? {
             Some(list) => seal_list_get(&list, index % SEAL_BLOCK),
-            None => Ok(None),
-        }
-    }
-
-    /// The exact bytes of entry `index` and its kept seal signature, if any.
-    pub fn entry_and_seal(&self, index: u64) -> Result<Option<EntryAndSeal>, StoreError> {
-        match self.entry(index)? {
-            Some(entry) => Ok(Some((entry, self.seal_signature(index)?))),
             None => Ok(None),
         }
     }
