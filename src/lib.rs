@@ -20,6 +20,7 @@ pub mod issue;
 pub mod keyfile;
 pub mod keys;
 pub mod ledger;
+pub mod logging;
 pub mod merkle;
 pub mod metrics;
 pub mod note;

@@ -350,14 +350,7 @@ fn run(args: Args) -> Result<cli::Verdict, CliError> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let _log = reman_ledger::logging::init();
     match run(args) {
         Ok(verdict) => ExitCode::from(verdict.exit_code() as u8),
         // An INVALID verdict is the report's last line already.

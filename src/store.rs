@@ -547,28 +547,87 @@ impl Near {
     }
 }
 
-/// The most node hashes kept in memory (at about 60 bytes each, 15 MiB).
-const NODE_CACHE_MAX: usize = 1 << 18;
+/// The most node hashes kept in memory: 16 MiB of hashes, every node of level
+/// [`NODE_CACHE_LEVEL`] and above of a log of up to 1.6·10^7 entries.
+const NODE_CACHE_MAX: usize = 1 << 19;
 
-/// Complete node hashes of level [`NODE_CACHE_LEVEL`] and above. Complete nodes never change,
-/// so an entry is never stale.
+/// Complete node hashes of level [`NODE_CACHE_LEVEL`] and above, one array per level indexed by
+/// the node's position: a proof finds each of its upper nodes by indexing, under one read
+/// lock, with no hashing. Complete nodes never change, so a hash is never stale.
+///
+/// A level's array grows to the highest node read or written; once the arrays would pass
+/// [`NODE_CACHE_MAX`] hashes a level stops growing and its further nodes are read from their
+/// tiles each time (the lower levels first, as the higher ones are smaller and are met first).
 #[derive(Default)]
-struct NodeCache(RwLock<HashMap<NodeId, Hash>>);
+struct NodeCache(RwLock<Levels>);
+
+#[derive(Default)]
+struct Levels {
+    /// Level [`NODE_CACHE_LEVEL`] + i at i.
+    levels: Vec<Level>,
+    /// Hashes held by all levels.
+    total: usize,
+}
+
+#[derive(Default)]
+struct Level {
+    hashes: Vec<Hash>,
+    /// Bit `i` set: `hashes[i]` is known.
+    known: Vec<u64>,
+}
+
+impl Levels {
+    fn get(&self, id: NodeId) -> Option<Hash> {
+        let level = self
+            .levels
+            .get(usize::from(id.level.checked_sub(NODE_CACHE_LEVEL)?))?;
+        let i = usize::try_from(id.index).ok()?;
+        let word = *level.known.get(i / 64)?;
+        (word >> (i % 64) & 1 == 1).then(|| level.hashes[i])
+    }
+
+    fn insert(&mut self, id: NodeId, h: Hash) {
+        let (Some(l), Ok(i)) = (
+            id.level.checked_sub(NODE_CACHE_LEVEL),
+            usize::try_from(id.index),
+        ) else {
+            return;
+        };
+        let l = usize::from(l);
+        if self.levels.len() <= l {
+            self.levels.resize_with(l + 1, Level::default);
+        }
+        let level = &mut self.levels[l];
+        if level.hashes.len() <= i {
+            // Grow in steps of a tile at least, so that filling a level left to right does
+            // not reallocate at every node.
+            let len = (i + 1).next_multiple_of(TILE_WIDTH as usize);
+            if self.total + (len - level.hashes.len()) > NODE_CACHE_MAX {
+                return;
+            }
+            self.total += len - level.hashes.len();
+            level.hashes.resize(len, [0; 32]);
+            level.known.resize(len.div_ceil(64), 0);
+        }
+        level.hashes[i] = h;
+        level.known[i / 64] |= 1 << (i % 64);
+    }
+}
 
 impl NodeCache {
-    fn get(&self, id: &NodeId) -> Option<Hash> {
-        self.0.read().ok()?.get(id).copied()
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Levels> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn insert(&self, nodes: impl IntoIterator<Item = (NodeId, Hash)>) {
-        let Ok(mut map) = self.0.write() else { return };
+        let mut levels = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (id, h) in nodes {
-            // When full, only nodes of higher levels (fewer, and on more proofs' paths) get in.
-            if id.level >= NODE_CACHE_LEVEL
-                && (map.len() < NODE_CACHE_MAX || id.level >= NODE_CACHE_LEVEL + 4)
-            {
-                map.insert(id, h);
-            }
+            levels.insert(id, h);
         }
     }
 }
@@ -770,7 +829,8 @@ impl Store {
             return Ok(None);
         };
         if id.level >= NODE_CACHE_LEVEL {
-            if let Some(h) = self.nodes.get(&id) {
+            let cached = self.nodes.read().get(id);
+            if let Some(h) = cached {
                 return Ok(Some(h));
             }
             if let Some(h) = self.tile_node(id)? {
@@ -1310,15 +1370,32 @@ impl HashReader for Store {
     type Error = StoreError;
     fn read_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
         let mut near = Near::default();
-        ids.iter()
-            .map(|&id| {
-                self.node_near(id, &mut near)?
-                    .ok_or(StoreError::MissingNode {
-                        level: id.level,
-                        index: id.index,
-                    })
-            })
-            .collect()
+        let mut out = Vec::with_capacity(ids.len());
+        // The upper nodes of a proof are usually all in memory: one read lock for them all,
+        // let go before anything is read from sled (which inserts what it reads).
+        let mut missing = Vec::new();
+        {
+            let cached = self.nodes.read();
+            for (k, &id) in ids.iter().enumerate() {
+                match cached.get(id) {
+                    Some(h) => out.push(h),
+                    None => {
+                        out.push([0; 32]);
+                        missing.push(k);
+                    }
+                }
+            }
+        }
+        for k in missing {
+            let id = ids[k];
+            out[k] = self
+                .node_near(id, &mut near)?
+                .ok_or(StoreError::MissingNode {
+                    level: id.level,
+                    index: id.index,
+                })?;
+        }
+        Ok(out)
     }
 }
 
@@ -1362,6 +1439,49 @@ mod tests {
 
     fn sig(i: u64) -> [u8; 64] {
         [i as u8; 64]
+    }
+
+    #[test]
+    fn the_node_cache_finds_what_it_was_given_and_nothing_else() {
+        let mut levels = Levels::default();
+        let h = |n: u8| [n; 32];
+        levels.insert(NodeId::new(NODE_CACHE_LEVEL, 5), h(1));
+        levels.insert(NodeId::new(NODE_CACHE_LEVEL + 3, 0), h(2));
+        // Below the cached levels: not kept.
+        levels.insert(NodeId::new(NODE_CACHE_LEVEL - 1, 7), h(3));
+        assert_eq!(levels.get(NodeId::new(NODE_CACHE_LEVEL, 5)), Some(h(1)));
+        assert_eq!(levels.get(NodeId::new(NODE_CACHE_LEVEL + 3, 0)), Some(h(2)));
+        for absent in [
+            NodeId::new(NODE_CACHE_LEVEL, 4),
+            NodeId::new(NODE_CACHE_LEVEL, 6),
+            NodeId::new(NODE_CACHE_LEVEL, 1 << 40),
+            NodeId::new(NODE_CACHE_LEVEL + 1, 5),
+            NodeId::new(NODE_CACHE_LEVEL - 1, 7),
+            NodeId::new(63, u64::MAX),
+        ] {
+            assert_eq!(levels.get(absent), None, "{absent:?}");
+        }
+    }
+
+    #[test]
+    fn the_node_cache_stops_growing_at_its_limit_and_keeps_what_it_has() {
+        let mut levels = Levels::default();
+        let top = NODE_CACHE_MAX as u64 - 1;
+        levels.insert(NodeId::new(NODE_CACHE_LEVEL, top), [1; 32]);
+        assert_eq!(levels.total, NODE_CACHE_MAX);
+        // A node past the limit, on this level or another, is not kept.
+        levels.insert(NodeId::new(NODE_CACHE_LEVEL, top + 1), [2; 32]);
+        levels.insert(NodeId::new(NODE_CACHE_LEVEL + 1, 0), [3; 32]);
+        assert_eq!(levels.total, NODE_CACHE_MAX);
+        assert_eq!(
+            levels.get(NodeId::new(NODE_CACHE_LEVEL, top)),
+            Some([1; 32])
+        );
+        assert_eq!(levels.get(NodeId::new(NODE_CACHE_LEVEL, top + 1)), None);
+        assert_eq!(levels.get(NodeId::new(NODE_CACHE_LEVEL + 1, 0)), None);
+        // Within what the level already holds, nodes still get in.
+        levels.insert(NodeId::new(NODE_CACHE_LEVEL, 0), [4; 32]);
+        assert_eq!(levels.get(NodeId::new(NODE_CACHE_LEVEL, 0)), Some([4; 32]));
     }
 
     #[test]
