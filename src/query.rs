@@ -132,10 +132,13 @@ impl Ledger {
             #[serde(borrow)]
             supersedes: Option<std::borrow::Cow<'a, str>>,
         }
-        let supersedes = serde_json::from_slice::<Supersedes>(&entry.envelope.payload)
-            .map_err(internal)?
-            .supersedes
-            .and_then(|s| s.parse().ok());
+        let supersedes = match rec.known {
+            Some(k) => k.supersedes,
+            None => serde_json::from_slice::<Supersedes>(&entry.envelope.payload)
+                .map_err(internal)?
+                .supersedes
+                .and_then(|s| s.parse().ok()),
+        };
         let certificate = String::from_utf8(entry.envelope.payload.clone())
             .map_err(internal)
             .and_then(|text| serde_json::value::RawValue::from_string(text).map_err(internal))?;
@@ -151,9 +154,14 @@ impl Ledger {
             .map(|b| seal::qr_url(b, &rec.gtin, &rec.serial, &seal));
         let mut events = Vec::new();
         let mut revocation = None;
-        let history = store
-            .scan_state(&state::key::history_prefix(id))
-            .map_err(internal)?;
+        // Records of layout format 4 say whether there is any history to look for.
+        let history = if rec.known.is_some_and(|k| !k.has_history) {
+            Vec::new()
+        } else {
+            store
+                .scan_state(&state::key::history_prefix(id))
+                .map_err(internal)?
+        };
         for (k, kind) in history {
             let index = k
                 .get(k.len().saturating_sub(8)..)

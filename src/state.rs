@@ -144,6 +144,22 @@ pub struct CertRecord {
     /// Digest of the logged envelope: a resubmission of it is answered with this entry.
     #[serde(with = "crate::ledger::hex_hash")]
     pub envelope_digest: Hash,
+    /// What a lookup needs that only the log would otherwise tell; `None` in records written
+    /// before layout format 4, whose lookups read the payload and scan the history instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known: Option<Known>,
+}
+
+/// What a certificate record of layout format 4 or later keeps so that a lookup need not read
+/// it elsewhere.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Known {
+    /// Whether any revocation or event entry refers to the certificate: most have none, and
+    /// a lookup then skips the history scan.
+    pub has_history: bool,
+    /// The certificate its payload names as the one it replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supersedes: Option<CertificateId>,
 }
 
 /// Why the state refuses a submission. Each maps to one HTTP status of SPEC §6.
@@ -372,7 +388,9 @@ fn put_str(out: &mut Vec<u8>, s: &str) -> Option<()> {
 impl Record for PartyRecord {}
 
 /// `index, integrated_time_ms, status, flags (1: superseded_by follows, 2: revoked_at
-/// follows), envelope_digest, [superseded_by], [revoked_at], issuer, gtin, serial`.
+/// follows, 4: [`Known`] is recorded, 8: it has history, 16: its `supersedes` follows),
+/// envelope_digest, [superseded_by], [revoked_at], [supersedes], issuer, gtin, serial`.
+/// (Flags above 3 are format 4: earlier versions refuse such a record as damaged.)
 impl Record for CertRecord {
     fn to_binary(&self) -> Option<Vec<u8>> {
         let mut out = Vec::with_capacity(128);
@@ -384,8 +402,13 @@ impl Record for CertRecord {
             CertStatus::Revoked => 1,
             CertStatus::Superseded => 2,
         });
+        let known = self.known.map_or(0, |k| {
+            4 | (u8::from(k.has_history) << 3) | (u8::from(k.supersedes.is_some()) << 4)
+        });
         out.push(
-            u8::from(self.superseded_by.is_some()) | (u8::from(self.revoked_at.is_some()) << 1),
+            u8::from(self.superseded_by.is_some())
+                | (u8::from(self.revoked_at.is_some()) << 1)
+                | known,
         );
         out.extend_from_slice(&self.envelope_digest);
         if let Some(id) = &self.superseded_by {
@@ -393,6 +416,9 @@ impl Record for CertRecord {
         }
         if let Some(at) = self.revoked_at {
             out.extend_from_slice(&at.to_be_bytes());
+        }
+        if let Some(id) = self.known.and_then(|k| k.supersedes) {
+            out.extend_from_slice(&id.0);
         }
         put_str(&mut out, &self.issuer)?;
         put_str(&mut out, &self.gtin)?;
@@ -410,12 +436,21 @@ impl Record for CertRecord {
             _ => return None,
         };
         let flags = r.u8()?;
-        if flags > 3 {
+        // Without bit 4, bits 8 and 16 mean nothing: such a record is damaged.
+        if flags > 31 || (flags & 4 == 0 && flags > 3) {
             return None;
         }
         let envelope_digest = r.array()?;
         let superseded_by = if flags & 1 != 0 { Some(r.id()?) } else { None };
         let revoked_at = if flags & 2 != 0 { Some(r.u64()?) } else { None };
+        let known = if flags & 4 != 0 {
+            Some(Known {
+                has_history: flags & 8 != 0,
+                supersedes: if flags & 16 != 0 { Some(r.id()?) } else { None },
+            })
+        } else {
+            None
+        };
         Some(CertRecord {
             index,
             integrated_time_ms,
@@ -426,6 +461,7 @@ impl Record for CertRecord {
             superseded_by,
             revoked_at,
             envelope_digest,
+            known,
         })
     }
 }
@@ -682,6 +718,10 @@ pub fn apply<R: StateRead + ?Sized>(
                 superseded_by: None,
                 revoked_at: None,
                 envelope_digest: sub.digest,
+                known: Some(Known {
+                    has_history: false,
+                    supersedes: c.supersedes,
+                }),
             };
             w.push((key::certificate(&id), Some(encode(&rec))));
             unit_rec.valid = Some(id);
@@ -707,14 +747,22 @@ pub fn apply<R: StateRead + ?Sized>(
             }
             rec.status = CertStatus::Revoked;
             rec.revoked_at = Some(index);
+            if let Some(k) = &mut rec.known {
+                k.has_history = true;
+            }
             w.push((key::certificate(&id), Some(encode(&rec))));
             w.push((key::history(&id, index), Some(b"revocation".to_vec())));
         }
         Payload::Event(e) => {
             let id = e.certificate_id;
-            let rec = certificate(view, &id)?.ok_or(RuleError::UnknownCertificate(id))?;
+            let mut rec = certificate(view, &id)?.ok_or(RuleError::UnknownCertificate(id))?;
             if rec.status == CertStatus::Revoked {
                 return Err(RuleError::Revoked(id));
+            }
+            // The record is rewritten for the first event only: later ones find it said.
+            if let Some(k) = rec.known.as_mut().filter(|k| !k.has_history) {
+                k.has_history = true;
+                w.push((key::certificate(&id), Some(encode(&rec))));
             }
             w.push((key::history(&id, index), Some(b"event".to_vec())));
         }
@@ -822,17 +870,37 @@ mod tests {
             superseded_by: superseded.then_some(CertificateId([7; 16])),
             revoked_at: revoked.then_some(99),
             envelope_digest: [9; 32],
+            known: Some(Known {
+                has_history: revoked,
+                supersedes: superseded.then_some(CertificateId([8; 16])),
+            }),
         }
     }
 
     #[test]
     fn records_round_trip_in_binary_and_are_small() {
         for (s, r) in [(false, false), (true, false), (false, true), (true, true)] {
-            let rec = cert_record(s, r);
-            let bytes = encode(&rec);
-            assert_eq!(bytes[0], BINARY);
-            assert!(bytes.len() < serde_json::to_vec(&rec).unwrap().len() / 2 + 30);
-            assert_eq!(decode::<CertRecord>(b"c", &bytes).unwrap(), rec);
+            for known in [
+                None,
+                Some(Known {
+                    has_history: false,
+                    supersedes: None,
+                }),
+                Some(Known {
+                    has_history: true,
+                    supersedes: Some(CertificateId([5; 16])),
+                }),
+                cert_record(s, r).known,
+            ] {
+                let rec = CertRecord {
+                    known,
+                    ..cert_record(s, r)
+                };
+                let bytes = encode(&rec);
+                assert_eq!(bytes[0], BINARY);
+                assert!(bytes.len() < serde_json::to_vec(&rec).unwrap().len() / 2 + 30);
+                assert_eq!(decode::<CertRecord>(b"c", &bytes).unwrap(), rec);
+            }
         }
         for unit in [
             UnitRecord::default(),
@@ -849,7 +917,10 @@ mod tests {
     /// Stores of layout format 1 hold their records as JSON: still read.
     #[test]
     fn json_records_of_earlier_versions_are_read() {
-        let rec = cert_record(true, true);
+        let rec = CertRecord {
+            known: None,
+            ..cert_record(true, true)
+        };
         let json = serde_json::to_vec(&rec).unwrap();
         assert_eq!(decode::<CertRecord>(b"c", &json).unwrap(), rec);
         let unit = UnitRecord {
@@ -875,6 +946,17 @@ mod tests {
         let mut bad_status = bytes.clone();
         bad_status[17] = 9;
         assert!(decode::<CertRecord>(b"c", &bad_status).is_err());
+        // Flags: history bits without the bit that says they are recorded, or unknown bits.
+        let plain = encode(&CertRecord {
+            known: None,
+            ..cert_record(false, false)
+        });
+        assert_eq!(plain[18], 0);
+        for flags in [8, 16, 24, 32, 36, 128] {
+            let mut bad = plain.clone();
+            bad[18] = flags;
+            assert!(decode::<CertRecord>(b"c", &bad).is_err(), "flags {flags}");
+        }
         // A unit claiming more certificates than it holds is refused, not allocated.
         let mut unit = vec![BINARY, 0];
         unit.extend_from_slice(&u32::MAX.to_be_bytes());

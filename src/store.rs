@@ -40,9 +40,12 @@
 //! Stores written by earlier versions (format 1: one sled key per state record, lower Merkle
 //! nodes inside the runs) are converted at their first open: their state records are packed
 //! (a one-time pass, resumable if interrupted), and their lower nodes are read from the runs
-//! where no block exists. Format 2 stores (plain runs only) need no conversion: their first
-//! batch, the first that may hold a compressed run, records format 3 with it, atomically, so
-//! that an older version refuses the store from then on instead of misreading it.
+//! where no block exists. Format 2 and 3 stores need no conversion: their first batch, the
+//! first that may hold a compressed run (format 3) or a certificate record that says whether
+//! the certificate has history (format 4, [`crate::state::Known`]), records the current format
+//! with it, atomically, so that an older version refuses the store from then on instead of
+//! misreading it, or of logging an event without marking its certificate's record. Records
+//! written before keep no such mark: their lookups scan for history as before.
 
 use crate::merkle::{Hash, HashReader, NodeId};
 use crate::state::{PartyRecord, ReadError, StateRead};
@@ -88,8 +91,10 @@ const META_CHECKPOINT: &[u8] = b"Mcheckpoint";
 const META_LOG_KEY: &[u8] = b"Mlog_key";
 /// The layout format (absent in format 1).
 const META_FORMAT: &[u8] = b"Mformat";
-/// The layout this code writes: 3, format 2 with runs that may be compressed.
-pub const FORMAT: u8 = 3;
+/// The layout this code writes: 4, format 3 whose certificate records may say whether the
+/// certificate has history and what it supersedes ([`crate::state::Known`]). Format 3 is
+/// format 2 with runs that may be compressed.
+pub const FORMAT: u8 = 4;
 
 /// Prefix of state buckets.
 const BUCKET: u8 = b'S';
