@@ -54,13 +54,7 @@ fn scanned_history(l: &Ledger, id: &CertificateId) -> usize {
 
 /// Every certificate's lookup shows exactly the history the store holds for it.
 fn every_lookup_shows_its_history(l: &Ledger) -> usize {
-    let ids: Vec<CertificateId> = l
-        .store()
-        .scan_state(b"c")
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| CertificateId(k[1..].try_into().unwrap()))
-        .collect();
+    let ids = certificate_ids(l);
     let mut with_history = 0;
     for id in &ids {
         let v = l.certificate(id).unwrap();
@@ -148,13 +142,7 @@ fn records_without_marks_are_looked_up_the_long_way() {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&root().join("fixtures/legacy-store-v2"), dir.path());
     let l = Arc::new(Ledger::open(dir.path(), log_key(), config()).unwrap());
-    let ids: Vec<CertificateId> = l
-        .store()
-        .scan_state(b"c")
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| CertificateId(k[1..].try_into().unwrap()))
-        .collect();
+    let ids = certificate_ids(&l);
     assert!(ids.iter().all(|id| record(&l, id).known.is_none()));
     let before = every_lookup_shows_its_history(&l);
     assert!(before > 0, "the legacy store has certificates with history");

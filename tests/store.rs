@@ -162,7 +162,6 @@ fn upper_nodes_come_from_tiles_before_and_after_a_reopen() {
 #[test]
 fn a_format_1_store_is_converted_at_its_first_open() {
     use reman_ledger::audit::audit_store;
-    use reman_ledger::certificate::CertificateId;
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&root().join("fixtures/legacy-store-v1"), dir.path());
     let ledger = Arc::new(Ledger::open(dir.path(), log_key(), config()).unwrap());
@@ -184,17 +183,9 @@ fn a_format_1_store_is_converted_at_its_first_open() {
     // The same certificates with the same status and history as a fresh demo ledger.
     let fresh_dir = tempfile::tempdir().unwrap();
     let (fresh, _) = demo_ledger(fresh_dir.path());
-    let ids = |l: &Ledger| -> Vec<CertificateId> {
-        l.store()
-            .scan_state(b"c")
-            .unwrap()
-            .into_iter()
-            .map(|(k, _)| CertificateId(k[1..].try_into().unwrap()))
-            .collect()
-    };
-    let certificates = ids(&ledger);
+    let certificates = certificate_ids(&ledger);
     assert!(certificates.len() >= 30);
-    assert_eq!(certificates, ids(&fresh));
+    assert_eq!(certificates, certificate_ids(&fresh));
     for id in &certificates {
         let (old, new) = (
             ledger.certificate(id).unwrap(),

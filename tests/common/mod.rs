@@ -142,3 +142,13 @@ pub fn raw_sled(dir: &Path) -> sled::Db {
     }
     config.open().unwrap()
 }
+
+/// Every certificate the ledger's store holds a record of, in key order.
+pub fn certificate_ids(l: &Ledger) -> Vec<reman_ledger::certificate::CertificateId> {
+    l.store()
+        .scan_state(b"c")
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| reman_ledger::certificate::CertificateId(k[1..].try_into().unwrap()))
+        .collect()
+}
