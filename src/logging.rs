@@ -7,7 +7,8 @@
 //! under load, one write per hundreds of lines. WARN and ERROR lines are written at once, after
 //! whatever is buffered, so that a problem reaches the terminal before the process can die of
 //! it, in order. [`init`] returns a guard that writes what is left when `main` returns; a
-//! process killed outright loses at most the last [`FLUSH_AFTER`] of INFO lines.
+//! process killed outright loses at most the last [`FLUSH_AFTER`] of INFO lines. Commands
+//! other than `serve` log a few lines between their own output: theirs are written at once.
 
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -96,6 +97,24 @@ impl<W: Write + Send + 'static> ChunkedWriter<W> {
         }
         (writer, guard)
     }
+
+    /// A writer over `sink` that writes every line at once (for commands that run briefly
+    /// and interleave their own stderr output with log lines).
+    pub fn unbuffered(sink: W) -> (ChunkedWriter<W>, FlushGuard<W>) {
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending {
+                buf: Vec::new(),
+                stop: true,
+            }),
+            wake: Condvar::new(),
+            sink: Mutex::new(sink),
+        });
+        let guard = FlushGuard {
+            shared: shared.clone(),
+            thread: None,
+        };
+        (ChunkedWriter { shared }, guard)
+    }
 }
 
 /// The background thread: waits for a first buffered line, lets more gather for
@@ -180,10 +199,15 @@ impl<'a, W: Write + Send + 'static> MakeWriter<'a> for ChunkedWriter<W> {
     }
 }
 
-/// Installs the process's log subscriber: `RUST_LOG` (default `info`), on stderr, in chunks.
-/// Keep the guard until the process ends: dropping it writes what is still buffered.
-pub fn init() -> FlushGuard<std::io::Stderr> {
-    let (writer, guard) = ChunkedWriter::new(std::io::stderr());
+/// Installs the process's log subscriber: `RUST_LOG` (default `info`), on stderr, in chunks
+/// when `chunked` (a server), else line by line. Keep the guard until the process ends:
+/// dropping it writes what is still buffered.
+pub fn init(chunked: bool) -> FlushGuard<std::io::Stderr> {
+    let (writer, guard) = if chunked {
+        ChunkedWriter::new(std::io::stderr())
+    } else {
+        ChunkedWriter::unbuffered(std::io::stderr())
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -283,6 +307,16 @@ mod tests {
         // After the guard, lines are written at once.
         line(&w, tracing::Level::DEBUG, "after");
         assert_eq!(sink.text(), "last words\nafter\n");
+    }
+
+    #[test]
+    fn an_unbuffered_writer_writes_each_line_at_once() {
+        let sink = Sink::default();
+        let (w, _guard) = ChunkedWriter::unbuffered(sink.clone());
+        line(&w, tracing::Level::INFO, "now");
+        assert_eq!(sink.text(), "now\n");
+        line(&w, tracing::Level::DEBUG, "and now");
+        assert_eq!(sink.text(), "now\nand now\n");
     }
 
     #[test]

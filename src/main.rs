@@ -350,8 +350,12 @@ fn run(args: Args) -> Result<cli::Verdict, CliError> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let _log = reman_ledger::logging::init();
-    match run(args) {
+    // A server logs a line per request: those are written in chunks.
+    let log = reman_ledger::logging::init(matches!(args.command, Command::Serve { .. }));
+    let result = run(args);
+    // What the log still holds goes out before the verdict, in order.
+    drop(log);
+    match result {
         Ok(verdict) => ExitCode::from(verdict.exit_code() as u8),
         // An INVALID verdict is the report's last line already.
         Err(e @ CliError::NotValid(_)) => ExitCode::from(e.exit_code() as u8),
