@@ -31,6 +31,7 @@ fn start(dir: &Path, log: &Path) -> (Child, String) {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("the server did not start");
 }
 
