@@ -649,6 +649,10 @@ pub struct Store {
     /// current generation is the stored one, without asking sled.
     party_generation: Arc<AtomicU64>,
     nodes: Arc<NodeCache>,
+    /// The node block at the log's right edge as the last commit wrote it (block number and
+    /// value): every proof against the latest tree size folds that block's partial subtree,
+    /// and the next commit extends it, so each would otherwise read it from sled.
+    edge: Arc<RwLock<Option<(u64, sled::IVec)>>>,
     /// Seal signatures handed over, by block, until the block is written (see the module doc).
     held_seals: Arc<Mutex<HeldSeals>>,
     /// sled lookups made for entries, nodes and state records, for benchmarks.
@@ -670,6 +674,7 @@ impl Store {
             parties: Arc::default(),
             party_generation: Arc::default(),
             nodes: Arc::default(),
+            edge: Arc::default(),
             held_seals: Arc::default(),
             reads: Arc::default(),
             writer: Arc::default(),
@@ -844,8 +849,7 @@ impl Store {
         } else {
             let block = last_leaf / BLOCK_LEAVES;
             if near.block.as_ref().is_none_or(|(b, _)| *b != block) {
-                self.reads.fetch_add(1, Ordering::Relaxed);
-                near.block = self.db()?.get(block_key(block))?.map(|v| (block, v));
+                near.block = self.block(block)?;
             }
             if let Some((_, bytes)) = &near.block {
                 return Ok(block_node(bytes, id));
@@ -882,7 +886,7 @@ impl Store {
             let start = block * BLOCK_LEAVES;
             let old_count = (first_new - start) as usize;
             let key = block_key(block);
-            let stored = self.db()?.get(key)?;
+            let stored = self.block(block)?.map(|(_, v)| v);
             let mut near = Near::default();
             for level in 0..NODE_CACHE_LEVEL {
                 for i in 0..(old_count >> level) as u64 {
@@ -913,6 +917,20 @@ impl Store {
             out.push((key, value));
         }
         Ok(out)
+    }
+
+    /// A node block as stored: the right edge's from memory, any other from sled.
+    fn block(&self, block: u64) -> Result<Option<(u64, sled::IVec)>, StoreError> {
+        let edge = self
+            .edge
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(kept) = edge.as_ref().filter(|(b, _)| *b == block) {
+            return Ok(Some(kept.clone()));
+        }
+        drop(edge);
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        Ok(self.db()?.get(block_key(block))?.map(|v| (block, v)))
     }
 
     /// An upper node from its tile, keeping the whole tile in memory.
@@ -1001,8 +1019,15 @@ impl Store {
         for (key, value) in self.tile_writes(&upper)? {
             b.insert(&key, value);
         }
+        let mut edge = None;
         for (key, value) in self.block_writes(&c.nodes)? {
-            b.insert(&key, value);
+            let value = sled::IVec::from(value);
+            b.insert(&key, value.clone());
+            // Blocks come in order: the last one written is the right edge.
+            edge = Some((
+                u64::from_be_bytes(key[1..].try_into().unwrap_or_default()),
+                value,
+            ));
         }
         for (first, value) in split_runs(c.entries, Vec::new()) {
             b.insert(&run_key(first), value);
@@ -1021,6 +1046,12 @@ impl Store {
         self.db()?.flush()?;
         // Only once they are durable: a failed commit leaves nothing behind in memory either.
         self.nodes.insert(upper);
+        if edge.is_some() {
+            *self
+                .edge
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = edge;
+        }
         Ok(t.elapsed())
     }
 

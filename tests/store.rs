@@ -155,6 +155,45 @@ fn upper_nodes_come_from_tiles_before_and_after_a_reopen() {
     check_proofs(&ledger, &memory_tree(&ledger));
 }
 
+/// A proof against the latest tree size reads from sled only the node block of its leaf: the
+/// upper nodes and the block at the right edge (whose partial subtree every such proof folds)
+/// are kept in memory by the commits, and a proof of a leaf inside that block reads nothing.
+#[test]
+fn a_proof_reads_only_its_own_leaf_block_from_sled() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(demo_ledger(dir.path()).0);
+    grow(&ledger, 200);
+    let n = ledger.head().size;
+    assert!(n % 64 != 0, "the right edge block is partial: {n}");
+    let tree = memory_tree(&ledger);
+    let reads = |i: u64| {
+        let store = ledger.store();
+        let before = store.reads();
+        let proof = merkle::inclusion_proof(i, n, store).unwrap();
+        assert_eq!(
+            proof,
+            merkle::inclusion_proof(i, n, &tree).unwrap(),
+            "leaf {i}"
+        );
+        store.reads() - before
+    };
+    for i in [0, 5, 63, 64, 100, 127, 128] {
+        assert_eq!(reads(i), 1, "leaf {i} of {n}");
+    }
+    for i in [n - 1, n - 2, n / 64 * 64] {
+        assert_eq!(reads(i), 0, "leaf {i} of {n}, in the right edge block");
+    }
+
+    // After a reopen the right edge block is read like the others, until the next commit.
+    let ledger = Arc::into_inner(ledger).unwrap();
+    ledger.close().unwrap();
+    let ledger = Ledger::open(dir.path(), log_key(), config()).unwrap();
+    let store = ledger.store();
+    let before = store.reads();
+    merkle::inclusion_proof(5, n, store).unwrap();
+    assert!(store.reads() - before >= 2);
+}
+
 /// A store written by the previous layout (format 1: one sled key per state record, lower
 /// Merkle nodes in the runs) is converted at its first open and loses nothing: it audits, every
 /// certificate reads as in a ledger of the same data written by this version, and it keeps
