@@ -164,7 +164,10 @@ fn a_proof_reads_only_its_own_leaf_block_from_sled() {
     let ledger = Arc::new(demo_ledger(dir.path()).0);
     grow(&ledger, 200);
     let n = ledger.head().size;
-    assert!(n % 64 != 0, "the right edge block is partial: {n}");
+    assert!(
+        !n.is_multiple_of(64),
+        "the right edge block is partial: {n}"
+    );
     let tree = memory_tree(&ledger);
     let reads = |i: u64| {
         let store = ledger.store();
