@@ -681,6 +681,15 @@ impl Store {
             dir: Arc::new(dir.to_path_buf()),
         };
         store.upgrade()?;
+        // Before the store is shared, so that no commit can race this read.
+        let size = store.size()?;
+        if size > 0 {
+            let edge = store.block((size - 1) / BLOCK_LEAVES)?;
+            *store
+                .edge
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = edge;
+        }
         Ok(store)
     }
 
