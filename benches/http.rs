@@ -7,7 +7,8 @@
 //!
 //! What runs where (all on this machine, sharing its cores):
 //! - the real server is the `reman-ledger` binary (`serve --demo` on a fresh temp directory,
-//!   i.e. production code and configuration, request log lines included), spawned as a child
+//!   i.e. production code and configuration, request log lines included, written to a file
+//!   in that directory), spawned as a child
 //!   process so that its CPU time can be read from `/proc/<pid>/stat` alone;
 //! - the reference is a trivial axum server (one route answering a short constant body),
 //!   spawned the same way: this bench binary re-executed with `--serve-trivial`;
@@ -675,7 +676,11 @@ fn ledger_server(dir: &Path, log_level: &str) -> Server {
         .args(["--base-url", "https://ledger.example"])
         .env("RUST_LOG", log_level)
         .stdin(Stdio::null())
-        .stderr(Stdio::null());
+        // A file, as in production (not /dev/null, where writing a line costs nothing).
+        .stderr(
+            std::fs::File::create(dir.join("server.log"))
+                .unwrap_or_else(|e| panic!("cannot create the server's log file: {e}")),
+        );
     Server::start(cmd, "serving ")
 }
 
