@@ -125,6 +125,7 @@ fn run(style: Style, bodies: &Arc<Vec<Vec<u8>>>, conc: usize, cores: usize, v1: 
     let (ledger, _) = demo_ledger(dir.path());
     let ledger = Arc::new(ledger);
     let start_size = ledger.head().size;
+    let reads0 = ledger.store().reads();
     let next = Arc::new(AtomicUsize::new(0));
     // Each submitter logs entries until none is left; what it returns is the tree size of
     // each receipt (one per group commit).
@@ -193,6 +194,7 @@ fn run(style: Style, bodies: &Arc<Vec<Vec<u8>>>, conc: usize, cores: usize, v1: 
     commits.dedup();
     assert_eq!(ledger.head().size, start_size + n as u64);
     let disk = ledger.store().disk_bytes().unwrap_or(0);
+    let reads = (ledger.store().reads() - reads0) as f64 / n as f64;
 
     let how = match style {
         Style::Threads => format!("{conc} threads, blocking submit"),
@@ -205,7 +207,7 @@ fn run(style: Style, bodies: &Arc<Vec<Vec<u8>>>, conc: usize, cores: usize, v1: 
         1e6 / v1
     );
     println!(
-        "group commits: {}, mean batch {:.1} entries",
+        "group commits: {}, mean batch {:.1} entries; sled lookups per append: {reads:.2}",
         commits.len(),
         n as f64 / commits.len() as f64
     );

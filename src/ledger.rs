@@ -956,7 +956,9 @@ impl Sequencer {
         let t0 = Instant::now();
         let stats = &self.inner.stats;
         let store = &self.inner.store;
-        let mut overlay = Overlay::remembering(store);
+        let reads = crate::store::BucketReads::default();
+        let reader = crate::store::BatchReader::new(store, &reads);
+        let mut overlay = Overlay::remembering(&reader);
         let mut tb = self.tb.clone();
         let mut nodes = tb.edge_nodes();
         let mut last_leaf = self.last_leaf;
@@ -1009,6 +1011,7 @@ impl Sequencer {
         commit.checkpoint = text.clone();
         commit.log_key = self.inner.log_vkey.clone();
         commit.state.extend(overlay.into_writes());
+        commit.buckets = reads;
         let appended = commit.entries.len() as u64;
         let t2 = Instant::now();
         stats
@@ -1065,7 +1068,7 @@ impl Sequencer {
     /// Applies one job to the batch being built.
     fn sequence(
         &self,
-        overlay: &mut Overlay<'_, Store>,
+        overlay: &mut Overlay<'_, crate::store::BatchReader<'_>>,
         tb: &mut TreeBuilder,
         last_leaf: &mut Hash,
         (time_ms, time): (u64, &str),

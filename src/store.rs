@@ -48,7 +48,7 @@
 //! written before keep no such mark: their lookups scan for history as before.
 
 use crate::merkle::{Hash, HashReader, NodeId};
-use crate::state::{PartyRecord, ReadError, StateRead};
+use crate::state::{PartyRecord, ReadError, StateRead, Write};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -400,6 +400,50 @@ pub struct Commit {
     pub log_key: String,
     /// Seal signatures, by index, of entries of earlier batches (see the module doc).
     pub seals: Vec<(u64, [u8; 64])>,
+    /// The state buckets the batch's rules read ([`BatchReader`]): the commit rewrites the
+    /// same buckets and takes them from here instead of reading them again.
+    pub buckets: BucketReads,
+}
+
+/// The state bucket that holds each record key read, as read (its first key and value; `None`
+/// in an empty store). Valid while no other commit lands: the sequencer reads a batch's
+/// buckets and commits that batch before it reads for the next one.
+#[derive(Default)]
+pub struct BucketReads(Mutex<HashMap<Vec<u8>, Option<StoredBucket>>>);
+
+/// A state bucket as stored: its key (the prefix and its first record's key) and value.
+type StoredBucket = (sled::IVec, sled::IVec);
+
+/// The store as the sequencer reads it while building a batch: every bucket read is kept in
+/// its [`BucketReads`] for the batch's commit.
+pub struct BatchReader<'a> {
+    store: &'a Store,
+    reads: &'a BucketReads,
+}
+
+impl<'a> BatchReader<'a> {
+    /// Reads `store`, keeping the buckets read in `reads`.
+    pub fn new(store: &'a Store, reads: &'a BucketReads) -> Self {
+        BatchReader { store, reads }
+    }
+}
+
+impl StateRead for BatchReader<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+        let bucket = self.store.bucket_of(key)?;
+        let record = match &bucket {
+            Some((_, bytes)) => crate::bucket::find(bytes, key)
+                .map_err(StoreError::from)?
+                .map(<[u8]>::to_vec),
+            None => None,
+        };
+        lock(&self.reads.0).insert(key.to_vec(), bucket);
+        Ok(record)
+    }
+
+    fn party_record(&self, name: &str) -> Result<Option<Arc<PartyRecord>>, ReadError> {
+        self.store.party_record(name)
+    }
 }
 
 /// Entries per seal block (one bit each in its mask).
@@ -1042,7 +1086,7 @@ impl Store {
             b.insert(&run_key(first), value);
         }
         self.seal_writes(self.seals_to_write(c.seals, Some(c.size)), &mut b)?;
-        self.state_writes(c.state, &mut b)?;
+        self.state_writes(c.state, &c.buckets, &mut b)?;
         b.insert(META_SIZE, &c.size.to_be_bytes());
         b.insert(META_CHECKPOINT, c.checkpoint.as_bytes());
         b.insert(META_LOG_KEY, c.log_key.as_bytes());
@@ -1201,35 +1245,43 @@ impl Store {
     fn state_writes(
         &self,
         writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        read: &BucketReads,
         b: &mut sled::Batch,
     ) -> Result<(), StoreError> {
         use crate::bucket::Bucket;
         for (k, v) in &writes {
             crate::bucket::check_record(k, v.as_deref())?;
         }
-        let by_key: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> =
-            writes.into_iter().collect();
-        let mut writes = by_key.into_iter().peekable();
-        while let Some((key, value)) = writes.next() {
-            let (start, mut bucket, next) = match self.bucket_of(&key)? {
-                Some((start, bytes)) => {
-                    let next = self
-                        .db()?
-                        .get_gt(&start)?
-                        .map(|(k, _)| k)
-                        .filter(|k| k.first() == Some(&BUCKET));
-                    (start.to_vec(), Bucket::decode(&bytes)?, next)
-                }
-                None => (vec![BUCKET], Bucket::default(), None),
+        // Each written key with the bucket that holds it (as the batch's rules read it, or
+        // read now), grouped by bucket: one rewrite per bucket.
+        let read = lock(&read.0);
+        let mut by_bucket: std::collections::BTreeMap<Vec<u8>, (Bucket, Vec<Write>)> =
+            std::collections::BTreeMap::new();
+        for (key, value) in writes {
+            let bucket = match read.get(&key) {
+                Some(bucket) => bucket.clone(),
+                None => self.bucket_of(&key)?,
             };
-            bucket.set(&key, value);
-            while let Some((k, _)) = writes.peek() {
-                if next.as_ref().is_some_and(|n| n[1..] <= k[..]) {
-                    break;
+            let (start, bytes) = match bucket {
+                Some((start, bytes)) => (start.to_vec(), Some(bytes)),
+                None => (vec![BUCKET], None),
+            };
+            match by_bucket.entry(start) {
+                std::collections::btree_map::Entry::Occupied(mut e) => {
+                    e.get_mut().1.push((key, value))
                 }
-                if let Some((k, v)) = writes.next() {
-                    bucket.set(&k, v);
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let bucket = match bytes {
+                        Some(bytes) => Bucket::decode(&bytes)?,
+                        None => Bucket::default(),
+                    };
+                    e.insert((bucket, vec![(key, value)]));
                 }
+            }
+        }
+        for (start, (mut bucket, writes)) in by_bucket {
+            for (k, v) in writes {
+                bucket.set(&k, v);
             }
             for (i, part) in bucket.split().into_iter().enumerate() {
                 match part.first_key() {

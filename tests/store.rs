@@ -202,6 +202,27 @@ fn a_proof_reads_only_its_own_leaf_block_from_sled() {
     assert_eq!(reads(&ledger, n - 1), 0);
 }
 
+/// Appending a certificate reads from sled only the two state buckets its rules look at (its
+/// record's and its unit's); the commit rewrites them from those reads, and the receipt's proof
+/// finds every node in memory.
+#[test]
+fn a_certificate_append_reads_its_two_buckets_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = demo_ledger(dir.path()).0;
+    let signer = key("rhein-reman.example");
+    for k in 0..20u64 {
+        let json = certificate_json(&gtin(600_000 + k), &format!("RD-{k:06}"), None);
+        let before = ledger.store().reads();
+        let r = ledger
+            .submit(&sign(PayloadType::Certificate, &json, &signer))
+            .unwrap();
+        assert!(r.created);
+        assert_eq!(ledger.store().reads() - before, 2, "append {k}");
+    }
+    let tree = memory_tree(&ledger);
+    check_proofs(&ledger, &tree);
+}
+
 /// A store written by the previous layout (format 1: one sled key per state record, lower
 /// Merkle nodes in the runs) is converted at its first open and loses nothing: it audits, every
 /// certificate reads as in a ledger of the same data written by this version, and it keeps
