@@ -3,8 +3,7 @@
 //! against it.
 #![allow(dead_code)]
 
-use crate::common::copy_dir;
-use std::io::{BufRead, BufReader};
+use crate::common::{copy_dir, served_address};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -92,22 +91,9 @@ impl Served {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            let Some(Ok(line)) = lines.next() else { break };
-            if let Some(rest) = line.split(" on http://").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap().to_owned();
-                // Keep draining stdout so the server never blocks on a full pipe.
-                std::thread::spawn(move || lines.for_each(drop));
-                self.url = format!("http://{addr}");
-                self.child = Some(child);
-                return;
-            }
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the server did not start");
+        let addr = served_address(&mut child);
+        self.url = format!("http://{addr}");
+        self.child = Some(child);
     }
 
     /// Stops the server cleanly (SIGTERM: it flushes and releases the sled directory).

@@ -152,3 +152,23 @@ pub fn certificate_ids(l: &Ledger) -> Vec<reman_ledger::certificate::Certificate
         .map(|(k, _)| reman_ledger::certificate::CertificateId(k[1..].try_into().unwrap()))
         .collect()
 }
+
+/// Reads a just started `reman-ledger serve`'s stdout until it says where it listens, then
+/// keeps draining it (so that the server never blocks on a full pipe) and returns the address
+/// (`HOST:PORT`). Kills and reaps the server, then panics, if it never says so within 30 s.
+pub fn served_address(child: &mut std::process::Child) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout piped")).lines();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(rest) = line.split(" on http://").nth(1) {
+            let addr = rest.split_whitespace().next().unwrap().to_owned();
+            std::thread::spawn(move || lines.for_each(drop));
+            return addr;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the server did not start");
+}
