@@ -77,21 +77,15 @@ pub struct FlushGuard<W: Write + Send + 'static> {
 impl<W: Write + Send + 'static> ChunkedWriter<W> {
     /// A writer over `sink`, with its background thread, and the guard that flushes it.
     pub fn new(sink: W) -> (ChunkedWriter<W>, FlushGuard<W>) {
-        let shared = Arc::new(Shared {
-            pending: Mutex::new(Pending::default()),
-            wake: Condvar::new(),
-            sink: Mutex::new(sink),
-        });
-        let bg = shared.clone();
-        let thread = std::thread::Builder::new()
+        let (writer, mut guard) = ChunkedWriter::unbuffered(sink);
+        // Buffering from now on, before the thread looks.
+        lock(&guard.shared.pending).stop = false;
+        let bg = guard.shared.clone();
+        guard.thread = std::thread::Builder::new()
             .name("log-writer".into())
             .spawn(move || background(&bg))
             .ok();
-        let writer = ChunkedWriter {
-            shared: shared.clone(),
-        };
         // Without a background thread (the system refused one), every line is written at once.
-        let guard = FlushGuard { shared, thread };
         if guard.thread.is_none() {
             lock(&guard.shared.pending).stop = true;
         }

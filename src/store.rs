@@ -478,8 +478,8 @@ pub const NODE_CACHE_LEVEL: u8 = 6;
 /// Hashes per tile of upper Merkle nodes (2 KiB when full).
 pub const TILE_WIDTH: u64 = 64;
 
-/// A block's key and value.
-type BlockRecord = ([u8; 9], Vec<u8>);
+/// A block's number and value.
+type BlockRecord = (u64, Vec<u8>);
 
 /// A state record's key and value.
 pub type StateRecord = (Vec<u8>, Vec<u8>);
@@ -938,7 +938,6 @@ impl Store {
                 })?;
             let start = block * BLOCK_LEAVES;
             let old_count = (first_new - start) as usize;
-            let key = block_key(block);
             let stored = self.block(block)?.map(|(_, v)| v);
             let mut near = Near::default();
             for level in 0..NODE_CACHE_LEVEL {
@@ -967,7 +966,7 @@ impl Store {
                     value.extend_from_slice(h);
                 }
             }
-            out.push((key, value));
+            out.push((block, value));
         }
         Ok(out)
     }
@@ -1073,14 +1072,11 @@ impl Store {
             b.insert(&key, value);
         }
         let mut edge = None;
-        for (key, value) in self.block_writes(&c.nodes)? {
+        for (block, value) in self.block_writes(&c.nodes)? {
             let value = sled::IVec::from(value);
-            b.insert(&key, value.clone());
+            b.insert(&block_key(block), value.clone());
             // Blocks come in order: the last one written is the right edge.
-            edge = Some((
-                u64::from_be_bytes(key[1..].try_into().unwrap_or_default()),
-                value,
-            ));
+            edge = Some((block, value));
         }
         for (first, value) in split_runs(c.entries, Vec::new()) {
             b.insert(&run_key(first), value);
