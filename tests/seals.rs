@@ -114,13 +114,55 @@ fn every_receipts_seal_is_kept_and_served_as_it_was_handed_out() {
     let certs = certificates(ledger.store());
     for r in &receipts {
         let kept = ledger.store().seal_signature(r.index).unwrap();
-        if r.index / 256 + 1 < size / 256 {
+        if r.index / 64 + 1 < size / 64 {
             assert_eq!(kept, Some(receipt_seal(r).signature), "entry {}", r.index);
         }
         let (_, id, gtin, serial) = certs.iter().find(|c| c.0 == r.index).unwrap();
         assert_eq!(served_seal(&ledger, id, gtin, serial), receipt_seal(r));
     }
     audit_store(ledger.store(), None, |_, _| {}).unwrap();
+}
+
+/// A lookup's proof reads its leaf's node block anyway: the seals are kept at its end, not in
+/// records of their own that a lookup would page in besides.
+#[test]
+fn seals_are_kept_at_the_end_of_their_entries_node_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(demo_ledger(dir.path()).0);
+    let first = ledger.head().size;
+    let receipts = grow(&ledger, 300, 0);
+    let size = ledger.head().size;
+    Arc::into_inner(ledger).unwrap().close().unwrap();
+    let db = raw_sled(dir.path());
+    assert_eq!(
+        db.scan_prefix(b"Q").count(),
+        0,
+        "no seal records of their own"
+    );
+    let full_block_hashes = 1 + 32 * 126;
+    // Every block the log had moved a whole block past when it stopped, and wholly made of
+    // the certificates appended here.
+    let blocks = (first.div_ceil(64)..(size / 64).saturating_sub(1)).collect::<Vec<_>>();
+    assert!(blocks.len() >= 2, "{blocks:?}");
+    for block in blocks {
+        let key = [&b"B"[..], &block.to_be_bytes()].concat();
+        let value = db.get(&key).unwrap().unwrap();
+        assert_eq!(
+            value.len(),
+            full_block_hashes + 8 + 64 * 64,
+            "block {block}"
+        );
+        assert_eq!(
+            &value[full_block_hashes..][..8],
+            &[0xff; 8],
+            "block {block}"
+        );
+        for (offset, sig) in value[full_block_hashes + 8..].chunks(64).enumerate() {
+            let index = block * 64 + offset as u64;
+            let r = receipts.iter().find(|r| r.index == index).unwrap();
+            assert_eq!(sig, &receipt_seal(r).signature[..], "entry {index}");
+        }
+    }
 }
 
 #[test]
@@ -227,9 +269,9 @@ fn a_damaged_seal_list_is_reported_not_misread() {
     ledger.store().write_seals(Vec::new()).unwrap();
     ledger.close().unwrap();
     {
-        // The seal block holding the entry's, its last byte cut off.
+        // The node block holding the entry's seal, its last byte cut off.
         let db = raw_sled(dir.path());
-        let key = [&b"Q"[..], &(index / 256).to_be_bytes()].concat();
+        let key = [&b"B"[..], &(index / 64).to_be_bytes()].concat();
         let list = db.get(&key).unwrap().unwrap();
         db.insert(&key, &list[..list.len() - 1]).unwrap();
         db.flush().unwrap();
@@ -251,7 +293,7 @@ fn seals_of_one_block_written_apart_are_kept_together() {
     let (a, b) = certificates(&store)
         .windows(2)
         .map(|w| (w[0].0, w[1].0))
-        .find(|&(a, b)| a / 256 == b / 256)
+        .find(|&(a, b)| a / 64 == b / 64)
         .unwrap();
     store.write_seals(vec![(a, genuine(&store, a))]).unwrap();
     store
@@ -260,4 +302,23 @@ fn seals_of_one_block_written_apart_are_kept_together() {
     assert_eq!(store.seal_signature(a).unwrap(), Some(genuine(&store, a)));
     assert_eq!(store.seal_signature(b).unwrap(), Some(genuine(&store, b)));
     assert_eq!(audit_store(&store, None, |_, _| {}).unwrap().entries, 113);
+}
+
+/// Truncating a store's entries (a repair tool) drops their kept seals with them, and only
+/// theirs: an entry appended there later must not meet a seal made for another.
+#[test]
+fn truncating_entries_drops_their_kept_seals_and_keeps_the_others() {
+    let (_d, store) = legacy_with(|s| {
+        certificates(s)
+            .iter()
+            .map(|c| (c.0, genuine(s, c.0)))
+            .collect()
+    });
+    let certs = certificates(&store);
+    let cut = certs[certs.len() / 2].0;
+    store.raw_truncate_entries(cut).unwrap();
+    for (index, ..) in &certs {
+        let kept = store.seal_signature(*index).unwrap();
+        assert_eq!(kept.is_some(), *index < cut, "entry {index}");
+    }
 }
