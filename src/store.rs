@@ -20,23 +20,24 @@
 //!   is told apart by its first byte, so runs of both kinds are read side by side).
 //! - **Merkle nodes below level [`NODE_CACHE_LEVEL`]** are stored by *block* of 64 leaves:
 //!   `B` + block number holds the block's leaf hashes and every complete node above them up to
-//!   level 5 (126 hashes when full), so the lower half of any proof is one small record; then
-//!   the block's seal signatures, if any (below).
+//!   level 5 (126 hashes when full), so the lower half of any proof is one small record.
 //! - **Merkle nodes of level [`NODE_CACHE_LEVEL`] and above** are written, by level, in *tiles*
 //!   of [`TILE_WIDTH`] consecutive hashes under `T` + level + tile number (the rightmost tile of
 //!   a level is rewritten as it fills), read once and kept in memory.
 //! - **State records** ([`crate::state`]'s keys) are packed in [`crate::bucket`]s of a key
 //!   range each, under `S` + the range's first key.
 //! - **Seal signatures** (derived data, [`crate::seal`]) of the certificate entries, as the
-//!   receipts signed them, at the end of their entries' node block: a 64-bit mask of the
-//!   block's entries that have one, then the signatures in entry order. A lookup's proof
-//!   reads that block anyway, so the seal comes with a record already paged in. The sequencer
-//!   hands them over with its next batch; the store holds a block's seals in memory until the
-//!   log has moved a whole block past it, then rewrites the block once with them (late ones
-//!   are merged in later). A seal not found (held when the ledger stopped, a store from
-//!   before) is signed again: Ed25519 signatures are deterministic, so these are the same
-//!   bytes. Earlier versions, which ignore bytes after a block's hashes, kept seals under `Q`
-//!   by block of 256 entries; those records are no longer read.
+//!   receipts signed them, by node block: under the block's key followed by `s`, so that sled
+//!   keeps them in the same tree node as the block, and a lookup, whose proof pages that node
+//!   in anyway, reads its seal from memory. The value is a 64-bit mask of the block's entries
+//!   that have one, then the signatures in entry order. The sequencer hands them over with its
+//!   next batch; the store holds a block's seals in memory until the log has moved a whole
+//!   block past it, then writes them once (late ones are merged in later). A seal not found
+//!   (held when the ledger stopped, a store from before) is signed again: Ed25519 signatures
+//!   are deterministic, so these are the same bytes. Kept apart from the node hashes so that
+//!   a proof alone pages in no more than before. Earlier versions kept seals under `Q` by
+//!   block of 256 entries (records of up to 16 KiB, a page-in of their own for every lookup);
+//!   those are no longer read.
 //! - **Metadata** under `M`: tree size, checkpoint, log key, layout format.
 //!
 //! Stores written by earlier versions (format 1: one sled key per state record, lower Merkle
@@ -217,6 +218,9 @@ const NODE_REC: usize = 41;
 /// First byte of a run stored compressed. A plain run starts with its entry count as a
 /// big-endian `u32`, at most [`RUN_LEN`], so with a zero byte: the two never meet.
 const RUN_LZ4: u8 = 0xC4;
+
+/// What follows a node block's key in the key of its seal list.
+const SEALS: u8 = b's';
 
 /// The largest plain run a compressed one may claim to expand to (a full run of maximal
 /// entries, with room for the nodes format 1 kept in runs): what a damaged record can make a
@@ -457,6 +461,14 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The key of a node block's seal list: the block's key, then [`SEALS`].
+fn seals_key(block: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[..9].copy_from_slice(&block_key(block));
+    k[9] = SEALS;
+    k
+}
+
 /// Decoded party records, each with the party generation (see [`Store::commit`]) it was read at.
 type PartyCache = HashMap<String, (u64, Arc<PartyRecord>)>;
 
@@ -472,21 +484,6 @@ pub const TILE_WIDTH: u64 = 64;
 
 /// A block's number and value.
 type BlockRecord = (u64, Vec<u8>);
-
-/// Node blocks to write, by number.
-type Blocks = std::collections::BTreeMap<u64, Vec<u8>>;
-
-/// Adds `blocks` to `b`; returns them as written.
-fn block_inserts(blocks: Blocks, b: &mut sled::Batch) -> Vec<(u64, sled::IVec)> {
-    blocks
-        .into_iter()
-        .map(|(block, value)| {
-            let value = sled::IVec::from(value);
-            b.insert(&block_key(block), value.clone());
-            (block, value)
-        })
-        .collect()
-}
 
 /// A state record's key and value.
 pub type StateRecord = (Vec<u8>, Vec<u8>);
@@ -513,12 +510,9 @@ fn block_key(block: u64) -> [u8; 9] {
 const MASK: usize = (SEAL_BLOCK / 8) as usize;
 
 /// A seal list: a [`SEAL_BLOCK`]-bit mask of the block's entries that have a seal (bit `i`
-/// for its entry `i`), then their signatures in entry order; nothing at all when there is no
-/// seal. `seals` are (offset, signature), sorted; the first of an offset counts.
+/// for its entry `i`), then their signatures in entry order. `seals` are (offset,
+/// signature), sorted; the first of an offset counts.
 fn seal_list(seals: &[(u64, [u8; 64])]) -> Vec<u8> {
-    if seals.is_empty() {
-        return Vec::new();
-    }
     let mut out = vec![0; MASK];
     for (offset, sig) in seals {
         let (byte, bit) = ((*offset / 8) as usize, 1u8 << (offset % 8));
@@ -530,12 +524,12 @@ fn seal_list(seals: &[(u64, [u8; 64])]) -> Vec<u8> {
     out
 }
 
-/// The mask of a non-empty seal list and its signatures, checked against each other.
+/// The mask of a seal list and its signatures, checked against each other.
 fn seal_list_parts(bytes: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
     let corrupt = || StoreError::Corrupt(format!("seal list of {} bytes", bytes.len()));
     let (mask, sigs) = bytes.split_at_checked(MASK).ok_or_else(corrupt)?;
     let present: usize = mask.iter().map(|b| b.count_ones() as usize).sum();
-    if present == 0 || sigs.len() != present * 64 {
+    if sigs.len() != present * 64 {
         return Err(corrupt());
     }
     Ok((mask, sigs))
@@ -543,9 +537,6 @@ fn seal_list_parts(bytes: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
 
 /// The signature of entry `offset` of a seal list, if present.
 fn seal_list_get(bytes: &[u8], offset: u64) -> Result<Option<[u8; 64]>, StoreError> {
-    if bytes.is_empty() {
-        return Ok(None);
-    }
     let (mask, sigs) = seal_list_parts(bytes)?;
     let byte = (offset / 8) as usize;
     if offset >= SEAL_BLOCK || mask[byte] & (1 << (offset % 8)) == 0 {
@@ -563,56 +554,12 @@ fn seal_list_get(bytes: &[u8], offset: u64) -> Result<Option<[u8; 64]>, StoreErr
 
 /// Every signature of a seal list, by offset.
 fn seal_list_all(bytes: &[u8]) -> Result<Vec<(u64, [u8; 64])>, StoreError> {
-    if bytes.is_empty() {
-        return Ok(Vec::new());
-    }
     let (mask, sigs) = seal_list_parts(bytes)?;
     let offsets = (0..SEAL_BLOCK).filter(|o| mask[(o / 8) as usize] & (1 << (o % 8)) != 0);
     Ok(offsets
         .zip(sigs.chunks_exact(64))
         .filter_map(|(o, s)| s.try_into().ok().map(|s| (o, s)))
         .collect())
-}
-
-/// Where a node block's hashes end and its seal list begins.
-fn block_hashes_end(bytes: &[u8]) -> Result<usize, StoreError> {
-    let corrupt = || StoreError::Corrupt(format!("node block of {} bytes", bytes.len()));
-    let count = usize::from(*bytes.first().ok_or_else(corrupt)?);
-    let end = 1 + 32 * (0..NODE_CACHE_LEVEL).map(|l| count >> l).sum::<usize>();
-    if count as u64 > BLOCK_LEAVES || bytes.len() < end {
-        return Err(corrupt());
-    }
-    Ok(end)
-}
-
-/// The seal list at the end of a node block (empty when it keeps none).
-fn block_seals(bytes: &[u8]) -> Result<&[u8], StoreError> {
-    Ok(&bytes[block_hashes_end(bytes)?..])
-}
-
-/// Keeps, of the seals of node block `value`, those whose offset in the block `keep` says.
-fn retain_seals(value: &mut Vec<u8>, keep: impl Fn(u64) -> bool) -> Result<(), StoreError> {
-    let end = block_hashes_end(value)?;
-    let kept: Vec<(u64, [u8; 64])> = seal_list_all(&value[end..])?
-        .into_iter()
-        .filter(|(o, _)| keep(*o))
-        .collect();
-    value.truncate(end);
-    value.extend_from_slice(&seal_list(&kept));
-    Ok(())
-}
-
-/// Merges `seals` (by entry index) into the seal list of node block `value`; a signature
-/// already kept for an entry stays.
-fn add_seals(value: &mut Vec<u8>, seals: &[(u64, [u8; 64])]) -> Result<(), StoreError> {
-    let end = block_hashes_end(value)?;
-    let mut all = seal_list_all(&value[end..])?;
-    all.extend(seals.iter().map(|(i, sig)| (i % SEAL_BLOCK, *sig)));
-    // Stable: a stored signature stays before a new one for the same entry.
-    all.sort_by_key(|(o, _)| *o);
-    value.truncate(end);
-    value.extend_from_slice(&seal_list(&all));
-    Ok(())
 }
 
 /// A lower node from its block record: a count of the block's leaves (u8), then the complete
@@ -984,7 +931,7 @@ impl Store {
             by_block.entry(block).or_default().insert(id, h);
         }
         let mut out = Vec::with_capacity(by_block.len());
-        for (block, new) in by_block {
+        for (block, mut new) in by_block {
             let first_new = new
                 .keys()
                 .filter(|id| id.level == 0)
@@ -993,69 +940,39 @@ impl Store {
                 .ok_or_else(|| {
                     StoreError::Corrupt(format!("block {block}: nodes without their leaves"))
                 })?;
-            let old_count = (first_new - block * BLOCK_LEAVES) as usize;
+            let start = block * BLOCK_LEAVES;
+            let old_count = (first_new - start) as usize;
             let stored = self.block(block)?.map(|(_, v)| v);
-            out.push((block, self.block_value(block, new, old_count, stored)?));
+            let mut near = Near::default();
+            for level in 0..NODE_CACHE_LEVEL {
+                for i in 0..(old_count >> level) as u64 {
+                    let id = NodeId::new(level, (start >> level) + i);
+                    let h = match &stored {
+                        Some(bytes) => block_node(bytes, id),
+                        None => near.run_node(self, id, ((id.index + 1) << level) - 1)?,
+                    };
+                    let h = h.ok_or(StoreError::MissingNode {
+                        level,
+                        index: id.index,
+                    })?;
+                    new.insert(id, h);
+                }
+            }
+            let count = new.keys().filter(|id| id.level == 0).count();
+            let mut value = Vec::with_capacity(1 + 32 * 2 * count);
+            value.push(count as u8);
+            for level in 0..NODE_CACHE_LEVEL {
+                for i in 0..(count >> level) as u64 {
+                    let index = (start >> level) + i;
+                    let h = new
+                        .get(&NodeId::new(level, index))
+                        .ok_or(StoreError::MissingNode { level, index })?;
+                    value.extend_from_slice(h);
+                }
+            }
+            out.push((block, value));
         }
         Ok(out)
-    }
-
-    /// Node block `block` with `new` nodes added to its first `old_count` leaves' nodes, taken
-    /// from `stored` (which keeps its seals) or, for a block a format 1 store began, from the
-    /// runs.
-    fn block_value(
-        &self,
-        block: u64,
-        mut new: HashMap<NodeId, Hash>,
-        old_count: usize,
-        stored: Option<sled::IVec>,
-    ) -> Result<Vec<u8>, StoreError> {
-        let start = block * BLOCK_LEAVES;
-        let mut near = Near::default();
-        for level in 0..NODE_CACHE_LEVEL {
-            for i in 0..(old_count >> level) as u64 {
-                let id = NodeId::new(level, (start >> level) + i);
-                let h = match &stored {
-                    Some(bytes) => block_node(bytes, id),
-                    None => near.run_node(self, id, ((id.index + 1) << level) - 1)?,
-                };
-                let h = h.ok_or(StoreError::MissingNode {
-                    level,
-                    index: id.index,
-                })?;
-                new.insert(id, h);
-            }
-        }
-        let count = new.keys().filter(|id| id.level == 0).count();
-        let mut value = Vec::with_capacity(1 + 32 * 2 * count);
-        value.push(count as u8);
-        for level in 0..NODE_CACHE_LEVEL {
-            for i in 0..(count >> level) as u64 {
-                let index = (start >> level) + i;
-                let h = new
-                    .get(&NodeId::new(level, index))
-                    .ok_or(StoreError::MissingNode { level, index })?;
-                value.extend_from_slice(h);
-            }
-        }
-        if let Some(stored) = &stored {
-            value.extend_from_slice(block_seals(stored)?);
-        }
-        Ok(value)
-    }
-
-    /// Node block `block` as stored, to keep seals in; or, for a block that a format 1 store
-    /// filled (its nodes in the runs, no record), built from the runs of a log of `size`.
-    fn block_for_seals(&self, block: u64, size: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some((_, stored)) = self.block(block)? {
-            return Ok(Some(stored.to_vec()));
-        }
-        let leaves = size.saturating_sub(block * BLOCK_LEAVES).min(BLOCK_LEAVES) as usize;
-        if leaves == 0 {
-            return Ok(None);
-        }
-        self.block_value(block, HashMap::new(), leaves, None)
-            .map(Some)
     }
 
     /// A node block as stored: the right edge's from memory, any other from sled.
@@ -1158,16 +1075,17 @@ impl Store {
         for (key, value) in self.tile_writes(&upper)? {
             b.insert(&key, value);
         }
-        let mut blocks: Blocks = self.block_writes(&c.nodes)?.into_iter().collect();
-        self.seal_blocks(
-            self.seals_to_write(c.seals, Some(c.size)),
-            c.size,
-            &mut blocks,
-        )?;
-        let blocks = block_inserts(blocks, &mut b);
+        let mut edge = None;
+        for (block, value) in self.block_writes(&c.nodes)? {
+            let value = sled::IVec::from(value);
+            b.insert(&block_key(block), value.clone());
+            // Blocks come in order: the last one written is the right edge.
+            edge = Some((block, value));
+        }
         for (first, value) in split_runs(c.entries, Vec::new()) {
             b.insert(&run_key(first), value);
         }
+        self.seal_writes(self.seals_to_write(c.seals, Some(c.size)), &mut b)?;
         self.state_writes(c.state, &c.buckets, &mut b)?;
         b.insert(META_SIZE, &c.size.to_be_bytes());
         b.insert(META_CHECKPOINT, c.checkpoint.as_bytes());
@@ -1181,22 +1099,13 @@ impl Store {
         self.db()?.flush()?;
         // Only once they are durable: a failed commit leaves nothing behind in memory either.
         self.nodes.insert(upper);
-        self.keep_edge(blocks);
-        Ok(t.elapsed())
-    }
-
-    /// Keeps, of node blocks just written, the right edge's in memory: a block at or past
-    /// the edge kept so far.
-    fn keep_edge(&self, written: Vec<(u64, sled::IVec)>) {
-        let mut edge = self
-            .edge
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (block, value) in written {
-            if edge.as_ref().is_none_or(|(kept, _)| block >= *kept) {
-                *edge = Some((block, value));
-            }
+        if edge.is_some() {
+            *self
+                .edge
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = edge;
         }
+        Ok(t.elapsed())
     }
 
     /// Writes seal signatures (by index) and every block held, and flushes them (for tools
@@ -1206,18 +1115,14 @@ impl Store {
             .writer
             .lock()
             .map_err(|_| StoreError::Corrupt("a writer panicked".into()))?;
-        let held = self.seals_to_write(seals, None);
-        if held.is_empty() {
+        let blocks = self.seals_to_write(seals, None);
+        if blocks.is_empty() {
             return Ok(());
         }
-        let mut blocks = Blocks::new();
-        self.seal_blocks(held, self.size()?, &mut blocks)?;
         let mut b = sled::Batch::default();
-        let written = block_inserts(blocks, &mut b);
+        self.seal_writes(blocks, &mut b)?;
         self.db()?.apply_batch(b)?;
-        self.flush()?;
-        self.keep_edge(written);
-        Ok(())
+        self.flush()
     }
 
     /// Holds seal signatures in memory until their block is written with a later batch.
@@ -1246,26 +1151,18 @@ impl Store {
         }
     }
 
-    /// Adds held seals to the node blocks they belong to, in a log of `size`: those already in
-    /// `blocks` (written by the same batch), else as stored.
-    fn seal_blocks(
-        &self,
-        held: HeldSeals,
-        size: u64,
-        blocks: &mut Blocks,
-    ) -> Result<(), StoreError> {
-        for (block, seals) in held {
-            let value = match blocks.entry(block) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    match self.block_for_seals(block, size)? {
-                        Some(stored) => e.insert(stored),
-                        // Past the log's end (a tool's mistake): nothing to keep them with.
-                        None => continue,
-                    }
-                }
+    /// Adds seal blocks to `b`, each merged with what is stored (a signature kept stays).
+    fn seal_writes(&self, blocks: HeldSeals, b: &mut sled::Batch) -> Result<(), StoreError> {
+        for (block, seals) in blocks {
+            let key = seals_key(block);
+            let mut all = match self.db()?.get(key)? {
+                Some(stored) => seal_list_all(&stored)?,
+                None => Vec::new(),
             };
-            add_seals(value, &seals)?;
+            all.extend(seals.iter().map(|(i, sig)| (i % SEAL_BLOCK, *sig)));
+            // Stable: a stored signature stays before a new one for the same entry.
+            all.sort_by_key(|(o, _)| *o);
+            b.insert(&key, seal_list(&all));
         }
         Ok(())
     }
@@ -1279,8 +1176,9 @@ impl Store {
         {
             return Ok(Some(*sig));
         }
-        match self.block(block)? {
-            Some((_, bytes)) => seal_list_get(block_seals(&bytes)?, index % SEAL_BLOCK),
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        match self.db()?.get(seals_key(block))? {
+            Some(list) => seal_list_get(&list, index % SEAL_BLOCK),
             None => Ok(None),
         }
     }
@@ -1427,16 +1325,17 @@ impl Store {
     /// Keeps `signature` as the seal signature of entry `index` (or none), with no check at
     /// all (see [`Store::raw_put_entry`]).
     pub fn raw_put_seal(&self, index: u64, signature: Option<[u8; 64]>) -> Result<(), StoreError> {
-        let block = index / SEAL_BLOCK;
-        let mut value = self
-            .block_for_seals(block, self.size()?)?
-            .ok_or_else(|| StoreError::Corrupt(format!("no entry {index}")))?;
-        retain_seals(&mut value, |o| o != index % SEAL_BLOCK)?;
-        add_seals(&mut value, &Vec::from_iter(signature.map(|s| (index, s))))?;
-        let value = sled::IVec::from(value);
-        self.db()?.insert(block_key(block), value.clone())?;
+        let key = seals_key(index / SEAL_BLOCK);
+        let mut seals = match self.db()?.get(key)? {
+            Some(stored) => seal_list_all(&stored)?,
+            None => Vec::new(),
+        };
+        let offset = index % SEAL_BLOCK;
+        seals.retain(|(o, _)| *o != offset);
+        seals.extend(signature.map(|s| (offset, s)));
+        seals.sort_by_key(|(o, _)| *o);
+        self.db()?.insert(key, seal_list(&seals))?;
         self.db()?.flush()?;
-        self.keep_edge(vec![(block, value)]);
         Ok(())
     }
 
@@ -1457,24 +1356,26 @@ impl Store {
                     .insert(run_key(first), Run::encode(&entries, &mut run.nodes()))?;
             }
         }
-        // And their seals: entries appended there later must not meet them.
-        let from = block_key(index / SEAL_BLOCK);
-        let mut written = Vec::new();
-        // Read at once: no second handle is asked for while one is held (see `Store::db`).
-        let blocks: Vec<(sled::IVec, sled::IVec)> = self
+        // And their seals: entries appended there later must not meet them. Read at once: no
+        // second handle is asked for while one is held (see `Store::db`).
+        let from = seals_key(index / SEAL_BLOCK);
+        let lists: Vec<(sled::IVec, sled::IVec)> = self
             .db()?
-            .range(from..block_key(u64::MAX))
+            .range(from..seals_key(u64::MAX))
+            .filter(|item| {
+                item.as_ref()
+                    .map_or(true, |(key, _)| key.len() == from.len())
+            })
             .collect::<Result<_, _>>()?;
-        for (key, stored) in blocks {
+        for (key, list) in lists {
             let start = u64::from_be_bytes(key[1..9].try_into().unwrap_or_default()) * SEAL_BLOCK;
-            let mut value = stored.to_vec();
-            retain_seals(&mut value, |o| start + o < index)?;
-            let value = sled::IVec::from(value);
-            self.db()?.insert(&key, value.clone())?;
-            written.push((start / SEAL_BLOCK, value));
+            let kept: Vec<(u64, [u8; 64])> = seal_list_all(&list)?
+                .into_iter()
+                .filter(|(o, _)| start + o < index)
+                .collect();
+            self.db()?.insert(key, seal_list(&kept))?;
         }
         self.db()?.flush()?;
-        self.keep_edge(written);
         Ok(())
     }
 
@@ -1707,32 +1608,13 @@ mod tests {
             let got = seal_list_get(&list, offset).unwrap();
             assert_eq!(got, want.map(sig), "offset {offset}");
         }
-        assert!(seal_list(&[]).is_empty(), "no seal, no list");
-        assert_eq!(seal_list_get(&[], 0).unwrap(), None);
-    }
-
-    /// A full node block's bytes: its count, then 126 hashes.
-    fn full_block() -> Vec<u8> {
-        [vec![64u8], vec![7; 32 * 126]].concat()
     }
 
     #[test]
-    fn seals_added_to_a_node_block_follow_its_hashes_and_leave_them_alone() {
-        let mut block = full_block();
-        add_seals(&mut block, &[(64 * 3 + 2, sig(2))]).unwrap();
-        add_seals(&mut block, &[(64 * 3 + 1, sig(1)), (64 * 3 + 2, sig(9))]).unwrap();
-        assert_eq!(&block[..full_block().len()], &full_block()[..]);
-        let list = block_seals(&block).unwrap();
-        assert_eq!(seal_list_all(list).unwrap(), [(1, sig(1)), (2, sig(2))]);
-        assert_eq!(
-            block_node(&block, NodeId::new(5, 0)),
-            block_node(&full_block(), NodeId::new(5, 0))
-        );
-        assert!(block_seals(&full_block()).unwrap().is_empty());
-        // Shorter than its count says, or counting more leaves than a block has.
-        for bad in [&full_block()[..100], &[65u8][..], &[][..]] {
-            let e = block_seals(bad).unwrap_err().to_string();
-            assert!(e.contains("storage is corrupt: node block"), "{e}");
+    fn a_seal_list_sorts_right_after_its_node_block_and_before_the_next() {
+        for block in [0, 1, 255, 256, u64::MAX - 1] {
+            assert!(block_key(block)[..] < seals_key(block)[..]);
+            assert!(seals_key(block)[..] < block_key(block + 1)[..]);
         }
     }
 
@@ -1742,7 +1624,6 @@ mod tests {
         assert_eq!(good.len(), MASK + 2 * 64);
         for bad in [
             &good[..MASK - 1],
-            &[0; MASK][..],
             &good[..good.len() - 1],
             &[good.clone(), vec![0; 64]].concat()[..],
         ] {

@@ -123,10 +123,11 @@ fn every_receipts_seal_is_kept_and_served_as_it_was_handed_out() {
     audit_store(ledger.store(), None, |_, _| {}).unwrap();
 }
 
-/// A lookup's proof reads its leaf's node block anyway: the seals are kept at its end, not in
-/// records of their own that a lookup would page in besides.
+/// A lookup's proof pages in its leaf's node block anyway: the seals are kept in a record that
+/// sorts right after that block (so sled keeps the two in one tree node), and the block itself
+/// holds only node hashes, so that a proof alone pages in no more than it needs.
 #[test]
-fn seals_are_kept_at_the_end_of_their_entries_node_block() {
+fn seals_are_kept_beside_their_entries_node_block() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Arc::new(demo_ledger(dir.path()).0);
     let first = ledger.head().size;
@@ -134,30 +135,20 @@ fn seals_are_kept_at_the_end_of_their_entries_node_block() {
     let size = ledger.head().size;
     Arc::into_inner(ledger).unwrap().close().unwrap();
     let db = raw_sled(dir.path());
-    assert_eq!(
-        db.scan_prefix(b"Q").count(),
-        0,
-        "no seal records of their own"
-    );
-    let full_block_hashes = 1 + 32 * 126;
+    assert_eq!(db.scan_prefix(b"Q").count(), 0, "no seal records of 256");
     // Every block the log had moved a whole block past when it stopped, and wholly made of
     // the certificates appended here.
     let blocks = (first.div_ceil(64)..(size / 64).saturating_sub(1)).collect::<Vec<_>>();
     assert!(blocks.len() >= 2, "{blocks:?}");
     for block in blocks {
         let key = [&b"B"[..], &block.to_be_bytes()].concat();
-        let value = db.get(&key).unwrap().unwrap();
-        assert_eq!(
-            value.len(),
-            full_block_hashes + 8 + 64 * 64,
-            "block {block}"
-        );
-        assert_eq!(
-            &value[full_block_hashes..][..8],
-            &[0xff; 8],
-            "block {block}"
-        );
-        for (offset, sig) in value[full_block_hashes + 8..].chunks(64).enumerate() {
+        let hashes = db.get(&key).unwrap().unwrap();
+        assert_eq!(hashes.len(), 1 + 32 * 126, "block {block}: its hashes only");
+        let (next, list) = db.get_gt(&key).unwrap().unwrap();
+        assert_eq!(&next[..], &[&key[..], b"s"].concat()[..], "block {block}");
+        assert_eq!(list.len(), 8 + 64 * 64, "block {block}");
+        assert_eq!(&list[..8], &[0xff; 8], "block {block}");
+        for (offset, sig) in list[8..].chunks(64).enumerate() {
             let index = block * 64 + offset as u64;
             let r = receipts.iter().find(|r| r.index == index).unwrap();
             assert_eq!(sig, &receipt_seal(r).signature[..], "entry {index}");
@@ -269,9 +260,9 @@ fn a_damaged_seal_list_is_reported_not_misread() {
     ledger.store().write_seals(Vec::new()).unwrap();
     ledger.close().unwrap();
     {
-        // The node block holding the entry's seal, its last byte cut off.
+        // The seal list holding the entry's, its last byte cut off.
         let db = raw_sled(dir.path());
-        let key = [&b"B"[..], &(index / 64).to_be_bytes()].concat();
+        let key = [&b"B"[..], &(index / 64).to_be_bytes(), b"s"].concat();
         let list = db.get(&key).unwrap().unwrap();
         db.insert(&key, &list[..list.len() - 1]).unwrap();
         db.flush().unwrap();
