@@ -27,17 +27,18 @@
 //! - **State records** ([`crate::state`]'s keys) are packed in [`crate::bucket`]s of a key
 //!   range each, under `S` + the range's first key.
 //! - **Seal signatures** (derived data, [`crate::seal`]) of the certificate entries, as the
-//!   receipts signed them, by node block: under the block's key followed by `s`, so that sled
-//!   keeps them in the same tree node as the block, and a lookup, whose proof pages that node
-//!   in anyway, reads its seal from memory. The value is a 64-bit mask of the block's entries
-//!   that have one, then the signatures in entry order. The sequencer hands them over with its
-//!   next batch; the store holds a block's seals in memory until the log has moved a whole
-//!   block past it, then writes them once (late ones are merged in later). A seal not found
-//!   (held when the ledger stopped, a store from before) is signed again: Ed25519 signatures
-//!   are deterministic, so these are the same bytes. Kept apart from the node hashes so that
-//!   a proof alone pages in no more than before. Earlier versions kept seals under `Q` by
-//!   block of 256 entries (records of up to 16 KiB, a page-in of their own for every lookup);
-//!   those are no longer read.
+//!   receipts signed them, by node block: a *seal list* under the block's key followed by `s`.
+//!   It is a record of its own, so that a node block stays 4 KiB and a proof alone pages in no
+//!   more than it needs; and it sorts right after its block, so that sled usually keeps the
+//!   two in one tree node (a node that splits between them is the exception), which a
+//!   lookup's proof has paged in anyway: its seal is one more `get` in that node. The value is
+//!   a 64-bit mask of the block's entries that have one, then the signatures in entry order.
+//!   The sequencer hands them over with its next batch; the store holds a block's seals in
+//!   memory until the log has moved a whole block past it, then writes them once (late ones
+//!   are merged in later). A seal not found (held when the ledger stopped, a store from
+//!   before) is signed again: Ed25519 signatures are deterministic, so these are the same
+//!   bytes. Earlier versions kept seals under `Q` by block of 256 entries (records of up to
+//!   16 KiB, a page-in of their own for every lookup); those are no longer read.
 //! - **Metadata** under `M`: tree size, checkpoint, log key, layout format.
 //!
 //! Stores written by earlier versions (format 1: one sled key per state record, lower Merkle
@@ -452,7 +453,7 @@ impl StateRead for BatchReader<'_> {
 /// Entries per seal list: those of one node block (one bit each in its mask).
 pub const SEAL_BLOCK: u64 = BLOCK_LEAVES;
 
-/// Seal signatures held until their block is written: (entry index, signature) by block.
+/// Seal signatures held until their seal list is written: (entry index, signature) by block.
 type HeldSeals = std::collections::BTreeMap<u64, Vec<(u64, [u8; 64])>>;
 
 /// Locks `m`, whatever a panicked holder left: for lists of derived data (seal signatures),
@@ -1108,8 +1109,8 @@ impl Store {
         Ok(t.elapsed())
     }
 
-    /// Writes seal signatures (by index) and every block held, and flushes them (for tools
-    /// and tests: the ledger writes a block only once the log has moved past it).
+    /// Writes seal signatures (by index) and every seal list held, and flushes them (for
+    /// tools and tests: the ledger writes a list only once the log has moved past its block).
     pub fn write_seals(&self, seals: Vec<(u64, [u8; 64])>) -> Result<(), StoreError> {
         let _writer = self
             .writer
@@ -1125,7 +1126,7 @@ impl Store {
         self.flush()
     }
 
-    /// Holds seal signatures in memory until their block is written with a later batch.
+    /// Holds seal signatures in memory until their seal list is written with a later batch.
     pub fn hold_seals(&self, seals: Vec<(u64, [u8; 64])>) {
         let mut held = lock(&self.held_seals);
         for (index, sig) in seals {
@@ -1135,9 +1136,9 @@ impl Store {
         }
     }
 
-    /// Holds `seals`, then takes out the blocks to write: those that end a whole block or
-    /// more before `size` (all their seals are made by then, but for stragglers, merged when
-    /// they come), or every one when `None`.
+    /// Holds `seals`, then takes out the seal lists to write: those of the blocks that end a
+    /// whole block or more before `size` (all their seals are made by then, but for
+    /// stragglers, merged when they come), or every one when `None`.
     fn seals_to_write(&self, seals: Vec<(u64, [u8; 64])>, size: Option<u64>) -> HeldSeals {
         self.hold_seals(seals);
         let mut held = lock(&self.held_seals);
@@ -1151,13 +1152,19 @@ impl Store {
         }
     }
 
-    /// Adds seal blocks to `b`, each merged with what is stored (a signature kept stays).
+    /// Adds seal lists to `b`, each merged with what is stored (a signature kept stays). A
+    /// stored list that is damaged is replaced, with a warning: seals are derived data, and a
+    /// bad one must not stop the log from taking writes (`audit` reports it until then).
     fn seal_writes(&self, blocks: HeldSeals, b: &mut sled::Batch) -> Result<(), StoreError> {
         for (block, seals) in blocks {
             let key = seals_key(block);
-            let mut all = match self.db()?.get(key)? {
-                Some(stored) => seal_list_all(&stored)?,
-                None => Vec::new(),
+            let stored = self.db()?.get(key)?;
+            let mut all = match stored.as_deref().map(seal_list_all).transpose() {
+                Ok(kept) => kept.unwrap_or_default(),
+                Err(e) => {
+                    tracing::warn!(block, error = %e, "replacing a damaged seal list");
+                    Vec::new()
+                }
             };
             all.extend(seals.iter().map(|(i, sig)| (i % SEAL_BLOCK, *sig)));
             // Stable: a stored signature stays before a new one for the same entry.
@@ -1339,8 +1346,9 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes the entries from `index` on, keeping everything else (tree size, checkpoint,
-    /// nodes), with no check at all (see [`Store::raw_put_entry`]).
+    /// Deletes the entries from `index` on and their kept seals (stored or held), keeping
+    /// everything else (tree size, checkpoint, nodes), with no check at all (see
+    /// [`Store::raw_put_entry`]).
     pub fn raw_truncate_entries(&self, index: u64) -> Result<(), StoreError> {
         while let Some((first, run)) = self.run_of(u64::MAX - 1)? {
             let last = first + run.n_entries as u64;
@@ -1373,8 +1381,16 @@ impl Store {
                 .into_iter()
                 .filter(|(o, _)| start + o < index)
                 .collect();
-            self.db()?.insert(key, seal_list(&kept))?;
+            if kept.is_empty() {
+                self.db()?.remove(key)?;
+            } else {
+                self.db()?.insert(key, seal_list(&kept))?;
+            }
         }
+        lock(&self.held_seals).retain(|_, seals| {
+            seals.retain(|(i, _)| *i < index);
+            !seals.is_empty()
+        });
         self.db()?.flush()?;
         Ok(())
     }

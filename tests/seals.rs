@@ -1,7 +1,7 @@
 //! Seal signatures kept with their entries (derived data, see `reman_ledger::store`): a
 //! lookup serves the very seal of the certificate's receipt without signing again; a seal
-//! never kept (a store from before) is signed again when read; a damaged one is reported,
-//! and `audit` checks every one kept.
+//! never kept (a store from before) is signed again when read; a damaged list is reported
+//! (and replaced by the next write to it), and `audit` checks every one kept.
 
 mod common;
 
@@ -124,8 +124,8 @@ fn every_receipts_seal_is_kept_and_served_as_it_was_handed_out() {
 }
 
 /// A lookup's proof pages in its leaf's node block anyway: the seals are kept in a record that
-/// sorts right after that block (so sled keeps the two in one tree node), and the block itself
-/// holds only node hashes, so that a proof alone pages in no more than it needs.
+/// sorts right after that block (so sled usually keeps the two in one tree node), and the
+/// block itself holds only node hashes, so that a proof alone pages in no more than it needs.
 #[test]
 fn seals_are_kept_beside_their_entries_node_block() {
     let dir = tempfile::tempdir().unwrap();
@@ -153,6 +153,43 @@ fn seals_are_kept_beside_their_entries_node_block() {
             let r = receipts.iter().find(|r| r.index == index).unwrap();
             assert_eq!(sig, &receipt_seal(r).signature[..], "entry {index}");
         }
+    }
+}
+
+/// A seal list's mask marks exactly the block's certificate entries, bit `i % 8` of byte
+/// `i / 8` for its entry `i`: the demo data's first blocks mix parties, certificates,
+/// revocations and events.
+#[test]
+fn a_seal_list_marks_exactly_its_blocks_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, _) = demo_ledger(dir.path());
+    let certs: Vec<u64> = certificates(ledger.store()).iter().map(|c| c.0).collect();
+    let size = ledger.head().size;
+    ledger.store().write_seals(Vec::new()).unwrap();
+    ledger.close().unwrap();
+    let db = raw_sled(dir.path());
+    for block in 0..size.div_ceil(64) {
+        let mut mask = [0u8; 8];
+        for i in certs.iter().filter(|&&i| i / 64 == block) {
+            mask[(i % 64 / 8) as usize] |= 1 << (i % 8);
+        }
+        let list = db
+            .get([&b"B"[..], &block.to_be_bytes(), b"s"].concat())
+            .unwrap();
+        let Some(list) = list else {
+            assert_eq!(
+                mask, [0; 8],
+                "block {block} has certificates but no seal list"
+            );
+            continue;
+        };
+        assert!(
+            mask != [0; 8] && mask != [0xff; 8],
+            "block {block}: {mask:?}"
+        );
+        assert_eq!(&list[..8], &mask, "block {block}");
+        let n: u32 = mask.iter().map(|b| b.count_ones()).sum();
+        assert_eq!(list.len(), 8 + 64 * n as usize, "block {block}");
     }
 }
 
@@ -274,7 +311,35 @@ fn a_damaged_seal_list_is_reported_not_misread() {
     assert!(e.to_string().contains("seal list"), "{e}");
 }
 
-/// Signatures of one seal block handed over at different times (a late receipt) are kept
+/// A damaged seal list does not stop the log: the next write to it replaces it, and what it
+/// held is signed again when read.
+#[test]
+fn a_damaged_seal_list_is_replaced_by_the_next_write_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("fixtures/legacy-store-v2"), dir.path());
+    let store = Store::open(dir.path()).unwrap();
+    let (a, b) = certificates(&store)
+        .windows(2)
+        .map(|w| (w[0].0, w[1].0))
+        .find(|&(a, b)| a / 64 == b / 64)
+        .unwrap();
+    store.write_seals(vec![(a, genuine(&store, a))]).unwrap();
+    store.close().unwrap();
+    let key = [&b"B"[..], &(a / 64).to_be_bytes(), b"s"].concat();
+    {
+        let db = raw_sled(dir.path());
+        db.insert(&key, &b"damaged"[..]).unwrap();
+        db.flush().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store.seal_signature(a).is_err());
+    store.write_seals(vec![(b, genuine(&store, b))]).unwrap();
+    assert_eq!(store.seal_signature(a).unwrap(), None);
+    assert_eq!(store.seal_signature(b).unwrap(), Some(genuine(&store, b)));
+    assert_eq!(audit_store(&store, None, |_, _| {}).unwrap().entries, 113);
+}
+
+/// Signatures of one seal list handed over at different times (a late receipt) are kept
 /// together, and a signature kept stays what it was.
 #[test]
 fn seals_of_one_block_written_apart_are_kept_together() {
@@ -312,4 +377,76 @@ fn truncating_entries_drops_their_kept_seals_and_keeps_the_others() {
         let kept = store.seal_signature(*index).unwrap();
         assert_eq!(kept.is_some(), *index < cut, "entry {index}");
     }
+}
+
+/// A cut inside a block keeps that block's earlier seals, drops its later ones and removes
+/// the lists of the blocks after it; seals held in memory for the dropped entries go too.
+#[test]
+fn truncating_inside_a_block_removes_the_lists_after_it_and_the_held_seals() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("fixtures/legacy-store-v2"), dir.path());
+    let store = Store::open(dir.path()).unwrap();
+    let certs: Vec<u64> = certificates(&store).iter().map(|c| c.0).collect();
+    let (before, after): (Vec<u64>, Vec<u64>) = certs.iter().partition(|&&i| i < 64);
+    assert!(before.len() >= 2 && !after.is_empty(), "{certs:?}");
+    // Block 0's list written, block 1's held in memory.
+    let written: Vec<_> = before.iter().map(|&i| (i, genuine(&store, i))).collect();
+    store.write_seals(written).unwrap();
+    store.hold_seals(after.iter().map(|&i| (i, genuine(&store, i))).collect());
+    let cut = before[before.len() / 2];
+    let seals: Vec<_> = certs.iter().map(|&i| (i, genuine(&store, i))).collect();
+    store.raw_truncate_entries(cut).unwrap();
+    for &(i, seal) in &seals {
+        let kept = store.seal_signature(i).unwrap();
+        assert_eq!(kept, (i < cut).then_some(seal), "entry {i}");
+    }
+    // Nothing held is written later for the dropped entries.
+    store.write_seals(Vec::new()).unwrap();
+    store.close().unwrap();
+    let db = raw_sled(dir.path());
+    assert!(
+        db.get([&b"B"[..], &1u64.to_be_bytes(), b"s"].concat())
+            .unwrap()
+            .is_none()
+    );
+    let list = db
+        .get([&b"B"[..], &0u64.to_be_bytes(), b"s"].concat())
+        .unwrap()
+        .unwrap();
+    let kept = before.iter().filter(|&&i| i < cut).count();
+    assert_eq!(list.len(), 8 + 64 * kept);
+}
+
+/// A cut at a block's first entry removes that block's list whole.
+#[test]
+fn truncating_at_a_block_boundary_removes_that_blocks_list() {
+    let (d, store) = legacy_with(|s| {
+        certificates(s)
+            .iter()
+            .map(|c| (c.0, genuine(s, c.0)))
+            .collect()
+    });
+    let certs: Vec<u64> = certificates(&store).iter().map(|c| c.0).collect();
+    assert!(certs.iter().any(|&i| i >= 64), "{certs:?}");
+    store.raw_truncate_entries(64).unwrap();
+    for &i in &certs {
+        assert_eq!(
+            store.seal_signature(i).unwrap().is_some(),
+            i < 64,
+            "entry {i}"
+        );
+    }
+    store.close().unwrap();
+    let db = raw_sled(d.path());
+    assert!(
+        db.get([&b"B"[..], &1u64.to_be_bytes(), b"s"].concat())
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        db.get([&b"B"[..], &1u64.to_be_bytes()].concat())
+            .unwrap()
+            .is_some(),
+        "nodes kept"
+    );
 }
