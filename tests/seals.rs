@@ -173,9 +173,7 @@ fn a_seal_list_marks_exactly_its_blocks_certificates() {
         for i in certs.iter().filter(|&&i| i / 64 == block) {
             mask[(i % 64 / 8) as usize] |= 1 << (i % 8);
         }
-        let list = db
-            .get([&b"B"[..], &block.to_be_bytes(), b"s"].concat())
-            .unwrap();
+        let list = db.get(seal_list_key(block)).unwrap();
         let Some(list) = list else {
             assert_eq!(
                 mask, [0; 8],
@@ -239,14 +237,37 @@ fn genuine(store: &Store, index: u64) -> [u8; 64] {
     .signature
 }
 
-#[test]
-fn audit_passes_genuine_kept_seals() {
-    let (_d, store) = legacy_with(|s| {
+/// The legacy store with the genuine seal of every certificate kept.
+fn legacy_with_genuine_seals() -> (tempfile::TempDir, Store) {
+    legacy_with(|s| {
         certificates(s)
             .iter()
             .map(|c| (c.0, genuine(s, c.0)))
             .collect()
-    });
+    })
+}
+
+/// The legacy store (no seal kept), and two of its certificates in one block of 64 entries.
+fn legacy_pair() -> (tempfile::TempDir, Store, u64, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("fixtures/legacy-store-v2"), dir.path());
+    let store = Store::open(dir.path()).unwrap();
+    let (a, b) = certificates(&store)
+        .windows(2)
+        .map(|w| (w[0].0, w[1].0))
+        .find(|&(a, b)| a / 64 == b / 64)
+        .unwrap();
+    (dir, store, a, b)
+}
+
+/// The sled key of the seal list of node block `block`: the block's key, then `s`.
+fn seal_list_key(block: u64) -> Vec<u8> {
+    [&b"B"[..], &block.to_be_bytes(), b"s"].concat()
+}
+
+#[test]
+fn audit_passes_genuine_kept_seals() {
+    let (_d, store) = legacy_with_genuine_seals();
     let report = audit_store(&store, None, |_, _| {}).unwrap();
     assert_eq!(report.entries, 113);
 }
@@ -299,7 +320,7 @@ fn a_damaged_seal_list_is_reported_not_misread() {
     {
         // The seal list holding the entry's, its last byte cut off.
         let db = raw_sled(dir.path());
-        let key = [&b"B"[..], &(index / 64).to_be_bytes(), b"s"].concat();
+        let key = seal_list_key(index / 64);
         let list = db.get(&key).unwrap().unwrap();
         db.insert(&key, &list[..list.len() - 1]).unwrap();
         db.flush().unwrap();
@@ -315,17 +336,10 @@ fn a_damaged_seal_list_is_reported_not_misread() {
 /// held is signed again when read.
 #[test]
 fn a_damaged_seal_list_is_replaced_by_the_next_write_to_it() {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&root().join("fixtures/legacy-store-v2"), dir.path());
-    let store = Store::open(dir.path()).unwrap();
-    let (a, b) = certificates(&store)
-        .windows(2)
-        .map(|w| (w[0].0, w[1].0))
-        .find(|&(a, b)| a / 64 == b / 64)
-        .unwrap();
+    let (dir, store, a, b) = legacy_pair();
     store.write_seals(vec![(a, genuine(&store, a))]).unwrap();
     store.close().unwrap();
-    let key = [&b"B"[..], &(a / 64).to_be_bytes(), b"s"].concat();
+    let key = seal_list_key(a / 64);
     {
         let db = raw_sled(dir.path());
         db.insert(&key, &b"damaged"[..]).unwrap();
@@ -343,14 +357,7 @@ fn a_damaged_seal_list_is_replaced_by_the_next_write_to_it() {
 /// together, and a signature kept stays what it was.
 #[test]
 fn seals_of_one_block_written_apart_are_kept_together() {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&root().join("fixtures/legacy-store-v2"), dir.path());
-    let store = Store::open(dir.path()).unwrap();
-    let (a, b) = certificates(&store)
-        .windows(2)
-        .map(|w| (w[0].0, w[1].0))
-        .find(|&(a, b)| a / 64 == b / 64)
-        .unwrap();
+    let (_dir, store, a, b) = legacy_pair();
     store.write_seals(vec![(a, genuine(&store, a))]).unwrap();
     store
         .write_seals(vec![(b, genuine(&store, b)), (a, [7; 64])])
@@ -364,12 +371,7 @@ fn seals_of_one_block_written_apart_are_kept_together() {
 /// theirs: an entry appended there later must not meet a seal made for another.
 #[test]
 fn truncating_entries_drops_their_kept_seals_and_keeps_the_others() {
-    let (_d, store) = legacy_with(|s| {
-        certificates(s)
-            .iter()
-            .map(|c| (c.0, genuine(s, c.0)))
-            .collect()
-    });
+    let (_d, store) = legacy_with_genuine_seals();
     let certs = certificates(&store);
     let cut = certs[certs.len() / 2].0;
     store.raw_truncate_entries(cut).unwrap();
@@ -404,15 +406,8 @@ fn truncating_inside_a_block_removes_the_lists_after_it_and_the_held_seals() {
     store.write_seals(Vec::new()).unwrap();
     store.close().unwrap();
     let db = raw_sled(dir.path());
-    assert!(
-        db.get([&b"B"[..], &1u64.to_be_bytes(), b"s"].concat())
-            .unwrap()
-            .is_none()
-    );
-    let list = db
-        .get([&b"B"[..], &0u64.to_be_bytes(), b"s"].concat())
-        .unwrap()
-        .unwrap();
+    assert!(db.get(seal_list_key(1)).unwrap().is_none());
+    let list = db.get(seal_list_key(0)).unwrap().unwrap();
     let kept = before.iter().filter(|&&i| i < cut).count();
     assert_eq!(list.len(), 8 + 64 * kept);
 }
@@ -420,12 +415,7 @@ fn truncating_inside_a_block_removes_the_lists_after_it_and_the_held_seals() {
 /// A cut at a block's first entry removes that block's list whole.
 #[test]
 fn truncating_at_a_block_boundary_removes_that_blocks_list() {
-    let (d, store) = legacy_with(|s| {
-        certificates(s)
-            .iter()
-            .map(|c| (c.0, genuine(s, c.0)))
-            .collect()
-    });
+    let (d, store) = legacy_with_genuine_seals();
     let certs: Vec<u64> = certificates(&store).iter().map(|c| c.0).collect();
     assert!(certs.iter().any(|&i| i >= 64), "{certs:?}");
     store.raw_truncate_entries(64).unwrap();
@@ -438,11 +428,7 @@ fn truncating_at_a_block_boundary_removes_that_blocks_list() {
     }
     store.close().unwrap();
     let db = raw_sled(d.path());
-    assert!(
-        db.get([&b"B"[..], &1u64.to_be_bytes(), b"s"].concat())
-            .unwrap()
-            .is_none()
-    );
+    assert!(db.get(seal_list_key(1)).unwrap().is_none());
     assert!(
         db.get([&b"B"[..], &1u64.to_be_bytes()].concat())
             .unwrap()
