@@ -38,7 +38,7 @@
 //!   are merged in later). A seal not found (held when the ledger stopped, a store from
 //!   before) is signed again: Ed25519 signatures are deterministic, so these are the same
 //!   bytes. Earlier versions kept seals under `Q` by block of 256 entries (records of up to
-//!   16 KiB, a page-in of their own for every lookup); those are no longer read.
+//!   16 KiB, a page-in of their own for every lookup); those are deleted at the first open.
 //! - **Metadata** under `M`: tree size, checkpoint, log key, layout format.
 //!
 //! Stores written by earlier versions (format 1: one sled key per state record, lower Merkle
@@ -104,6 +104,9 @@ pub const FORMAT: u8 = 4;
 const BUCKET: u8 = b'S';
 /// Prefix of Merkle node blocks.
 const BLOCK: u8 = b'B';
+/// Prefix of the seal records that earlier versions wrote by block of 256 entries: no longer
+/// read (seals are kept in lists beside the node blocks), deleted at open.
+const OLD_SEALS: u8 = b'Q';
 /// Leaves per block: the nodes of levels below [`NODE_CACHE_LEVEL`] of one block are stored
 /// together.
 const BLOCK_LEAVES: u64 = 1 << NODE_CACHE_LEVEL;
@@ -462,6 +465,28 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Removes every key that `items` yields, in batches, then flushes: `items` is asked again
+/// after each batch, so that it starts from what is left.
+fn remove_all<I>(db: &sled::Db, items: impl Fn() -> I) -> Result<(), StoreError>
+where
+    I: Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+{
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for item in items().take(4096) {
+            batch.remove(item?.0);
+            n += 1;
+        }
+        if n == 0 {
+            break;
+        }
+        db.apply_batch(batch)?;
+    }
+    db.flush()?;
+    Ok(())
+}
+
 /// The key of a node block's seal list: the block's key, then [`SEALS`].
 fn seals_key(block: u64) -> [u8; 10] {
     let mut k = [0u8; 10];
@@ -759,7 +784,7 @@ impl Store {
     /// Brings a store of an earlier layout to [`FORMAT`]: packs format 1's one-key-per-record
     /// state into buckets. Resumable: the buckets are rebuilt from the old keys until the new
     /// format is recorded, and the old keys are deleted after that (and at any later open that
-    /// still finds some).
+    /// still finds some). Seal records of the `Q` layout, no longer read, are deleted too.
     fn upgrade(&self) -> Result<(), StoreError> {
         // Runs at open, before the store is shared: one guard throughout.
         let db = self.db()?;
@@ -804,19 +829,12 @@ impl Store {
             db.flush()?;
         }
         if old_state().next().is_some() {
-            loop {
-                let mut batch = sled::Batch::default();
-                let mut n = 0;
-                for item in old_state().take(4096) {
-                    batch.remove(item?.0);
-                    n += 1;
-                }
-                if n == 0 {
-                    break;
-                }
-                db.apply_batch(batch)?;
-            }
-            db.flush()?;
+            remove_all(&db, old_state)?;
+        }
+        let old_seals = || db.scan_prefix([OLD_SEALS]);
+        if old_seals().next().is_some() {
+            tracing::info!("removing seal records of an earlier layout (no longer read)");
+            remove_all(&db, old_seals)?;
         }
         Ok(())
     }

@@ -436,3 +436,35 @@ fn truncating_at_a_block_boundary_removes_that_blocks_list() {
         "nodes kept"
     );
 }
+
+/// Seal records of the earlier `Q` layout (by block of 256 entries) are no longer read: the
+/// first open deletes them and nothing else, and lookups serve the same seals as before.
+#[test]
+fn seal_records_of_the_earlier_layout_are_deleted_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, _) = demo_ledger(dir.path());
+    let (index, id, gtin, serial) = certificates(ledger.store())[0].clone();
+    let seal = served_seal(&ledger, &id, &gtin, &serial);
+    ledger.close().unwrap();
+    let others = {
+        let db = raw_sled(dir.path());
+        let others: Vec<_> = db.iter().map(Result::unwrap).collect();
+        // A block of 256 entries' seals as sessions 5 and 6 wrote them: a mask, then signatures.
+        let mut old = vec![0u8; 32];
+        old[(index / 8) as usize] |= 1 << (index % 8);
+        old.extend_from_slice(&seal.signature);
+        db.insert([&b"Q"[..], &0u64.to_be_bytes()].concat(), old)
+            .unwrap();
+        db.insert([&b"Q"[..], &1u64.to_be_bytes()].concat(), vec![0u8; 32])
+            .unwrap();
+        db.flush().unwrap();
+        others
+    };
+    let ledger = Ledger::open(dir.path(), log_key(), config()).unwrap();
+    assert_eq!(served_seal(&ledger, &id, &gtin, &serial), seal);
+    ledger.close().unwrap();
+    let db = raw_sled(dir.path());
+    assert_eq!(db.scan_prefix(b"Q").count(), 0);
+    let after: Vec<_> = db.iter().map(Result::unwrap).collect();
+    assert_eq!(after, others, "everything else is as it was");
+}
