@@ -145,7 +145,7 @@ fn seals_are_kept_beside_their_entries_node_block() {
         let hashes = db.get(&key).unwrap().unwrap();
         assert_eq!(hashes.len(), 1 + 32 * 126, "block {block}: its hashes only");
         let (next, list) = db.get_gt(&key).unwrap().unwrap();
-        assert_eq!(&next[..], &[&key[..], b"s"].concat()[..], "block {block}");
+        assert_eq!(&next[..], &seal_list_key(block)[..], "block {block}");
         assert_eq!(list.len(), 8 + 64 * 64, "block {block}");
         assert_eq!(&list[..8], &[0xff; 8], "block {block}");
         for (offset, sig) in list[8..].chunks(64).enumerate() {
@@ -249,9 +249,7 @@ fn legacy_with_genuine_seals() -> (tempfile::TempDir, Store) {
 
 /// The legacy store (no seal kept), and two of its certificates in one block of 64 entries.
 fn legacy_pair() -> (tempfile::TempDir, Store, u64, u64) {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&root().join("fixtures/legacy-store-v2"), dir.path());
-    let store = Store::open(dir.path()).unwrap();
+    let (dir, store) = legacy_with(|_| Vec::new());
     let (a, b) = certificates(&store)
         .windows(2)
         .map(|w| (w[0].0, w[1].0))
