@@ -99,13 +99,12 @@ pub struct CertificateView {
 }
 
 impl Ledger {
-    fn entry_at(&self, index: u64) -> Result<(Vec<u8>, Entry), QueryError> {
+    fn entry_at(&self, index: u64) -> Result<(sled::IVec, Entry), QueryError> {
         let bytes = self
             .store()
             .entry(index)
             .map_err(internal)?
-            .ok_or_else(|| QueryError::Internal(format!("entry {index} missing")))?
-            .to_vec();
+            .ok_or_else(|| QueryError::Internal(format!("entry {index} missing")))?;
         let entry = Entry::parse_stored(&bytes).map_err(internal)?;
         Ok((bytes, entry))
     }
@@ -139,7 +138,8 @@ impl Ledger {
                 .supersedes
                 .and_then(|s| s.parse().ok()),
         };
-        let certificate = String::from_utf8(entry.envelope.payload.clone())
+        let integrated_time = entry.integrated_time();
+        let certificate = String::from_utf8(entry.envelope.payload)
             .map_err(internal)
             .and_then(|text| serde_json::value::RawValue::from_string(text).map_err(internal))?;
         let party = store.party_record(&rec.issuer).map_err(internal)?;
@@ -188,7 +188,7 @@ impl Ledger {
             certificate,
             issuer,
             index: rec.index,
-            integrated_time: entry.integrated_time(),
+            integrated_time,
             seal: seal.to_base64url(),
             qr_url,
             events,

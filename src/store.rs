@@ -212,7 +212,7 @@ fn run_key(first: u64) -> [u8; 9] {
 /// the entry area, then `n_nodes` records `(u8 level, u64 index, 32-byte hash)` sorted by
 /// (level, index), then the entry bytes back to back. All integers big-endian.
 struct Run {
-    bytes: sled::IVec,
+    bytes: RunBytes,
     n_entries: usize,
     n_nodes: usize,
 }
@@ -231,6 +231,23 @@ const SEALS: u8 = b's';
 /// reader allocate.
 const MAX_RUN_PLAIN: usize =
     8 + RUN_LEN * (4 + crate::entry::MAX_ENTRY_BYTES) + NODE_REC * 4 * RUN_LEN;
+
+/// A run's plain bytes: the stored value itself, or what a compressed one unpacked to (kept as
+/// it came out of the decompressor: a lookup takes one entry of it, not worth a copy of all).
+enum RunBytes {
+    Stored(sled::IVec),
+    Unpacked(Vec<u8>),
+}
+
+impl std::ops::Deref for RunBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            RunBytes::Stored(b) => b,
+            RunBytes::Unpacked(b) => b,
+        }
+    }
+}
 
 impl Run {
     /// The run as stored: LZ4-compressed when that saves at least an eighth, else plain.
@@ -253,9 +270,9 @@ impl Run {
     }
 
     /// The plain form of a stored run (see [`Run::encode_stored`]).
-    fn unpack(bytes: sled::IVec) -> Result<sled::IVec, StoreError> {
+    fn unpack(bytes: sled::IVec) -> Result<RunBytes, StoreError> {
         if bytes.first() != Some(&RUN_LZ4) {
-            return Ok(bytes);
+            return Ok(RunBytes::Stored(bytes));
         }
         let corrupt = |why: String| StoreError::Corrupt(format!("compressed run: {why}"));
         let len = bytes
@@ -273,7 +290,7 @@ impl Run {
         if plain.len() != len {
             return Err(corrupt(format!("{} bytes instead of {len}", plain.len())));
         }
-        Ok(plain.into())
+        Ok(RunBytes::Unpacked(plain))
     }
 
     /// The plain form (see [`Run::encode_stored`] for the stored one).
@@ -312,18 +329,17 @@ impl Run {
         };
         let n_entries = word(0)?;
         let n_nodes = word(4)?;
-        let run = Run {
-            n_entries,
-            n_nodes,
-            bytes: bytes.clone(),
-        };
-        let body = run.body_start();
         let last_end = if n_entries == 0 {
             0
         } else {
             word(8 + 4 * (n_entries - 1))?
         };
-        if body + last_end > bytes.len() {
+        let run = Run {
+            n_entries,
+            n_nodes,
+            bytes,
+        };
+        if run.body_start() + last_end > run.bytes.len() {
             return Err(corrupt());
         }
         Ok(run)
@@ -347,7 +363,14 @@ impl Run {
         }
         let start = if i == 0 { 0 } else { self.end(i - 1) };
         let end = self.end(i);
-        (start <= end).then(|| self.bytes.subslice(self.body_start() + start, end - start))
+        let (at, len) = (self.body_start() + start, end.checked_sub(start)?);
+        if at + len > self.bytes.len() {
+            return None;
+        }
+        Some(match &self.bytes {
+            RunBytes::Stored(b) => b.subslice(at, len),
+            RunBytes::Unpacked(b) => sled::IVec::from(&b[at..at + len]),
+        })
     }
 
     fn entries(&self) -> Vec<Vec<u8>> {
