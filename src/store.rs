@@ -357,25 +357,28 @@ impl Run {
             .map_or(0, |b| u32::from_be_bytes(b) as usize)
     }
 
-    fn entry(&self, i: usize) -> Option<sled::IVec> {
+    /// Where entry `i` lies in the plain bytes (`None` past the end or in a damaged run).
+    fn entry_range(&self, i: usize) -> Option<std::ops::Range<usize>> {
         if i >= self.n_entries {
             return None;
         }
         let start = if i == 0 { 0 } else { self.end(i - 1) };
-        let end = self.end(i);
-        let (at, len) = (self.body_start() + start, end.checked_sub(start)?);
-        if at + len > self.bytes.len() {
-            return None;
-        }
+        let len = self.end(i).checked_sub(start)?;
+        let at = self.body_start() + start;
+        (at + len <= self.bytes.len()).then_some(at..at + len)
+    }
+
+    fn entry(&self, i: usize) -> Option<sled::IVec> {
+        let r = self.entry_range(i)?;
         Some(match &self.bytes {
-            RunBytes::Stored(b) => b.subslice(at, len),
-            RunBytes::Unpacked(b) => sled::IVec::from(&b[at..at + len]),
+            RunBytes::Stored(b) => b.subslice(r.start, r.len()),
+            RunBytes::Unpacked(b) => sled::IVec::from(&b[r]),
         })
     }
 
     fn entries(&self) -> Vec<Vec<u8>> {
         (0..self.n_entries)
-            .filter_map(|i| self.entry(i).map(|e| e.to_vec()))
+            .filter_map(|i| self.entry_range(i).map(|r| self.bytes[r].to_vec()))
             .collect()
     }
 
@@ -1722,5 +1725,36 @@ mod tests {
         assert_eq!(stored[0], 0, "a plain run starts with its entry count");
         assert_eq!(stored, Run::encode(std::slice::from_ref(&noise), &mut []));
         assert_eq!(Run::decode(stored.into()).unwrap().entries(), vec![noise]);
+    }
+
+    #[test]
+    fn entries_of_a_run_read_alike_from_plain_and_compressed_bytes() {
+        let entries: Vec<Vec<u8>> = (0..16).map(entry_like).collect();
+        let plain = Run::decode(Run::encode(&entries, &mut []).into()).unwrap();
+        let packed = Run::decode(Run::encode_stored(&entries, &mut []).into()).unwrap();
+        assert!(matches!(plain.bytes, RunBytes::Stored(_)));
+        assert!(matches!(packed.bytes, RunBytes::Unpacked(_)));
+        for (i, e) in entries.iter().enumerate() {
+            assert_eq!(plain.entry(i).as_deref(), Some(&e[..]));
+            assert_eq!(packed.entry(i).as_deref(), Some(&e[..]));
+        }
+        assert_eq!(plain.entry(16), None);
+        assert_eq!(packed.entry(16), None);
+    }
+
+    #[test]
+    fn an_entry_whose_offsets_run_backwards_or_past_the_run_is_not_read() {
+        let entries: Vec<Vec<u8>> = (0..3).map(entry_like).collect();
+        let good = Run::encode(&entries, &mut []);
+        // The second entry's end offset (after the two counts and the first end) set below the
+        // first's end, then beyond the run; the last end stays right, so the run decodes.
+        for bad_end in [1u32, u32::MAX / 2] {
+            let mut bytes = good.clone();
+            bytes[12..16].copy_from_slice(&bad_end.to_be_bytes());
+            let run = Run::decode(bytes.into()).unwrap();
+            assert_eq!(run.entry(0).as_deref(), Some(&entries[0][..]));
+            assert_eq!(run.entry(1), None, "end {bad_end}");
+            assert_eq!(run.entries().len(), 1 + usize::from(bad_end == 1));
+        }
     }
 }
