@@ -1132,7 +1132,8 @@ async fn get_product(
 ) -> ApiResult<Response> {
     let Path((gtin, serial)) = p?;
     let generation = st.ledger.head().size;
-    // SPEC §6: the answer is the unit's certificates themselves, newest first.
+    // SPEC §6: the answer is the unit's certificates themselves, newest first. Only a valid
+    // unit is answered (and so cached): its GTIN has 14 digits, which keeps the key unambiguous.
     cached(&st, format!("p/{gtin}/{serial}"), generation, || {
         rendered_json(&st.ledger.product(&gtin, &serial)?)
     })
@@ -1388,7 +1389,20 @@ async fn get_resolver(
         (Err(e), _) => return Ok(html_error(StatusCode::BAD_REQUEST, &e.body_text())),
         (_, Err(e)) => return Ok(html_error(StatusCode::BAD_REQUEST, &e.body_text())),
     };
-    let key = format!("r/{json}/{gtin}/{serial}?{}", seal.as_deref().unwrap_or(""));
+    if let Err(e) = crate::query::check_unit(&gtin, &serial) {
+        return if json {
+            Err(e.into())
+        } else {
+            Ok(html_error(StatusCode::BAD_REQUEST, &e.to_string()))
+        };
+    }
+    // A serial may hold `/` and `?`, and the seal parameter is any text: the serial's length
+    // keeps two requests from sharing a key (the GTIN, checked above, has 14 digits).
+    let key = format!(
+        "r/{json}/{gtin}/{}/{serial}?{}",
+        serial.len(),
+        seal.as_deref().unwrap_or("")
+    );
     let generation = st.ledger.head().size;
     let mut resp = cached(&st, key, generation, || {
         render_resolution(&st.ledger, json, gtin, serial, seal)

@@ -953,6 +953,16 @@ impl Sequencer {
     }
 
     fn batch(&mut self, jobs: Vec<Job>) {
+        // Submissions admitted before a commit failed may still be queued. After a failed
+        // commit sled may hold its batch (written, not flushed) while this sequencer's tree
+        // does not: a later batch would reuse its indices. Nothing more is written until the
+        // ledger is reopened from what sled made durable.
+        if self.inner.halted.load(Ordering::SeqCst) {
+            for j in jobs {
+                let _ = j.reply.send(Err(SubmitError::Halted));
+            }
+            return;
+        }
         let t0 = Instant::now();
         let stats = &self.inner.stats;
         let store = &self.inner.store;

@@ -32,6 +32,25 @@ fn internal(e: impl std::fmt::Display) -> QueryError {
     QueryError::Internal(e.to_string())
 }
 
+/// Checks that `(gtin, serial)` can name a unit: a GTIN-14 with its check digit and a GS1
+/// AI 21 serial, as every logged certificate has (SPEC §3.2). Anything else is malformed, and
+/// must not be looked up: the unit key is the two side by side, which only a GTIN of exactly
+/// 14 digits keeps unambiguous (a 13-digit "GTIN" would read another unit's record).
+pub fn check_unit(gtin: &str, serial: &str) -> Result<(), QueryError> {
+    if !crate::gs1::gtin14_is_valid(gtin) {
+        return Err(QueryError::BadRequest(format!(
+            "GTIN {gtin:?} is not a GTIN-14: 14 digits, the last one the GS1 check digit"
+        )));
+    }
+    if !crate::gs1::is_valid_serial(serial) {
+        return Err(QueryError::BadRequest(format!(
+            "serial {serial:?} is not a GS1 serial (AI 21): 1 to 20 characters of the GS1 \
+             character set (letters, digits and !\"%&'()*+,-./:;<=>?_)"
+        )));
+    }
+    Ok(())
+}
+
 /// A revocation or event entry in a certificate's history.
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryItem {
@@ -168,6 +187,9 @@ impl Ledger {
                 .and_then(|b| b.try_into().ok())
                 .map(u64::from_be_bytes)
                 .ok_or_else(|| QueryError::Internal("history key".into()))?;
+            if index >= head.size {
+                continue;
+            }
             let (_, e) = self.entry_at(index)?;
             let item = HistoryItem {
                 index,
@@ -182,9 +204,10 @@ impl Ledger {
                 events.push(item);
             }
         }
+        let (status, superseded_by) = self.status_at(&rec, head)?;
         Ok(CertificateView {
             certificate_id: *id,
-            status: rec.status,
+            status,
             certificate,
             issuer,
             index: rec.index,
@@ -194,7 +217,7 @@ impl Ledger {
             events,
             revocation,
             supersedes,
-            superseded_by: rec.superseded_by,
+            superseded_by,
             inclusion_proof: self.proof_against(rec.index, head)?,
             checkpoint: head.checkpoint.to_string(),
             gtin: rec.gtin,
@@ -202,16 +225,57 @@ impl Ledger {
         })
     }
 
-    /// A certificate with its status, history and an inclusion proof against the latest checkpoint.
-    pub fn certificate(&self, id: &CertificateId) -> Result<CertificateView, QueryError> {
-        let rec = state::certificate(self.store(), id)
-            .map_err(internal)?
-            .ok_or_else(|| QueryError::NotFound(format!("certificate {id} is not in the log")))?;
-        self.view(id, rec, &self.head())
+    /// A certificate's status and successor as of `head`. The records may already hold a group
+    /// commit that is written but not yet flushed and published; an answer leaves out what the
+    /// checkpoint beside it does not cover (a revocation, a superseding certificate, an event,
+    /// filtered where the view is built), so that its status, history and proof describe one tree,
+    /// and nobody is shown a change that a crash before the flush would undo.
+    fn status_at(
+        &self,
+        rec: &CertRecord,
+        head: &Head,
+    ) -> Result<(CertStatus, Option<CertificateId>), QueryError> {
+        let superseded_by = match rec.superseded_by {
+            Some(next) => state::certificate(self.store(), &next)
+                .map_err(internal)?
+                .filter(|r| r.index < head.size)
+                .map(|_| next),
+            None => None,
+        };
+        let before_revocation = if superseded_by.is_some() {
+            CertStatus::Superseded
+        } else {
+            CertStatus::Valid
+        };
+        let status = match rec.status {
+            // Records of format 1 kept no revocation index: theirs are long covered.
+            CertStatus::Revoked if rec.revoked_at.is_some_and(|i| i >= head.size) => {
+                before_revocation
+            }
+            CertStatus::Revoked => CertStatus::Revoked,
+            CertStatus::Superseded | CertStatus::Valid => before_revocation,
+        };
+        Ok((status, superseded_by))
     }
 
-    /// Every certificate of a unit, newest first.
+    /// A certificate with its status, history and an inclusion proof against the latest checkpoint.
+    ///
+    /// A certificate whose group commit is written but not yet flushed and published (its
+    /// record is readable, the checkpoint does not cover it yet) is not logged as far as
+    /// readers know: it is not found until its submitter has been answered.
+    pub fn certificate(&self, id: &CertificateId) -> Result<CertificateView, QueryError> {
+        let head = self.head();
+        let rec = state::certificate(self.store(), id)
+            .map_err(internal)?
+            .filter(|r| r.index < head.size)
+            .ok_or_else(|| QueryError::NotFound(format!("certificate {id} is not in the log")))?;
+        self.view(id, rec, &head)
+    }
+
+    /// Every certificate of a unit, newest first (those the latest checkpoint covers: see
+    /// [`Ledger::certificate`]).
     pub fn product(&self, gtin: &str, serial: &str) -> Result<Vec<CertificateView>, QueryError> {
+        check_unit(gtin, serial)?;
         let head = self.head();
         let mut out = Vec::new();
         let unit = state::unit(self.store(), gtin, serial).map_err(internal)?;
@@ -219,7 +283,9 @@ impl Ledger {
             let rec = state::certificate(self.store(), &id)
                 .map_err(internal)?
                 .ok_or_else(|| QueryError::Internal(format!("certificate {id} record missing")))?;
-            out.push(self.view(&id, rec, &head)?);
+            if rec.index < head.size {
+                out.push(self.view(&id, rec, &head)?);
+            }
         }
         if out.is_empty() {
             return Err(QueryError::NotFound(format!(

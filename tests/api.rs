@@ -672,7 +672,7 @@ async fn read_errors_are_problems() {
         ("GET", "/api/v1/entries/9", 404, "not_found"),
         (
             "GET",
-            "/api/v1/products/09506000000018/NOPE",
+            "/api/v1/products/09506000000015/NOPE",
             404,
             "not_found",
         ),
@@ -1038,6 +1038,82 @@ async fn the_resolver_checks_seals_and_negotiates_html_or_json() {
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.content_type(), "text/html; charset=utf-8");
+    s.stop().await;
+}
+
+/// Two different requests never share a cached answer: a crafted request answered "SEAL
+/// INVALID" must not be what the genuine label's link shows next (found in review: the keys
+/// were the parts side by side, and a serial may hold `/` and `?`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crafted_resolver_request_does_not_change_what_a_genuine_label_shows() {
+    let s = start(ServeOptions::default()).await;
+    s.post_ok(&party_env(SUZHOU, "remanufacturer", "active"), 201)
+        .await;
+    let g = gtin(4242);
+    let html_accept = [("accept", "text/html")];
+    for serial in ["RM/2025/1", "RM?1"] {
+        let issued = s.post_ok(&cert_env(&g, serial, None, SUZHOU), 201).await;
+        let seal = issued["seal"].as_str().unwrap();
+        let link = issued["qr_url"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("https://ledger.example")
+            .unwrap()
+            .to_owned();
+        // Each crafted request, asked first, would have been cached under the genuine
+        // link's key: GTIN "<g>/RM" with serial "2025/1", or serial "RM" with seal "1?<seal>".
+        let crafted = if serial.contains('/') {
+            format!("/01/{g}%2FRM/21/2025%2F1?seal={seal}")
+        } else {
+            format!("/01/{g}/21/RM?seal=1%3F{seal}")
+        };
+        let c = s.req("GET", &crafted, &html_accept, b"").await;
+        assert_ne!(c.status, 200, "{crafted}: {}", c.text());
+        let genuine = s.req("GET", &link, &html_accept, b"").await;
+        assert_eq!(genuine.status, 200, "{link}: {}", genuine.text());
+        assert!(genuine.text().contains("verdict-valid"), "{link}");
+    }
+    s.stop().await;
+}
+
+/// A GTIN that is not a GTIN-14, or a serial outside GS1 AI 21, is malformed (400) on every
+/// path that looks a unit up, and never reads another unit's record (found in review: the
+/// unit key is GTIN and serial side by side, so "0950600004242" + "8RM-1" read
+/// "09506000042428" + "RM-1").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_lookup_with_a_malformed_gtin_or_serial_is_refused() {
+    let s = start(ServeOptions::default()).await;
+    s.post_ok(&party_env(SUZHOU, "remanufacturer", "active"), 201)
+        .await;
+    let g = gtin(4242);
+    s.post_ok(&cert_env(&g, "RM-1", None, SUZHOU), 201).await;
+    assert_eq!(
+        s.get(&format!("/api/v1/products/{g}/RM-1")).await.status,
+        200
+    );
+    let (g13, last) = g.split_at(13);
+    let mut bad_check = g.clone();
+    bad_check.replace_range(13.., if last == "0" { "1" } else { "0" });
+    let json_accept = [("accept", "application/json")];
+    for (gtin, serial) in [
+        (g13.to_owned(), format!("{last}RM-1")),
+        (bad_check, "RM-1".to_owned()),
+        (g.clone(), "RM 1".to_owned()),
+        (g.clone(), "R".repeat(21)),
+    ] {
+        let enc = reman_ledger::seal::percent_encode(&serial);
+        let p = s
+            .get(&format!("/api/v1/products/{gtin}/{enc}"))
+            .await
+            .problem(400);
+        assert!(p["detail"].as_str().unwrap().contains("GS1"), "{p}");
+        let path = format!("/01/{gtin}/21/{enc}");
+        s.req("GET", &path, &json_accept, b"").await.problem(400);
+        let page = s.req("GET", &path, &[("accept", "text/html")], b"").await;
+        assert_eq!(page.status, 400, "{path}");
+        assert_eq!(page.content_type(), "text/html; charset=utf-8");
+        assert!(page.text().contains("not a GS1 serial") || page.text().contains("GTIN-14"));
+    }
     s.stop().await;
 }
 
