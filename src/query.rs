@@ -248,7 +248,7 @@ impl Ledger {
             CertStatus::Valid
         };
         let status = match rec.status {
-            // Records of format 1 kept no revocation index: theirs are long covered.
+            // Revoked in a commit the checkpoint does not cover yet.
             CertStatus::Revoked if rec.revoked_at.is_some_and(|i| i >= head.size) => {
                 before_revocation
             }
