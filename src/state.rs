@@ -59,7 +59,8 @@ pub mod key {
     pub fn certificate(id: &CertificateId) -> Vec<u8> {
         [b"c".as_slice(), &id.0].concat()
     }
-    /// A unit's certificates, by (gtin, serial). The GTIN has a fixed length, so the key is
+    /// A unit's certificates, by (gtin, serial). The GTIN has a fixed length (a GTIN-14,
+    /// checked at admission and, for lookups, by [`crate::query::check_unit`]), so the key is
     /// unambiguous.
     pub fn unit(gtin: &str, serial: &str) -> Vec<u8> {
         [b"u", gtin.as_bytes(), serial.as_bytes()].concat()
