@@ -941,6 +941,44 @@ fn the_readme_tour_payloads_are_accepted() {
     assert_eq!(status(&l, &r.certificate_id.unwrap()), CertStatus::Revoked);
 }
 
+/// A ledger where suzhou-reman.example may sign certificates.
+fn ledger_with_suzhou() -> (tempfile::TempDir, Arc<Ledger>) {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Arc::new(new_ledger(dir.path()));
+    l.submit(&party_json_env("suzhou-reman.example", "remanufacturer"))
+        .unwrap();
+    (dir, l)
+}
+
+/// Submits `change` while another thread keeps looking at the ledger with `look`, which is
+/// told whether the submitter had been answered before it looked and returns what it found
+/// wrong. Returns the receipt and every complaint.
+fn look_while_submitting(
+    l: &Arc<Ledger>,
+    change: &[u8],
+    look: impl Fn(&Ledger, bool) -> Vec<String> + Send + 'static,
+) -> (reman_ledger::ledger::Receipt, Vec<String>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (l, done) = (l.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            loop {
+                // Read first: when set, the submitter was answered before this look.
+                let answered = done.load(Ordering::SeqCst);
+                seen.extend(look(&l, answered));
+                if answered {
+                    break seen;
+                }
+            }
+        })
+    };
+    let receipt = l.submit(change).unwrap();
+    done.store(true, Ordering::SeqCst);
+    (receipt, watcher.join().unwrap())
+}
+
 /// A certificate whose group commit is written but not yet published is not found (404 over
 /// HTTP), and once its submitter is answered it is found with a proof: it is never an internal
 /// error (found in review: its record was readable during the flush, before the checkpoint
@@ -948,43 +986,26 @@ fn the_readme_tour_payloads_are_accepted() {
 #[test]
 fn a_certificate_being_committed_is_not_found_or_found_never_an_error() {
     use reman_ledger::query::QueryError;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let dir = tempfile::tempdir().unwrap();
-    let l = Arc::new(new_ledger(dir.path()));
-    l.submit(&party_json_env("suzhou-reman.example", "remanufacturer"))
-        .unwrap();
+    let (_dir, l) = ledger_with_suzhou();
     let signer = key("suzhou-reman.example");
     let mut errors: Vec<String> = Vec::new();
     for i in 0..60 {
         let payload = certificate_json(&gtin(i), "RM-1", None);
         let id = CertificateId::of_payload(payload.as_bytes());
         let env = sign(PayloadType::Certificate, &payload, &signer);
-        let done = Arc::new(AtomicBool::new(false));
-        let poller = {
-            let (l, done) = (l.clone(), done.clone());
-            std::thread::spawn(move || {
-                let mut seen = Vec::new();
-                loop {
-                    // Read first: when set, the submitter was answered before these lookups.
-                    let answered = done.load(Ordering::SeqCst);
-                    let cert = l.certificate(&id).map(|_| ());
-                    let unit = l.product(&gtin(i), "RM-1").map(|_| ());
-                    for r in [cert, unit] {
-                        match r {
-                            Ok(()) => {}
-                            Err(QueryError::NotFound(_)) if !answered => {}
-                            Err(e) => seen.push(format!("answered {answered}: {e}")),
-                        }
-                    }
-                    if answered {
-                        break seen;
-                    }
-                }
-            })
-        };
-        l.submit(&env).unwrap();
-        done.store(true, Ordering::SeqCst);
-        errors.extend(poller.join().unwrap());
+        let (_, seen) = look_while_submitting(&l, &env, move |l, answered| {
+            let cert = l.certificate(&id).map(|_| ());
+            let unit = l.product(&gtin(i), "RM-1").map(|_| ());
+            [cert, unit]
+                .into_iter()
+                .filter_map(|r| match r {
+                    Ok(()) => None,
+                    Err(QueryError::NotFound(_)) if !answered => None,
+                    Err(e) => Some(format!("answered {answered}: {e}")),
+                })
+                .collect()
+        });
+        errors.extend(seen);
     }
     assert!(
         errors.is_empty(),
@@ -1001,11 +1022,7 @@ fn a_certificate_being_committed_is_not_found_or_found_never_an_error() {
 /// that a crash before the flush would have undone).
 #[test]
 fn a_lookup_shows_a_revocation_or_supersession_only_with_the_checkpoint_that_covers_it() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let dir = tempfile::tempdir().unwrap();
-    let l = Arc::new(new_ledger(dir.path()));
-    l.submit(&party_json_env("suzhou-reman.example", "remanufacturer"))
-        .unwrap();
+    let (_dir, l) = ledger_with_suzhou();
     let k = key("suzhou-reman.example");
     let mut wrong: Vec<String> = Vec::new();
     for i in 0..40 {
@@ -1022,47 +1039,37 @@ fn a_lookup_shows_a_revocation_or_supersession_only_with_the_checkpoint_that_cov
             let next = CertificateId::of_payload(json.as_bytes());
             (sign(PayloadType::Certificate, &json, &k), Some(next))
         };
-        let done = Arc::new(AtomicBool::new(false));
-        let watcher = {
-            let (l, done) = (l.clone(), done.clone());
-            std::thread::spawn(move || {
-                let mut seen = Vec::new();
-                loop {
-                    let answered = done.load(Ordering::SeqCst);
-                    let v = l.certificate(&id).unwrap();
-                    let size = v.inclusion_proof.tree_size;
-                    let changed = match (&v.revocation, v.superseded_by) {
-                        (Some(r), None) if v.status == CertStatus::Revoked && r.index < size => {
-                            true
-                        }
-                        (None, Some(n)) if v.status == CertStatus::Superseded => {
-                            // Its successor is covered by a checkpoint at least as new.
-                            l.certificate(&n).is_ok()
-                        }
-                        (None, None) if v.status == CertStatus::Valid => false,
-                        _ => {
-                            seen.push(format!(
-                                "status {:?}, revocation {:?}, superseded_by {:?}, tree size {size}",
-                                v.status,
-                                v.revocation.as_ref().map(|r| r.index),
-                                v.superseded_by
-                            ));
-                            false
-                        }
-                    };
-                    if answered {
-                        if !changed {
-                            seen.push("unchanged after its submitter was answered".into());
-                        }
-                        break seen;
-                    }
+        let (receipt, seen) = look_while_submitting(&l, &change, move |l, answered| {
+            let v = match l.certificate(&id) {
+                Ok(v) => v,
+                Err(e) => return vec![e.to_string()],
+            };
+            let size = v.inclusion_proof.tree_size;
+            let changed = match (&v.revocation, v.superseded_by) {
+                (Some(r), None) if v.status == CertStatus::Revoked && r.index < size => true,
+                // Its successor is covered by a checkpoint at least as new.
+                (None, Some(n))
+                    if v.status == CertStatus::Superseded && l.certificate(&n).is_ok() =>
+                {
+                    true
                 }
-            })
-        };
-        let receipt = l.submit(&change).unwrap();
+                (None, None) if v.status == CertStatus::Valid => false,
+                _ => {
+                    return vec![format!(
+                        "status {:?}, revocation {:?}, superseded_by {:?}, tree size {size}",
+                        v.status,
+                        v.revocation.as_ref().map(|r| r.index),
+                        v.superseded_by
+                    )];
+                }
+            };
+            if answered && !changed {
+                return vec!["unchanged after its submitter was answered".into()];
+            }
+            Vec::new()
+        });
         assert_eq!(receipt.certificate_id, next);
-        done.store(true, Ordering::SeqCst);
-        wrong.extend(watcher.join().unwrap());
+        wrong.extend(seen);
     }
     assert!(
         wrong.is_empty(),
