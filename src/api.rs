@@ -455,6 +455,12 @@ pub const ROUTES: &[Route] = &[
                 schema: "",
                 description: "the status page",
             },
+            Answer {
+                status: 301,
+                media_type: "",
+                schema: "",
+                description: "a GTIN-8, -12 or -13: redirect to the same link with its GTIN-14",
+            },
         ],
         errors: &[400, 404],
     },
@@ -1389,6 +1395,18 @@ async fn get_resolver(
         (Err(e), _) => return Ok(html_error(StatusCode::BAD_REQUEST, &e.body_text())),
         (_, Err(e)) => return Ok(html_error(StatusCode::BAD_REQUEST, &e.body_text())),
     };
+    // GS1 Digital Link allows a GTIN-8, -12 or -13 in the path: point it to the GTIN-14 form,
+    // the one the log keys units and seals by.
+    let padded = format!("{gtin:0>14}");
+    if [8, 12, 13].contains(&gtin.len())
+        && gtin.bytes().all(|b| b.is_ascii_digit())
+        && gs1::gtin14_is_valid(&padded)
+    {
+        return Ok(redirect(
+            StatusCode::MOVED_PERMANENTLY,
+            &resolver_path(&padded, &serial, seal.as_deref()),
+        ));
+    }
     if let Err(e) = crate::query::check_unit(&gtin, &serial) {
         return if json {
             Err(e.into())
@@ -1612,18 +1630,24 @@ async fn get_home() -> Response {
 }
 
 fn see_other(location: &str) -> Response {
+    redirect(StatusCode::SEE_OTHER, location)
+}
+
+/// A redirect to `location` (a path of this server) with `status`.
+fn redirect(status: StatusCode, location: &str) -> Response {
     match HeaderValue::from_str(location) {
-        Ok(v) => (StatusCode::SEE_OTHER, [(header::LOCATION, v)]).into_response(),
+        Ok(v) => (status, [(header::LOCATION, v)]).into_response(),
         Err(_) => html_error(StatusCode::BAD_REQUEST, "the link cannot be followed"),
     }
 }
 
-/// The resolver path of a unit, with its seal when known.
+/// The resolver path of a unit, with its seal when known (a genuine seal, base64url, needs no
+/// encoding; anything else given as one is encoded, so that it stays one parameter).
 fn resolver_path(gtin: &str, serial: &str, seal: Option<&str>) -> String {
     let mut p = format!("/01/{gtin}/21/{}", seal::percent_encode(serial));
     if let Some(s) = seal {
         p.push_str("?seal=");
-        p.push_str(s);
+        p.push_str(&seal::percent_encode(s));
     }
     p
 }

@@ -1076,6 +1076,47 @@ async fn a_crafted_resolver_request_does_not_change_what_a_genuine_label_shows()
     s.stop().await;
 }
 
+/// GS1 Digital Link allows a GTIN-8, -12 or -13 in `/01/`: the resolver answers with a
+/// permanent redirect to the GTIN-14 form, seal and serial kept, which then verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolver_link_with_a_shorter_gtin_leads_to_its_gtin14_form() {
+    let s = start(ServeOptions::default()).await;
+    s.post_ok(&party_env(SUZHOU, "remanufacturer", "active"), 201)
+        .await;
+    let g = gtin(4242);
+    assert!(g.starts_with('0'));
+    let issued = s.post_ok(&cert_env(&g, "RM/7", None, SUZHOU), 201).await;
+    let seal = issued["seal"].as_str().unwrap();
+    let r = s
+        .get(&format!("/01/{}/21/RM%2F7?seal={seal}", &g[1..]))
+        .await;
+    assert_eq!(r.status, 301, "{}", r.text());
+    let location = r.headers["location"].to_str().unwrap().to_owned();
+    assert_eq!(location, format!("/01/{g}/21/RM%2F7?seal={seal}"));
+    let page = s
+        .req("GET", &location, &[("accept", "text/html")], b"")
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("verdict-valid"));
+    // A seal that is no seal stays one parameter on the way.
+    let r = s
+        .get(&format!("/01/{}/21/RM%2F7?seal=a%26b", &g[1..]))
+        .await;
+    assert_eq!(
+        r.headers["location"].to_str().unwrap(),
+        format!("/01/{g}/21/RM%2F7?seal=a%26b")
+    );
+    // Thirteen digits whose GTIN-14 form fails the check digit are malformed, not redirected.
+    let mut bad = g[1..].to_owned();
+    let last = if bad.ends_with('0') { "1" } else { "0" };
+    bad.replace_range(12.., last);
+    let json_accept = [("accept", "application/json")];
+    s.req("GET", &format!("/01/{bad}/21/RM%2F7"), &json_accept, b"")
+        .await
+        .problem(400);
+    s.stop().await;
+}
+
 /// A GTIN that is not a GTIN-14, or a serial outside GS1 AI 21, is malformed (400) on every
 /// path that looks a unit up, and never reads another unit's record (found in review: the
 /// unit key is GTIN and serial side by side, so "0950600004242" + "8RM-1" read
