@@ -13,6 +13,7 @@ use crate::state::{self, CertRecord, CertStatus, StateRead};
 use base64::Engine as _;
 use serde::Serialize;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// Why a query has no answer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -161,7 +162,10 @@ impl Ledger {
         let certificate = String::from_utf8(entry.envelope.payload)
             .map_err(internal)
             .and_then(|text| serde_json::value::RawValue::from_string(text).map_err(internal))?;
-        let party = store.party_record(&rec.issuer).map_err(internal)?;
+        let party = match store.party_record(&rec.issuer).map_err(internal)? {
+            Some(p) => self.party_at(p, head)?,
+            None => None,
+        };
         let issuer = Issuer {
             name: rec.issuer.clone(),
             display_name: party.as_ref().and_then(|p| p.party.display_name.clone()),
@@ -304,23 +308,65 @@ impl Ledger {
         v
     }
 
+    /// A party's registration as of `head`: `rec`, its current one, unless that is in a group
+    /// commit the checkpoint does not cover yet (see [`Ledger::status_at`]); then the one
+    /// before it, read back from the log (none if it had none).
+    fn party_at(
+        &self,
+        rec: Arc<state::PartyRecord>,
+        head: &Head,
+    ) -> Result<Option<Arc<state::PartyRecord>>, QueryError> {
+        if rec.index < head.size {
+            return Ok(Some(rec));
+        }
+        let history = self
+            .store()
+            .scan_state(&state::key::party_history_prefix(&rec.party.name))
+            .map_err(internal)?;
+        let before = history
+            .iter()
+            .filter_map(|(k, _)| k.get(k.len().checked_sub(8)?..)?.try_into().ok())
+            .map(u64::from_be_bytes)
+            .filter(|&i| i < head.size)
+            .max();
+        let Some(index) = before else {
+            return Ok(None);
+        };
+        let (_, e) = self.entry_at(index)?;
+        match crate::payload::parse(&e.envelope.payload_type, &e.envelope.payload) {
+            Ok(crate::payload::Payload::Party(party)) => {
+                Ok(Some(Arc::new(state::PartyRecord { index, party })))
+            }
+            _ => Err(QueryError::Internal(format!(
+                "entry {index}, a registration of {}, is not a party entry",
+                rec.party.name
+            ))),
+        }
+    }
+
     /// The registered parties (the trust list), by name.
     pub fn parties(&self) -> Result<Vec<Value>, QueryError> {
+        let head = self.head();
         let mut out = Vec::new();
         for (k, v) in self.store().scan_state(b"p").map_err(internal)? {
             let rec = state::decode_party(&k, &v).map_err(internal)?;
-            out.push(Self::party_json(&rec));
+            if let Some(rec) = self.party_at(Arc::new(rec), &head)? {
+                out.push(Self::party_json(&rec));
+            }
         }
         Ok(out)
     }
 
-    /// One party's current registration.
+    /// One party's current registration (as of the latest checkpoint).
     pub fn party(&self, name: &str) -> Result<Value, QueryError> {
+        let head = self.head();
+        let not_registered = || QueryError::NotFound(format!("party {name} is not registered"));
         let rec = self
             .store()
             .party_record(name)
             .map_err(internal)?
-            .ok_or_else(|| QueryError::NotFound(format!("party {name} is not registered")))?;
+            .ok_or_else(not_registered)?;
+        let rec = self.party_at(rec, &head)?.ok_or_else(not_registered)?;
         Ok(Self::party_json(&rec))
     }
 

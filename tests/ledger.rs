@@ -1078,3 +1078,50 @@ fn a_lookup_shows_a_revocation_or_supersession_only_with_the_checkpoint_that_cov
         wrong[0]
     );
 }
+
+/// A party's registration is answered as of the checkpoint: while its new registration is
+/// written but not yet published, `party` and `parties` show the one before; once its
+/// submitter is answered, the new one. Never an index the checkpoint does not cover.
+#[test]
+fn a_party_lookup_shows_a_new_registration_only_once_the_checkpoint_covers_it() {
+    let (_dir, l) = ledger_with_suzhou();
+    let k = key("suzhou-reman.example");
+    let mut wrong: Vec<String> = Vec::new();
+    for i in 0..40 {
+        let json = format!(
+            r#"{{"name":"suzhou-reman.example","role":"remanufacturer","display_name":"Suzhou {i}","country":"CN","key":"{}","status":"active"}}"#,
+            k.public().to_vkey()
+        );
+        let change = sign(PayloadType::Party, &json, &operator());
+        let (receipt, seen) = look_while_submitting(&l, &change, move |l, answered| {
+            let one = l.party("suzhou-reman.example").unwrap();
+            let all = l.parties().unwrap();
+            let listed = all
+                .iter()
+                .find(|p| p["name"] == "suzhou-reman.example")
+                .cloned()
+                .unwrap_or_default();
+            // The head only grows: what it covers now, it covered when the answer was made.
+            let size = l.head().size;
+            let mut out = Vec::new();
+            for (what, p) in [("party", &one), ("parties", &listed)] {
+                let index = p["index"].as_u64().unwrap_or(u64::MAX);
+                if index >= size {
+                    out.push(format!("{what}: index {index} beyond tree size {size}"));
+                }
+                if answered && p["display_name"] != format!("Suzhou {i}") {
+                    out.push(format!("{what}: still {} once answered", p["display_name"]));
+                }
+            }
+            out
+        });
+        assert_eq!(receipt.certificate_id, None);
+        wrong.extend(seen);
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} wrong answers, first: {}",
+        wrong.len(),
+        wrong[0]
+    );
+}
