@@ -376,16 +376,29 @@ pub fn audit_store(
         let end = (next + CHUNK as u64).min(cp.size);
         let mut chunk = Vec::with_capacity((end - next) as usize);
         for i in next..end {
-            let Some(bytes) = store.entry(i)? else {
-                auditor.push_chunk(&chunk)?;
-                return Err(AuditError::Missing {
-                    index: i,
-                    size: cp.size,
-                });
+            let read = || -> Result<_, StoreError> {
+                let recorded = store.node(NodeId { level: 0, index: i })?;
+                Ok((store.entry(i)?, recorded, store.seal_signature(i)?))
             };
-            let recorded = store.node(NodeId { level: 0, index: i })?;
+            let (bytes, recorded, seal) = match read() {
+                Ok((Some(bytes), recorded, seal)) => (bytes, recorded, seal),
+                Ok((None, ..)) => {
+                    auditor.push_chunk(&chunk)?;
+                    return Err(AuditError::Missing {
+                        index: i,
+                        size: cp.size,
+                    });
+                }
+                // What is stored for the entry (its run, its node block, its seal list) was
+                // read but is not what this ledger writes: damaged or tampered, not unreadable.
+                Err(StoreError::Corrupt(why)) => {
+                    auditor.push_chunk(&chunk)?;
+                    return Err(bad(i, format!("what is stored for it is corrupt: {why}")));
+                }
+                Err(e) => return Err(e.into()),
+            };
             chunk.push((bytes.to_vec(), recorded));
-            seals.push(store.seal_signature(i)?);
+            seals.push(seal);
         }
         let entries = auditor.push_chunk(&chunk);
         let kept = check_seals(next, &chunk, &seals, key, &cp.origin);
@@ -405,8 +418,9 @@ pub fn audit_store(
 /// checkpoint is verified under `log_key` (or, when `None`, under the key the server itself
 /// names in `GET /api/v1/log`, which proves only that the log is consistent with itself: the
 /// caller must say so); every entry up to it is fetched, over `jobs` parallel connections, its
-/// served index and leaf hash are checked against the bytes, and the entries are replayed by an
-/// [`Auditor`]. Returns the report and the log key used.
+/// served index and leaf hash are checked against the bytes, the entries are replayed by an
+/// [`Auditor`], and the seal served for each certificate is checked as [`check_seals`] checks
+/// a store's (one more request per certificate). Returns the report and the log key used.
 ///
 /// When the log does not verify, the first entry whose bytes are not those the signed
 /// checkpoint covers is located with consistency proofs (about log2(size) requests), so a
@@ -477,6 +491,7 @@ pub fn audit_remote(
                 e => failed(e, &leaves),
             });
         }
+        check_served_seals(client, next, &chunk, &key, &cp.origin, jobs)?;
         next = end;
         progress(next, cp.size);
     }
@@ -484,6 +499,117 @@ pub fn audit_remote(
         Ok(report) => Ok((report, key)),
         Err(e) => Err(failed(e, &leaves)),
     }
+}
+
+/// Checks the seal the server serves for each certificate entry of `entries` (the entries
+/// from `start`), over `jobs` connections: the remote counterpart of [`check_seals`]. The seal
+/// in `GET /api/v1/certificates/{id}` is what a lookup and the status page show, so it must be
+/// this entry's (index, time, certificate) and verify under `log_key` for this origin and the
+/// certificate's unit. The first bad index is reported; a server that cannot be asked is
+/// [`AuditError::Read`].
+fn check_served_seals(
+    client: &crate::client::Client,
+    start: u64,
+    entries: &[(Vec<u8>, Option<Hash>)],
+    log_key: &PublicKey,
+    origin: &str,
+    jobs: usize,
+) -> Result<(), AuditError> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let certificates: Vec<_> = (start..)
+        .zip(entries)
+        .filter_map(|(index, (bytes, _))| {
+            let entry = Entry::parse(bytes).ok()?;
+            let payload =
+                payload::parse(&entry.envelope.payload_type, &entry.envelope.payload).ok()?;
+            let Payload::Certificate(c) = payload else {
+                return None;
+            };
+            let id = CertificateId::of_payload(&entry.envelope.payload);
+            let time = entry.integrated_time_ms / 1000;
+            Some((index, id, c.product.gtin, c.product.serial, time))
+        })
+        .collect();
+    let next = AtomicUsize::new(0);
+    let workers = jobs
+        .clamp(1, crate::issue::MAX_JOBS)
+        .min(certificates.len());
+    let mut failures: Vec<AuditError> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    while let Some((index, id, gtin, serial, time)) =
+                        certificates.get(next.fetch_add(1, Ordering::Relaxed))
+                    {
+                        let served = served_seal(client, *index, id);
+                        let checked = served.and_then(|seal| {
+                            if (seal.index, seal.integrated_time, seal.certificate_id)
+                                != (*index, *time, id.0)
+                            {
+                                return Err(bad(
+                                    *index,
+                                    "the seal the server serves for it is another entry's",
+                                ));
+                            }
+                            seal.verify(log_key, origin, gtin, serial).map_err(|e| {
+                                bad(
+                                    *index,
+                                    format!("the seal the server serves for it is not valid ({e})"),
+                                )
+                            })
+                        });
+                        if let Err(e) = checked {
+                            out.push(e);
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    // A server that cannot be asked stops the audit as unfinished, whatever else was found.
+    failures.sort_by_key(|e| (!matches!(e, AuditError::Read(_)), e.index()));
+    failures.into_iter().next().map_or(Ok(()), Err)
+}
+
+/// The seal the server serves for certificate `id`, logged at `index`.
+fn served_seal(
+    client: &crate::client::Client,
+    index: u64,
+    id: &CertificateId,
+) -> Result<crate::seal::Seal, AuditError> {
+    use crate::client::ClientError;
+    let view = match client.certificate(&id.to_string()) {
+        Ok(v) => v,
+        Err(ClientError::Status { status, .. }) if (400..500).contains(&status) => {
+            return Err(bad(
+                index,
+                format!("the server does not serve its certificate {id} (HTTP {status})"),
+            ));
+        }
+        Err(ClientError::BadAnswer { reason, .. }) => {
+            return Err(bad(
+                index,
+                format!("the server's answer for its certificate is malformed: {reason}"),
+            ));
+        }
+        Err(e) => return Err(AuditError::Read(e.to_string())),
+    };
+    let text = view
+        .get("seal")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| bad(index, "the server serves its certificate without a seal"))?;
+    crate::seal::Seal::from_base64url(text).map_err(|e| {
+        bad(
+            index,
+            format!("the seal the server serves for it is malformed: {e}"),
+        )
+    })
 }
 
 /// Fetches entries `start..end` over `jobs` connections: the entries in order up to the first

@@ -200,8 +200,9 @@ enum Command {
     /// Re-check every entry, the hash chain, every signature and the tree against the checkpoint.
     ///
     /// Audits a local ledger (--data DIR; stop its server first) or a remote one over HTTP
-    /// (--server URL), trusting nothing it serves: every entry is fetched and replayed, and the
-    /// Merkle root of all of them must be the one in the checkpoint signed by the log key. Pin
+    /// (--server URL), trusting nothing it serves: every entry is fetched and replayed, the
+    /// Merkle root of all of them must be the one in the checkpoint signed by the log key, and
+    /// every certificate's seal (kept in the store, or served) must verify under it. Pin
     /// the log key with --log-key: without it, a remote audit uses the key the server names and
     /// warns that it is not pinned. The first bad entry is named. Exit 0: the log verifies;
     /// 1: it does not (tampered, bad signature, wrong key); 2: usage, unreadable store or

@@ -108,3 +108,25 @@ fn the_audited_copy_still_opens_as_a_ledger() {
     let l = Ledger::open(d.path(), log_key(), config()).unwrap();
     assert_eq!(l.head().size, 89);
 }
+
+/// A stored run of entries that no longer decodes (cut short on disk) is tampering at the
+/// run's first entry, not an unreadable store: `audit` names that entry (exit 1 from the CLI,
+/// where an unreadable store is 2). Found in review: it was reported as a read error.
+#[test]
+fn a_run_that_no_longer_decodes_is_reported_at_its_first_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(pristine(), dir.path());
+    let first = {
+        let db = raw_sled(dir.path());
+        // The last run of the demo log, cut after six bytes: its header no longer holds.
+        let (k, v) = db.scan_prefix(b"R").last().unwrap().unwrap();
+        db.insert(&k, &v[..6]).unwrap();
+        db.flush().unwrap();
+        u64::from_be_bytes(k[1..9].try_into().unwrap())
+    };
+    let store = Store::open(dir.path()).unwrap();
+    let e = audit_store(&store, Some(log_key().public()), |_, _| {}).unwrap_err();
+    assert!(matches!(e, AuditError::Entry { .. }), "{e:?}");
+    assert_eq!(e.index(), Some(first), "{e}");
+    assert!(e.to_string().contains("corrupt"), "{e}");
+}

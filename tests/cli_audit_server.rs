@@ -1,7 +1,7 @@
 //! `reman-ledger audit --server` against a real `serve --demo` on a loopback port: a clean log,
 //! the unpinned-key warning, a wrong pinned key, an unreachable server, and a store tampered
-//! on disk between two runs of the server, whose changed entry is named, and a server that lies
-//! about an entry it serves.
+//! on disk between two runs of the server, whose changed entry is named, a server that lies
+//! about an entry it serves, and a false seal it serves.
 
 mod cli_support;
 mod common;
@@ -238,4 +238,53 @@ fn a_server_that_lies_about_an_entrys_index_or_leaf_hash_is_caught_at_that_entry
         s.dir.path(),
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+/// The seal a lookup serves is checked too: a false seal signature kept in the store is
+/// caught by `audit --data` and, once the server serves it, by `audit --server` (found in
+/// review: the remote audit replayed the entries and the tree but never looked at seals).
+#[test]
+fn a_false_seal_the_server_serves_is_caught_at_its_entry() {
+    use reman_ledger::entry::Entry;
+    use reman_ledger::payload::{self, Payload};
+    let mut s = Served::demo();
+    s.stop();
+    let (index, id) = {
+        let store = Store::open(&s.path("data")).unwrap();
+        let (index, id) = (0..store.size().unwrap())
+            .find_map(|i| {
+                let e = Entry::parse(&store.entry(i).unwrap().unwrap()).unwrap();
+                let p = payload::parse(&e.envelope.payload_type, &e.envelope.payload).unwrap();
+                matches!(p, Payload::Certificate(_)).then(|| {
+                    (
+                        i,
+                        reman_ledger::certificate::CertificateId::of_payload(&e.envelope.payload),
+                    )
+                })
+            })
+            .unwrap();
+        store.raw_put_seal(index, Some([7u8; 64])).unwrap();
+        store.flush().unwrap();
+        (index, id)
+    };
+    let local = bin(&["audit", "--data", "data"], s.dir.path());
+    assert_eq!(local.status.code(), Some(1), "{}", text(&local.stderr));
+    s.restart();
+    let served = reman_ledger::client::Client::new(&s.url)
+        .unwrap()
+        .certificate(&id.to_string())
+        .unwrap();
+    let seal = reman_ledger::seal::Seal::from_base64url(served["seal"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        seal.signature, [7u8; 64],
+        "the server serves the false seal"
+    );
+    let out = audit(&s, &["--log-key", "keys/log.key.pub"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}{err}", text(&out.stdout));
+    assert!(err.contains(&format!("entry {index}")), "{err}");
+    assert!(
+        err.contains("seal the server serves for it is not valid"),
+        "{err}"
+    );
 }
