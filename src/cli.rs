@@ -125,6 +125,13 @@ pub struct InitOptions {
 
 /// `init`: creates a new ledger; returns it (running) and a summary line.
 pub fn init(opts: &InitOptions, config: LedgerConfig) -> Result<(Ledger, String), CliError> {
+    // Refused before any key file is created: a refused init leaves nothing behind.
+    if opts.data.exists() && Store::open(&opts.data)?.log_key()?.is_some() {
+        return Err(crate::ledger::LedgerError::AlreadyInitialized(
+            opts.data.display().to_string(),
+        )
+        .into());
+    }
     let (log_key, _) = keyfile::read_or_create(&opts.log_key, &opts.origin)?;
     let operator_key = if opts.operator_key.exists() {
         keyfile::read_private(&opts.operator_key)?

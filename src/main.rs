@@ -379,7 +379,8 @@ log's .pub file). Otherwise the trust file lists the trusted logs, one vkey per 
 a comment): --trust FILE, else $REMAN_LEDGER_TRUST, else
 $XDG_CONFIG_HOME/reman-ledger/trusted-logs (~/.config/reman-ledger/trusted-logs). The seal's
 key ID picks the key. With --server and no key pinned, the key remembered in the state file is
-used, else the server's own key is trusted on first use (with a warning) and remembered.
+used; else the check is refused (exit 2), unless --trust-on-first-use accepts the server's own
+key (with a warning) and remembers it.
 
 The state file remembers the newest checkpoint seen of each log: --state FILE, else
 $REMAN_LEDGER_STATE, else $XDG_STATE_HOME/reman-ledger/checkpoints.json

@@ -866,7 +866,8 @@ fn online(
 }
 
 /// Chooses the log key for this server: a pinned key (flag or trust file), else the one
-/// remembered in the state file, else the server's own, trusted on first use.
+/// remembered in the state file, else, only with `--trust-on-first-use`, the server's own
+/// (otherwise a usage error).
 fn choose_key(
     r: &mut Report,
     client: &Client,

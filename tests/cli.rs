@@ -113,6 +113,26 @@ fn init_creates_missing_keys_and_a_ledger_that_audits() {
     );
     assert_eq!(again.status.code(), Some(2));
     assert!(text(&again.stderr).contains("already holds a ledger"));
+    // Key files it would have created are not left behind (found in review).
+    let fresh = bin(
+        &[
+            "init",
+            "--data",
+            "d",
+            "--origin",
+            "ledger.test/log",
+            "--log-key",
+            "log2.key",
+            "--operator-key",
+            "op2.key",
+        ],
+        dir.path(),
+    );
+    assert_eq!(fresh.status.code(), Some(2));
+    assert!(text(&fresh.stderr).contains("already holds a ledger"));
+    for f in ["log2.key", "log2.key.pub", "op2.key", "op2.key.pub"] {
+        assert!(!dir.path().join(f).exists(), "{f} was created");
+    }
 }
 
 #[test]
