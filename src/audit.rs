@@ -515,7 +515,6 @@ fn check_served_seals(
     origin: &str,
     jobs: usize,
 ) -> Result<(), AuditError> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     let certificates: Vec<_> = (start..)
         .zip(entries)
         .filter_map(|(index, (bytes, _))| {
@@ -530,48 +529,28 @@ fn check_served_seals(
             Some((index, id, c.product.gtin, c.product.serial, time))
         })
         .collect();
-    let next = AtomicUsize::new(0);
-    let workers = jobs
-        .clamp(1, crate::issue::MAX_JOBS)
-        .min(certificates.len());
-    let mut failures: Vec<AuditError> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut out = Vec::new();
-                    while let Some((index, id, gtin, serial, time)) =
-                        certificates.get(next.fetch_add(1, Ordering::Relaxed))
-                    {
-                        let served = served_seal(client, *index, id);
-                        let checked = served.and_then(|seal| {
-                            if (seal.index, seal.integrated_time, seal.certificate_id)
-                                != (*index, *time, id.0)
-                            {
-                                return Err(bad(
-                                    *index,
-                                    "the seal the server serves for it is another entry's",
-                                ));
-                            }
-                            seal.verify(log_key, origin, gtin, serial).map_err(|e| {
-                                bad(
-                                    *index,
-                                    format!("the seal the server serves for it is not valid ({e})"),
-                                )
-                            })
-                        });
-                        if let Err(e) = checked {
-                            out.push(e);
-                        }
-                    }
-                    out
-                })
+    let checked = in_parallel(
+        0..certificates.len() as u64,
+        jobs,
+        |k| {
+            let (index, id, gtin, serial, time) = &certificates[k as usize];
+            let seal = served_seal(client, *index, id)?;
+            if (seal.index, seal.integrated_time, seal.certificate_id) != (*index, *time, id.0) {
+                return Err(bad(
+                    *index,
+                    "the seal the server serves for it is another entry's",
+                ));
+            }
+            seal.verify(log_key, origin, gtin, serial).map_err(|e| {
+                bad(
+                    *index,
+                    format!("the seal the server serves for it is not valid ({e})"),
+                )
             })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
+        },
+        |_| false,
+    );
+    let mut failures: Vec<AuditError> = checked.into_iter().filter_map(|(_, r)| r.err()).collect();
     // A server that cannot be asked stops the audit as unfinished, whatever else was found.
     failures.sort_by_key(|e| (!matches!(e, AuditError::Read(_)), e.index()));
     failures.into_iter().next().map_or(Ok(()), Err)
@@ -612,6 +591,46 @@ fn served_seal(
     })
 }
 
+/// Runs `work(i)` for every `i` of `range` on `jobs` threads (each a connection of its own),
+/// handing the indices out in order; a thread stops after a result for which `stop` holds, so
+/// that a failing server is not asked for everything. The results, in no particular order.
+fn in_parallel<R: Send>(
+    range: std::ops::Range<u64>,
+    jobs: usize,
+    work: impl Fn(u64) -> R + Sync,
+    stop: impl Fn(&R) -> bool + Sync,
+) -> Vec<(u64, R)> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let next = AtomicU64::new(range.start);
+    let workers = jobs.clamp(1, crate::issue::MAX_JOBS) as u64;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers.min(range.end.saturating_sub(range.start)))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= range.end {
+                            break;
+                        }
+                        let r = work(i);
+                        let done = stop(&r);
+                        out.push((i, r));
+                        if done {
+                            break;
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
 /// Fetches entries `start..end` over `jobs` connections: the entries in order up to the first
 /// that could not be fetched, and why that one could not.
 fn fetch_range(
@@ -622,36 +641,7 @@ fn fetch_range(
     size: u64,
 ) -> (Vec<crate::client::RemoteEntry>, Option<AuditError>) {
     use crate::client::ClientError;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    let next = AtomicU64::new(start);
-    let workers = jobs.clamp(1, crate::issue::MAX_JOBS) as u64;
-    let mut got: Vec<(u64, Result<crate::client::RemoteEntry, ClientError>)> =
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (0..workers.min(end - start))
-                .map(|_| {
-                    s.spawn(|| {
-                        let mut out = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            if i >= end {
-                                break;
-                            }
-                            let r = client.entry(i);
-                            let stop = r.is_err();
-                            out.push((i, r));
-                            if stop {
-                                break;
-                            }
-                        }
-                        out
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        });
+    let mut got = in_parallel(start..end, jobs, |i| client.entry(i), Result::is_err);
     got.sort_by_key(|(i, _)| *i);
     let mut entries = Vec::with_capacity(got.len());
     for (i, r) in got {
