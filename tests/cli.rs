@@ -72,20 +72,23 @@ fn keygen_writes_a_private_key_0600_and_the_vkey() {
 #[test]
 fn init_creates_missing_keys_and_a_ledger_that_audits() {
     let dir = tempfile::tempdir().unwrap();
-    let out = bin(
-        &[
-            "init",
-            "--data",
-            "d",
-            "--origin",
-            "ledger.test/log",
-            "--log-key",
-            "log.key",
-            "--operator-key",
-            "op.key",
-        ],
-        dir.path(),
-    );
+    let init = |log_key: &str, operator_key: &str| {
+        bin(
+            &[
+                "init",
+                "--data",
+                "d",
+                "--origin",
+                "ledger.test/log",
+                "--log-key",
+                log_key,
+                "--operator-key",
+                operator_key,
+            ],
+            dir.path(),
+        )
+    };
+    let out = init("log.key", "op.key");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let log = reman_ledger::keyfile::read_private(&dir.path().join("log.key")).unwrap();
     assert_eq!(log.name(), "ledger.test/log");
@@ -97,37 +100,11 @@ fn init_creates_missing_keys_and_a_ledger_that_audits() {
     assert_eq!(report["ok"], true);
     assert_eq!(report["report"]["tree_size"], 1);
     // A second init on the same directory is refused and changes nothing.
-    let again = bin(
-        &[
-            "init",
-            "--data",
-            "d",
-            "--origin",
-            "ledger.test/log",
-            "--log-key",
-            "log.key",
-            "--operator-key",
-            "op.key",
-        ],
-        dir.path(),
-    );
+    let again = init("log.key", "op.key");
     assert_eq!(again.status.code(), Some(2));
     assert!(text(&again.stderr).contains("already holds a ledger"));
     // Key files it would have created are not left behind (found in review).
-    let fresh = bin(
-        &[
-            "init",
-            "--data",
-            "d",
-            "--origin",
-            "ledger.test/log",
-            "--log-key",
-            "log2.key",
-            "--operator-key",
-            "op2.key",
-        ],
-        dir.path(),
-    );
+    let fresh = init("log2.key", "op2.key");
     assert_eq!(fresh.status.code(), Some(2));
     assert!(text(&fresh.stderr).contains("already holds a ledger"));
     for f in ["log2.key", "log2.key.pub", "op2.key", "op2.key.pub"] {
