@@ -1397,11 +1397,7 @@ async fn get_resolver(
     };
     // GS1 Digital Link allows a GTIN-8, -12 or -13 in the path: point it to the GTIN-14 form,
     // the one the log keys units and seals by.
-    let padded = format!("{gtin:0>14}");
-    if [8, 12, 13].contains(&gtin.len())
-        && gtin.bytes().all(|b| b.is_ascii_digit())
-        && gs1::gtin14_is_valid(&padded)
-    {
+    if let Some(padded) = gs1::pad_to_gtin14(&gtin).filter(|g| gs1::gtin14_is_valid(g)) {
         return Ok(redirect(
             StatusCode::MOVED_PERMANENTLY,
             &resolver_path(&padded, &serial, seal.as_deref()),

@@ -310,26 +310,17 @@ pub fn check_seals(
         .filter_map(|(i, ((bytes, _), sig))| {
             let index = start + i as u64;
             let signature = (*sig)?;
-            let entry = Entry::parse(bytes).ok()?;
-            let payload =
-                payload::parse(&entry.envelope.payload_type, &entry.envelope.payload).ok()?;
-            let Payload::Certificate(c) = &payload else {
-                return Some(bad(
-                    index,
-                    format!(
-                        "a seal signature is kept for it, a {} entry",
-                        payload_name(&payload)
-                    ),
-                ));
+            let facts = match SealFacts::of(index, bytes)? {
+                Ok(f) => f,
+                Err(kind) => {
+                    return Some(bad(
+                        index,
+                        format!("a seal signature is kept for it, a {kind} entry"),
+                    ));
+                }
             };
-            let seal = crate::seal::Seal {
-                key_id: log_key.id(),
-                index,
-                integrated_time: entry.integrated_time_ms / 1000,
-                certificate_id: CertificateId::of_payload(&entry.envelope.payload).0,
-                signature,
-            };
-            seal.verify(log_key, origin, &c.product.gtin, &c.product.serial)
+            facts
+                .verify(&facts.seal(log_key, signature), log_key, origin)
                 .err()
                 .map(|e| {
                     bad(
@@ -340,6 +331,55 @@ pub fn check_seals(
         })
         .min_by_key(|e| e.index());
     first_bad.map_or(Ok(()), Err)
+}
+
+/// What the seal of a certificate entry must say (SPEC §5): its header and the unit it names.
+struct SealFacts {
+    index: u64,
+    integrated_time: u64,
+    certificate_id: CertificateId,
+    gtin: String,
+    serial: String,
+}
+
+impl SealFacts {
+    /// The facts of entry `index`; `Err` names the kind of a non-certificate entry, `None`
+    /// when the bytes do not parse (left to the [`Auditor`]).
+    fn of(index: u64, bytes: &[u8]) -> Option<Result<SealFacts, &'static str>> {
+        let entry = Entry::parse(bytes).ok()?;
+        let payload = payload::parse(&entry.envelope.payload_type, &entry.envelope.payload).ok()?;
+        let Payload::Certificate(c) = payload else {
+            return Some(Err(payload_name(&payload)));
+        };
+        Some(Ok(SealFacts {
+            index,
+            integrated_time: entry.integrated_time_ms / 1000,
+            certificate_id: CertificateId::of_payload(&entry.envelope.payload),
+            gtin: c.product.gtin,
+            serial: c.product.serial,
+        }))
+    }
+
+    /// The entry's seal with `signature`.
+    fn seal(&self, log_key: &PublicKey, signature: [u8; 64]) -> crate::seal::Seal {
+        crate::seal::Seal {
+            key_id: log_key.id(),
+            index: self.index,
+            integrated_time: self.integrated_time,
+            certificate_id: self.certificate_id.0,
+            signature,
+        }
+    }
+
+    /// Checks that `seal` verifies for this entry's unit under `log_key`.
+    fn verify(
+        &self,
+        seal: &crate::seal::Seal,
+        log_key: &PublicKey,
+        origin: &str,
+    ) -> Result<(), crate::seal::SealError> {
+        seal.verify(log_key, origin, &self.gtin, &self.serial)
+    }
 }
 
 fn payload_name(p: &Payload) -> &'static str {
@@ -515,35 +555,25 @@ fn check_served_seals(
     origin: &str,
     jobs: usize,
 ) -> Result<(), AuditError> {
-    let certificates: Vec<_> = (start..)
+    let certificates: Vec<SealFacts> = (start..)
         .zip(entries)
-        .filter_map(|(index, (bytes, _))| {
-            let entry = Entry::parse(bytes).ok()?;
-            let payload =
-                payload::parse(&entry.envelope.payload_type, &entry.envelope.payload).ok()?;
-            let Payload::Certificate(c) = payload else {
-                return None;
-            };
-            let id = CertificateId::of_payload(&entry.envelope.payload);
-            let time = entry.integrated_time_ms / 1000;
-            Some((index, id, c.product.gtin, c.product.serial, time))
-        })
+        .filter_map(|(index, (bytes, _))| SealFacts::of(index, bytes)?.ok())
         .collect();
     let checked = in_parallel(
         0..certificates.len() as u64,
         jobs,
         |k| {
-            let (index, id, gtin, serial, time) = &certificates[k as usize];
-            let seal = served_seal(client, *index, id)?;
-            if (seal.index, seal.integrated_time, seal.certificate_id) != (*index, *time, id.0) {
+            let facts = &certificates[k as usize];
+            let served = served_seal(client, facts.index, &facts.certificate_id)?;
+            if served != facts.seal(log_key, served.signature) {
                 return Err(bad(
-                    *index,
-                    "the seal the server serves for it is another entry's",
+                    facts.index,
+                    "the seal the server serves for it is not its entry's (index, time, certificate or log key differ)",
                 ));
             }
-            seal.verify(log_key, origin, gtin, serial).map_err(|e| {
+            facts.verify(&served, log_key, origin).map_err(|e| {
                 bad(
-                    *index,
+                    facts.index,
                     format!("the seal the server serves for it is not valid ({e})"),
                 )
             })
