@@ -25,6 +25,7 @@ use crate::query::{CertificateView, QueryError};
 use crate::seal::{self, Seal};
 use crate::state::{CertStatus, RefusalKind};
 use crate::store::StoreError;
+use crate::tiles::{Tile, TileKind};
 use axum::body::{Body, HttpBody};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{MatchedPath, Path, Query, Request, State};
@@ -503,6 +504,28 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/tile/{*path}",
+        summary: "The log as C2SP tlog-tiles (SPEC §8): a Merkle tile `tile/<L>/<N>[.p/<W>]` \
+                  (256 hashes of tree level 8·L, or the W first of them) or an entry bundle \
+                  `tile/entries/<N>[.p/<W>]` (big-endian u16 length-prefixed entries); <N> in \
+                  3-digit groups, all but the last prefixed with x (1234067 = x001/x234/067). \
+                  Immutable; only what the latest checkpoint covers is served. Entry bundles \
+                  are gzip-compressed when Accept-Encoding allows it",
+        params: &[path_param(
+            "path",
+            "string",
+            "after tile/: <L>/<N>[.p/<W>] or entries/<N>[.p/<W>], e.g. 0/x001/234 or entries/005.p/17",
+        )],
+        ok: &[Answer {
+            status: 200,
+            media_type: "application/octet-stream",
+            schema: "",
+            description: "the tile's hashes back to back, or the entry bundle",
+        }],
+        errors: &[400, 404],
+    },
+    Route {
+        method: "GET",
         path: "/api/v1/log",
         summary: "What a verifier pins: origin, log key, tree size and root",
         params: &[],
@@ -672,6 +695,7 @@ fn routes() -> Builder {
     .get("/api/v1/parties/{*name}", get_party)
     .get("/api/v1/checkpoint", get_checkpoint)
     .get("/checkpoint", get_checkpoint)
+    .get("/tile/{*path}", get_tile)
     .get("/api/v1/log", get_log)
     .get("/api/v1/proof/inclusion", get_inclusion)
     .get("/api/v1/proof/consistency", get_consistency)
@@ -1170,6 +1194,75 @@ async fn get_checkpoint(State(st): State<AppState>) -> Response {
         text,
     )
         .into_response()
+}
+
+/// A tlog-tiles resource: it never changes once served (a partial tile's path names its
+/// width), so caches may keep it for good. Entry bundles, text that shrinks to a fifth or so,
+/// are gzip-compressed for clients that accept it, as tlog-tiles recommends.
+async fn get_tile(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let Path(path) = path?;
+    let tile =
+        Tile::parse(&format!("tile/{path}")).map_err(|e| Problem::bad_request(e.to_string()))?;
+    let mut bytes = st.ledger.tile(&tile)?;
+    let mut resp_headers = HeaderMap::new();
+    resp_headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    resp_headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    if tile.kind == TileKind::Entries {
+        resp_headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        if accepts_gzip(&headers) {
+            bytes = gzip(&bytes)
+                .map_err(|e| Problem::from_refusal(RefusalKind::Internal, e.to_string()))?;
+            resp_headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+    }
+    Ok((resp_headers, bytes).into_response())
+}
+
+/// Whether `Accept-Encoding` allows gzip (RFC 9110 §12.5.3): `gzip` (or `x-gzip`) with a
+/// non-zero quality, or else `*` with one. No header means no compression.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let mut star = false;
+    for value in headers.get_all(header::ACCEPT_ENCODING) {
+        let Ok(value) = value.to_str() else { continue };
+        for item in value.split(',') {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let quality = parts
+                .filter_map(|p| {
+                    let (k, v) = p.split_once('=')?;
+                    k.trim().eq_ignore_ascii_case("q").then(|| v.trim())
+                })
+                .next()
+                .map_or(1.0, |q| q.parse::<f32>().unwrap_or(0.0));
+            if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                return quality > 0.0;
+            }
+            if coding == "*" {
+                star = quality > 0.0;
+            }
+        }
+    }
+    star
+}
+
+fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut z = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 4),
+        flate2::Compression::default(),
+    );
+    z.write_all(bytes)?;
+    z.finish()
 }
 
 async fn get_log(State(st): State<AppState>) -> Response {

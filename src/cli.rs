@@ -65,6 +65,9 @@ pub enum CliError {
     /// `verify` checked the target and it is not valid (exit code 1); the report is printed.
     #[error("INVALID: {0}")]
     NotValid(String),
+    /// `export` failed (exit code 1 when the ledger's own checkpoint does not hold).
+    #[error("export failed: {0}")]
+    Export(#[from] crate::export::ExportError),
 }
 
 impl CliError {
@@ -74,6 +77,7 @@ impl CliError {
             CliError::AuditFailed(AuditError::Read(_)) => 2,
             CliError::AuditFailed(_) => 1,
             CliError::NotValid(_) => 1,
+            CliError::Export(crate::export::ExportError::BadLedger(_)) => 1,
             _ => 2,
         }
     }
@@ -835,6 +839,12 @@ fn audit_dir(
     key: Option<&PublicKey>,
     progress: impl FnMut(u64, u64),
 ) -> Result<AuditReport, CliError> {
+    let store = open_data(dir)?;
+    audit_store(&store, key, progress).map_err(CliError::AuditFailed)
+}
+
+/// Opens the store of an existing ledger's data directory, for reading it offline.
+fn open_data(dir: &Path) -> Result<Store, CliError> {
     // sled keeps its data in `db`: anything else is not a ledger, and opening it would
     // create one.
     if !dir.join("db").is_file() {
@@ -843,6 +853,26 @@ fn audit_dir(
             dir.display()
         )));
     }
-    let store = Store::open(dir)?;
-    audit_store(&store, key, progress).map_err(CliError::AuditFailed)
+    Ok(Store::open(dir)?)
+}
+
+/// `export`: writes the log of `data` as static tlog-tiles files into `out` (SPEC §8),
+/// incrementally; returns the line to print.
+pub fn export(data: &Path, out: &Path) -> Result<String, CliError> {
+    let store = open_data(data)?;
+    let r = crate::export::export(&store, out)?;
+    let kept = if r.previous_size > 0 {
+        format!(
+            "; {} tiles of the export at {} entries kept",
+            r.kept, r.previous_size
+        )
+    } else {
+        String::new()
+    };
+    Ok(format!(
+        "exported the log at {} entries to {}: {} files written{kept}",
+        r.size,
+        out.display(),
+        r.written
+    ))
 }

@@ -229,6 +229,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Export the log as static C2SP tlog-tiles files, for any static web server or mirror.
+    ///
+    /// Writes OUT/checkpoint and OUT/tile/... (Merkle tiles and entry bundles), byte for byte
+    /// what `serve` answers at /checkpoint and /tile/... for the same tree (SPEC §8): serve OUT
+    /// from any web server, CDN or object store and clients read and verify the log from it.
+    /// Run it again after the log has grown: the tiles already exported are kept, the rest is
+    /// written, the checkpoint last. A directory holding another log's export, or a fork of
+    /// this one, is refused. The ledger must not be running (sled holds its directory's lock).
+    /// Exit 0: exported; 1: the ledger's own checkpoint does not hold; 2: usage or I/O error.
+    #[command(
+        after_help = "Example:\n  reman-ledger export --data data --out public/log\n  (cd public && python3 -m http.server)   # then GET /log/checkpoint, /log/tile/0/000.p/..."
+    )]
+    Export {
+        /// The data directory of a local ledger.
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// The directory to write (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
     #[command(after_long_help = VERIFY_HELP)]
     /// Verify a QR label, a QR URL or a certificate: offline with the log key, or with a server.
     ///
@@ -344,6 +364,7 @@ fn run(args: Args) -> Result<cli::Verdict, CliError> {
                 json,
             });
         }
+        Command::Export { data, out } => println!("{}", cli::export(&data, &out)?),
         Command::Verify(v) => verify_main(v)?,
     }
     Ok(cli::Verdict::Ok)

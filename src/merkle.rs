@@ -232,8 +232,9 @@ fn fold_right(hashes: &[Hash]) -> Option<Hash> {
         .reduce(|right, left| node_hash(&left, &right))
 }
 
-/// Reads `ids` in one call, checking the store answered one hash per id.
-fn read_exact<R: HashReader>(ids: &[NodeId], r: &R) -> Result<Vec<Hash>, ReadError<R::Error>> {
+/// Reads `ids` in one call, checking the store answered one hash per id (a tile, a proof, a
+/// root: every reader of stored hashes goes through here).
+pub fn read_exact<R: HashReader>(ids: &[NodeId], r: &R) -> Result<Vec<Hash>, ReadError<R::Error>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }

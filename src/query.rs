@@ -10,6 +10,7 @@ use crate::ledger::{Head, InclusionProof, Ledger, hex_hash};
 use crate::merkle::{self, Hash};
 use crate::seal;
 use crate::state::{self, CertRecord, CertStatus, StateRead};
+use crate::tiles::Tile;
 use base64::Engine as _;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -454,5 +455,32 @@ impl Ledger {
             root: head.root,
         })
         .unwrap_or(Value::Null)
+    }
+
+    /// A `tlog-tiles` resource (SPEC §8) of the tree the latest checkpoint covers: a Merkle
+    /// tile's hashes back to back, or an entry bundle. Not found while that tree does not
+    /// have all of it; the answer then names the partial tile it does have, if any.
+    pub fn tile(&self, tile: &Tile) -> Result<Vec<u8>, QueryError> {
+        let size = self.head().size;
+        if !tile.is_in(size) {
+            let has = tile.available_width(size);
+            let hint = if has > 0 && has < u64::from(tile.width) {
+                let partial = Tile {
+                    width: has as u16,
+                    ..*tile
+                };
+                format!("; it has {}", partial.path())
+            } else {
+                String::new()
+            };
+            return Err(QueryError::NotFound(format!(
+                "{} is not in the log's tree of {size} entries{hint}",
+                tile.path()
+            )));
+        }
+        self.store()
+            .tile(tile, size)
+            .map_err(internal)?
+            .ok_or_else(|| QueryError::Internal(format!("{} is missing", tile.path())))
     }
 }

@@ -51,8 +51,9 @@
 //! misreading it, or of logging an event without marking its certificate's record. Records
 //! written before keep no such mark: their lookups scan for history as before.
 
-use crate::merkle::{Hash, HashReader, NodeId};
+use crate::merkle::{self, Hash, HashReader, NodeId};
 use crate::state::{PartyRecord, ReadError, StateRead, Write};
+use crate::tiles::{self, Tile, TileKind};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -922,6 +923,50 @@ impl Store {
         Ok(self
             .run_of(index)?
             .and_then(|(first, run)| run.entry((index - first) as usize)))
+    }
+
+    /// The exact bytes of the entries of `range`, in order, each run read (and unpacked) once:
+    /// an entry bundle's 256 entries are 16 runs or so, not 256 reads. Fails if one is missing.
+    pub fn entries(&self, range: std::ops::Range<u64>) -> Result<Vec<sled::IVec>, StoreError> {
+        let mut out = Vec::with_capacity(range.end.saturating_sub(range.start) as usize);
+        let missing = |i: u64| StoreError::Corrupt(format!("entry {i} is missing"));
+        let mut next = range.start;
+        while next < range.end {
+            let (first, run) = self.run_of(next)?.ok_or_else(|| missing(next))?;
+            let before = next;
+            while let Some(e) = (next < range.end)
+                .then(|| run.entry((next - first) as usize))
+                .flatten()
+            {
+                out.push(e);
+                next += 1;
+            }
+            if next == before {
+                return Err(missing(next));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A `tlog-tiles` resource of the tree of the first `size` entries ([`crate::tiles`],
+    /// SPEC §8): a Merkle tile's hashes back to back, or an entry bundle; `None` when that
+    /// tree does not have all of it. `size` must not exceed the stored tree's.
+    pub fn tile(&self, tile: &Tile, size: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        if !tile.is_in(size) {
+            return Ok(None);
+        }
+        match (tile.kind, tile.entries()) {
+            (TileKind::Entries, Some(range)) => {
+                let entries = self.entries(range)?;
+                let bundle = tiles::encode_bundle(&entries)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok(Some(bundle))
+            }
+            _ => tiles::tile_bytes(tile, size, self).map_err(|e| match e {
+                merkle::ReadError::Read(e) => e,
+                merkle::ReadError::Merkle(e) => StoreError::Corrupt(e.to_string()),
+            }),
+        }
     }
 
     /// The stored hash of a complete subtree.

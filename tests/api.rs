@@ -798,7 +798,8 @@ async fn every_route_is_served_and_in_the_openapi_document() {
             .replace("{id}", &valid)
             .replace("{gtin}", &gtin(1))
             .replace("{*serial}", "U-1")
-            .replace("{*name}", SUZHOU);
+            .replace("{*name}", SUZHOU)
+            .replace("{*path}", "0/000.p/1");
         let path = match route.path {
             "/api/v1/proof/inclusion" => format!("{path}?index=1&tree_size=2"),
             "/api/v1/proof/consistency" => format!("{path}?first=1&second=2"),

@@ -1,0 +1,177 @@
+//! Exports the log as static `tlog-tiles` files (SPEC §8): a directory that any static web
+//! server, CDN or object store serves unchanged as the log's read path.
+//!
+//! The directory holds `checkpoint` and `tile/...`, byte for byte what `GET /checkpoint` and
+//! `GET /tile/...` answer for the same tree. Exports are incremental: the directory's own
+//! checkpoint says which tree it already holds, and once that checkpoint verifies under the
+//! log's key and its root is the stored tree's root at its size, the tiles of that tree are
+//! kept (a tile's path names its width, so its bytes never change) and only the rest is
+//! written. A directory holding another
+//! log's export, or a fork of this one, is refused. Every file is written under a temporary
+//! name and renamed into place, the checkpoint last, so that the directory never offers a
+//! checkpoint whose tiles are not there yet.
+
+use crate::checkpoint::Checkpoint;
+use crate::keys::PublicKey;
+use crate::merkle;
+use crate::store::{Store, StoreError};
+use crate::tiles::{self, Tile};
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why an export failed. Files written before the failure are complete and correct; the
+/// directory's checkpoint is the previous one until an export succeeds.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The store could not be read.
+    #[error("cannot read the ledger: {0}")]
+    Store(#[from] StoreError),
+    /// The store holds no log.
+    #[error("the ledger holds no log yet: run `reman-ledger init` (or `serve`) first")]
+    NotInitialized,
+    /// The store's own checkpoint does not hold: audit it (`reman-ledger audit --data`).
+    #[error(
+        "the ledger's checkpoint does not hold, so nothing was exported: {0}; run `reman-ledger audit --data` on it"
+    )]
+    BadLedger(String),
+    /// The output directory holds an export that is not an earlier state of this log.
+    #[error(
+        "{dir} holds an export that is not an earlier state of this log ({why}); export to an \
+         empty directory"
+    )]
+    Foreign {
+        /// The output directory.
+        dir: PathBuf,
+        /// What does not match.
+        why: String,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// What an export did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportReport {
+    /// The tree size of the exported checkpoint.
+    pub size: u64,
+    /// The tree size the directory held before (0 for a new export).
+    pub previous_size: u64,
+    /// Files written (tiles, bundles and the checkpoint).
+    pub written: u64,
+    /// Tiles and bundles of the previous export kept as they were.
+    pub kept: u64,
+}
+
+/// Exports the tree of `store`'s latest checkpoint into `out` (created if missing).
+pub fn export(store: &Store, out: &Path) -> Result<ExportReport, ExportError> {
+    let key = store.log_key()?.ok_or(ExportError::NotInitialized)?;
+    let key = PublicKey::parse(&key).map_err(|e| ExportError::BadLedger(e.to_string()))?;
+    let text = store.checkpoint()?.ok_or(ExportError::NotInitialized)?;
+    let cp = Checkpoint::open(&text, &key).map_err(|e| ExportError::BadLedger(e.to_string()))?;
+    let root = root_at(store, cp.size)?;
+    if root != cp.root {
+        return Err(ExportError::BadLedger(format!(
+            "its root is not the stored tree's root at size {}",
+            cp.size
+        )));
+    }
+    let previous_size = previous_export(store, &key, out)?;
+
+    let written = AtomicU64::new(0);
+    let kept = AtomicU64::new(0);
+    tiles::tiles_of(cp.size)
+        .par_iter()
+        .try_for_each(|tile| -> Result<(), ExportError> {
+            let path = out.join(tile.path());
+            // A tile's path names its width, so a tile the previous export wrote is still
+            // right (and a full one is so forever).
+            if tile.is_in(previous_size) && path.is_file() {
+                kept.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            let bytes = store.tile(tile, cp.size)?.ok_or_else(|| missing(tile))?;
+            write_atomic(&path, &bytes)?;
+            written.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })?;
+    write_atomic(&out.join("checkpoint"), text.as_bytes())?;
+    Ok(ExportReport {
+        size: cp.size,
+        previous_size,
+        written: written.into_inner() + 1,
+        kept: kept.into_inner(),
+    })
+}
+
+fn missing(tile: &Tile) -> ExportError {
+    ExportError::BadLedger(format!("{} cannot be read", tile.path()))
+}
+
+fn root_at(store: &Store, size: u64) -> Result<merkle::Hash, ExportError> {
+    merkle::root(size, store).map_err(|e| match e {
+        merkle::ReadError::Read(e) => ExportError::Store(e),
+        merkle::ReadError::Merkle(e) => ExportError::BadLedger(e.to_string()),
+    })
+}
+
+/// The tree size of the export already in `out` (0 if none), once its checkpoint is shown to
+/// be this log's at an earlier (or the same) size.
+fn previous_export(store: &Store, key: &PublicKey, out: &Path) -> Result<u64, ExportError> {
+    let path = out.join("checkpoint");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(source) => return Err(ExportError::Io { path, source }),
+    };
+    let foreign = |why: String| ExportError::Foreign {
+        dir: out.to_owned(),
+        why,
+    };
+    let cp = Checkpoint::open(&text, key)
+        .map_err(|e| foreign(format!("its checkpoint is not this log's: {e}")))?;
+    let size = store.size()?;
+    if cp.size > size {
+        return Err(foreign(format!(
+            "its checkpoint is of {} entries, the ledger holds {size}",
+            cp.size
+        )));
+    }
+    if root_at(store, cp.size)? != cp.root {
+        return Err(foreign(format!(
+            "its root at size {} is not this log's: a fork",
+            cp.size
+        )));
+    }
+    Ok(cp.size)
+}
+
+/// Writes `bytes` to `path` under a temporary name first, then renames it into place: a
+/// reader sees the old file or the whole new one, never a part.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ExportError::Io { path, source }
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    // Synced before the rename: after a crash the name holds the whole file or nothing new.
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_data()
+    };
+    write().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
