@@ -33,6 +33,7 @@ use reman_ledger::certificate::CertificateId;
 use reman_ledger::dsse::{Envelope, pae};
 use reman_ledger::keys::{PrivateKey, PublicKey};
 use reman_ledger::payload::PayloadType;
+use reman_ledger::tiles::{Tile, TileKind};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -53,13 +54,17 @@ const MODES: &[&str] = &[
     "qr",
     "append",
     "lookup-new",
+    "tile",
+    "bundle",
 ];
 
 const USAGE: &str = "\
 usage: cargo bench --bench http -- [options]
   --mode M[,M...]     modes to run (default: all): trivial healthz lookup resolver scan qr append
                       lookup-new (the certificates `append` logged, each once in turn: every
-                      answer rendered afresh, from compressed runs; needs append)
+                      answer rendered afresh, from compressed runs; needs append) tile
+                      bundle (tlog-tiles: level-0 Merkle tiles / entry bundles spread over the
+                      tree, full ones once append has grown it past 256 entries)
   --connections C     keep-alive connections, one request in flight each (default 64, max 1024)
   --duration S        measured seconds per mode (default 5, max 300)
   --warmup S          unmeasured seconds before each mode (default 1, max 60)
@@ -619,6 +624,25 @@ fn demo_certificates() -> Vec<DemoCert> {
 
 /// The path and query of each certificate's `qr_url` (the link a customs officer's phone
 /// opens after scanning: the resolver with the seal, which the server verifies).
+/// The tree size of the ledger's latest checkpoint (its second line).
+async fn tree_size(addr: SocketAddr) -> u64 {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(get(addr, "/checkpoint", "text/plain"))
+        .await
+        .unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    text.lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| panic!("not a checkpoint: {text}"))
+}
+
 async fn scan_paths(addr: SocketAddr, ids: &[CertificateId]) -> Vec<String> {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -944,6 +968,52 @@ fn main() {
                                 "application/json",
                             )
                         })
+                    }),
+                }
+            }
+            "tile" | "bundle" => {
+                let size = rt.block_on(tree_size(la));
+                let (kind, mode_name, what) = if name == "tile" {
+                    (TileKind::Hashes(0), "tile", "level-0 Merkle tiles")
+                } else {
+                    (
+                        TileKind::Entries,
+                        "bundle",
+                        "entry bundles (not compressed)",
+                    )
+                };
+                let full = size / 256;
+                Mode {
+                    name: mode_name,
+                    what: format!(
+                        "GET /tile/...: {what} of the {size}-entry tree, {}",
+                        if full > 0 {
+                            format!("the {full} full ones, spread")
+                        } else {
+                            "its one partial tile".into()
+                        }
+                    ),
+                    server: la,
+                    server_pid: ledger_pid,
+                    expect: StatusCode::OK,
+                    make: Arc::new(move |i| {
+                        let tile = match full {
+                            0 => Tile {
+                                kind,
+                                index: 0,
+                                width: size as u16,
+                            },
+                            _ => Tile {
+                                kind,
+                                index: (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % full,
+                                width: 256,
+                            },
+                        };
+                        Some(get(
+                            la,
+                            &format!("/{}", tile.path()),
+                            "application/octet-stream",
+                        ))
                     }),
                 }
             }

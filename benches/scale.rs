@@ -35,6 +35,7 @@ use reman_ledger::keys::PrivateKey;
 use reman_ledger::ledger::Ledger;
 use reman_ledger::merkle;
 use reman_ledger::payload::PayloadType;
+use reman_ledger::tiles::{Tile, TileKind};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -346,6 +347,36 @@ fn child(dir: &Path, lookups: usize) {
         entry_bytes += e.len() as u64;
     }
     let mean_entry = entry_bytes as f64 / lookups as f64;
+    // tlog-tiles (SPEC §8): a random full level-0 tile (4 node blocks) and entry bundle (its
+    // runs), as `GET /tile/...` reads them; fewer than the lookups, a bundle is 256 entries.
+    let tiles_n = (lookups / 10).max(1);
+    let full_tiles = (n / 256).max(1);
+    let mut tile_us = Vec::with_capacity(tiles_n);
+    let reads0 = store.reads();
+    for _ in 0..tiles_n {
+        let tile = Tile {
+            kind: TileKind::Hashes(0),
+            index: rng.below(full_tiles),
+            width: 256.min(n) as u16,
+        };
+        let t = Instant::now();
+        std::hint::black_box(store.tile(&tile, n).unwrap().unwrap());
+        tile_us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let tile_reads = (store.reads() - reads0) as f64 / tiles_n as f64;
+    let mut bundle_us = Vec::with_capacity(tiles_n);
+    let reads0 = store.reads();
+    for _ in 0..tiles_n {
+        let tile = Tile {
+            kind: TileKind::Entries,
+            index: rng.below(full_tiles),
+            width: 256.min(n) as u16,
+        };
+        let t = Instant::now();
+        std::hint::black_box(store.tile(&tile, n).unwrap().unwrap());
+        bundle_us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let bundle_reads = (store.reads() - reads0) as f64 / tiles_n as f64;
     // A kept seal signature, read on its own at random entries, beside signing one again
     // (what a lookup would do without it): which of the two a lookup should prefer here.
     let mut seal_us = Vec::with_capacity(lookups);
@@ -387,6 +418,10 @@ fn child(dir: &Path, lookups: usize) {
             "consistency_proof": percentiles(cons_us),
             "consistency_proof_sled_reads": cons_reads,
             "entry_read": percentiles(entry_us),
+            "level0_tile": percentiles(tile_us),
+            "level0_tile_sled_reads": tile_reads,
+            "entry_bundle": percentiles(bundle_us),
+            "entry_bundle_sled_reads": bundle_reads,
             "kept_seal_read": percentiles(seal_us),
             "kept_seal_read_sled_reads": seal_reads,
             "seal_signed_again": percentiles(sign_us),
@@ -452,6 +487,8 @@ fn measure(dir: &Path, lookups: usize, as_json: bool) {
             "/consistency_proof_sled_reads",
         ),
         ("entry read", "/entry_read", "/none"),
+        ("level-0 tile", "/level0_tile", "/level0_tile_sled_reads"),
+        ("entry bundle", "/entry_bundle", "/entry_bundle_sled_reads"),
         (
             "kept seal read",
             "/kept_seal_read",
