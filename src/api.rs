@@ -422,6 +422,16 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/api/v1/certificates/{id}/proof",
+        summary: "The certificate's entry as a C2SP tlog-proof (c2sp.org/tlog-proof@v1) against \
+                  the latest checkpoint, the exact entry bytes in its extra line: verifiable \
+                  offline with the log key alone (SPEC §8)",
+        params: &[P_CERT_ID],
+        ok: &[text_answer("the proof (save it as <id>.tlog-proof)")],
+        errors: &[400, 404],
+    },
+    Route {
+        method: "GET",
         path: "/api/v1/products/{gtin}/{*serial}",
         summary: "All certificates of one unit, newest first, with status and events",
         params: &[P_GTIN, P_SERIAL],
@@ -689,6 +699,7 @@ fn routes() -> Builder {
     .get("/api/v1/certificates/{id}", get_certificate)
     .get("/api/v1/certificates/{id}/qr.png", get_qr_png)
     .get("/api/v1/certificates/{id}/qr.svg", get_qr_svg)
+    .get("/api/v1/certificates/{id}/proof", get_certificate_proof)
     .get("/api/v1/products/{gtin}/{*serial}", get_product)
     .get("/01/{gtin}/21/{*serial}", get_resolver)
     .get("/api/v1/parties", get_parties)
@@ -1154,6 +1165,28 @@ async fn get_certificate(
     cached(&st, format!("c/{id}"), generation, || {
         rendered_json(&st.ledger.certificate(&id)?)
     })
+}
+
+async fn get_certificate_proof(
+    State(st): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let Path(id) = id?;
+    let id = certificate_id(&id)?;
+    let proof = st.ledger.certificate_proof(&id)?;
+    let disposition = format!("inline; filename=\"{id}.{}\"", crate::tlog_proof::EXTENSION);
+    let mut resp = proof.to_text().into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    // Against the latest checkpoint, which moves on with every append.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
 }
 
 async fn get_product(

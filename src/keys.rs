@@ -231,6 +231,12 @@ impl PublicKey {
         )
     }
 
+    /// The Ed25519 key itself, for the formats that sign with the same key pair under another
+    /// signature type (a witness's cosignatures).
+    pub fn verifying_key(&self) -> &VerifyingKey {
+        &self.key
+    }
+
     /// The key name.
     pub fn name(&self) -> &str {
         &self.name

@@ -256,6 +256,9 @@ enum Command {
     /// alone: it proves that the ledger logged a certificate for exactly this GTIN and serial.
     /// Prints the product (GTIN, serial), certificate ID, entry index, time and VALID or
     /// INVALID. The issuer and the status are not in the seal: add --server to see them.
+    /// A .tlog-proof file (GET /api/v1/certificates/ID/proof) is checked offline too: its
+    /// checkpoint is signed by the log key and the certificate's entry it carries is in that
+    /// checkpoint's tree.
     ///
     /// With --server URL it also asks that ledger, and checks every answer with a proof: the
     /// fresh checkpoint is signed by the log key and extends the checkpoint seen last time
@@ -394,6 +397,9 @@ TARGET is one of:
   a QR URL         https://ledger.example/01/<GTIN>/21/<serial>?seal=...  (quote it in a shell)
   a QR image       a PNG or JPEG photo, scan or screenshot of the label
   a certificate ID 32 hex digits (needs --server)
+  a proof file     FILE.tlog-proof, from GET /api/v1/certificates/<ID>/proof (C2SP tlog-proof:
+                   the certificate's entry, its inclusion proof and the signed checkpoint),
+                   checked offline with the log key alone; with --server also asked about
 
 The log key: --log-key gives it (the vkey text <name>+<key ID>+<key>, or a file such as the
 log's .pub file). Otherwise the trust file lists the trusted logs, one vkey per line (# starts
@@ -422,7 +428,8 @@ Examples:
 /// The arguments of `verify`.
 #[derive(clap::Args)]
 struct VerifyArgs {
-    /// A QR URL, a PNG or JPEG image of a QR label, or a certificate ID (with --server).
+    /// A QR URL, a PNG or JPEG image of a QR label, a .tlog-proof file, or a certificate ID
+    /// (with --server).
     target: String,
     /// The log's public key: a vkey (<name>+<key ID>+<key>) or a file holding it (.pub).
     #[arg(long, value_name = "VKEY|FILE")]

@@ -11,6 +11,7 @@ use crate::merkle::{self, Hash};
 use crate::seal;
 use crate::state::{self, CertRecord, CertStatus, StateRead};
 use crate::tiles::Tile;
+use crate::tlog_proof::TlogProof;
 use base64::Engine as _;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -270,11 +271,35 @@ impl Ledger {
     /// readers know: it is not found until its submitter has been answered.
     pub fn certificate(&self, id: &CertificateId) -> Result<CertificateView, QueryError> {
         let head = self.head();
-        let rec = state::certificate(self.store(), id)
+        let rec = self.covered_certificate(id, &head)?;
+        self.view(id, rec, &head)
+    }
+
+    /// A certificate's record, if `head` covers its entry (see [`Ledger::certificate`]).
+    fn covered_certificate(
+        &self,
+        id: &CertificateId,
+        head: &Head,
+    ) -> Result<CertRecord, QueryError> {
+        state::certificate(self.store(), id)
             .map_err(internal)?
             .filter(|r| r.index < head.size)
-            .ok_or_else(|| QueryError::NotFound(format!("certificate {id} is not in the log")))?;
-        self.view(id, rec, &head)
+            .ok_or_else(|| QueryError::NotFound(format!("certificate {id} is not in the log")))
+    }
+
+    /// A certificate's entry as a C2SP tlog-proof (SPEC §8) against the latest checkpoint,
+    /// the exact entry bytes in its `extra` line: whoever holds it and the log key can check
+    /// offline that the ledger logged this certificate ([`crate::tlog_proof`]).
+    pub fn certificate_proof(&self, id: &CertificateId) -> Result<TlogProof, QueryError> {
+        let head = self.head();
+        let rec = self.covered_certificate(id, &head)?;
+        let (bytes, _) = self.entry_at(rec.index)?;
+        Ok(TlogProof {
+            extra: Some(bytes.to_vec()),
+            index: rec.index,
+            proof: self.proof_against(rec.index, &head)?.proof,
+            checkpoint: head.checkpoint.to_string(),
+        })
     }
 
     /// Every certificate of a unit, newest first (those the latest checkpoint covers: see

@@ -32,6 +32,7 @@ use crate::merkle::{self, Hash};
 use crate::payload::{self, Payload, PayloadType};
 use crate::qr::{self, QrError};
 use crate::seal::{self, DigitalLink, Seal};
+use crate::tlog_proof::{self, ProofError, TlogProof};
 use crate::trust::{self, Compared, State, TrustError, TrustedKeys};
 use serde::Serialize;
 use serde_json::Value;
@@ -81,11 +82,14 @@ pub enum Target {
     Image(PathBuf),
     /// A certificate ID (needs a server).
     Certificate(CertificateId),
+    /// A C2SP tlog-proof file (`.tlog-proof`) of a certificate's entry, as
+    /// `GET /api/v1/certificates/{id}/proof` gives it: checked offline with the log key.
+    Proof(PathBuf),
 }
 
 impl Target {
     /// Reads the TARGET argument: an `http(s)://` URL, 32 hex digits (a certificate ID, in
-    /// either case), or else the path of an image file.
+    /// either case), a file named `*.tlog-proof`, or else the path of an image file.
     pub fn parse(arg: &str) -> Target {
         let t = arg.trim();
         let lower = t.to_ascii_lowercase();
@@ -94,6 +98,9 @@ impl Target {
         }
         if let Ok(id) = lower.parse::<CertificateId>() {
             return Target::Certificate(id);
+        }
+        if lower.ends_with(&format!(".{}", tlog_proof::EXTENSION)) {
+            return Target::Proof(PathBuf::from(arg));
         }
         Target::Image(PathBuf::from(arg))
     }
@@ -132,7 +139,7 @@ pub enum Verdict {
 /// One check and its result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
-    /// What was checked: `label`, `seal`, `log_key`, `checkpoint`, `consistency`,
+    /// What was checked: `label`, `seal`, `proof`, `log_key`, `checkpoint`, `consistency`,
     /// `certificate`, `entry`, `inclusion`, `issuer`, `events`, `revocation` or `status`.
     pub name: &'static str,
     /// Whether it passed.
@@ -156,6 +163,20 @@ pub struct ProductInfo {
     pub warranty_months: Option<u32>,
     /// Date of issue.
     pub issued: Option<String>,
+}
+
+impl ProductInfo {
+    /// What a logged certificate says of its unit.
+    fn of(cert: &Certificate) -> ProductInfo {
+        ProductInfo {
+            gtin: cert.product.gtin.clone(),
+            serial: cert.product.serial.clone(),
+            name: Some(cert.product.name.clone()),
+            hs_code: Some(cert.product.hs_code.clone()),
+            warranty_months: Some(cert.warranty_months),
+            issued: Some(cert.issued.clone()),
+        }
+    }
 }
 
 /// The remanufacturer that signed the certificate.
@@ -396,9 +417,13 @@ impl Report {
                 }
                 line("issuer", &v);
             }
-            None if self.server.is_none() && self.product.is_some() => line(
+            None if self.server.is_none() && self.qr_url.is_some() => line(
                 "issuer",
                 "not in the seal (verify with --server URL to see it)",
+            ),
+            None if self.server.is_none() && self.product.is_some() => line(
+                "issuer",
+                "not checked offline (verify with --server URL to see it)",
             ),
             None => {}
         }
@@ -527,8 +552,22 @@ fn run(
     env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
     r: &mut Report,
 ) -> Step<()> {
-    let target = Target::parse(&opts.target);
+    let mut target = Target::parse(&opts.target);
     let pinned = pinned_keys(opts, env)?;
+    if let Target::Proof(path) = &target {
+        if pinned.keys.is_empty() {
+            return Err(VerifyError::Usage(format!(
+                "a tlog-proof is checked against the log's key: pass --log-key VKEY (or the log's .pub file), or list the log's key in the trust file {}",
+                pinned.source
+            ))
+            .into());
+        }
+        // Offline first; with --server, the ledger is then asked about that certificate.
+        target = Target::Certificate(check_proof(r, &pinned, path)?);
+        if opts.server.is_none() {
+            return Ok(());
+        }
+    }
     if opts.server.is_none() {
         if matches!(target, Target::Certificate(_)) {
             return Err(VerifyError::Usage(
@@ -554,6 +593,7 @@ fn run(
             r.certificate_id = Some(id.to_string());
             None
         }
+        Target::Proof(_) => None,
     };
     match &opts.server {
         None => {
@@ -661,6 +701,135 @@ fn decode_photo(r: &mut Report, path: &std::path::Path) -> Step<String> {
         .cloned()
         .unwrap_or_default();
     Ok(pick)
+}
+
+/// The largest tlog-proof file `verify` reads: an entry is at most 64 KiB (87 KiB of base64).
+pub const MAX_PROOF_BYTES: u64 = 1024 * 1024;
+
+/// Checks a tlog-proof file offline: its checkpoint is signed by a pinned log key, the entry
+/// it carries is in that checkpoint's tree at its index, and that entry is a certificate.
+/// Returns the certificate's ID.
+fn check_proof(r: &mut Report, pinned: &Pinned, path: &std::path::Path) -> Step<CertificateId> {
+    let io = |source| VerifyError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if len > MAX_PROOF_BYTES {
+        return Err(VerifyError::Usage(format!(
+            "{}: {len} bytes is not a tlog-proof of a certificate (at most {MAX_PROOF_BYTES} bytes)",
+            path.display()
+        ))
+        .into());
+    }
+    let bytes = std::fs::read(path).map_err(io)?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        r.fail(
+            "proof",
+            "not a c2sp.org/tlog-proof@v1 proof: not UTF-8 text",
+        )
+    })?;
+    let proof = TlogProof::parse(&text).map_err(|e| r.fail("proof", e.to_string()))?;
+    let origin = proof
+        .checkpoint
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let keys: Vec<PublicKey> = pinned
+        .keys
+        .keys()
+        .iter()
+        .filter(|k| k.name() == origin)
+        .cloned()
+        .collect();
+    if keys.is_empty() {
+        return Err(r.fail(
+            "proof",
+            format!(
+                "the proof's checkpoint is of the log {origin:?}, whose key is not in {}: the proof comes from a log you do not trust",
+                pinned.source
+            ),
+        ));
+    }
+    let mut last = None;
+    for key in &keys {
+        match proof.verify_entry(key) {
+            Ok((cp, entry)) => return accept_proof(r, pinned, key, &proof, &cp, entry),
+            Err(e) => last = Some(e),
+        }
+    }
+    let why = match last {
+        Some(ProofError::Checkpoint(e)) => format!(
+            "its checkpoint is not signed by the log key of {origin}: {e}; the proof is forged or altered"
+        ),
+        Some(e) => format!("{e}: the proof is forged or altered"),
+        None => "no log key to check it with".into(),
+    };
+    Err(r.fail("proof", why))
+}
+
+/// Records a proof that verified, and checks the entry it carries is a certificate.
+fn accept_proof(
+    r: &mut Report,
+    pinned: &Pinned,
+    key: &PublicKey,
+    proof: &TlogProof,
+    cp: &Checkpoint,
+    entry: &[u8],
+) -> Step<CertificateId> {
+    r.log = Some(log_used(key, &pinned.source));
+    r.checkpoint = Some(CheckpointInfo {
+        tree_size: cp.size,
+        root: hex::encode(cp.root),
+    });
+    r.pass(
+        "proof",
+        format!(
+            "c2sp.org/tlog-proof@v1: its entry is entry {} of the tree of size {} that the log key of {} signed (inclusion proof)",
+            proof.index,
+            cp.size,
+            key.name()
+        ),
+    );
+    let entry = Entry::parse_stored(entry).map_err(|e| {
+        r.fail(
+            "proof",
+            format!("the entry it carries is not a log entry: {e}"),
+        )
+    })?;
+    if entry.index != proof.index {
+        return Err(r.fail(
+            "proof",
+            format!(
+                "the entry it carries says it is entry {}, the proof places it at {}",
+                entry.index, proof.index
+            ),
+        ));
+    }
+    if entry.envelope.payload_type != PayloadType::Certificate.media_type() {
+        return Err(r.fail(
+            "proof",
+            format!(
+                "entry {} is logged, but it is not a certificate: it is a {}",
+                entry.index, entry.envelope.payload_type
+            ),
+        ));
+    }
+    let id = CertificateId::of_payload(&entry.envelope.payload);
+    let cert = check_certificate_entry(&entry, &id, None).map_err(|e| r.fail("proof", e))?;
+    r.pass(
+        "proof",
+        format!(
+            "entry {} holds certificate {id} for GTIN {}, serial {}",
+            entry.index, cert.product.gtin, cert.product.serial
+        ),
+    );
+    r.certificate_id = Some(id.to_string());
+    r.index = Some(entry.index);
+    r.integrated_time = Some(entry.integrated_time());
+    r.product = Some(ProductInfo::of(&cert));
+    Ok(id)
 }
 
 /// Parses the label's link and seal: what the label claims.
@@ -849,14 +1018,7 @@ fn online(
     r.certificate_id = Some(id.to_string());
     r.index = Some(index);
     r.integrated_time = Some(entry.integrated_time());
-    r.product = Some(ProductInfo {
-        gtin: cert.product.gtin.clone(),
-        serial: cert.product.serial.clone(),
-        name: Some(cert.product.name.clone()),
-        hs_code: Some(cert.product.hs_code.clone()),
-        warranty_months: Some(cert.warranty_months),
-        issued: Some(cert.issued.clone()),
-    });
+    r.product = Some(ProductInfo::of(&cert));
     if label.is_none() {
         check_view_seal(r, &key, &view, &id, index, &cert)?;
     }

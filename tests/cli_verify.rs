@@ -11,6 +11,7 @@ use reman_ledger::certificate::CertificateId;
 use reman_ledger::keys::PrivateKey;
 use reman_ledger::ledger::Ledger;
 use reman_ledger::payload::PayloadType;
+use reman_ledger::tlog_proof::TlogProof;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -848,4 +849,194 @@ fn a_huge_target_file_is_refused_unread() {
         "{}",
         r.stderr
     );
+}
+
+/// The certificate's tlog-proof as `GET /api/v1/certificates/{id}/proof` serves it, with its
+/// content type and disposition.
+fn served_proof(url: &str, id: &str) -> (u16, String, String, String) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut resp = agent
+        .get(format!("{url}/api/v1/certificates/{id}/proof"))
+        .call()
+        .unwrap();
+    let header = |name| {
+        resp.headers()
+            .get(name)
+            .map_or(String::new(), |v| v.to_str().unwrap().to_owned())
+    };
+    let (ct, cd) = (header("content-type"), header("content-disposition"));
+    let body = resp.body_mut().read_to_string().unwrap();
+    (resp.status().as_u16(), ct, cd, body)
+}
+
+#[test]
+fn a_tlog_proof_verifies_offline_with_the_log_key_alone_and_online_with_the_server() {
+    let (server, ids) = Server::demo();
+    let id = ids["eng-001"];
+    let (status, ct, cd, text) = served_proof(&server.url, &id.to_string());
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(ct, "text/plain; charset=utf-8");
+    assert_eq!(cd, format!("inline; filename=\"{id}.tlog-proof\""));
+    let proof = TlogProof::parse(&text).unwrap();
+    let view = server.ledger.certificate(&id).unwrap();
+    assert_eq!(proof.index, view.index);
+    assert_eq!(proof.checkpoint, *server.ledger.head().checkpoint);
+    assert_eq!(
+        proof.extra.as_deref(),
+        Some(&server.ledger.store().entry(view.index).unwrap().unwrap()[..])
+    );
+
+    let home = Home::new();
+    let file = home.path().join(format!("{id}.tlog-proof"));
+    std::fs::write(&file, &text).unwrap();
+    let file = file.to_str().unwrap();
+    home.run(&["--log-key", LOG_PUB, file])
+        .valid()
+        .has("GTIN:        09506001200513")
+        .has("serial:      SZ-2026/000871")
+        .has(&format!("certificate: {id}"))
+        .has(&format!("index:       {}", view.index))
+        .has("issuer:      not checked offline (verify with --server URL to see it)");
+    let j = home
+        .run(&["--log-key", LOG_PUB, "--json", file])
+        .valid_json();
+    let checks: Vec<(&str, bool)> = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["ok"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(checks, [("proof", true), ("proof", true)]);
+    assert_eq!(j["certificate_id"], id.to_string());
+    assert_eq!(j["checkpoint"]["tree_size"], 89);
+    assert_eq!(j["log"]["origin"], "reman-ledger.example/log");
+
+    // Online, the ledger is then asked about that certificate.
+    let j = home
+        .run(&[
+            "--log-key",
+            LOG_PUB,
+            "--server",
+            &server.url,
+            "--json",
+            file,
+        ])
+        .valid_json();
+    assert_eq!(j["status"], "valid");
+    assert_eq!(j["issuer"]["name"], "suzhou-reman.example");
+
+    // An unknown or malformed certificate ID has no proof.
+    let (status, ct, _, _) = served_proof(&server.url, &"0".repeat(32));
+    assert_eq!((status, ct.as_str()), (404, "application/problem+json"));
+    let (status, _, _, _) = served_proof(&server.url, "not-an-id");
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn a_tampered_or_foreign_tlog_proof_is_invalid() {
+    let (server, ids) = Server::demo();
+    let id = ids["eng-001"];
+    let (_, _, _, text) = served_proof(&server.url, &id.to_string());
+    let good = TlogProof::parse(&text).unwrap();
+    let home = Home::new();
+    let check = |name: &str, proof_text: &str, key: &str, why: &str| {
+        let file = home.path().join(format!("{name}.tlog-proof"));
+        std::fs::write(&file, proof_text).unwrap();
+        home.run(&["--log-key", key, file.to_str().unwrap()])
+            .invalid(why);
+    };
+    let with = |f: &dyn Fn(&mut TlogProof)| {
+        let mut p = good.clone();
+        f(&mut p);
+        p.to_text()
+    };
+    let good_file = home.path().join("good.tlog-proof");
+    std::fs::write(&good_file, &text).unwrap();
+    let good_file = good_file.to_str().unwrap();
+    home.run(&["--log-key", LOG_PUB, good_file]).valid();
+    // The entry back-dated by a year: still a well-formed entry, not the one logged.
+    let mut twin = good.clone();
+    twin.extra = Some(
+        String::from_utf8(good.extra.clone().unwrap())
+            .unwrap()
+            .replacen(
+                "\"integrated_time\":\"2026-",
+                "\"integrated_time\":\"2025-",
+                1,
+            )
+            .into_bytes(),
+    );
+    assert_ne!(twin.extra, good.extra);
+    check("altered-entry", &twin.to_text(), LOG_PUB, "is not entry");
+    check("moved", &with(&|p| p.index += 1), LOG_PUB, "is not entry");
+    check(
+        "bent",
+        &with(&|p| p.proof[0][5] ^= 1),
+        LOG_PUB,
+        "is not entry",
+    );
+    check(
+        "edited-checkpoint",
+        &with(&|p| p.checkpoint = p.checkpoint.replacen("\n89\n", "\n90\n", 1)),
+        LOG_PUB,
+        "not signed by the log key",
+    );
+    check(
+        "garbage",
+        "hello\n",
+        LOG_PUB,
+        "not a c2sp.org/tlog-proof@v1 proof",
+    );
+    check(
+        "no-entry",
+        &with(&|p| p.extra = None),
+        LOG_PUB,
+        "carries no entry",
+    );
+    // A key of the same name that is not the log's, and another log's key.
+    let impostor = PrivateKey::generate("reman-ledger.example/log").unwrap();
+    check(
+        "impostor",
+        &text,
+        &impostor.public().to_vkey(),
+        "not signed by the log key",
+    );
+    let other = PrivateKey::generate("other-ledger.example/log").unwrap();
+    check(
+        "other-log",
+        &text,
+        &other.public().to_vkey(),
+        "whose key is not in --log-key",
+    );
+    // A genuine proof of an entry that is not a certificate (the operator's registration).
+    let store = server.ledger.store();
+    let size = server.ledger.head().size;
+    let party = TlogProof {
+        extra: Some(store.entry(0).unwrap().unwrap().to_vec()),
+        index: 0,
+        proof: reman_ledger::merkle::inclusion_proof(0, size, store).unwrap(),
+        checkpoint: server.ledger.head().checkpoint.to_string(),
+    };
+    check(
+        "party",
+        &party.to_text(),
+        LOG_PUB,
+        "it is not a certificate",
+    );
+
+    // No key to check against, or no such file: usage errors (exit 2).
+    let run = home.run(&[good_file]);
+    run.expect(2);
+    assert!(
+        run.stderr
+            .contains("a tlog-proof is checked against the log's key"),
+        "{}",
+        run.stderr
+    );
+    let run = home.run(&["--log-key", LOG_PUB, "missing.tlog-proof"]);
+    run.expect(2);
+    assert!(run.stderr.contains("missing.tlog-proof"), "{}", run.stderr);
 }
