@@ -366,6 +366,57 @@ pub fn serve(cmd: ServeCommand) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Options of `witness`.
+#[derive(Debug, Clone)]
+pub struct WitnessCommand {
+    /// The witness's state directory (sled).
+    pub data: PathBuf,
+    /// The witness's private key file.
+    pub key: PathBuf,
+    /// The log keys to watch: vkeys, or files holding them.
+    pub logs: Vec<String>,
+    /// The listen address.
+    pub listen: String,
+}
+
+/// `witness`: runs a C2SP tlog-witness for the given logs until Ctrl-C or SIGTERM.
+pub fn witness(cmd: WitnessCommand) -> Result<(), CliError> {
+    let io = |source| CliError::Io {
+        path: PathBuf::from(&cmd.listen),
+        source,
+    };
+    let key = keyfile::read_private(&cmd.key)?;
+    let mut logs = Vec::new();
+    for arg in &cmd.logs {
+        logs.push(log_key_arg(arg)?);
+    }
+    let std_listener = std::net::TcpListener::bind(&cmd.listen).map_err(io)?;
+    std_listener.set_nonblocking(true).map_err(io)?;
+    let w = crate::witness_service::Witness::open(&cmd.data, key, logs)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let w = std::sync::Arc::new(w);
+    println!("witness {}", w.cosigner().name());
+    println!(
+        "cosigner key (give it to the logs and verifiers): {}",
+        w.cosigner().to_vkey()
+    );
+    for log in w.logs() {
+        println!("watching {}", log.to_vkey());
+    }
+    let rt = tokio::runtime::Runtime::new().map_err(io)?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::from_std(std_listener)?;
+        println!(
+            "witnessing on http://{} (POST /add-checkpoint; Ctrl-C to stop)",
+            listener.local_addr()?
+        );
+        crate::witness_service::serve(listener, w, shutdown_signal()).await
+    })
+    .map_err(io)?;
+    println!("stopped");
+    Ok(())
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]

@@ -40,3 +40,5 @@ pub mod tiles;
 pub mod tlog_proof;
 pub mod trust;
 pub mod verify;
+pub mod witness;
+pub mod witness_service;

@@ -249,6 +249,35 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Run a witness: cosign the checkpoints of the logs you watch (C2SP tlog-witness).
+    ///
+    /// An independent party (the customs authority of an importing country, say) runs a
+    /// witness for the ledgers it relies on. Logs POST their new checkpoints to
+    /// /add-checkpoint with a consistency proof from the tree the witness cosigned last; the
+    /// witness cosigns (C2SP tlog-cosignature, Ed25519) only a checkpoint signed by the log's
+    /// key that extends that tree, and remembers it in --data before answering. So nobody,
+    /// the log's operator included, can show a rewritten or forked history that carries this
+    /// witness's cosignature. It prints its cosigner key (type 0x04), which logs and verifiers
+    /// pin. Answers: 200 the cosignature line; 400 malformed; 403 not signed by the log key;
+    /// 404 a log not watched; 409 not the size last cosigned (body: that size); 422 the
+    /// consistency proof fails.
+    #[command(
+        after_help = "Example:\n  reman-ledger keygen --name witness.customs.example/w1 --out keys/witness.key\n  reman-ledger witness --data witness-data --key keys/witness.key --log keys/log.key.pub --listen 127.0.0.1:8090"
+    )]
+    Witness {
+        /// The witness's state directory (created if missing).
+        #[arg(long)]
+        data: PathBuf,
+        /// The witness's private key file (`keygen` makes one; its name is the witness's).
+        #[arg(long)]
+        key: PathBuf,
+        /// A log to watch: its key (vkey) or a file holding it (.pub). Repeat for each log.
+        #[arg(long = "log", value_name = "VKEY-or-FILE", required = true)]
+        logs: Vec<String>,
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: String,
+    },
     #[command(after_long_help = VERIFY_HELP)]
     /// Verify a QR label, a QR URL or a certificate: offline with the log key, or with a server.
     ///
@@ -368,6 +397,17 @@ fn run(args: Args) -> Result<cli::Verdict, CliError> {
             });
         }
         Command::Export { data, out } => println!("{}", cli::export(&data, &out)?),
+        Command::Witness {
+            data,
+            key,
+            logs,
+            listen,
+        } => cli::witness(cli::WitnessCommand {
+            data,
+            key,
+            logs,
+            listen,
+        })?,
         Command::Verify(v) => verify_main(v)?,
     }
     Ok(cli::Verdict::Ok)

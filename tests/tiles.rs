@@ -5,13 +5,11 @@
 mod cli_support;
 mod common;
 
-use cli_support::{Served, bin, text};
-use common::{certificate_json, gtin, key, sign};
+use cli_support::{Served, bin, log_certificates, text};
 use reman_ledger::checkpoint::Checkpoint;
 use reman_ledger::client::Client;
 use reman_ledger::keys::PublicKey;
 use reman_ledger::merkle::{self, Hash, MemoryTree};
-use reman_ledger::payload::PayloadType;
 use reman_ledger::tiles::{self, Tile, TileKind};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -67,19 +65,6 @@ fn checkpoint(url: &str) -> (Checkpoint, String) {
     assert_eq!(a.status, 200);
     let text = String::from_utf8(a.body).unwrap();
     (Checkpoint::open(&text, &log_key()).unwrap(), text)
-}
-
-/// Logs `n` new certificates of the Suzhou remanufacturer, numbered from `from`.
-fn log_certificates(url: &str, from: u64, n: u64) {
-    let client = Client::new(url).unwrap();
-    let signer = key("suzhou-reman.example");
-    for i in from..from + n {
-        let json = certificate_json(&gtin(7000 + i), &format!("TILE-{i}"), None);
-        let answer = client
-            .submit(&sign(PayloadType::Certificate, &json, &signer))
-            .unwrap();
-        assert_eq!(answer.status, 201, "{}", answer.body);
-    }
 }
 
 /// A demo ledger grown past one full tile: 89 demo entries and 200 more.

@@ -3,7 +3,8 @@
 //! against it.
 #![allow(dead_code)]
 
-use crate::common::{copy_dir, served_address};
+use crate::common::{certificate_json, copy_dir, gtin, key, served_address, sign};
+use reman_ledger::payload::PayloadType;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -150,4 +151,18 @@ pub fn dead_url() -> String {
     let addr = l.local_addr().unwrap();
     drop(l);
     format!("http://{addr}")
+}
+
+/// Logs `n` new certificates of the demo remanufacturer in Suzhou over HTTP, numbered from
+/// `from` (each must answer 201).
+pub fn log_certificates(url: &str, from: u64, n: u64) {
+    let client = reman_ledger::client::Client::new(url).unwrap();
+    let signer = key("suzhou-reman.example");
+    for i in from..from + n {
+        let json = certificate_json(&gtin(7000 + i), &format!("TILE-{i}"), None);
+        let answer = client
+            .submit(&sign(PayloadType::Certificate, &json, &signer))
+            .unwrap();
+        assert_eq!(answer.status, 201, "{}", answer.body);
+    }
 }

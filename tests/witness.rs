@@ -1,0 +1,315 @@
+//! `reman-ledger witness` (SPEC §8, C2SP tlog-witness and tlog-cosignature): the real binary
+//! as a witness of real ledgers (`serve --demo`), driven over loopback HTTP with the
+//! checkpoints and consistency proofs the ledgers serve.
+
+mod cli_support;
+mod common;
+
+use cli_support::{Served, bin, log_certificates, text};
+use reman_ledger::checkpoint::Checkpoint;
+use reman_ledger::client::Client;
+use reman_ledger::cosignature::CosignerKey;
+use reman_ledger::keyfile;
+use reman_ledger::keys::PrivateKey;
+use reman_ledger::merkle::Hash;
+use reman_ledger::note;
+use reman_ledger::witness::AddCheckpoint;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+const WITNESS: &str = "witness.customs.example/w1";
+
+/// A running `reman-ledger witness` in its own directory, watching the demo log key.
+struct Witness {
+    child: Option<Child>,
+    url: String,
+    dir: tempfile::TempDir,
+    cosigner: CosignerKey,
+}
+
+impl Witness {
+    fn start() -> Witness {
+        let dir = tempfile::tempdir().unwrap();
+        let o = bin(&["keygen", "--name", WITNESS, "--out", "w.key"], dir.path());
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let key = keyfile::read_private(&dir.path().join("w.key")).unwrap();
+        let mut w = Witness {
+            child: None,
+            url: String::new(),
+            dir,
+            cosigner: CosignerKey::of(&key),
+        };
+        w.run();
+        w
+    }
+
+    fn run(&mut self) {
+        let log_pub = cli_support::root().join("keys/log.key.pub");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_reman-ledger"))
+            .args(["witness", "--data", "state", "--key", "w.key", "--log"])
+            .arg(&log_pub)
+            .args(["--listen", "127.0.0.1:0"])
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.url = format!("http://{}", common::served_address(&mut child));
+        self.child = Some(child);
+    }
+
+    fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            c.wait().unwrap();
+        }
+        self.run();
+    }
+
+    /// POSTs a body to /add-checkpoint: (status, content type, body).
+    fn post(&self, body: &[u8]) -> (u16, String, String) {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let mut resp = agent
+            .post(format!("{}/add-checkpoint", self.url))
+            .send(body)
+            .unwrap();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .map_or(String::new(), |v| v.to_str().unwrap().to_owned());
+        let body = resp.body_mut().read_to_string().unwrap();
+        (resp.status().as_u16(), ct, body)
+    }
+
+    fn add(&self, old: u64, proof: Vec<Hash>, checkpoint: &str) -> (u16, String, String) {
+        let req = AddCheckpoint {
+            old,
+            proof,
+            checkpoint: checkpoint.to_owned(),
+        };
+        self.post(req.to_body().as_bytes())
+    }
+
+    /// Asserts a 200 whose body is this witness's valid cosignature of `checkpoint`.
+    fn cosigns(&self, old: u64, proof: Vec<Hash>, checkpoint: &str) {
+        let (status, ct, body) = self.add(old, proof, checkpoint);
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(ct, "text/plain; charset=utf-8");
+        assert!(body.starts_with(&format!("— {WITNESS} ")), "{body}");
+        assert_eq!(body.matches('\n').count(), 1, "{body}");
+        // The log's client appends the lines to its checkpoint, as tlog-witness says.
+        let cosigned = note::parse(&format!("{checkpoint}{body}")).unwrap();
+        let sig = cosigned
+            .signatures
+            .iter()
+            .find(|s| self.cosigner.signed(s))
+            .expect("a signature by the witness's cosigner key");
+        let ts = self.cosigner.verify(&cosigned.text, sig).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(ts.abs_diff(now) < 120, "timestamp {ts}, now {now}");
+    }
+
+    /// Asserts a 409 naming the size the witness cosigned last.
+    fn conflicts(&self, old: u64, proof: Vec<Hash>, checkpoint: &str, latest: u64) {
+        let (status, ct, body) = self.add(old, proof, checkpoint);
+        assert_eq!((status, ct.as_str()), (409, "text/x.tlog.size"), "{body}");
+        assert_eq!(body, format!("{latest}\n"));
+    }
+
+    fn refuses(&self, body: &[u8], status: u16, why: &str) {
+        let (got, _, answer) = self.post(body);
+        assert_eq!(got, status, "{answer}");
+        assert!(answer.contains(why), "{why:?} not in {answer:?}");
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+}
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn checkpoint_of(url: &str) -> String {
+    Client::new(url).unwrap().checkpoint().unwrap()
+}
+
+fn proof(url: &str, first: u64, second: u64) -> Vec<Hash> {
+    Client::new(url)
+        .unwrap()
+        .consistency_proof(first, second)
+        .unwrap()
+}
+
+/// A checkpoint of `size` entries with this root, signed by `key` (the log's or another).
+fn signed_by(key: &PrivateKey, size: u64, root: Hash) -> String {
+    Checkpoint {
+        origin: key.name().to_owned(),
+        size,
+        root,
+        extensions: vec![],
+    }
+    .sign(key)
+    .unwrap()
+}
+
+#[test]
+fn a_witness_cosigns_a_growing_log_and_never_a_rollback_or_a_fork() {
+    let ledger = Served::demo();
+    let mut w = Witness::start();
+    let cp89 = checkpoint_of(&ledger.url);
+    assert!(cp89.contains("\n89\n"));
+
+    // First contact: old 0, no proof. Asked again from 0, it names the size it cosigned.
+    w.cosigns(0, vec![], &cp89);
+    w.conflicts(0, vec![], &cp89, 89);
+    // The same checkpoint again, from its own size.
+    w.cosigns(89, vec![], &cp89);
+
+    // The log grows: cosigned with the consistency proof the ledger serves.
+    log_certificates(&ledger.url, 0, 10);
+    let cp99 = checkpoint_of(&ledger.url);
+    w.cosigns(89, proof(&ledger.url, 89, 99), &cp99);
+    // The old checkpoint is no longer acceptable: a rollback.
+    w.conflicts(89, vec![], &cp89, 99);
+    w.refuses(
+        AddCheckpoint {
+            old: 99,
+            proof: vec![],
+            checkpoint: cp89.clone(),
+        }
+        .to_body()
+        .as_bytes(),
+        400,
+        "exceeds the checkpoint's 89",
+    );
+
+    // A proof that does not verify, or none: 422, and nothing changes.
+    log_certificates(&ledger.url, 10, 5);
+    let cp104 = checkpoint_of(&ledger.url);
+    let mut bent = proof(&ledger.url, 99, 104);
+    bent[0][3] ^= 1;
+    let (status, _, body) = w.add(99, bent, &cp104);
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains("consistency proof from size 99 to 104"),
+        "{body}"
+    );
+    assert_eq!(w.add(99, vec![], &cp104).0, 422);
+    w.conflicts(0, vec![], &cp104, 99);
+    w.cosigns(99, proof(&ledger.url, 99, 104), &cp104);
+
+    // Another ledger under the same log key with its own history: a fork of the first.
+    let fork = Served::demo();
+    log_certificates(&fork.url, 100, 15);
+    let fork104 = checkpoint_of(&fork.url);
+    assert!(fork104.contains("\n104\n"));
+    assert_ne!(fork104, cp104);
+    w.conflicts(104, vec![], &fork104, 104);
+    log_certificates(&fork.url, 200, 1);
+    let fork105 = checkpoint_of(&fork.url);
+    assert_eq!(w.add(104, proof(&fork.url, 104, 105), &fork105).0, 422);
+
+    // What it cosigned survives a restart.
+    w.restart();
+    w.conflicts(0, vec![], &cp104, 104);
+    assert!(w.path("state").is_dir());
+}
+
+#[test]
+fn a_witness_refuses_unknown_logs_forged_checkpoints_and_malformed_requests() {
+    let ledger = Served::demo();
+    let w = Witness::start();
+    let cp = checkpoint_of(&ledger.url);
+    let root = Checkpoint::parse_body(&note::parse(&cp).unwrap().text)
+        .unwrap()
+        .root;
+    // 404: a log it does not watch.
+    let other = PrivateKey::generate("other-ledger.example/log").unwrap();
+    let (status, _, body) = w.add(0, vec![], &signed_by(&other, 89, root));
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("does not watch the log \"other-ledger.example/log\""));
+    // 403: the watched origin, signed by another key.
+    let impostor = PrivateKey::generate("reman-ledger.example/log").unwrap();
+    let (status, _, body) = w.add(0, vec![], &signed_by(&impostor, 89, root));
+    assert_eq!(status, 403, "{body}");
+    // 400: malformed bodies.
+    let good = AddCheckpoint {
+        old: 0,
+        proof: vec![],
+        checkpoint: cp.clone(),
+    }
+    .to_body();
+    w.refuses(b"", 400, "old");
+    w.refuses(good.replace("old 0", "old 00").as_bytes(), 400, "old N");
+    w.refuses(
+        good.replacen("old 0\n", "old 0\nnot-base64\n", 1)
+            .as_bytes(),
+        400,
+        "not a base64 SHA-256 hash",
+    );
+    w.refuses(b"old 0\n\n", 400, "no checkpoint");
+    w.refuses(&[0xff, 0xfe, b'\n'], 400, "not UTF-8");
+    let too_many = format!(
+        "old 5\n{}\n{cp}",
+        "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n".repeat(64)
+    );
+    w.refuses(too_many.as_bytes(), 400, "more than 63");
+    // None of these was cosigned: the first real request starts from 0.
+    w.cosigns(0, vec![], &cp);
+    // A body announced far larger than any request is refused before any of it is sent.
+    let addr = w.url.strip_prefix("http://").unwrap();
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut tcp,
+        b"POST /add-checkpoint HTTP/1.1\r\nHost: w\r\nContent-Length: 10000000\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = [0u8; 12];
+    std::io::Read::read_exact(&mut tcp, &mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 413");
+}
+
+#[test]
+fn a_witness_without_a_log_or_a_key_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = bin(
+        &[
+            "witness",
+            "--data",
+            "s",
+            "--key",
+            "missing.key",
+            "--log",
+            "x",
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("missing.key"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = bin(&["witness", "--data", "s", "--key", "k"], dir.path());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("--log"), "{}", text(&o.stderr));
+    assert!(!Path::new(&dir.path().join("s")).exists());
+}
