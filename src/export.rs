@@ -15,7 +15,7 @@ use crate::checkpoint::Checkpoint;
 use crate::keys::PublicKey;
 use crate::merkle;
 use crate::store::{Store, StoreError};
-use crate::tiles::{self, Tile};
+use crate::tiles::{self, Tile, TileKind};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +45,21 @@ pub enum ExportError {
         dir: PathBuf,
         /// What does not match.
         why: String,
+    },
+    /// The output directory holds a later state of this log than the store: exporting
+    /// would roll the copy back.
+    #[error(
+        "{dir} holds an export of this log at {exported} entries, ahead of this ledger's \
+         {size}: this data directory is older than the export (a restored backup?); nothing \
+         was written, so the copy is not rolled back"
+    )]
+    Ahead {
+        /// The output directory.
+        dir: PathBuf,
+        /// The size of the export there.
+        exported: u64,
+        /// The store's size.
+        size: u64,
     },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
@@ -91,8 +106,9 @@ pub fn export(store: &Store, out: &Path) -> Result<ExportReport, ExportError> {
         .try_for_each(|tile| -> Result<(), ExportError> {
             let path = out.join(tile.path());
             // A tile's path names its width, so a tile the previous export wrote is still
-            // right (and a full one is so forever).
-            if tile.is_in(previous_size) && path.is_file() {
+            // right (and a full one is so forever): kept, unless its length shows it is not
+            // what was written (the bytes are not read again: that is a whole new export).
+            if tile.is_in(previous_size) && plausible(tile, &path) {
                 kept.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
@@ -101,13 +117,45 @@ pub fn export(store: &Store, out: &Path) -> Result<ExportReport, ExportError> {
             written.fetch_add(1, Ordering::Relaxed);
             Ok(())
         })?;
+    // The tiles' directory entries are durable before the checkpoint that needs them.
+    let mut dirs: Vec<PathBuf> = tiles::tiles_of(cp.size)
+        .iter()
+        .filter_map(|t| out.join(t.path()).parent().map(Path::to_path_buf))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs.par_iter().try_for_each(|d| sync_dir(d))?;
     write_atomic(&out.join("checkpoint"), text.as_bytes())?;
+    sync_dir(out)?;
     Ok(ExportReport {
         size: cp.size,
         previous_size,
         written: written.into_inner() + 1,
         kept: kept.into_inner(),
     })
+}
+
+/// Whether an existing file can be the tile: a Merkle tile is exactly 32 bytes per hash, a
+/// bundle at least a 2-byte length per entry.
+fn plausible(tile: &Tile, path: &Path) -> bool {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    let width = u64::from(tile.width);
+    meta.is_file()
+        && match tile.kind {
+            TileKind::Hashes(_) => meta.len() == 32 * width,
+            TileKind::Entries => meta.len() >= 2 * width,
+        }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), ExportError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| ExportError::Io {
+            path: dir.to_owned(),
+            source,
+        })
 }
 
 fn missing(tile: &Tile) -> ExportError {
@@ -138,10 +186,11 @@ fn previous_export(store: &Store, key: &PublicKey, out: &Path) -> Result<u64, Ex
         .map_err(|e| foreign(format!("its checkpoint is not this log's: {e}")))?;
     let size = store.size()?;
     if cp.size > size {
-        return Err(foreign(format!(
-            "its checkpoint is of {} entries, the ledger holds {size}",
-            cp.size
-        )));
+        return Err(ExportError::Ahead {
+            dir: out.to_owned(),
+            exported: cp.size,
+            size,
+        });
     }
     if root_at(store, cp.size)? != cp.root {
         return Err(foreign(format!(
@@ -172,6 +221,10 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
         f.write_all(bytes)?;
         f.sync_data()
     };
-    write().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    let written = write().and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        // Nothing half-written is left for a static server to serve.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(io(path))
 }

@@ -143,8 +143,12 @@ impl Tile {
         }
     }
 
-    /// The indices, at its own tree level, of the hashes (or entries) it holds.
+    /// The indices, at its own tree level, of the hashes (or entries) it holds; `None` for a
+    /// width outside 1..=256 (a `Tile` built by hand) or past `u64`.
     fn span(&self) -> Option<Range<u64>> {
+        if !(1..=WIDTH).contains(&u64::from(self.width)) {
+            return None;
+        }
         let start = self.index.checked_mul(WIDTH)?;
         Some(start..start.checked_add(u64::from(self.width))?)
     }
@@ -472,7 +476,11 @@ mod tests {
         assert!(!tile(TileKind::Hashes(63), 0, 1).is_in(u64::MAX));
         assert!(tile(TileKind::Hashes(7), 0, 1).is_in(1 << 56));
         assert!(!t0(u64::MAX / 256, 256).is_in(u64::MAX));
+        // Widths no path can name are in no tree.
+        assert!(!t0(0, 0).is_in(1000));
+        assert!(!t0(0, 257).is_in(1000));
         let e = |index, width| tile(TileKind::Entries, index, width);
+        assert!(!e(0, 0).is_in(1000));
         assert!(e(0, 3).is_in(3));
         assert!(!e(0, 4).is_in(3));
         assert!(!e(u64::MAX, 256).is_in(u64::MAX));

@@ -249,7 +249,7 @@ pub struct RevocationInfo {
 /// anyone, that the log's operator signed two histories.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Evidence {
-    /// The checkpoint seen before (from the state file).
+    /// The checkpoint seen before (from the state file, or the tlog-proof file verified).
     pub remembered: String,
     /// The checkpoint the server presents now.
     pub presented: String,
@@ -553,7 +553,14 @@ fn run(
     r: &mut Report,
 ) -> Step<()> {
     let mut target = Target::parse(&opts.target);
+    // A proof saved under another name (`curl -o proof ...`) is known by its first line.
+    if let Target::Image(path) = &target
+        && starts_with_proof_header(path)
+    {
+        target = Target::Proof(path.clone());
+    }
     let pinned = pinned_keys(opts, env)?;
+    let mut from_proof = None;
     if let Target::Proof(path) = &target {
         if pinned.keys.is_empty() {
             return Err(VerifyError::Usage(format!(
@@ -562,11 +569,14 @@ fn run(
             ))
             .into());
         }
-        // Offline first; with --server, the ledger is then asked about that certificate.
-        target = Target::Certificate(check_proof(r, &pinned, path)?);
+        // Offline first; with --server, the ledger is then asked about that certificate, and
+        // its history must extend the one the proof's checkpoint signed.
+        let seen = check_proof(r, &pinned, path)?;
+        target = Target::Certificate(seen.id);
         if opts.server.is_none() {
             return Ok(());
         }
+        from_proof = Some(seen);
     }
     if opts.server.is_none() {
         if matches!(target, Target::Certificate(_)) {
@@ -617,7 +627,11 @@ fn run(
                 &pinned,
                 label.as_ref(),
                 &target,
-            )
+            )?;
+            match from_proof {
+                Some(seen) => proof_agrees_with_ledger(r, server, &seen),
+                None => Ok(()),
+            }
         }
     }
 }
@@ -706,10 +720,26 @@ fn decode_photo(r: &mut Report, path: &std::path::Path) -> Step<String> {
 /// The largest tlog-proof file `verify` reads: an entry is at most 64 KiB (87 KiB of base64).
 pub const MAX_PROOF_BYTES: u64 = 1024 * 1024;
 
+/// What a tlog-proof file showed once checked: its certificate, entry and signed checkpoint.
+struct ProofSeen {
+    id: CertificateId,
+    index: u64,
+    key: PublicKey,
+    checkpoint: Checkpoint,
+    checkpoint_text: String,
+}
+
+/// Whether the file at `path` starts with the tlog-proof header line.
+fn starts_with_proof_header(path: &std::path::Path) -> bool {
+    let mut head = [0u8; tlog_proof::HEADER.len() + 1];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok_and(|()| head.starts_with(tlog_proof::HEADER.as_bytes()) && head.ends_with(b"\n"))
+}
+
 /// Checks a tlog-proof file offline: its checkpoint is signed by a pinned log key, the entry
 /// it carries is in that checkpoint's tree at its index, and that entry is a certificate.
-/// Returns the certificate's ID.
-fn check_proof(r: &mut Report, pinned: &Pinned, path: &std::path::Path) -> Step<CertificateId> {
+fn check_proof(r: &mut Report, pinned: &Pinned, path: &std::path::Path) -> Step<ProofSeen> {
     let io = |source| VerifyError::Io {
         path: path.to_owned(),
         source,
@@ -777,7 +807,7 @@ fn accept_proof(
     proof: &TlogProof,
     cp: &Checkpoint,
     entry: &[u8],
-) -> Step<CertificateId> {
+) -> Step<ProofSeen> {
     r.log = Some(log_used(key, &pinned.source));
     r.checkpoint = Some(CheckpointInfo {
         tree_size: cp.size,
@@ -829,7 +859,84 @@ fn accept_proof(
     r.index = Some(entry.index);
     r.integrated_time = Some(entry.integrated_time());
     r.product = Some(ProductInfo::of(&cert));
-    Ok(id)
+    Ok(ProofSeen {
+        id,
+        index: entry.index,
+        key: key.clone(),
+        checkpoint: cp.clone(),
+        checkpoint_text: proof.checkpoint.clone(),
+    })
+}
+
+/// With `--server`, after the online checks: the ledger holds the certificate at the entry
+/// the proof names, and its current tree extends the tree the proof's checkpoint signed.
+/// Two signed checkpoints of one log that do not agree are a fork: both are kept as evidence.
+fn proof_agrees_with_ledger(r: &mut Report, server: &str, seen: &ProofSeen) -> Step<()> {
+    if r.index != Some(seen.index) {
+        return Err(r.fail(
+            "proof",
+            format!(
+                "the proof places certificate {} at entry {}, the ledger at entry {}: two histories of one log",
+                seen.id,
+                seen.index,
+                r.index.map_or("none".into(), |i| i.to_string())
+            ),
+        ));
+    }
+    let client = Client::new(server).map_err(|e| VerifyError::Usage(format!("--server: {e}")))?;
+    let text = client.checkpoint()?;
+    let cp = Checkpoint::open(&text, &seen.key).map_err(|e| {
+        r.fail(
+            "checkpoint",
+            format!("the server's checkpoint is not signed by the log key: {e}"),
+        )
+    })?;
+    let evidence = |r: &mut Report| {
+        r.evidence = Some(Evidence {
+            remembered: seen.checkpoint_text.clone(),
+            presented: text.clone(),
+        });
+    };
+    let (first, second) = (seen.checkpoint.size, cp.size);
+    if first > second {
+        evidence(r);
+        return Err(r.fail(
+            "proof",
+            format!(
+                "the proof's checkpoint has {first} entries, the ledger's only {second}: the ledger rolled its history back (both checkpoints are in the report as evidence)"
+            ),
+        ));
+    }
+    let proof = match client.consistency_proof(first, second) {
+        Ok(p) => p,
+        Err(e) => match refused(e) {
+            Ok(e) => {
+                return Err(r.fail(
+                    "proof",
+                    format!("the ledger cannot prove its tree extends the proof's: {e}"),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    if let Err(e) =
+        merkle::verify_consistency(first, second, &seen.checkpoint.root, &cp.root, &proof)
+    {
+        evidence(r);
+        return Err(r.fail(
+            "proof",
+            format!(
+                "the ledger's tree of {second} entries does not extend the proof's tree of {first} ({e}): the log forked (both checkpoints are in the report as evidence)"
+            ),
+        ));
+    }
+    r.pass(
+        "proof",
+        format!(
+            "the ledger's tree of {second} entries extends the proof's tree of {first} (consistency proof)"
+        ),
+    );
+    Ok(())
 }
 
 /// Parses the label's link and seal: what the label claims.

@@ -1040,3 +1040,61 @@ fn a_tampered_or_foreign_tlog_proof_is_invalid() {
     run.expect(2);
     assert!(run.stderr.contains("missing.tlog-proof"), "{}", run.stderr);
 }
+
+#[test]
+fn a_tlog_proof_of_a_fork_or_a_history_the_ledger_rolled_back_is_invalid_online() {
+    // Two ledgers under the demo log key with the demo data set: the same certificates at the
+    // same indices, logged at other times, so two histories (a fork) of one log.
+    let (a, ids) = Server::demo();
+    let (b, _) = Server::demo();
+    let id = ids["eng-001"].to_string();
+    let home = Home::new();
+    let save = |name: &str, url: &str| {
+        let (status, _, _, text) = served_proof(url, &id);
+        assert_eq!(status, 200);
+        let file = home.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        file.to_str().unwrap().to_owned()
+    };
+    let from_b = save("b.tlog-proof", &b.url);
+    // Offline, b's proof is genuine: the log key signed b's checkpoint.
+    home.run(&["--log-key", LOG_PUB, &from_b]).valid();
+    // Asked, a shows a tree that does not extend the one b's proof signed.
+    let run = home.run(&["--log-key", LOG_PUB, "--server", &a.url, "--json", &from_b]);
+    run.expect(1);
+    let j = run.json();
+    assert!(
+        j["reason"].as_str().unwrap().contains("the log forked"),
+        "{}",
+        j["reason"]
+    );
+    assert!(
+        j["evidence"]["remembered"]
+            .as_str()
+            .unwrap()
+            .contains("\n89\n")
+    );
+    assert_ne!(j["evidence"]["remembered"], j["evidence"]["presented"]);
+
+    // b grows; its proof is now of a larger tree than a holds: a rolled back, as seen from b.
+    add_certificates(&b.ledger, 500, 3);
+    let from_b92 = save("b92.tlog-proof", &b.url);
+    let state = home.path().join("b92.state");
+    let run = home.run(&[
+        "--log-key",
+        LOG_PUB,
+        "--server",
+        &a.url,
+        "--state",
+        state.to_str().unwrap(),
+        &from_b92,
+    ]);
+    run.invalid("rolled its history back");
+
+    // A proof of a's own history agrees, and a file saved under any name is known by its
+    // first line.
+    let from_a = save("proof-of-a", &a.url);
+    home.run(&["--log-key", LOG_PUB, "--server", &a.url, &from_a])
+        .valid()
+        .has("the ledger's tree of 89 entries extends the proof's tree of 89");
+}

@@ -400,3 +400,47 @@ fn a_ledger_whose_checkpoint_does_not_hold_is_not_exported() {
     assert!(err.contains("audit --data"), "{err}");
     assert!(!out.exists());
 }
+
+#[test]
+fn an_export_is_never_rolled_back_and_a_damaged_tile_is_written_again() {
+    let mut served = served_past_one_tile();
+    served.stop();
+    // A copy of the data directory at 289 entries: an older state of the same ledger.
+    let older = served.path("older");
+    common::copy_dir(&served.path("data"), &older);
+    served.restart();
+    log_certificates(&served.url, 200, 10);
+    served.stop();
+    let out = served.path("public");
+    assert!(export(&served, &out).status.success());
+    let before = files(&out);
+
+    let o = bin(
+        &["export", "--data", "older", "--out", "public"],
+        served.dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("at 299 entries, ahead of this ledger's 289"),
+        "{err}"
+    );
+    assert!(err.contains("not rolled back"), "{err}");
+    assert_eq!(files(&out), before);
+
+    // A kept tile whose length shows it is not what was written is written again.
+    std::fs::write(out.join("tile/0/000"), b"").unwrap();
+    std::fs::write(out.join("tile/entries/000"), b"x").unwrap();
+    let o = export(&served, &out);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("3 files written"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert_eq!(files(&out), before);
+    assert!(
+        files(&out).keys().all(|p| !p.contains(".tmp-")),
+        "temporary files left"
+    );
+}
