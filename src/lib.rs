@@ -5,6 +5,7 @@
 pub mod api;
 pub mod audit;
 pub mod bucket;
+pub mod c2sp;
 pub mod cache;
 pub mod certificate;
 pub mod checkpoint;

@@ -17,6 +17,7 @@
 //! - Bundle `tile/entries/<N>[.p/<W>]` holds entries `N·256 ..` as big-endian `u16`
 //!   length-prefixed byte strings (SPEC §4 caps an entry at 65,535 bytes for this reason).
 
+use crate::c2sp::decimal;
 use crate::merkle::{self, Hash, HashReader, NodeId, ReadError};
 use std::ops::Range;
 
@@ -184,13 +185,6 @@ impl Tile {
     pub fn entries(&self) -> Option<Range<u64>> {
         self.span()
     }
-}
-
-/// A canonical decimal number: digits only, no leading zero (but `0` itself).
-fn decimal(s: &str) -> Option<u64> {
-    let canonical =
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
-    canonical.then(|| s.parse().ok()).flatten()
 }
 
 /// `x001/x234/067` → 1234067; `None` unless canonical.

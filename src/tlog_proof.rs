@@ -8,6 +8,7 @@
 //! certificate carries the certificate itself: the entry's leaf hash is recomputed from them,
 //! never taken from the proof. Pure: no I/O.
 
+use crate::c2sp::{self, HashLinesError};
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::keys::PublicKey;
 use crate::merkle::{self, Hash, MerkleError};
@@ -67,11 +68,7 @@ impl TlogProof {
             out.push_str(&format!("extra {}\n", B64.encode(extra)));
         }
         out.push_str(&format!("index {}\n", self.index));
-        for h in &self.proof {
-            out.push_str(&B64.encode(h));
-            out.push('\n');
-        }
-        out.push('\n');
+        c2sp::write_hash_lines(&mut out, &self.proof);
         out.push_str(&self.checkpoint);
         out
     }
@@ -105,26 +102,14 @@ impl TlogProof {
         };
         let index = next
             .strip_prefix("index ")
-            .filter(|n| {
-                !n.is_empty()
-                    && n.bytes().all(|b| b.is_ascii_digit())
-                    && (*n == "0" || !n.starts_with('0'))
-            })
-            .and_then(|n| n.parse().ok())
+            .and_then(c2sp::decimal)
             .ok_or_else(|| bad("it has no `index N` line (N decimal, no leading zeros)"))?;
-        let mut proof = Vec::new();
-        loop {
-            let l = line()?;
-            if l.is_empty() {
-                break;
+        let (proof, rest) = c2sp::read_hash_lines(rest, usize::MAX).map_err(|e| match e {
+            HashLinesError::Unterminated => {
+                bad("it ends before the empty line that precedes the checkpoint")
             }
-            let h = B64
-                .decode(l)
-                .ok()
-                .and_then(|b| Hash::try_from(b.as_slice()).ok())
-                .ok_or_else(|| bad("a proof line is not a base64 SHA-256 hash"))?;
-            proof.push(h);
-        }
+            _ => bad("a proof line is not a base64 SHA-256 hash"),
+        })?;
         if rest.is_empty() {
             return Err(bad("it has no checkpoint after the empty line"));
         }

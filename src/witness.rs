@@ -9,11 +9,10 @@
 //! (or rewrite one) while both carry the witness's cosignature. This module parses the request
 //! and decides; the witness service ([`crate::witness_service`]) keeps the state. Pure: no I/O.
 
+use crate::c2sp::{self, HashLinesError};
 use crate::checkpoint::Checkpoint;
 use crate::keys::PublicKey;
 use crate::merkle::{self, Hash};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 
 /// The most consistency proof lines a request may carry (tlog-witness).
 pub const MAX_PROOF_LINES: usize = 63;
@@ -113,11 +112,7 @@ impl AddCheckpoint {
     /// The request body: `old N`, one base64 hash per line, an empty line, the checkpoint.
     pub fn to_body(&self) -> String {
         let mut out = format!("old {}\n", self.old);
-        for h in &self.proof {
-            out.push_str(&B64.encode(h));
-            out.push('\n');
-        }
-        out.push('\n');
+        c2sp::write_hash_lines(&mut out, &self.proof);
         out.push_str(&self.checkpoint);
         out
     }
@@ -125,37 +120,22 @@ impl AddCheckpoint {
     /// Parses a request body.
     pub fn parse(body: &str) -> Result<AddCheckpoint, Refusal> {
         let bad = |why: &str| Refusal::Malformed(why.to_owned());
-        let (first, mut rest) = body
+        let (first, rest) = body
             .split_once('\n')
             .ok_or_else(|| bad("it has no `old N` line"))?;
         let old = first
             .strip_prefix("old ")
-            .filter(|n| {
-                !n.is_empty()
-                    && n.bytes().all(|b| b.is_ascii_digit())
-                    && (*n == "0" || !n.starts_with('0'))
-            })
-            .and_then(|n| n.parse().ok())
+            .and_then(c2sp::decimal)
             .ok_or_else(|| bad("its first line is not `old N` (N decimal, no leading zeros)"))?;
-        let mut proof = Vec::new();
-        loop {
-            let (line, r) = rest
-                .split_once('\n')
-                .ok_or_else(|| bad("it ends before the empty line that precedes the checkpoint"))?;
-            rest = r;
-            if line.is_empty() {
-                break;
+        let (proof, rest) = c2sp::read_hash_lines(rest, MAX_PROOF_LINES).map_err(|e| match e {
+            HashLinesError::Unterminated => {
+                bad("it ends before the empty line that precedes the checkpoint")
             }
-            if proof.len() == MAX_PROOF_LINES {
-                return Err(bad("it has more than 63 consistency proof lines"));
+            HashLinesError::NotAHash => {
+                bad("a consistency proof line is not a base64 SHA-256 hash")
             }
-            let h = B64
-                .decode(line)
-                .ok()
-                .and_then(|b| Hash::try_from(b.as_slice()).ok())
-                .ok_or_else(|| bad("a consistency proof line is not a base64 SHA-256 hash"))?;
-            proof.push(h);
-        }
+            HashLinesError::TooMany => bad("it has more than 63 consistency proof lines"),
+        })?;
         if rest.is_empty() {
             return Err(bad("it has no checkpoint after the empty line"));
         }
@@ -260,6 +240,8 @@ mod tests {
     use super::*;
     use crate::keys::PrivateKey;
     use crate::merkle::MemoryTree;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as B64;
 
     const ORIGIN: &str = "example.com/log";
 

@@ -204,6 +204,16 @@ impl Run {
     }
 }
 
+/// A JSON report's checks as (name, ok), in order.
+fn checks_of(j: &Value) -> Vec<(&str, bool)> {
+    j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["ok"].as_bool().unwrap()))
+        .collect()
+}
+
 fn log_vkey() -> String {
     log_key().public().to_vkey()
 }
@@ -244,12 +254,7 @@ fn offline_a_real_qr_url_verifies_with_the_log_key_alone() {
     assert_eq!(j["issuer"], Value::Null);
     assert_eq!(j["log"]["origin"], "reman-ledger.example/log");
     assert_eq!(j["log"]["key_id"], log_key().id().to_string());
-    let checks: Vec<(&str, bool)> = j["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| (c["name"].as_str().unwrap(), c["ok"].as_bool().unwrap()))
-        .collect();
+    let checks = checks_of(&j);
     assert_eq!(checks, [("label", true), ("seal", true)]);
 
     // The trust file: --trust, $REMAN_LEDGER_TRUST, then the XDG default; other logs' keys
@@ -903,12 +908,7 @@ fn a_tlog_proof_verifies_offline_with_the_log_key_alone_and_online_with_the_serv
     let j = home
         .run(&["--log-key", LOG_PUB, "--json", file])
         .valid_json();
-    let checks: Vec<(&str, bool)> = j["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| (c["name"].as_str().unwrap(), c["ok"].as_bool().unwrap()))
-        .collect();
+    let checks = checks_of(&j);
     assert_eq!(checks, [("proof", true), ("proof", true)]);
     assert_eq!(j["certificate_id"], id.to_string());
     assert_eq!(j["checkpoint"]["tree_size"], 89);
@@ -970,47 +970,58 @@ fn a_tampered_or_foreign_tlog_proof_is_invalid() {
             .into_bytes(),
     );
     assert_ne!(twin.extra, good.extra);
-    check("altered-entry", &twin.to_text(), LOG_PUB, "is not entry");
-    check("moved", &with(&|p| p.index += 1), LOG_PUB, "is not entry");
-    check(
-        "bent",
-        &with(&|p| p.proof[0][5] ^= 1),
-        LOG_PUB,
-        "is not entry",
-    );
-    check(
-        "edited-checkpoint",
-        &with(&|p| p.checkpoint = p.checkpoint.replacen("\n89\n", "\n90\n", 1)),
-        LOG_PUB,
-        "not signed by the log key",
-    );
-    check(
-        "garbage",
-        "hello\n",
-        LOG_PUB,
-        "not a c2sp.org/tlog-proof@v1 proof",
-    );
-    check(
-        "no-entry",
-        &with(&|p| p.extra = None),
-        LOG_PUB,
-        "carries no entry",
-    );
     // A key of the same name that is not the log's, and another log's key.
-    let impostor = PrivateKey::generate("reman-ledger.example/log").unwrap();
-    check(
-        "impostor",
-        &text,
-        &impostor.public().to_vkey(),
-        "not signed by the log key",
-    );
-    let other = PrivateKey::generate("other-ledger.example/log").unwrap();
-    check(
-        "other-log",
-        &text,
-        &other.public().to_vkey(),
-        "whose key is not in --log-key",
-    );
+    let impostor = PrivateKey::generate("reman-ledger.example/log")
+        .unwrap()
+        .public()
+        .to_vkey();
+    let other = PrivateKey::generate("other-ledger.example/log")
+        .unwrap()
+        .public()
+        .to_vkey();
+    let cases: [(&str, String, &str, &str); 8] = [
+        ("altered-entry", twin.to_text(), LOG_PUB, "is not entry"),
+        ("moved", with(&|p| p.index += 1), LOG_PUB, "is not entry"),
+        (
+            "bent",
+            with(&|p| p.proof[0][5] ^= 1),
+            LOG_PUB,
+            "is not entry",
+        ),
+        (
+            "edited-checkpoint",
+            with(&|p| p.checkpoint = p.checkpoint.replacen("\n89\n", "\n90\n", 1)),
+            LOG_PUB,
+            "not signed by the log key",
+        ),
+        (
+            "garbage",
+            "hello\n".into(),
+            LOG_PUB,
+            "not a c2sp.org/tlog-proof@v1 proof",
+        ),
+        (
+            "no-entry",
+            with(&|p| p.extra = None),
+            LOG_PUB,
+            "carries no entry",
+        ),
+        (
+            "impostor",
+            text.clone(),
+            &impostor,
+            "not signed by the log key",
+        ),
+        (
+            "other-log",
+            text.clone(),
+            &other,
+            "whose key is not in --log-key",
+        ),
+    ];
+    for (name, proof_text, key, why) in &cases {
+        check(name, proof_text, key, why);
+    }
     // A genuine proof of an entry that is not a certificate (the operator's registration).
     let store = server.ledger.store();
     let size = server.ledger.head().size;

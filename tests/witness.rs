@@ -5,7 +5,7 @@
 mod cli_support;
 mod common;
 
-use cli_support::{Served, bin, log_certificates, text};
+use cli_support::{Served, bin, log_certificates, spawn_server, stop_server, text};
 use reman_ledger::checkpoint::Checkpoint;
 use reman_ledger::client::Client;
 use reman_ledger::cosignature::CosignerKey;
@@ -15,7 +15,7 @@ use reman_ledger::merkle::Hash;
 use reman_ledger::note;
 use reman_ledger::witness::AddCheckpoint;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 const WITNESS: &str = "witness.customs.example/w1";
 
@@ -45,26 +45,27 @@ impl Witness {
 
     fn run(&mut self) {
         let log_pub = cli_support::root().join("keys/log.key.pub");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_reman-ledger"))
-            .args(["witness", "--data", "state", "--key", "w.key", "--log"])
-            .arg(&log_pub)
-            .args(["--listen", "127.0.0.1:0"])
-            .current_dir(self.dir.path())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.url = format!("http://{}", common::served_address(&mut child));
+        let (child, url) = spawn_server(
+            &[
+                "witness",
+                "--data",
+                "state",
+                "--key",
+                "w.key",
+                "--log",
+                log_pub.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            self.dir.path(),
+        );
+        self.url = url;
         self.child = Some(child);
     }
 
     fn restart(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            c.wait().unwrap();
+        if let Some(c) = self.child.take() {
+            stop_server(c);
         }
         self.run();
     }

@@ -84,34 +84,15 @@ impl Served {
         if demo {
             args.push("--demo");
         }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_reman-ledger"))
-            .args(&args)
-            .current_dir(self.dir.path())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let addr = served_address(&mut child);
-        self.url = format!("http://{addr}");
+        let (child, url) = spawn_server(&args, self.dir.path());
+        self.url = url;
         self.child = Some(child);
     }
 
     /// Stops the server cleanly (SIGTERM: it flushes and releases the sled directory).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = child.id().to_string();
-            let _ = Command::new("kill").args(["-TERM", &pid]).status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if child.try_wait().unwrap().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the server did not stop on SIGTERM");
+        if let Some(child) = self.child.take() {
+            stop_server(child);
         }
     }
 
@@ -165,4 +146,36 @@ pub fn log_certificates(url: &str, from: u64, n: u64) {
             .unwrap();
         assert_eq!(answer.status, 201, "{}", answer.body);
     }
+}
+
+/// Starts the binary with `args` in `cwd` (a `serve` or `witness` on port 0) and waits until
+/// it says where it listens: the child and its base URL.
+pub fn spawn_server(args: &[&str], cwd: &Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reman-ledger"))
+        .args(args)
+        .current_dir(cwd)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = served_address(&mut child);
+    (child, format!("http://{addr}"))
+}
+
+/// Stops a server started by [`spawn_server`] cleanly (SIGTERM), waiting up to 20 s; kills it
+/// and panics if it does not stop.
+pub fn stop_server(mut child: Child) {
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the server did not stop on SIGTERM");
 }
