@@ -26,6 +26,7 @@ use crate::seal::{self, Seal};
 use crate::state::{CertStatus, RefusalKind};
 use crate::store::StoreError;
 use crate::tiles::{Tile, TileKind};
+use crate::witnessing::{Cosignatures, WitnessConfig};
 use axum::body::{Body, HttpBody};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{MatchedPath, Path, Query, Request, State};
@@ -50,7 +51,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 pub const PROBLEM_TYPE_BASE: &str = "https://reman-ledger.example/problems/";
 
 /// Limits and deadlines of the HTTP server.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Longest time a request may take from routing to its answer (503 problem after it).
     pub request_timeout: Duration,
@@ -63,6 +64,9 @@ pub struct ServeOptions {
     pub upload_timeout: Duration,
     /// After the shutdown signal, how long to wait for requests in flight before giving up.
     pub shutdown_grace: Duration,
+    /// The witnesses asked to cosign each new checkpoint (C2SP tlog-witness); their
+    /// cosignatures are served with it. None by default.
+    pub witnesses: Vec<WitnessConfig>,
 }
 
 impl Default for ServeOptions {
@@ -73,6 +77,7 @@ impl Default for ServeOptions {
             max_body_bytes: MAX_SUBMISSION_BYTES,
             upload_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
+            witnesses: Vec::new(),
         }
     }
 }
@@ -86,6 +91,7 @@ pub struct AppState {
     ledger: Arc<Ledger>,
     metrics: Arc<Metrics>,
     cache: Arc<BodyCache>,
+    cosignatures: Arc<Cosignatures>,
     opts: ServeOptions,
 }
 
@@ -96,6 +102,7 @@ impl AppState {
             ledger,
             metrics: Arc::new(Metrics::new()),
             cache: Arc::new(BodyCache::new(CACHE_ENTRIES)),
+            cosignatures: Arc::new(Cosignatures::default()),
             opts,
         }
     }
@@ -749,7 +756,16 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
     let grace = opts.shutdown_grace;
-    let app = router(AppState::new(ledger, opts));
+    let witnesses = opts.witnesses.clone();
+    let state = AppState::new(ledger.clone(), opts);
+    let witnessing = (!witnesses.is_empty()).then(|| {
+        tokio::spawn(crate::witnessing::run(
+            ledger,
+            witnesses,
+            state.cosignatures.clone(),
+        ))
+    });
+    let app = router(state);
     // Small answers on keep-alive connections: do not let Nagle's algorithm delay them.
     let listener = listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
@@ -765,6 +781,8 @@ pub async fn serve(
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(signal)
         .into_future();
+    // Witnessing stops with the server, so that the ledger can then be closed.
+    let _stop_witnessing = witnessing.map(AbortOnDrop);
     tokio::select! {
         r = server => r,
         _ = async {
@@ -777,6 +795,15 @@ pub async fn serve(
             tracing::warn!(grace_s = grace.as_secs_f64(), "requests still in flight after the grace period; stopping anyway");
             Ok(())
         }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -1173,7 +1200,12 @@ async fn get_certificate_proof(
 ) -> ApiResult<Response> {
     let Path(id) = id?;
     let id = certificate_id(&id)?;
-    let proof = st.ledger.certificate_proof(&id)?;
+    let mut proof = st.ledger.certificate_proof(&id)?;
+    // The witnesses' cosignatures make the proof hold against a split view too.
+    let head = st.ledger.head();
+    if *proof.checkpoint == *head.checkpoint {
+        proof.checkpoint = st.cosignatures.on(&head.checkpoint);
+    }
     let disposition = format!("inline; filename=\"{id}.{}\"", crate::tlog_proof::EXTENSION);
     let mut resp = proof.to_text().into_response();
     let h = resp.headers_mut();
@@ -1215,7 +1247,8 @@ async fn get_party(
 }
 
 async fn get_checkpoint(State(st): State<AppState>) -> Response {
-    let text = st.ledger.head().checkpoint.to_string();
+    // With the witnesses' cosignatures of exactly this checkpoint, once they have answered.
+    let text = st.cosignatures.on(&st.ledger.head().checkpoint);
     (
         [
             (
@@ -1230,7 +1263,7 @@ async fn get_checkpoint(State(st): State<AppState>) -> Response {
 }
 
 /// A tlog-tiles resource: it never changes once served (a partial tile's path names its
-/// width), so caches may keep it for good. Entry bundles, text that shrinks to a fifth or so,
+/// width), so caches may keep it for good. Entry bundles, text that shrinks several times,
 /// are gzip-compressed for clients that accept it, as tlog-tiles recommends.
 async fn get_tile(
     State(st): State<AppState>,
@@ -1240,7 +1273,23 @@ async fn get_tile(
     let Path(path) = path?;
     let tile =
         Tile::parse(&format!("tile/{path}")).map_err(|e| Problem::bad_request(e.to_string()))?;
-    let mut bytes = st.ledger.tile(&tile)?;
+    let zip = tile.kind == TileKind::Entries && accepts_gzip(&headers);
+    // A bundle reads its runs and may be compressed: milliseconds, off the async workers.
+    let ledger = st.ledger.clone();
+    let read = move || -> ApiResult<Vec<u8>> {
+        let bytes = ledger.tile(&tile)?;
+        if zip {
+            return gzip(&bytes)
+                .map_err(|e| Problem::from_refusal(RefusalKind::Internal, e.to_string()));
+        }
+        Ok(bytes)
+    };
+    let bytes = match tile.kind {
+        TileKind::Entries => tokio::task::spawn_blocking(read)
+            .await
+            .map_err(|e| Problem::from_refusal(RefusalKind::Internal, e.to_string()))??,
+        TileKind::Hashes(_) => read()?,
+    };
     let mut resp_headers = HeaderMap::new();
     resp_headers.insert(
         header::CONTENT_TYPE,
@@ -1252,11 +1301,9 @@ async fn get_tile(
     );
     if tile.kind == TileKind::Entries {
         resp_headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-        if accepts_gzip(&headers) {
-            bytes = gzip(&bytes)
-                .map_err(|e| Problem::from_refusal(RefusalKind::Internal, e.to_string()))?;
-            resp_headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        }
+    }
+    if zip {
+        resp_headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     Ok((resp_headers, bytes).into_response())
 }

@@ -196,6 +196,8 @@ pub struct ServeCommand {
     pub demo: bool,
     /// Where the demo data set and default keys live (the project directory).
     pub project_dir: PathBuf,
+    /// Witnesses to ask for cosignatures, each `VKEY@URL`.
+    pub witnesses: Vec<String>,
 }
 
 /// The default origin of a ledger created by `serve` on an empty directory.
@@ -324,6 +326,12 @@ pub fn serve(cmd: ServeCommand) -> Result<(), CliError> {
     if let Some(b) = &cmd.base_url {
         crate::seal::check_base_url(b).map_err(|e| CliError::Usage(e.to_string()))?;
     }
+    let witnesses = cmd
+        .witnesses
+        .iter()
+        .map(|w| crate::witnessing::WitnessConfig::parse(w))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(CliError::Usage)?;
     // Bind first, so that the default base URL names the port actually bound (`:0` too).
     let std_listener = std::net::TcpListener::bind(&cmd.listen).map_err(io)?;
     std_listener.set_nonblocking(true).map_err(io)?;
@@ -349,13 +357,14 @@ pub fn serve(cmd: ServeCommand) -> Result<(), CliError> {
             ledger.origin(),
             listener.local_addr()?
         );
-        let served = crate::api::serve(
-            listener,
-            ledger.clone(),
-            crate::api::ServeOptions::default(),
-            shutdown_signal(),
-        )
-        .await;
+        for w in &witnesses {
+            println!("asking witness {} at {}", w.key.name(), w.url);
+        }
+        let opts = crate::api::ServeOptions {
+            witnesses,
+            ..crate::api::ServeOptions::default()
+        };
+        let served = crate::api::serve(listener, ledger.clone(), opts, shutdown_signal()).await;
         let closed = crate::api::close_ledger(ledger, std::time::Duration::from_secs(10)).await;
         Ok::<_, std::io::Error>((served, closed))
     });

@@ -43,3 +43,4 @@ pub mod trust;
 pub mod verify;
 pub mod witness;
 pub mod witness_service;
+pub mod witnessing;

@@ -196,6 +196,11 @@ enum Command {
         /// Also load the demo data set of fixtures/demo/ (signed with the demo keys of keys/).
         #[arg(long)]
         demo: bool,
+        /// A witness to ask to cosign each new checkpoint, as VKEY@URL: its cosigner key
+        /// (printed by `reman-ledger witness`), @, its URL. Repeat for each witness; their
+        /// cosignatures are served with the checkpoint (GET /checkpoint, tlog-proofs).
+        #[arg(long = "witness", value_name = "VKEY@URL")]
+        witnesses: Vec<String>,
     },
     /// Re-check every entry, the hash chain, every signature and the tree against the checkpoint.
     ///
@@ -333,6 +338,7 @@ fn run(args: Args) -> Result<cli::Verdict, CliError> {
             listen,
             base_url,
             demo,
+            witnesses,
         } => {
             let cmd = cli::ServeCommand {
                 base_url,
@@ -341,6 +347,7 @@ fn run(args: Args) -> Result<cli::Verdict, CliError> {
                 listen,
                 demo,
                 project_dir: PathBuf::from("."),
+                witnesses,
             };
             cli::serve(cmd)?;
         }

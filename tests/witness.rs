@@ -314,3 +314,99 @@ fn a_witness_without_a_log_or_a_key_does_not_start() {
     assert!(text(&o.stderr).contains("--log"), "{}", text(&o.stderr));
     assert!(!Path::new(&dir.path().join("s")).exists());
 }
+
+/// Polls the ledger's checkpoint until it has `size` entries and carries this witness's
+/// cosignature, which must verify; returns the checkpoint text. Panics after 30 s.
+fn cosigned_checkpoint(url: &str, w: &Witness, size: u64) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = checkpoint_of(url);
+        let parsed = note::parse(&text).unwrap();
+        let cp = Checkpoint::parse_body(&parsed.text).unwrap();
+        if let Some(sig) = parsed.signatures.iter().find(|s| w.cosigner.signed(s))
+            && cp.size == size
+        {
+            w.cosigner.verify(&parsed.text, sig).unwrap();
+            // The log's own signature is still there and still verifies.
+            Checkpoint::open(&text, common::log_key().public()).unwrap();
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no cosigned checkpoint of {size} entries: {text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_ledger_serves_its_checkpoints_with_its_witnesses_cosignatures() {
+    let w = Witness::start();
+    let witness_arg = format!("{}@{}", w.cosigner.to_vkey(), w.url);
+    let mut ledger = Served::demo_with(&["--witness", &witness_arg]);
+    cosigned_checkpoint(&ledger.url, &w, 89);
+    // Each new checkpoint is cosigned in turn, from the size the witness cosigned last.
+    log_certificates(&ledger.url, 0, 5);
+    let cp94 = cosigned_checkpoint(&ledger.url, &w, 94);
+    // A certificate's tlog-proof carries the cosigned checkpoint.
+    let client = Client::new(&ledger.url).unwrap();
+    let entry = reman_ledger::entry::Entry::parse_stored(&client.entry(93).unwrap().leaf).unwrap();
+    let id = reman_ledger::certificate::CertificateId::of_payload(&entry.envelope.payload);
+    let proof = client
+        .get_path(&format!("/api/v1/certificates/{id}/proof"), "text/plain")
+        .unwrap();
+    let proof =
+        reman_ledger::tlog_proof::TlogProof::parse(&String::from_utf8(proof).unwrap()).unwrap();
+    assert_eq!(proof.checkpoint, cp94);
+    proof.verify_entry(common::log_key().public()).unwrap();
+
+    // Restarted, the ledger learns the size the witness cosigned (409) and goes on from it.
+    ledger.restart();
+    cosigned_checkpoint(&ledger.url, &w, 94);
+    log_certificates(&ledger.url, 5, 1);
+    cosigned_checkpoint(&ledger.url, &w, 95);
+
+    // Another history under the same log key (a fork, smaller than what the witness saw)
+    // gets no cosignature from it, and is served all the same.
+    let fork = Served::demo_with(&["--witness", &witness_arg]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let text = checkpoint_of(&fork.url);
+    let parsed = note::parse(&text).unwrap();
+    assert!(
+        !parsed.signatures.iter().any(|s| w.cosigner.signed(s)),
+        "a fork was cosigned: {text}"
+    );
+    Checkpoint::open(&text, common::log_key().public()).unwrap();
+}
+
+#[test]
+fn serve_refuses_a_witness_it_cannot_use() {
+    let dir = tempfile::tempdir().unwrap();
+    for (arg, why) in [
+        ("http://127.0.0.1:1", "expected VKEY@URL"),
+        ("nokey@http://127.0.0.1:1", "is not a cosigner key"),
+        (
+            &format!(
+                "{}@http://127.0.0.1:1",
+                common::log_key().public().to_vkey()
+            ),
+            "not 0x04",
+        ),
+    ] {
+        let o = bin(
+            &[
+                "serve",
+                "--data",
+                "d",
+                "--listen",
+                "127.0.0.1:0",
+                "--witness",
+                arg,
+            ],
+            dir.path(),
+        );
+        assert_eq!(o.status.code(), Some(2), "{arg}");
+        assert!(text(&o.stderr).contains(why), "{why}: {}", text(&o.stderr));
+    }
+    assert!(!dir.path().join("d").exists());
+}

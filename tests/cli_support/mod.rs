@@ -55,6 +55,8 @@ pub fn json(out: &Output) -> serde_json::Value {
 /// A real `reman-ledger serve` in its own temp directory (keys/, fixtures/demo/, data/).
 pub struct Served {
     child: Option<Child>,
+    /// More arguments of every `serve` it starts.
+    extra: Vec<String>,
     /// The server's base URL.
     pub url: String,
     /// The working directory: keys/ and the sled data/ are in it.
@@ -64,6 +66,11 @@ pub struct Served {
 impl Served {
     /// A new ledger with the demo data set (89 entries), served on a free loopback port.
     pub fn demo() -> Served {
+        Served::demo_with(&[])
+    }
+
+    /// [`Served::demo`], with more arguments to `serve` (kept across restarts).
+    pub fn demo_with(extra: &[&str]) -> Served {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(&root().join("keys"), &dir.path().join("keys"));
         copy_dir(
@@ -72,6 +79,7 @@ impl Served {
         );
         let mut s = Served {
             child: None,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
             url: String::new(),
             dir,
         };
@@ -84,6 +92,7 @@ impl Served {
         if demo {
             args.push("--demo");
         }
+        args.extend(self.extra.iter().map(String::as_str));
         let (child, url) = spawn_server(&args, self.dir.path());
         self.url = url;
         self.child = Some(child);
