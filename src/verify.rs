@@ -26,6 +26,7 @@
 use crate::certificate::{Certificate, CertificateId};
 use crate::checkpoint::Checkpoint;
 use crate::client::{Client, ClientError, LogInfo};
+use crate::cosignature::CosignerKey;
 use crate::entry::{Entry, format_time_ms};
 use crate::keys::{KeyId, PublicKey};
 use crate::merkle::{self, Hash};
@@ -123,6 +124,9 @@ pub struct VerifyOptions {
     /// presents (and remember it). Without it, an unpinned online check is refused: a
     /// counterfeiter's own ledger would otherwise answer VALID for its own labels.
     pub trust_on_first_use: bool,
+    /// `--witness`: cosigner keys of the witnesses whose cosignatures a tlog-proof's
+    /// checkpoint must carry.
+    pub witnesses: Vec<String>,
 }
 
 /// The final word.
@@ -139,7 +143,7 @@ pub enum Verdict {
 /// One check and its result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
-    /// What was checked: `label`, `seal`, `proof`, `log_key`, `checkpoint`, `consistency`,
+    /// What was checked: `label`, `seal`, `proof`, `witness`, `log_key`, `checkpoint`, `consistency`,
     /// `certificate`, `entry`, `inclusion`, `issuer`, `events`, `revocation` or `status`.
     pub name: &'static str,
     /// Whether it passed.
@@ -560,6 +564,17 @@ fn run(
         target = Target::Proof(path.clone());
     }
     let pinned = pinned_keys(opts, env)?;
+    let witnesses = opts
+        .witnesses
+        .iter()
+        .map(|w| CosignerKey::parse(w).map_err(|e| VerifyError::Usage(format!("--witness: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !witnesses.is_empty() && !matches!(target, Target::Proof(_)) {
+        return Err(VerifyError::Usage(
+            "--witness applies to a .tlog-proof file: the cosignatures it requires are the ones on the proof's checkpoint".into(),
+        )
+        .into());
+    }
     let mut from_proof = None;
     if let Target::Proof(path) = &target {
         if pinned.keys.is_empty() {
@@ -572,6 +587,7 @@ fn run(
         // Offline first; with --server, the ledger is then asked about that certificate, and
         // its history must extend the one the proof's checkpoint signed.
         let seen = check_proof(r, &pinned, path)?;
+        check_cosignatures(r, &witnesses, &seen)?;
         target = Target::Certificate(seen.id);
         if opts.server.is_none() {
             return Ok(());
@@ -866,6 +882,39 @@ fn accept_proof(
         checkpoint: cp.clone(),
         checkpoint_text: proof.checkpoint.clone(),
     })
+}
+
+/// Each required witness cosigned the proof's checkpoint (C2SP tlog-cosignature): it saw that
+/// tree and found it consistent with every earlier one it saw of this log.
+fn check_cosignatures(r: &mut Report, witnesses: &[CosignerKey], seen: &ProofSeen) -> Step<()> {
+    if witnesses.is_empty() {
+        return Ok(());
+    }
+    let note = crate::note::parse(&seen.checkpoint_text).map_err(|e| {
+        r.fail(
+            "witness",
+            format!("the proof's checkpoint does not parse: {e}"),
+        )
+    })?;
+    for w in witnesses {
+        let Some(sig) = note.signatures.iter().find(|s| w.signed(s)) else {
+            return Err(r.fail(
+                "witness",
+                format!(
+                    "the proof's checkpoint carries no cosignature of witness {}: that witness has not vouched for this tree (get a fresh proof once it has, or the log is hiding it from the witness)",
+                    w.name()
+                ),
+            ));
+        };
+        let time = w
+            .verify(&note.text, sig)
+            .map_err(|e| r.fail("witness", e.to_string()))?;
+        r.pass(
+            "witness",
+            format!("cosigned by witness {} at {}", w.name(), seal_time(time)),
+        );
+    }
+    Ok(())
 }
 
 /// With `--server`, after the online checks: the ledger holds the certificate at the entry

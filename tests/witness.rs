@@ -410,3 +410,100 @@ fn serve_refuses_a_witness_it_cannot_use() {
     }
     assert!(!dir.path().join("d").exists());
 }
+
+#[test]
+fn verify_requires_the_cosignatures_a_customs_officer_asks_for_on_a_proof() {
+    let w = Witness::start();
+    let witness_arg = format!("{}@{}", w.cosigner.to_vkey(), w.url);
+    let ledger = Served::demo_with(&["--witness", &witness_arg]);
+    let cp = cosigned_checkpoint(&ledger.url, &w, 89);
+    let client = Client::new(&ledger.url).unwrap();
+    let entry = reman_ledger::entry::Entry::parse_stored(&client.entry(9).unwrap().leaf).unwrap();
+    let id = reman_ledger::certificate::CertificateId::of_payload(&entry.envelope.payload);
+    let proof = client
+        .get_path(&format!("/api/v1/certificates/{id}/proof"), "text/plain")
+        .unwrap();
+    let proof = String::from_utf8(proof).unwrap();
+    assert!(proof.ends_with(&cp));
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let log_pub = cli_support::root().join("keys/log.key.pub");
+    let log_pub = log_pub.to_str().unwrap();
+    let verify = |file: &str, witness: &str| {
+        bin(
+            &[
+                "verify",
+                "--log-key",
+                log_pub,
+                "--witness",
+                witness,
+                "--json",
+                file,
+            ],
+            dir.path(),
+        )
+    };
+    let cosigner = w.cosigner.to_vkey();
+    let good = write("good.tlog-proof", &proof);
+    let o = verify(&good, &cosigner);
+    assert!(o.status.success(), "{}", text(&o.stdout));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let witness_check = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "witness")
+        .unwrap()
+        .clone();
+    assert!(
+        witness_check["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("cosigned by witness {WITNESS} at 20"))
+    );
+
+    // Another witness's key, the cosignature taken off, or altered: INVALID.
+    let stranger = PrivateKey::generate("witness.other.example/w9").unwrap();
+    let stranger = CosignerKey::of(&stranger).to_vkey();
+    let o = verify(&good, &stranger);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stdout).contains("carries no cosignature of witness witness.other.example/w9"));
+    let line = proof.lines().last().unwrap();
+    assert!(line.starts_with(&format!("— {WITNESS} ")));
+    let bare = write("bare.tlog-proof", &proof.replace(&format!("{line}\n"), ""));
+    assert_eq!(verify(&bare, &cosigner).status.code(), Some(1));
+    let sig = line.rsplit(' ').next().unwrap();
+    let flipped = format!(
+        "{}{}",
+        &sig[..20],
+        if &sig[20..21] == "A" { "B" } else { "A" }
+    );
+    let altered = proof.replace(sig, &format!("{flipped}{}", &sig[21..]));
+    let altered = write("altered.tlog-proof", &altered);
+    let o = verify(&altered, &cosigner);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    assert!(
+        text(&o.stdout).contains("does not verify"),
+        "{}",
+        text(&o.stdout)
+    );
+
+    // --witness is about a proof's checkpoint: with another target it is a usage error.
+    let o = bin(
+        &[
+            "verify",
+            "--log-key",
+            log_pub,
+            "--witness",
+            &cosigner,
+            &id.to_string(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("--witness applies to a .tlog-proof file"));
+}
