@@ -13,7 +13,7 @@ mod common;
 mod support;
 
 use common::*;
-use reman_ledger::dsse::{Envelope, pae};
+use reman_ledger::dsse::Envelope;
 use reman_ledger::payload::PayloadType;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,30 +22,6 @@ use std::time::Instant;
 /// The same allocator as the `reman-ledger` binary.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn verify_rate(envs: &[Envelope], keys: &[reman_ledger::keys::PublicKey], threads: usize) -> f64 {
-    let n = envs.len();
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            let next = next.clone();
-            s.spawn(move || {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
-                        break;
-                    }
-                    let e = &envs[i];
-                    let k = &keys[i % keys.len()];
-                    let msg = pae(&e.payload_type, &e.payload);
-                    assert!(k.verify(&msg, &e.signature.sig).is_ok());
-                }
-            });
-        }
-    });
-    n as f64 / start.elapsed().as_secs_f64()
-}
 
 fn main() {
     let args: Vec<String> = std::env::args()
@@ -82,8 +58,8 @@ fn main() {
         (f64::NAN, f64::NAN)
     } else {
         (
-            verify_rate(&envs, &pubs, 1),
-            verify_rate(&envs, &pubs, cores),
+            support::verify_rate(&envs, &pubs, 1),
+            support::verify_rate(&envs, &pubs, cores),
         )
     };
 

@@ -67,6 +67,8 @@ pub struct ServeOptions {
     /// The witnesses asked to cosign each new checkpoint (C2SP tlog-witness); their
     /// cosignatures are served with it. None by default.
     pub witnesses: Vec<WitnessConfig>,
+    /// For a mirror ([`Ledger::open_mirror`]): the ledger it follows, and how.
+    pub mirror: Option<crate::mirroring::FollowConfig>,
 }
 
 impl Default for ServeOptions {
@@ -78,6 +80,7 @@ impl Default for ServeOptions {
             upload_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
             witnesses: Vec::new(),
+            mirror: None,
         }
     }
 }
@@ -92,6 +95,8 @@ pub struct AppState {
     metrics: Arc<Metrics>,
     cache: Arc<BodyCache>,
     cosignatures: Arc<Cosignatures>,
+    /// For a mirror: what its follower is doing.
+    mirror: Option<Arc<crate::mirroring::MirrorStatus>>,
     opts: ServeOptions,
 }
 
@@ -103,6 +108,10 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             cache: Arc::new(BodyCache::new(CACHE_ENTRIES)),
             cosignatures: Arc::new(Cosignatures::default()),
+            mirror: opts
+                .mirror
+                .as_ref()
+                .map(|m| Arc::new(crate::mirroring::MirrorStatus::new(&m.upstream))),
             opts,
         }
     }
@@ -170,6 +179,7 @@ impl Problem {
             RefusalKind::Conflict => "Conflicts with the log",
             RefusalKind::TooLarge => "Too large",
             RefusalKind::Invalid => "Invalid content",
+            RefusalKind::ReadOnly => "Read-only mirror",
             RefusalKind::Internal => "Internal error",
         };
         let status =
@@ -760,11 +770,19 @@ pub async fn serve(
     let state = AppState::new(ledger.clone(), opts);
     let witnessing = (!witnesses.is_empty()).then(|| {
         tokio::spawn(crate::witnessing::run(
-            ledger,
+            ledger.clone(),
             witnesses,
             state.cosignatures.clone(),
         ))
     });
+    let following = state
+        .opts
+        .mirror
+        .clone()
+        .zip(state.mirror.clone())
+        .map(|(config, status)| {
+            tokio::spawn(crate::mirroring::run(ledger.clone(), config, status))
+        });
     let app = router(state);
     // Small answers on keep-alive connections: do not let Nagle's algorithm delay them.
     let listener = listener.tap_io(|tcp| {
@@ -783,6 +801,7 @@ pub async fn serve(
         .into_future();
     // Witnessing stops with the server, so that the ledger can then be closed.
     let _stop_witnessing = witnessing.map(AbortOnDrop);
+    let _stop_following = following.map(AbortOnDrop);
     tokio::select! {
         r = server => r,
         _ = async {
@@ -854,6 +873,9 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
     let route = req.extensions().get::<MatchedPath>().cloned();
     let path = req.uri().path().to_owned();
     // Photo uploads have their own, longer deadline (checked in the handler).
+    if let Some(problem) = not_yet_served(&st, &path) {
+        return problem.into_response();
+    }
     let limit = if route.as_ref().is_some_and(|r| r.as_str() == "/scan") {
         st.opts.upload_timeout + Duration::from_secs(5)
     } else {
@@ -1379,8 +1401,48 @@ async fn get_consistency(
     Ok(Json(st.ledger.consistency_json(first, second)?).into_response())
 }
 
+/// A mirror without a signed checkpoint for what it stores (new, or catching up) cannot
+/// answer with proofs: every path but the health and metrics ones is a 503 problem until it
+/// has one.
+fn not_yet_served(st: &AppState, path: &str) -> Option<Problem> {
+    if !st.ledger.is_mirror() || matches!(path, "/healthz" | "/metrics") {
+        return None;
+    }
+    let detail = match st.ledger.behind() {
+        Some((size, of)) => format!(
+            "this mirror is catching up: {size} of the {of} entries its checkpoint covers are verified"
+        ),
+        None if st.ledger.head().checkpoint.is_empty() => {
+            "this mirror has not yet verified any checkpoint of the log it follows".to_owned()
+        }
+        None => return None,
+    };
+    Some(
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "catching_up",
+            "Mirror catching up",
+            detail,
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("5")),
+    )
+}
+
 async fn get_health(State(st): State<AppState>) -> Response {
-    Json(json!({"status": "ok", "tree_size": st.ledger.head().size})).into_response()
+    let mut body = json!({"status": "ok", "tree_size": st.ledger.head().size});
+    if let Some(m) = &st.mirror {
+        let (state, reason) = match m.state() {
+            crate::mirroring::MirrorState::Following => ("following", None),
+            crate::mirroring::MirrorState::Stopped(why) => ("stopped", Some(why)),
+        };
+        body["mirror"] = json!({
+            "upstream": m.upstream,
+            "state": state,
+            "reason": reason,
+            "behind": st.ledger.behind().map(|(size, of)| json!({"verified": size, "checkpoint_size": of})),
+        });
+    }
+    Json(body).into_response()
 }
 
 async fn get_metrics(State(st): State<AppState>) -> Response {

@@ -17,7 +17,7 @@ use crate::entry::Entry;
 use crate::keys::PublicKey;
 use crate::merkle::{self, Hash, NodeId, TreeBuilder};
 use crate::payload::{self, Payload};
-use crate::state::{self, Accepted, Empty, Overlay};
+use crate::state::{self, Accepted, Empty, Overlay, StateRead};
 use crate::store::{Store, StoreError};
 use rayon::prelude::*;
 
@@ -138,35 +138,84 @@ fn parse_one(index: u64, bytes: &[u8], recorded: Option<Hash>) -> Result<Parsed,
 
 /// Replays a log entry by entry. Memory grows with the state (parties, certificates), not
 /// with the entries themselves.
-pub struct Auditor {
-    state: Overlay<'static, Empty>,
+///
+/// An audit replays from entry 0 over an empty state ([`Auditor::new`]); a mirror replays the
+/// entries it fetches over the state it has already verified and stored
+/// ([`Auditor::resume`]), so both hold a log to exactly the same rules.
+pub struct Auditor<'a, R: ?Sized = Empty> {
+    state: Overlay<'a, R>,
     tree: TreeBuilder,
     prev: Hash,
     last_time: u64,
     by_type: std::collections::BTreeMap<String, u64>,
+    /// The Merkle nodes completed so far, when kept ([`Auditor::resume`]).
+    completed: Option<Vec<(NodeId, Hash)>>,
 }
 
-impl Default for Auditor {
+impl Default for Auditor<'static> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Auditor {
+impl Auditor<'static> {
     /// A new audit from entry 0.
-    pub fn new() -> Auditor {
+    pub fn new() -> Auditor<'static> {
         Auditor {
             state: Overlay::new(&EMPTY),
             tree: TreeBuilder::new(),
             prev: [0u8; 32],
             last_time: 0,
             by_type: Default::default(),
+            completed: None,
+        }
+    }
+}
+
+/// Where a replay resumes: the tree so far, the leaf hash of its last entry and that entry's
+/// integrated time (Unix ms).
+#[derive(Clone)]
+pub struct ReplayPoint {
+    /// The tree of the entries already verified.
+    pub tree: TreeBuilder,
+    /// The leaf hash of the last of them (zeros when there is none).
+    pub prev: Hash,
+    /// Its integrated time, Unix milliseconds (0 when there is none).
+    pub last_time: u64,
+}
+
+impl<'a, R: StateRead + ?Sized> Auditor<'a, R> {
+    /// A replay that continues at `from` over `state`, the state of the entries before it,
+    /// remembering what it reads (see [`Overlay::remembering`]) and keeping the Merkle nodes
+    /// it completes, so that its result can be committed ([`Auditor::into_parts`]).
+    pub fn resume(state: &'a R, from: ReplayPoint) -> Auditor<'a, R> {
+        Auditor {
+            state: Overlay::remembering(state),
+            tree: from.tree,
+            prev: from.prev,
+            last_time: from.last_time,
+            by_type: Default::default(),
+            completed: Some(Vec::new()),
         }
     }
 
     /// Entries checked so far.
     pub fn size(&self) -> u64 {
         self.tree.size()
+    }
+
+    /// Where a replay of the entries after these would resume.
+    pub fn point(&self) -> ReplayPoint {
+        ReplayPoint {
+            tree: self.tree.clone(),
+            prev: self.prev,
+            last_time: self.last_time,
+        }
+    }
+
+    /// The state writes of the entries replayed and the Merkle nodes they completed.
+    pub fn into_parts(self) -> (state::Overlay<'a, R>, Vec<(NodeId, Hash)>) {
+        (self.state, self.completed.unwrap_or_default())
     }
 
     /// Checks the next entries, in order, with the leaf hashes their source recorded, if any.
@@ -260,7 +309,10 @@ impl Auditor {
         self.state.apply(writes);
         self.prev = p.leaf;
         self.last_time = p.entry.integrated_time_ms;
-        self.tree.push(p.leaf);
+        let nodes = self.tree.push(p.leaf);
+        if let Some(c) = &mut self.completed {
+            c.extend(nodes);
+        }
         *self
             .by_type
             .entry(payload_name(&p.payload).to_owned())
@@ -624,7 +676,7 @@ fn served_seal(
 /// Runs `work(i)` for every `i` of `range` on `jobs` threads (each a connection of its own),
 /// handing the indices out in order; a thread stops after a result for which `stop` holds, so
 /// that a failing server is not asked for everything. The results, in no particular order.
-fn in_parallel<R: Send>(
+pub(crate) fn in_parallel<R: Send>(
     range: std::ops::Range<u64>,
     jobs: usize,
     work: impl Fn(u64) -> R + Sync,

@@ -426,6 +426,81 @@ pub fn witness(cmd: WitnessCommand) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Options of `mirror`.
+#[derive(Debug, Clone)]
+pub struct MirrorCommand {
+    /// The followed ledger's base URL.
+    pub from: String,
+    /// The followed log's key: a vkey, or a file holding it.
+    pub log_key: String,
+    /// The mirror's data directory (sled; created if missing).
+    pub data: PathBuf,
+    /// The listen address.
+    pub listen: String,
+    /// The base URL of the QR links it serves (default `http://<the address bound>`).
+    pub base_url: Option<String>,
+    /// The pause between rounds.
+    pub interval: std::time::Duration,
+    /// Most entries per step.
+    pub step_entries: u64,
+}
+
+/// `mirror`: follows another ledger (SPEC §8), verifying everything it fetches, and serves the
+/// same read API from what it verified, until Ctrl-C or SIGTERM.
+pub fn mirror(cmd: MirrorCommand) -> Result<(), CliError> {
+    let io = |source| CliError::Io {
+        path: PathBuf::from(&cmd.listen),
+        source,
+    };
+    let key = log_key_arg(&cmd.log_key)?;
+    if let Some(b) = &cmd.base_url {
+        crate::seal::check_base_url(b).map_err(|e| CliError::Usage(e.to_string()))?;
+    }
+    crate::client::Client::new(&cmd.from).map_err(|e| CliError::Usage(e.to_string()))?;
+    let std_listener = std::net::TcpListener::bind(&cmd.listen).map_err(io)?;
+    std_listener.set_nonblocking(true).map_err(io)?;
+    let local = std_listener.local_addr().map_err(io)?;
+    let config = LedgerConfig {
+        base_url: Some(
+            cmd.base_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{local}")),
+        ),
+        ..LedgerConfig::default()
+    };
+    let ledger = std::sync::Arc::new(Ledger::open_mirror(&cmd.data, key, config)?);
+    let rt = tokio::runtime::Runtime::new().map_err(io)?;
+    let result = rt.block_on(async {
+        let listener = tokio::net::TcpListener::from_std(std_listener)?;
+        println!(
+            "mirroring {} from {} ({} entries verified so far)",
+            ledger.origin(),
+            cmd.from,
+            ledger.head().size
+        );
+        println!(
+            "serving the mirror on http://{} (read-only; Ctrl-C to stop)",
+            listener.local_addr()?
+        );
+        let opts = crate::api::ServeOptions {
+            mirror: Some(crate::mirroring::FollowConfig {
+                upstream: cmd.from.clone(),
+                interval: cmd.interval,
+                step_entries: cmd.step_entries,
+            }),
+            ..crate::api::ServeOptions::default()
+        };
+        let served = crate::api::serve(listener, ledger.clone(), opts, shutdown_signal()).await;
+        let closed = crate::api::close_ledger(ledger, std::time::Duration::from_secs(10)).await;
+        Ok::<_, std::io::Error>((served, closed))
+    });
+    let (served, closed) = result.map_err(io)?;
+    served.map_err(io)?;
+    closed?;
+    println!("stopped; everything verified is flushed");
+    Ok(())
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]

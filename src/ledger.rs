@@ -101,6 +101,9 @@ pub enum SubmitError {
     /// A storage failure stopped the ledger from accepting writes.
     #[error("the ledger stopped accepting writes after a storage failure; restart it")]
     Halted,
+    /// This ledger is a read-only mirror of another one (SPEC §8).
+    #[error("this is a read-only mirror: submit to the ledger it mirrors")]
+    Mirror,
 }
 
 impl SubmitError {
@@ -116,6 +119,7 @@ impl SubmitError {
             SubmitError::Payload(_) => RefusalKind::Invalid,
             SubmitError::BadSignature(_) => RefusalKind::Unauthorized,
             SubmitError::Rule(e) => e.kind(),
+            SubmitError::Mirror => RefusalKind::ReadOnly,
             SubmitError::Store(_) | SubmitError::Closed | SubmitError::Halted => {
                 RefusalKind::Internal
             }
@@ -206,7 +210,7 @@ pub mod hex_hashes {
 }
 
 /// The latest committed tree head.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
     /// Tree size.
     pub size: u64,
@@ -290,7 +294,10 @@ struct Inner {
     /// The log key's vkey, recorded with every batch (so with entry 0 too).
     log_vkey: String,
     store: Store,
-    log_key: PrivateKey,
+    /// The log's private key; `None` in a mirror, which serves another ledger's log.
+    signer: Option<PrivateKey>,
+    /// The log's public key.
+    log_public: PublicKey,
     config: LedgerConfig,
     head: RwLock<Head>,
     /// Set when a group commit failed: the in-memory tree may no longer match the store, so
@@ -306,6 +313,11 @@ struct Inner {
     /// Seal signatures the receipts made, for the sequencer to keep with its next batch
     /// (derived data: those lost are signed again when read).
     pending_seals: std::sync::Mutex<Vec<(u64, [u8; 64])>>,
+    /// A mirror's replay point (see [`crate::mirror`]); `None` for a ledger that signs.
+    follower: Option<std::sync::Mutex<crate::audit::ReplayPoint>>,
+    /// The tree size of the checkpoint a mirror holds; above the head's size while a mirror
+    /// is catching up (see [`Ledger::behind`]).
+    upstream_size: AtomicU64,
 }
 
 /// Counts a submission as being admitted until dropped (after it is queued or refused); the
@@ -519,7 +531,10 @@ impl Ledger {
         let log_vkey = log_key.public().to_vkey();
         let inner = Arc::new(Inner {
             store,
-            log_key,
+            log_public: log_key.public().clone(),
+            signer: Some(log_key),
+            follower: None,
+            upstream_size: AtomicU64::new(size),
             config,
             head: RwLock::new(head),
             halted: AtomicBool::new(false),
@@ -549,6 +564,124 @@ impl Ledger {
         })
     }
 
+    /// Opens (or creates, when `dir` is empty) a read-only mirror of the log whose key is
+    /// `log_key` (SPEC §8): no sequencer and no private key; [`crate::mirror`] appends what it
+    /// fetched and verified. The stored checkpoint may cover more entries than are stored
+    /// (a catch-up in progress): [`Ledger::behind`] says so until they are.
+    pub fn open_mirror(
+        dir: &Path,
+        log_key: PublicKey,
+        config: LedgerConfig,
+    ) -> Result<Ledger, LedgerError> {
+        let store = Store::open(dir)?;
+        let vkey = log_key.to_vkey();
+        if let Some(stored) = store.log_key()?
+            && stored != vkey
+        {
+            return Err(LedgerError::WrongLogKey {
+                stored,
+                given: vkey,
+            });
+        }
+        let size = store.size()?;
+        let tree = TreeBuilder::from_reader(size, &store)
+            .map_err(|e| LedgerError::Inconsistent(format!("tree of size {size}: {e}")))?;
+        let (checkpoint, upstream_size) = match store.checkpoint()? {
+            None if size == 0 => (String::new(), 0),
+            None => return Err(LedgerError::Inconsistent("no checkpoint".into())),
+            Some(text) => {
+                let cp = Checkpoint::open(&text, &log_key)
+                    .map_err(|e| LedgerError::Inconsistent(format!("stored checkpoint: {e}")))?;
+                // Each stored prefix was proven consistent with the checkpoint stored with it.
+                if cp.size < size || (cp.size == size && cp.root != tree.root()) {
+                    return Err(LedgerError::Inconsistent(format!(
+                        "checkpoint (size {}) does not match the stored tree (size {size})",
+                        cp.size
+                    )));
+                }
+                (text, cp.size)
+            }
+        };
+        let (prev, last_time) = match size.checked_sub(1) {
+            None => ([0u8; 32], 0),
+            Some(last) => {
+                let bytes = store
+                    .entry(last)?
+                    .ok_or_else(|| LedgerError::Inconsistent(format!("entry {last} missing")))?;
+                let entry = Entry::parse(&bytes)
+                    .map_err(|e| LedgerError::Inconsistent(format!("entry {last}: {e}")))?;
+                (merkle::leaf_hash(&bytes), entry.integrated_time_ms)
+            }
+        };
+        let head = Head {
+            size,
+            root: tree.root(),
+            checkpoint: checkpoint.into(),
+        };
+        let inner = Arc::new(Inner {
+            store,
+            signer: None,
+            log_public: log_key,
+            follower: Some(std::sync::Mutex::new(crate::audit::ReplayPoint {
+                tree,
+                prev,
+                last_time,
+            })),
+            upstream_size: AtomicU64::new(upstream_size),
+            config,
+            head: RwLock::new(head),
+            halted: AtomicBool::new(false),
+            admitting: Default::default(),
+            lingering: AtomicBool::new(false),
+            sequencer: std::sync::OnceLock::new(),
+            pending_seals: Default::default(),
+            stats: SequencerStats::default(),
+            log_vkey: vkey,
+        });
+        Ok(Ledger {
+            inner,
+            tx: None,
+            worker: None,
+        })
+    }
+
+    /// Whether this ledger is a read-only mirror ([`Ledger::open_mirror`]).
+    pub fn is_mirror(&self) -> bool {
+        self.inner.signer.is_none()
+    }
+
+    /// For a mirror catching up, (entries stored and verified, entries its checkpoint
+    /// covers): until they are equal it has no signed checkpoint for what it stores and
+    /// cannot answer with proofs. `None` when the head is the checkpoint's tree (always for a
+    /// ledger that signs), and for a mirror that holds no checkpoint yet.
+    pub fn behind(&self) -> Option<(u64, u64)> {
+        let size = self.head().size;
+        let upstream = self.inner.upstream_size.load(Ordering::SeqCst);
+        (upstream > size).then_some((size, upstream))
+    }
+
+    /// A mirror's replay point, held while its next verified entries are committed.
+    pub(crate) fn follower(&self) -> Option<&std::sync::Mutex<crate::audit::ReplayPoint>> {
+        self.inner.follower.as_ref()
+    }
+
+    /// The log key's vkey, as the store records it.
+    pub(crate) fn log_vkey(&self) -> &str {
+        &self.inner.log_vkey
+    }
+
+    /// Makes a mirror's newly committed tree the head (`upstream_size`: the size of the
+    /// checkpoint committed with it).
+    pub(crate) fn set_mirror_head(&self, head: Head, upstream_size: u64) {
+        match self.inner.head.write() {
+            Ok(mut h) => *h = head,
+            Err(p) => *p.into_inner() = head,
+        }
+        self.inner
+            .upstream_size
+            .store(upstream_size, Ordering::SeqCst);
+    }
+
     /// The store underneath, for read paths and audit.
     pub fn store(&self) -> &Store {
         &self.inner.store
@@ -556,7 +689,7 @@ impl Ledger {
 
     /// The log's public key.
     pub fn log_key(&self) -> &PublicKey {
-        self.inner.log_key.public()
+        &self.inner.log_public
     }
 
     /// The sequencer's counters.
@@ -571,7 +704,7 @@ impl Ledger {
 
     /// The log's origin (the log key's name).
     pub fn origin(&self) -> &str {
-        self.inner.log_key.name()
+        self.inner.log_public.name()
     }
 
     /// The latest committed tree head.
@@ -612,6 +745,9 @@ impl Ledger {
 
     /// The cheap checks, then the signature; queues the submission for the sequencer.
     fn admit(&self, body: &[u8]) -> Result<Admission, SubmitError> {
+        if self.inner.signer.is_none() {
+            return Err(SubmitError::Mirror);
+        }
         if self.inner.halted.load(Ordering::SeqCst) {
             return Err(SubmitError::Halted);
         }
@@ -721,9 +857,10 @@ impl Ledger {
                 // The seal is derived data: signed here, in the submitter's thread, on any
                 // core, and handed to the sequencer, which keeps it with its next batch for
                 // lookups.
+                let signer = self.inner.signer.as_ref().ok_or(SubmitError::Mirror)?;
                 let seal = match payload {
                     Payload::Certificate(c) => Some(Seal::sign(
-                        &self.inner.log_key,
+                        signer,
                         self.origin(),
                         &c.product.gtin,
                         &c.product.serial,
@@ -843,16 +980,23 @@ impl Ledger {
     /// signature, or signed now.
     pub fn seal_of(&self, id: &CertificateId, rec: &state::CertRecord) -> Result<Seal, StoreError> {
         let time = rec.integrated_time_ms / 1000;
-        Ok(match self.inner.store.seal_signature(rec.index)? {
-            Some(signature) => Seal {
-                key_id: self.inner.log_key.id(),
+        let kept = self.inner.store.seal_signature(rec.index)?;
+        Ok(match (kept, &self.inner.signer) {
+            (Some(signature), _) => Seal {
+                key_id: self.inner.log_public.id(),
                 index: rec.index,
                 integrated_time: time,
                 certificate_id: id.0,
                 signature,
             },
-            None => Seal::sign(
-                &self.inner.log_key,
+            (None, None) => {
+                return Err(StoreError::Corrupt(format!(
+                    "no seal is kept for entry {}, and a mirror cannot sign one",
+                    rec.index
+                )));
+            }
+            (None, Some(signer)) => Seal::sign(
+                signer,
                 self.origin(),
                 &rec.gtin,
                 &rec.serial,
@@ -1005,7 +1149,9 @@ impl Sequencer {
             return reply_all(jobs, outcomes, &head, (time_ms, &time), &Arc::default());
         }
         nodes.extend(commit.nodes.iter().copied());
-        let key = &self.inner.log_key;
+        let Some(key) = self.inner.signer.as_ref() else {
+            return self.fail(jobs, "a mirror does not sequence");
+        };
         let origin = key.name();
         let cp = Checkpoint {
             origin: origin.to_owned(),

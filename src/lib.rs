@@ -26,6 +26,8 @@ pub mod ledger;
 pub mod logging;
 pub mod merkle;
 pub mod metrics;
+pub mod mirror;
+pub mod mirroring;
 pub mod note;
 pub mod pages;
 pub mod party;

@@ -283,6 +283,40 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8090")]
         listen: String,
     },
+    /// Mirror another ledger: follow it, verify everything, serve the same read API.
+    ///
+    /// Fetches the followed ledger's checkpoint and new entries (tlog-tiles entry bundles)
+    /// and each new certificate's seal, and appends them to its own store only after checking
+    /// every entry as `audit` does, every seal and the Merkle root against the checkpoint
+    /// signed by the log key. A rollback or fork of the followed log stops following (the
+    /// evidence is logged, /healthz says why); what was verified goes on being served.
+    /// Submissions are refused (405): submit to the ledger itself.
+    #[command(
+        after_help = "Example:\n  reman-ledger mirror --from http://127.0.0.1:8080 --log-key keys/log.key.pub --data mirror-data --listen 127.0.0.1:8081"
+    )]
+    Mirror {
+        /// The followed ledger's base URL.
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The followed log's key: its vkey, or a file holding it (.pub).
+        #[arg(long = "log-key", value_name = "VKEY-or-FILE")]
+        log_key: String,
+        /// The mirror's data directory (created if missing).
+        #[arg(long, default_value = "mirror-data")]
+        data: PathBuf,
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: String,
+        /// Base URL of the QR links it serves (default http://<listen address>).
+        #[arg(long = "base-url", value_name = "URL")]
+        base_url: Option<String>,
+        /// Milliseconds between rounds.
+        #[arg(long = "interval-ms", default_value_t = 1000)]
+        interval_ms: u64,
+        /// Most entries appended in one step (a catch-up is split into steps).
+        #[arg(long = "step-entries", default_value_t = reman_ledger::mirroring::STEP_ENTRIES, value_parser = clap::value_parser!(u64).range(1..))]
+        step_entries: u64,
+    },
     #[command(after_long_help = VERIFY_HELP)]
     /// Verify a QR label, a QR URL or a certificate: offline with the log key, or with a server.
     ///
@@ -415,6 +449,23 @@ fn run(args: Args) -> Result<cli::Verdict, CliError> {
             logs,
             listen,
         })?,
+        Command::Mirror {
+            from,
+            log_key,
+            data,
+            listen,
+            base_url,
+            interval_ms,
+            step_entries,
+        } => cli::mirror(cli::MirrorCommand {
+            from,
+            log_key,
+            data,
+            listen,
+            base_url,
+            interval: std::time::Duration::from_millis(interval_ms),
+            step_entries,
+        })?,
         Command::Verify(v) => verify_main(v)?,
     }
     Ok(cli::Verdict::Ok)
@@ -423,7 +474,10 @@ fn run(args: Args) -> Result<cli::Verdict, CliError> {
 fn main() -> ExitCode {
     let args = Args::parse();
     // A server logs a line per request: those are written in chunks.
-    let log = reman_ledger::logging::init(matches!(args.command, Command::Serve { .. }));
+    let log = reman_ledger::logging::init(matches!(
+        args.command,
+        Command::Serve { .. } | Command::Mirror { .. }
+    ));
     let result = run(args);
     // What the log still holds goes out before the verdict, in order.
     drop(log);

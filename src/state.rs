@@ -256,6 +256,8 @@ pub enum RefusalKind {
     TooLarge,
     /// 422: well-formed but invalid content.
     Invalid,
+    /// 405: a read-only mirror takes no submissions.
+    ReadOnly,
     /// 500: the ledger failed.
     Internal,
 }
@@ -271,6 +273,7 @@ impl RefusalKind {
             RefusalKind::Conflict => 409,
             RefusalKind::TooLarge => 413,
             RefusalKind::Invalid => 422,
+            RefusalKind::ReadOnly => 405,
             RefusalKind::Internal => 500,
         }
     }
@@ -285,6 +288,7 @@ impl RefusalKind {
             RefusalKind::Conflict => "conflict",
             RefusalKind::TooLarge => "too_large",
             RefusalKind::Invalid => "invalid",
+            RefusalKind::ReadOnly => "read_only",
             RefusalKind::Internal => "internal",
         }
     }

@@ -434,6 +434,9 @@ pub struct Commit {
     pub log_key: String,
     /// Seal signatures, by index, of entries of earlier batches (see the module doc).
     pub seals: Vec<(u64, [u8; 64])>,
+    /// Write every seal held with this commit, the open block's too: a mirror cannot sign a
+    /// lost seal again, so it keeps each one durably with its entry.
+    pub all_seals: bool,
     /// The state buckets the batch's rules read ([`BatchReader`]): the commit rewrites the
     /// same buckets and takes them from here instead of reading them again.
     pub buckets: BucketReads,
@@ -1175,7 +1178,8 @@ impl Store {
         for (first, value) in split_runs(c.entries, Vec::new()) {
             b.insert(&run_key(first), value);
         }
-        self.seal_writes(self.seals_to_write(c.seals, Some(c.size)), &mut b)?;
+        let held_until = (!c.all_seals).then_some(c.size);
+        self.seal_writes(self.seals_to_write(c.seals, held_until), &mut b)?;
         self.state_writes(c.state, &c.buckets, &mut b)?;
         b.insert(META_SIZE, &c.size.to_be_bytes());
         b.insert(META_CHECKPOINT, c.checkpoint.as_bytes());

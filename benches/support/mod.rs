@@ -1,4 +1,9 @@
 //! Helpers the bench binaries share.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 /// User + system CPU seconds of a process so far (all its threads), from `/proc/<pid>/stat`
 /// (`"self"` for this process); NaN if it cannot be read.
@@ -21,4 +26,34 @@ pub fn cpu_seconds(pid: &str) -> f64 {
             .unwrap_or(0.0)
     };
     (tick(11) + tick(12)) / CLOCK_TICKS_PER_S
+}
+
+/// Raw `verify_strict` rate of `envs` (signed by `keys`, round robin) on `threads` threads:
+/// the reference the benches' ratios are taken against.
+pub fn verify_rate(
+    envs: &[reman_ledger::dsse::Envelope],
+    keys: &[reman_ledger::keys::PublicKey],
+    threads: usize,
+) -> f64 {
+    let n = envs.len();
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let next = next.clone();
+            s.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let e = &envs[i];
+                    let k = &keys[i % keys.len()];
+                    let msg = reman_ledger::dsse::pae(&e.payload_type, &e.payload);
+                    assert!(k.verify(&msg, &e.signature.sig).is_ok());
+                }
+            });
+        }
+    });
+    n as f64 / start.elapsed().as_secs_f64()
 }

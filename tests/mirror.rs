@@ -1,0 +1,379 @@
+//! `reman-ledger mirror` (SPEC §8): the real binary following a real `serve` over loopback
+//! HTTP, through the tile API, and serving the same read API; in front of a lying proxy, a
+//! ledger that rolls back and one that forks, it stops following, says why and writes
+//! nothing it could not verify.
+
+mod cli_support;
+mod common;
+mod proxy;
+
+use cli_support::{Served, bin, log_certificates, spawn_server, stop_server, text};
+use common::copy_dir;
+use reman_ledger::client::Client;
+use reman_ledger::seal::Seal;
+use serde_json::Value;
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+/// A running `reman-ledger mirror` in its own directory (keys/log.key.pub, data in `m/`).
+struct Mirror {
+    child: Option<Child>,
+    url: String,
+    upstream: String,
+    extra: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl Mirror {
+    fn start(upstream: &str, extra: &[&str]) -> Mirror {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&cli_support::root().join("keys"), &dir.path().join("keys"));
+        let mut m = Mirror {
+            child: None,
+            url: String::new(),
+            upstream: upstream.to_owned(),
+            extra: extra.iter().map(|a| a.to_string()).collect(),
+            dir,
+        };
+        m.run();
+        m
+    }
+
+    fn run(&mut self) {
+        let mut args = vec![
+            "mirror",
+            "--from",
+            &self.upstream,
+            "--data",
+            "m",
+            "--listen",
+            "127.0.0.1:0",
+            "--interval-ms",
+            "50",
+        ];
+        if !self.extra.iter().any(|a| a == "--log-key") {
+            args.extend(["--log-key", "keys/log.key.pub"]);
+        }
+        args.extend(self.extra.iter().map(String::as_str));
+        let (child, url) = spawn_server(&args, self.dir.path());
+        self.child = Some(child);
+        self.url = url;
+    }
+
+    fn stop(&mut self) {
+        if let Some(c) = self.child.take() {
+            stop_server(c);
+        }
+    }
+
+    fn health(&self) -> Value {
+        let body = Client::new(&self.url)
+            .unwrap()
+            .get_path("/healthz", "application/json")
+            .unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    /// Waits (up to 30 s) until `/healthz` satisfies `done`; returns it.
+    fn wait_for(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let h = self.health();
+            if done(&h) {
+                return h;
+            }
+            assert!(Instant::now() < deadline, "mirror never {what}: {h}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_size(&self, size: u64) {
+        self.wait_for(&format!("reached {size} entries"), |h| {
+            h["tree_size"] == size && h["mirror"]["behind"].is_null()
+        });
+    }
+
+    fn wait_stopped(&self) -> String {
+        let h = self.wait_for("stopped following", |h| h["mirror"]["state"] == "stopped");
+        h["mirror"]["reason"].as_str().unwrap().to_owned()
+    }
+
+    fn get(&self, path: &str) -> Vec<u8> {
+        Client::new(&self.url)
+            .unwrap()
+            .get_path(path, "application/json")
+            .unwrap()
+    }
+
+    /// The size of the mirror's store, read from its directory (the mirror stopped).
+    fn stored_size(&mut self) -> u64 {
+        self.stop();
+        reman_ledger::store::Store::open(&self.dir.path().join("m"))
+            .unwrap()
+            .size()
+            .unwrap()
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn get(url: &str, path: &str) -> Vec<u8> {
+    Client::new(url)
+        .unwrap()
+        .get_path(path, "application/json")
+        .unwrap()
+}
+
+fn json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap()
+}
+
+/// The IDs of the certificates the ledger at `url` has logged.
+fn certificate_ids(url: &str) -> Vec<String> {
+    let parties = json(&get(url, "/api/v1/parties"));
+    assert!(parties.as_array().unwrap().len() >= 6);
+    let log = Client::new(url).unwrap().log().unwrap();
+    let client = Client::new(url).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..log.tree_size {
+        let e = client.entry(i).unwrap();
+        let entry = reman_ledger::entry::Entry::parse(&e.leaf).unwrap();
+        if entry.envelope.payload_type
+            == reman_ledger::payload::PayloadType::Certificate.media_type()
+        {
+            ids.push(
+                reman_ledger::certificate::CertificateId::of_payload(&entry.envelope.payload)
+                    .to_string(),
+            );
+        }
+    }
+    ids
+}
+
+#[test]
+fn a_mirror_follows_a_ledger_and_serves_the_same_read_api() {
+    let up = Served::demo();
+    // Steps of 16 entries: the catch-up goes through consistency proofs.
+    let mut m = Mirror::start(&up.url, &["--step-entries", "16"]);
+    m.wait_size(89);
+    for path in [
+        "/checkpoint",
+        "/api/v1/log",
+        "/api/v1/parties",
+        "/tile/0/000.p/89",
+        "/tile/entries/000.p/89",
+        "/api/v1/entries/42",
+        "/api/v1/proof/consistency?first=10&second=89",
+    ] {
+        assert_eq!(get(&up.url, path), m.get(path), "{path}");
+    }
+    let ids = certificate_ids(&up.url);
+    assert!(ids.len() >= 30);
+    for id in &ids {
+        let (mut a, mut b) = (
+            json(&get(&up.url, &format!("/api/v1/certificates/{id}"))),
+            json(&m.get(&format!("/api/v1/certificates/{id}"))),
+        );
+        // The same seal; the QR link names the server that answers.
+        let (qa, qb) = (a["qr_url"].take(), b["qr_url"].take());
+        let (qa, qb) = (qa.as_str().unwrap(), qb.as_str().unwrap());
+        assert!(qb.starts_with(&m.url), "{qb}");
+        assert_eq!(qa.strip_prefix(&up.url), qb.strip_prefix(&m.url));
+        assert_eq!(a, b, "certificate {id}");
+        let proof = format!("/api/v1/certificates/{id}/proof");
+        assert_eq!(get(&up.url, &proof), m.get(&proof));
+    }
+    // Read-only: a submission is a 405 problem, and nothing is written.
+    let envelope = common::sign(
+        reman_ledger::payload::PayloadType::Certificate,
+        &common::certificate_json(&common::gtin(4242), "MIRROR-1", None),
+        &common::key("suzhou-reman.example"),
+    );
+    let answer = Client::new(&m.url).unwrap().submit(&envelope).unwrap_err();
+    assert_eq!(answer.status(), Some(405), "{answer}");
+    assert!(answer.to_string().contains("read-only mirror"), "{answer}");
+    assert_eq!(m.health()["tree_size"], 89);
+    // New entries are followed.
+    log_certificates(&up.url, 0, 3);
+    m.wait_size(92);
+    assert_eq!(get(&up.url, "/checkpoint"), m.get("/checkpoint"));
+    // Verified against the mirror alone: online verification and a remote audit.
+    let id = &ids[0];
+    let o = bin(
+        &[
+            "verify",
+            "--state",
+            "state.json",
+            "--log-key",
+            "keys/log.key.pub",
+            "--server",
+            &m.url,
+            id,
+        ],
+        m.dir.path(),
+    );
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(text(&o.stdout).contains("VALID"));
+    let o = bin(
+        &["audit", "--log-key", "keys/log.key.pub", "--server", &m.url],
+        m.dir.path(),
+    );
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    // Its store audits clean, and a restarted mirror goes on from it.
+    m.stop();
+    let o = bin(&["audit", "--data", "m"], m.dir.path());
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("92 entries"),
+        "{}",
+        text(&o.stdout)
+    );
+    m.run();
+    assert_eq!(m.health()["tree_size"], 92);
+    log_certificates(&up.url, 3, 1);
+    m.wait_size(93);
+}
+
+/// Changes a byte of the payload of the entry bundle's 11th entry.
+fn change_an_entry(path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
+    if !path.starts_with("/tile/entries/") {
+        return None;
+    }
+    let mut b = body.to_vec();
+    let tenth = b
+        .windows(10)
+        .enumerate()
+        .filter(|(_, w)| *w == b"\"payload\":")
+        .nth(10)?
+        .0;
+    b[tenth + 30] ^= 0x01;
+    Some((200, b))
+}
+
+#[test]
+fn a_mirror_refuses_a_changed_entry_and_writes_nothing() {
+    let up = Served::demo();
+    let lying = proxy::start(&up.url, change_an_entry);
+    let mut m = Mirror::start(&lying, &[]);
+    let why = m.wait_stopped();
+    assert!(why.contains("entry 10"), "{why}");
+    // Nothing to serve: no checkpoint verified.
+    let err = Client::new(&m.url)
+        .unwrap()
+        .get_path("/checkpoint", "text/plain")
+        .unwrap_err();
+    assert_eq!(err.status(), Some(503), "{err}");
+    assert_eq!(m.stored_size(), 0);
+}
+
+/// Serves every certificate with `change` made to its seal.
+fn change_seals(body: &[u8], change: fn(&mut Seal)) -> Option<(u16, Vec<u8>)> {
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    let mut seal = Seal::from_base64url(v["seal"].as_str()?).ok()?;
+    change(&mut seal);
+    v["seal"] = seal.to_base64url().into();
+    Some((200, serde_json::to_vec(&v).unwrap()))
+}
+
+fn forge_seals(path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
+    path.starts_with("/api/v1/certificates/")
+        .then(|| change_seals(body, |s| s.signature[7] ^= 1))
+        .flatten()
+}
+
+fn misplace_seals(path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
+    path.starts_with("/api/v1/certificates/")
+        .then(|| change_seals(body, |s| s.index += 1))
+        .flatten()
+}
+
+#[test]
+fn a_mirror_refuses_a_forged_seal_and_writes_nothing() {
+    let up = Served::demo();
+    let mut m = Mirror::start(&proxy::start(&up.url, forge_seals), &[]);
+    let why = m.wait_stopped();
+    assert!(why.contains("seal signature is not valid"), "{why}");
+    assert_eq!(m.stored_size(), 0);
+}
+
+#[test]
+fn a_mirror_refuses_a_seal_served_for_another_entry_and_writes_nothing() {
+    let up = Served::demo();
+    let mut m = Mirror::start(&proxy::start(&up.url, misplace_seals), &[]);
+    let why = m.wait_stopped();
+    assert!(why.contains("a seal for entry"), "{why}");
+    assert_eq!(m.stored_size(), 0);
+}
+
+#[test]
+fn a_mirror_pinned_to_another_key_refuses_the_checkpoint_and_writes_nothing() {
+    let up = Served::demo();
+    let mut m = Mirror::start(
+        &up.url,
+        &["--log-key", "keys/parties/suzhou-reman.example.key.pub"],
+    );
+    let why = m.wait_stopped();
+    assert!(why.contains("checkpoint"), "{why}");
+    assert_eq!(m.stored_size(), 0);
+}
+
+/// A ledger served on a fixed loopback address from `dir/<data>` (keys and demo data in
+/// `dir`), so that another history can be served at the same URL.
+fn serve_at(dir: &Path, data: &str, addr: &str, demo: bool) -> Child {
+    let mut args = vec!["serve", "--data", data, "--listen", addr];
+    if demo {
+        args.push("--demo");
+    }
+    spawn_server(&args, dir).0
+}
+
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+#[test]
+fn a_mirror_catches_a_rollback_and_a_fork_and_keeps_serving_what_it_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&cli_support::root().join("keys"), &dir.path().join("keys"));
+    copy_dir(
+        &cli_support::root().join("fixtures/demo"),
+        &dir.path().join("fixtures/demo"),
+    );
+    let addr = free_addr();
+    let url = format!("http://{addr}");
+    // The demo log (89 entries), kept aside; then 3 more entries.
+    stop_server(serve_at(dir.path(), "data", &addr, true));
+    copy_dir(&dir.path().join("data"), &dir.path().join("old"));
+    let up = serve_at(dir.path(), "data", &addr, false);
+    log_certificates(&url, 0, 3);
+    let mut m = Mirror::start(&url, &[]);
+    m.wait_size(92);
+    let verified = m.get("/checkpoint");
+    // The operator serves the older copy: a rollback.
+    stop_server(up);
+    let old = serve_at(dir.path(), "old", &addr, false);
+    let why = m.wait_stopped();
+    assert!(why.contains("rolled back"), "{why}");
+    assert!(why.contains("92") && why.contains("89"), "{why}");
+    assert_eq!(m.get("/checkpoint"), verified);
+    assert_eq!(m.health()["tree_size"], 92);
+    // ... then grows the old copy into another history, longer than the one verified: a
+    // fork, caught by the consistency proof a restarted mirror asks for.
+    log_certificates(&url, 100, 4);
+    m.stop();
+    m.run();
+    let why = m.wait_stopped();
+    assert!(why.contains("forked"), "{why}");
+    assert_eq!(m.get("/checkpoint"), verified);
+    stop_server(old);
+    assert_eq!(m.stored_size(), 92);
+}
