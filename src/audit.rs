@@ -58,6 +58,19 @@ pub enum AuditError {
     /// The log could not be read.
     #[error("cannot read the log: {0}")]
     Read(String),
+    /// The log verifies on its own but is not an extension of the checkpoint remembered from
+    /// an earlier audit or verification: it was rolled back or forked.
+    #[error(
+        "the log rewrote its history: {problem}\n--- remembered ---\n{remembered}--- presented ---\n{presented}"
+    )]
+    Rewritten {
+        /// What is wrong.
+        problem: String,
+        /// The checkpoint remembered (signed text).
+        remembered: String,
+        /// The checkpoint the log presents now (signed text).
+        presented: String,
+    },
 }
 
 impl AuditError {
@@ -509,7 +522,7 @@ pub fn audit_store(
 /// Audits a remote ledger over its HTTP API (SPEC §6), trusting nothing it serves: the signed
 /// checkpoint is verified under `log_key` (or, when `None`, under the key the server itself
 /// names in `GET /api/v1/log`, which proves only that the log is consistent with itself: the
-/// caller must say so); every entry up to it is fetched, over `jobs` parallel connections, its
+/// caller must say so) and returned with the report; every entry up to it is fetched, over `jobs` parallel connections, its
 /// served index and leaf hash are checked against the bytes, the entries are replayed by an
 /// [`Auditor`], and the seal served for each certificate is checked as [`check_seals`] checks
 /// a store's (one more request per certificate). Returns the report and the log key used.
@@ -523,7 +536,7 @@ pub fn audit_remote(
     log_key: Option<&PublicKey>,
     jobs: usize,
     mut progress: impl FnMut(u64, u64),
-) -> Result<(AuditReport, PublicKey), AuditError> {
+) -> Result<(AuditReport, PublicKey, String), AuditError> {
     let read = |e: crate::client::ClientError| AuditError::Read(e.to_string());
     let key = match log_key {
         Some(k) => k.clone(),
@@ -588,7 +601,7 @@ pub fn audit_remote(
         progress(next, cp.size);
     }
     match auditor.finish(&checkpoint, &key) {
-        Ok(report) => Ok((report, key)),
+        Ok(report) => Ok((report, key, checkpoint)),
         Err(e) => Err(failed(e, &leaves)),
     }
 }

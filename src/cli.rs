@@ -882,6 +882,9 @@ pub struct AuditCommand {
     pub jobs: usize,
     /// Print the report as JSON.
     pub json: bool,
+    /// For `--server`: the state file of checkpoints seen (the one `verify` keeps): the log
+    /// must extend the checkpoint remembered there, and the audited one is remembered.
+    pub state: Option<PathBuf>,
 }
 
 /// The warning an audit under the server's own key carries.
@@ -919,8 +922,13 @@ pub fn audit(cmd: &AuditCommand) -> Result<Verdict, CliError> {
                 bar.set_length(total);
                 bar.set_position(done);
             })
-            .map(|(r, k)| (r, Some(k)))
-            .map_err(CliError::AuditFailed);
+            .map_err(CliError::AuditFailed)
+            .and_then(|(r, k, text)| {
+                if let Some(path) = &cmd.state {
+                    audited_history(path, &client, &k, &text)?;
+                }
+                Ok((r, Some(k)))
+            });
             bar.finish_and_clear();
             (r, warning)
         }
@@ -966,6 +974,44 @@ pub fn audit(cmd: &AuditCommand) -> Result<Verdict, CliError> {
         }
         (Err(e), false) => Err(e),
     }
+}
+
+/// Checks that the audited checkpoint `text` extends the one of the same log remembered in the
+/// state file at `path` (a rollback or a fork is [`AuditError::Rewritten`], with both signed
+/// checkpoints), then remembers it.
+fn audited_history(
+    path: &Path,
+    client: &crate::client::Client,
+    key: &PublicKey,
+    text: &str,
+) -> Result<(), CliError> {
+    let bad_state = |e: crate::trust::TrustError| CliError::Usage(e.to_string());
+    let cp = crate::checkpoint::Checkpoint::open(text, key)
+        .map_err(|e| CliError::AuditFailed(AuditError::Checkpoint(e.to_string())))?;
+    let state = crate::trust::load_state(path).map_err(bad_state)?;
+    let proof = |first, second| {
+        client
+            .consistency_proof(first, second)
+            .map_err(|e| e.to_string())
+    };
+    if let Err(problem) = crate::trust::check_extends(&state, key, &cp, proof) {
+        return Err(CliError::AuditFailed(AuditError::Rewritten {
+            problem,
+            remembered: state
+                .log(key)
+                .map(|l| l.checkpoint.clone())
+                .unwrap_or_default(),
+            presented: text.to_owned(),
+        }));
+    }
+    let mut state = crate::trust::load_state(path).map_err(bad_state)?;
+    let now = crate::entry::format_time_ms(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    );
+    state.remember(key, &cp, text, client.base_url(), &now);
+    crate::trust::save_state(path, &state).map_err(bad_state)
 }
 
 /// `audit --data DIR` on a local store, with a key already read.

@@ -233,6 +233,12 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// With --server: the state file of checkpoints seen (the one verify keeps, e.g.
+        /// ~/.local/state/reman-ledger/checkpoints.json). The log must extend the checkpoint
+        /// remembered there (a rollback or fork fails the audit, with both checkpoints), and
+        /// the audited checkpoint is remembered for the next audit or verification.
+        #[arg(long, value_name = "FILE", requires = "server")]
+        state: Option<PathBuf>,
     },
     /// Export the log as static C2SP tlog-tiles files, for any static web server or mirror.
     ///
@@ -428,6 +434,7 @@ fn run(args: Args) -> Result<cli::Verdict, CliError> {
             log_key,
             jobs,
             json,
+            state,
         } => {
             return cli::audit(&cli::AuditCommand {
                 data,
@@ -435,6 +442,7 @@ fn run(args: Args) -> Result<cli::Verdict, CliError> {
                 log_key,
                 jobs,
                 json,
+                state,
             });
         }
         Command::Export { data, out } => println!("{}", cli::export(&data, &out)?),

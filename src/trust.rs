@@ -502,6 +502,44 @@ impl State {
     }
 }
 
+/// Checks that `fresh` (verified with `key`) extends the checkpoint of the same log
+/// remembered in `state`, asking `proof(first, second)` for a consistency proof when the tree
+/// grew. `Err` says how the log rewrote its history (rolled back, forked, or no valid proof).
+pub fn check_extends(
+    state: &State,
+    key: &PublicKey,
+    fresh: &Checkpoint,
+    proof: impl FnOnce(u64, u64) -> Result<Vec<crate::merkle::Hash>, String>,
+) -> Result<Compared, String> {
+    let compared = state.compare(key, fresh);
+    match compared {
+        Compared::FirstSight | Compared::Same => Ok(compared),
+        Compared::Rollback { seen } => Err(format!(
+            "rolled back: it shows {} entries, but a checkpoint of {seen} was seen before",
+            fresh.size
+        )),
+        Compared::Fork { size } => Err(format!(
+            "forked: it signed two different trees of {size} entries"
+        )),
+        Compared::Grown { first, first_root } => {
+            let p = proof(first, fresh.size).map_err(|e| {
+                format!(
+                    "it cannot prove that its tree of {} entries extends the one of {first} seen before ({e})",
+                    fresh.size
+                )
+            })?;
+            crate::merkle::verify_consistency(first, fresh.size, &first_root, &fresh.root, &p)
+                .map_err(|e| {
+                    format!(
+                        "forked: its tree of {} entries does not extend the one of {first} seen before ({e})",
+                        fresh.size
+                    )
+                })?;
+            Ok(compared)
+        }
+    }
+}
+
 /// Reads the state file; a missing file is an empty state.
 pub fn load_state(path: &Path) -> Result<State, TrustError> {
     match std::fs::read_to_string(path) {

@@ -288,3 +288,56 @@ fn a_false_seal_the_server_serves_is_caught_at_its_entry() {
         "{err}"
     );
 }
+
+#[test]
+fn with_a_state_file_an_audit_catches_a_rollback_and_a_fork_between_audits() {
+    let mut s = Served::demo();
+    let state = s.path("state.json");
+    let audit_remembering = |s: &Served| {
+        audit(
+            s,
+            &["--log-key", "keys/log.key.pub", "--state", "state.json"],
+        )
+    };
+    let remembered = || -> u64 {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+        v["logs"][0]["tree_size"].as_u64().unwrap()
+    };
+    let o = audit_remembering(&s);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(remembered(), 89);
+    // A copy of the log as it is now, kept aside; the log grows and is audited again.
+    s.stop();
+    common::copy_dir(&s.path("data"), &s.path("old"));
+    s.restart();
+    log_certificates(&s.url, 0, 2);
+    let o = audit_remembering(&s);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(remembered(), 91);
+    let before = std::fs::read(&state).unwrap();
+    // The operator serves the older copy: every entry of it verifies, but it is a rollback.
+    s.stop();
+    std::fs::rename(s.path("data"), s.path("new")).unwrap();
+    std::fs::rename(s.path("old"), s.path("data")).unwrap();
+    s.restart();
+    let o = audit_remembering(&s);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    let err = text(&o.stderr);
+    assert!(err.contains("rolled back"), "{err}");
+    assert!(
+        err.contains("--- remembered ---") && err.contains("--- presented ---"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&state).unwrap(), before, "nothing remembered");
+    // ... and grows it into another history, longer than the one remembered: a fork.
+    log_certificates(&s.url, 100, 3);
+    let o = audit_remembering(&s);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    let err = text(&o.stderr);
+    assert!(err.contains("forked"), "{err}");
+    assert_eq!(std::fs::read(&state).unwrap(), before, "nothing remembered");
+    // Without the memory, the forked log audits clean on its own: only history tells.
+    let o = audit(&s, &["--log-key", "keys/log.key.pub"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+}
