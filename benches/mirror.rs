@@ -97,7 +97,7 @@ fn main() {
         let m = Ledger::open_mirror(dir.path(), log_key().public().clone(), config()).unwrap();
         let cpu0 = support::cpu_seconds("self");
         let t = Instant::now();
-        let round = reman_ledger::mirroring::sync(&m, &client, step).unwrap();
+        let round = reman_ledger::mirroring::sync(&m, &client, step, &Default::default()).unwrap();
         let secs = t.elapsed().as_secs_f64();
         let cpu = support::cpu_seconds("self") - cpu0;
         assert_eq!(round.size, size);

@@ -240,6 +240,9 @@ impl From<&SubmitError> for Problem {
     fn from(e: &SubmitError) -> Problem {
         match e {
             SubmitError::Closed | SubmitError::Halted => unavailable(e.to_string()),
+            // The resource exists (and answers GET); a mirror takes no submissions.
+            SubmitError::Mirror => Problem::from_refusal(e.kind(), e.to_string())
+                .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD")),
             _ => Problem::from_refusal(e.kind(), e.to_string()),
         }
     }
@@ -1401,21 +1404,21 @@ async fn get_consistency(
     Ok(Json(st.ledger.consistency_json(first, second)?).into_response())
 }
 
-/// A mirror without a signed checkpoint for what it stores (new, or catching up) cannot
-/// answer with proofs: every path but the health and metrics ones is a 503 problem until it
-/// has one.
+/// A mirror that has not yet stored the whole tree of any checkpoint of the log it follows
+/// has nothing it can prove: every path but the health and metrics ones is a 503 problem
+/// until it has. (Catching up later, it serves its head, the last such checkpoint.)
 fn not_yet_served(st: &AppState, path: &str) -> Option<Problem> {
-    if !st.ledger.is_mirror() || matches!(path, "/healthz" | "/metrics") {
+    if !st.ledger.is_mirror()
+        || matches!(path, "/healthz" | "/metrics")
+        || !st.ledger.head().checkpoint.is_empty()
+    {
         return None;
     }
     let detail = match st.ledger.behind() {
         Some((size, of)) => format!(
-            "this mirror is catching up: {size} of the {of} entries its checkpoint covers are verified"
+            "this mirror is catching up: {size} of the {of} entries of the log's checkpoint are verified"
         ),
-        None if st.ledger.head().checkpoint.is_empty() => {
-            "this mirror has not yet verified any checkpoint of the log it follows".to_owned()
-        }
-        None => return None,
+        None => "this mirror has not yet verified any checkpoint of the log it follows".to_owned(),
     };
     Some(
         Problem::new(
@@ -1428,17 +1431,32 @@ fn not_yet_served(st: &AppState, path: &str) -> Option<Problem> {
     )
 }
 
+fn evidence_json(e: &Option<crate::mirror::Evidence>) -> Value {
+    e.as_ref().map_or(
+        Value::Null,
+        |e| json!({"held": e.held, "presented": e.presented}),
+    )
+}
+
 async fn get_health(State(st): State<AppState>) -> Response {
     let mut body = json!({"status": "ok", "tree_size": st.ledger.head().size});
     if let Some(m) = &st.mirror {
-        let (state, reason) = match m.state() {
-            crate::mirroring::MirrorState::Following => ("following", None),
-            crate::mirroring::MirrorState::Stopped(why) => ("stopped", Some(why)),
+        let (state, reason, evidence) = match m.state() {
+            crate::mirroring::MirrorState::Following => ("following", None, None),
+            crate::mirroring::MirrorState::Stopped { reason, evidence } => {
+                ("stopped", Some(reason), evidence)
+            }
         };
+        let last_error = m.last_error().map(|l| {
+            json!({"error": l.error, "failures": l.failures, "evidence": evidence_json(&l.evidence)})
+        });
         body["mirror"] = json!({
             "upstream": m.upstream,
             "state": state,
             "reason": reason,
+            "evidence": evidence_json(&evidence),
+            "last_error": last_error,
+            "stored": st.ledger.stored_size(),
             "behind": st.ledger.behind().map(|(size, of)| json!({"verified": size, "checkpoint_size": of})),
         });
     }

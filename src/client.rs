@@ -12,9 +12,11 @@ use std::time::Duration;
 /// How long one request may take, connect to last byte, before it fails.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The largest answer body the client reads: a certificate view with many events or a
-/// resolver page stays far below it, and a hostile server cannot exhaust memory.
-pub const MAX_ANSWER_BYTES: u64 = 16 * 1024 * 1024;
+/// The largest answer body the client reads: the largest entry bundle a log may serve (256
+/// entries of up to 65,535 bytes, each with its 2-byte length) fits; a certificate view with
+/// many events or a resolver page stays far below it, and a hostile server cannot exhaust
+/// memory.
+pub const MAX_ANSWER_BYTES: u64 = 17 * 1024 * 1024;
 
 /// Why a request to the ledger failed.
 #[derive(Debug, thiserror::Error)]

@@ -313,11 +313,8 @@ struct Inner {
     /// Seal signatures the receipts made, for the sequencer to keep with its next batch
     /// (derived data: those lost are signed again when read).
     pending_seals: std::sync::Mutex<Vec<(u64, [u8; 64])>>,
-    /// A mirror's replay point (see [`crate::mirror`]); `None` for a ledger that signs.
-    follower: Option<std::sync::Mutex<crate::audit::ReplayPoint>>,
-    /// The tree size of the checkpoint a mirror holds; above the head's size while a mirror
-    /// is catching up (see [`Ledger::behind`]).
-    upstream_size: AtomicU64,
+    /// A mirror's follower (see [`crate::mirror`]); `None` for a ledger that signs.
+    mirror: Option<crate::mirror::Follower>,
 }
 
 /// Counts a submission as being admitted until dropped (after it is queued or refused); the
@@ -533,8 +530,7 @@ impl Ledger {
             store,
             log_public: log_key.public().clone(),
             signer: Some(log_key),
-            follower: None,
-            upstream_size: AtomicU64::new(size),
+            mirror: None,
             config,
             head: RwLock::new(head),
             halted: AtomicBool::new(false),
@@ -565,9 +561,10 @@ impl Ledger {
     }
 
     /// Opens (or creates, when `dir` is empty) a read-only mirror of the log whose key is
-    /// `log_key` (SPEC §8): no sequencer and no private key; [`crate::mirror`] appends what it
-    /// fetched and verified. The stored checkpoint may cover more entries than are stored
-    /// (a catch-up in progress): [`Ledger::behind`] says so until they are.
+    /// `log_key` (SPEC §8): no sequencer and no private key; [`Ledger::follow`] appends what
+    /// was fetched and verified. Its head is the last checkpoint of the followed log whose
+    /// tree it stores whole; during a catch-up it stores more ([`Ledger::behind`]), which its
+    /// answers leave out until a checkpoint covers them.
     pub fn open_mirror(
         dir: &Path,
         log_key: PublicKey,
@@ -583,51 +580,12 @@ impl Ledger {
                 given: vkey,
             });
         }
-        let size = store.size()?;
-        let tree = TreeBuilder::from_reader(size, &store)
-            .map_err(|e| LedgerError::Inconsistent(format!("tree of size {size}: {e}")))?;
-        let (checkpoint, upstream_size) = match store.checkpoint()? {
-            None if size == 0 => (String::new(), 0),
-            None => return Err(LedgerError::Inconsistent("no checkpoint".into())),
-            Some(text) => {
-                let cp = Checkpoint::open(&text, &log_key)
-                    .map_err(|e| LedgerError::Inconsistent(format!("stored checkpoint: {e}")))?;
-                // Each stored prefix was proven consistent with the checkpoint stored with it.
-                if cp.size < size || (cp.size == size && cp.root != tree.root()) {
-                    return Err(LedgerError::Inconsistent(format!(
-                        "checkpoint (size {}) does not match the stored tree (size {size})",
-                        cp.size
-                    )));
-                }
-                (text, cp.size)
-            }
-        };
-        let (prev, last_time) = match size.checked_sub(1) {
-            None => ([0u8; 32], 0),
-            Some(last) => {
-                let bytes = store
-                    .entry(last)?
-                    .ok_or_else(|| LedgerError::Inconsistent(format!("entry {last} missing")))?;
-                let entry = Entry::parse(&bytes)
-                    .map_err(|e| LedgerError::Inconsistent(format!("entry {last}: {e}")))?;
-                (merkle::leaf_hash(&bytes), entry.integrated_time_ms)
-            }
-        };
-        let head = Head {
-            size,
-            root: tree.root(),
-            checkpoint: checkpoint.into(),
-        };
+        let (head, follower) = crate::mirror::Follower::open(&store, &log_key)?;
         let inner = Arc::new(Inner {
             store,
             signer: None,
             log_public: log_key,
-            follower: Some(std::sync::Mutex::new(crate::audit::ReplayPoint {
-                tree,
-                prev,
-                last_time,
-            })),
-            upstream_size: AtomicU64::new(upstream_size),
+            mirror: Some(follower),
             config,
             head: RwLock::new(head),
             halted: AtomicBool::new(false),
@@ -650,19 +608,19 @@ impl Ledger {
         self.inner.signer.is_none()
     }
 
-    /// For a mirror catching up, (entries stored and verified, entries its checkpoint
-    /// covers): until they are equal it has no signed checkpoint for what it stores and
-    /// cannot answer with proofs. `None` when the head is the checkpoint's tree (always for a
-    /// ledger that signs), and for a mirror that holds no checkpoint yet.
+    /// For a mirror catching up, (entries stored and verified, entries of the followed log's
+    /// checkpoint they lead to): until they are equal it goes on serving the last checkpoint
+    /// whose tree it stores whole (its head). `None` when the head is the newest checkpoint it
+    /// holds (always for a ledger that signs).
     pub fn behind(&self) -> Option<(u64, u64)> {
-        let size = self.head().size;
-        let upstream = self.inner.upstream_size.load(Ordering::SeqCst);
-        (upstream > size).then_some((size, upstream))
+        let m = self.inner.mirror.as_ref()?;
+        let (stored, target) = m.sizes();
+        (target > self.head().size).then_some((stored, target))
     }
 
-    /// A mirror's replay point, held while its next verified entries are committed.
-    pub(crate) fn follower(&self) -> Option<&std::sync::Mutex<crate::audit::ReplayPoint>> {
-        self.inner.follower.as_ref()
+    /// A mirror's follower.
+    pub(crate) fn follower(&self) -> Option<&crate::mirror::Follower> {
+        self.inner.mirror.as_ref()
     }
 
     /// The log key's vkey, as the store records it.
@@ -670,16 +628,12 @@ impl Ledger {
         &self.inner.log_vkey
     }
 
-    /// Makes a mirror's newly committed tree the head (`upstream_size`: the size of the
-    /// checkpoint committed with it).
-    pub(crate) fn set_mirror_head(&self, head: Head, upstream_size: u64) {
+    /// Makes a mirror's newly committed tree the head.
+    pub(crate) fn set_head(&self, head: Head) {
         match self.inner.head.write() {
             Ok(mut h) => *h = head,
             Err(p) => *p.into_inner() = head,
         }
-        self.inner
-            .upstream_size
-            .store(upstream_size, Ordering::SeqCst);
     }
 
     /// The store underneath, for read paths and audit.

@@ -294,9 +294,10 @@ enum Command {
     /// Fetches the followed ledger's checkpoint and new entries (tlog-tiles entry bundles)
     /// and each new certificate's seal, and appends them to its own store only after checking
     /// every entry as `audit` does, every seal and the Merkle root against the checkpoint
-    /// signed by the log key. A rollback or fork of the followed log stops following (the
-    /// evidence is logged, /healthz says why); what was verified goes on being served.
-    /// Submissions are refused (405): submit to the ledger itself.
+    /// signed by the log key. What cannot be verified is refused and tried again (/healthz
+    /// shows the last failure, with both checkpoints for a rollback); what the log signed
+    /// that proves it misbehaved (a fork, an entry against its rules) stops following. What
+    /// was verified goes on being served. Submissions are refused (405).
     #[command(
         after_help = "Example:\n  reman-ledger mirror --from http://127.0.0.1:8080 --log-key keys/log.key.pub --data mirror-data --listen 127.0.0.1:8081"
     )]

@@ -1,22 +1,22 @@
 //! Following a ledger over HTTP (SPEC §8 mirror): the I/O around [`Ledger::follow`].
 //!
-//! Each round reads the followed ledger's `/checkpoint`, checks it against the checkpoint the
-//! mirror holds (a smaller tree is a rollback, a different root at the same size or a failed
-//! consistency proof is a fork: following stops, with both checkpoints logged as evidence),
-//! then fetches the new entries as C2SP tlog-tiles entry bundles (`/tile/entries/...`), the
-//! seal of each new certificate (`GET /api/v1/certificates/{id}`: a mirror cannot sign seals)
-//! and, for a catch-up split into steps, consistency proofs (`GET /api/v1/proof/consistency`).
-//! What the followed ledger answers is never trusted: [`Ledger::follow`] verifies it.
+//! Each round reads the followed ledger's `/checkpoint`, a consistency proof from the
+//! checkpoint held to it (`GET /api/v1/proof/consistency`), then, step by step, the new entries
+//! as C2SP tlog-tiles entry bundles (`/tile/entries/...`), the seal of each new certificate
+//! (`GET /api/v1/certificates/{id}`: a mirror cannot sign seals) and, for a step that ends
+//! before the checkpoint, a consistency proof to it. Nothing the followed ledger answers is
+//! trusted: [`Ledger::follow`] verifies it, and says which refusals prove that the log
+//! misbehaved (following stops, with the evidence) and which may be tried again.
 
 use crate::certificate::CertificateId;
 use crate::checkpoint::Checkpoint;
 use crate::client::{Client, ClientError};
 use crate::entry::Entry;
 use crate::ledger::Ledger;
-use crate::merkle;
-use crate::mirror::{FollowStep, MirrorError};
+use crate::mirror::{Evidence, FollowStep, MirrorError};
 use crate::payload::{self, Payload};
 use crate::tiles::{self, Tile, TileKind};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,13 +26,29 @@ pub const STEP_ENTRIES: u64 = 16 * tiles::WIDTH;
 /// What a mirror is doing, for `/healthz` and the operator.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum MirrorState {
-    /// Following: every round so far was verified (or could not read the followed ledger
-    /// and will try again).
+    /// Following (rounds that could not be completed are tried again: see
+    /// [`MirrorStatus::last_error`]).
     #[default]
     Following,
-    /// Stopped following: the followed log failed a check (the reason, with the evidence).
-    /// The mirror goes on serving what it verified before.
-    Stopped(String),
+    /// Stopped following: the followed log signed something that proves it misbehaved, or
+    /// the mirror's storage failed. The mirror goes on serving what it verified before.
+    Stopped {
+        /// Why.
+        reason: String,
+        /// The two checkpoints, for a fork.
+        evidence: Option<Evidence>,
+    },
+}
+
+/// The last round that failed and will be tried again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastError {
+    /// What failed.
+    pub error: String,
+    /// The two checkpoints, for a rollback or a failed consistency proof.
+    pub evidence: Option<Evidence>,
+    /// Rounds failed in a row.
+    pub failures: u64,
 }
 
 /// The followed ledger, shared between the follower and the HTTP handlers.
@@ -40,7 +56,9 @@ pub enum MirrorState {
 pub struct MirrorStatus {
     /// The followed ledger's base URL.
     pub upstream: String,
-    state: Mutex<MirrorState>,
+    state: Mutex<(MirrorState, Option<LastError>)>,
+    /// Set when the server stops: a catch-up in progress ends after its current step.
+    cancel: AtomicBool,
 }
 
 impl MirrorStatus {
@@ -48,17 +66,40 @@ impl MirrorStatus {
     pub fn new(upstream: &str) -> MirrorStatus {
         MirrorStatus {
             upstream: upstream.to_owned(),
-            state: Mutex::new(MirrorState::Following),
+            state: Mutex::new((MirrorState::Following, None)),
+            cancel: AtomicBool::new(false),
         }
     }
 
     /// What the mirror is doing now.
     pub fn state(&self) -> MirrorState {
-        crate::store::lock(&self.state).clone()
+        crate::store::lock(&self.state).0.clone()
     }
 
-    fn stop(&self, why: String) {
-        *crate::store::lock(&self.state) = MirrorState::Stopped(why);
+    /// The last failed round, unless a round has succeeded since.
+    pub fn last_error(&self) -> Option<LastError> {
+        crate::store::lock(&self.state).1.clone()
+    }
+
+    fn stop(&self, e: &MirrorError) {
+        crate::store::lock(&self.state).0 = MirrorState::Stopped {
+            reason: e.to_string(),
+            evidence: e.evidence().cloned(),
+        };
+    }
+
+    fn failed(&self, e: &MirrorError) {
+        let mut s = crate::store::lock(&self.state);
+        let failures = s.1.as_ref().map_or(0, |l| l.failures) + 1;
+        s.1 = Some(LastError {
+            error: e.to_string(),
+            evidence: e.evidence().cloned(),
+            failures,
+        });
+    }
+
+    fn succeeded(&self) {
+        crate::store::lock(&self.state).1 = None;
     }
 }
 
@@ -71,67 +112,52 @@ fn read(e: ClientError) -> MirrorError {
 pub struct Round {
     /// Entries appended.
     pub appended: u64,
-    /// The mirror's tree size after it.
+    /// Entries the mirror stores after it.
     pub size: u64,
 }
 
 /// One round: brings the mirror up to the followed ledger's current checkpoint, in steps of
-/// at most `step_entries` entries, each verified and committed before the next is fetched.
-pub fn sync(ledger: &Ledger, client: &Client, step_entries: u64) -> Result<Round, MirrorError> {
+/// at most `step_entries` entries (at least one tile), each verified and committed before
+/// the next is fetched; returns early, after a step, once `cancel` is set.
+pub fn sync(
+    ledger: &Ledger,
+    client: &Client,
+    step_entries: u64,
+    cancel: &AtomicBool,
+) -> Result<Round, MirrorError> {
     let text = client.get_path("/checkpoint", "text/plain").map_err(read)?;
     let text = String::from_utf8(text)
         .map_err(|_| MirrorError::Checkpoint("the checkpoint is not UTF-8".into()))?;
     let cp = Checkpoint::open(&text, ledger.log_key())
         .map_err(|e| MirrorError::Checkpoint(e.to_string()))?;
-    let head = ledger.head();
-    let start = head.size;
-    if !head.checkpoint.is_empty() {
-        let held = Checkpoint::open(&head.checkpoint, ledger.log_key())
-            .map_err(|e| MirrorError::Checkpoint(format!("the checkpoint held: {e}")))?;
-        let evidence = || format!("held:\n{}\nserved now:\n{text}", head.checkpoint);
-        if cp.size < held.size {
-            tracing::error!(evidence = %evidence(), "the followed log rolled back");
-            return Err(MirrorError::Rollback {
-                had: held.size,
-                now: cp.size,
+    let start = ledger.stored_size();
+    let held = ledger.held_checkpoint()?;
+    if held.as_deref() == Some(text.as_str()) && start == cp.size {
+        return Ok(Round {
+            appended: 0,
+            size: start,
+        });
+    }
+    // One proof that the new checkpoint extends the one held, for the round's first step.
+    let mut extends = match held.map(|h| Checkpoint::open(&h, ledger.log_key())) {
+        Some(Ok(had)) if had.size > 0 && cp.size > had.size => {
+            client.consistency_proof(had.size, cp.size).map_err(read)?
+        }
+        _ => Vec::new(),
+    };
+    loop {
+        let from = ledger.stored_size();
+        let mut step = fetch_step(client, from, &cp, &text, step_entries)?;
+        step.extends = std::mem::take(&mut extends);
+        ledger.follow(step)?;
+        let size = ledger.stored_size();
+        if size >= cp.size || cancel.load(Ordering::SeqCst) {
+            return Ok(Round {
+                appended: size - start,
+                size,
             });
         }
-        if cp.size == held.size && cp.root != held.root {
-            tracing::error!(evidence = %evidence(), "the followed log forked");
-            return Err(MirrorError::Fork(format!(
-                "it signed two different trees of {} entries",
-                cp.size
-            )));
-        }
-        // A new checkpoint must extend the one held before anything it covers is fetched:
-        // a fork is then named as one, with both checkpoints as evidence (the steps' own
-        // checks would also refuse it, as a broken chain or a wrong root).
-        if cp.size > held.size && held.size > 0 {
-            let proof = client.consistency_proof(held.size, cp.size).map_err(read)?;
-            if let Err(e) =
-                merkle::verify_consistency(held.size, cp.size, &held.root, &cp.root, &proof)
-            {
-                tracing::error!(evidence = %evidence(), "the followed log forked");
-                return Err(MirrorError::Fork(format!(
-                    "its checkpoints of {} and {} entries are not consistent ({e})",
-                    held.size, cp.size
-                )));
-            }
-        }
     }
-    while ledger.head().size < cp.size {
-        let from = ledger.head().size;
-        let step = fetch_step(client, from, &cp, &text, step_entries)?;
-        ledger.follow(step).inspect_err(|e| {
-            if !e.is_transient() {
-                tracing::error!(error = %e, checkpoint = %text, "refused what the followed log served");
-            }
-        })?;
-    }
-    Ok(Round {
-        appended: cp.size.saturating_sub(start),
-        size: cp.size,
-    })
 }
 
 /// The entries from `from` up to at most `step_entries` later (ending on a tile boundary or
@@ -145,7 +171,13 @@ fn fetch_step(
     step_entries: u64,
 ) -> Result<FollowStep, MirrorError> {
     let width = tiles::WIDTH;
-    let boundary = (from + step_entries.max(1)) / width * width;
+    if from >= cp.size {
+        return Ok(FollowStep {
+            checkpoint: text.to_owned(),
+            ..FollowStep::default()
+        });
+    }
+    let boundary = from.saturating_add(step_entries) / width * width;
     let next_tile = (from / width + 1) * width;
     let end = cp.size.min(boundary.max(next_tile));
     let mut entries = Vec::with_capacity((end - from) as usize);
@@ -204,6 +236,7 @@ fn fetch_step(
         entries,
         seals,
         checkpoint: text.to_owned(),
+        extends: Vec::new(),
         consistency,
     })
 }
@@ -255,40 +288,76 @@ pub struct FollowConfig {
     pub step_entries: u64,
 }
 
-/// Follows until the task is dropped or the followed log fails a check (then `status` says
-/// why and following stops; what was verified goes on being served). Failures to read the
-/// followed ledger are retried, waiting longer each time (up to a minute).
+/// Sets the cancel flag when dropped: an aborted follower task ends its catch-up after the
+/// step in progress, so that the ledger can be closed.
+struct CancelOnDrop(Arc<MirrorStatus>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Follows until the task is dropped or the followed log proves it misbehaved (then
+/// `status` says why and following stops; what was verified goes on being served). Rounds
+/// that fail otherwise are tried again, waiting longer each time (up to a minute), and
+/// `status` shows the last failure.
 pub async fn run(ledger: Arc<Ledger>, config: FollowConfig, status: Arc<MirrorStatus>) {
+    let _cancel = CancelOnDrop(status.clone());
     let client = match Client::with_timeout(&config.upstream, Duration::from_secs(30)) {
         Ok(c) => Arc::new(c),
         Err(e) => {
-            status.stop(format!("cannot follow {}: {e}", config.upstream));
+            status.stop(&MirrorError::Read(format!(
+                "cannot follow {}: {e}",
+                config.upstream
+            )));
             return;
         }
     };
     let mut wait = config.interval;
     loop {
-        let (l, c) = (ledger.clone(), client.clone());
+        let (l, c, s) = (ledger.clone(), client.clone(), status.clone());
         let step = config.step_entries;
-        let round = tokio::task::spawn_blocking(move || sync(&l, &c, step)).await;
+        let round = tokio::task::spawn_blocking(move || sync(&l, &c, step, &s.cancel)).await;
         match round {
             Ok(Ok(r)) => {
                 if r.appended > 0 {
-                    tracing::info!(appended = r.appended, size = r.size, "mirrored new entries");
+                    tracing::info!(
+                        appended = r.appended,
+                        size = r.size,
+                        behind = ?ledger.behind(),
+                        "mirrored new entries"
+                    );
                 }
+                status.succeeded();
                 wait = config.interval;
             }
             Ok(Err(e)) if e.is_transient() => {
-                tracing::warn!(error = %e, retry_s = wait.as_secs_f64(), "cannot follow now; trying again");
+                match e.evidence() {
+                    Some(ev) => {
+                        tracing::warn!(error = %e, held = %ev.held, presented = %ev.presented, retry_s = wait.as_secs_f64(), "refused; trying again")
+                    }
+                    None => {
+                        tracing::warn!(error = %e, retry_s = wait.as_secs_f64(), "cannot follow now; trying again")
+                    }
+                }
+                status.failed(&e);
                 wait = (wait * 2).min(Duration::from_secs(60));
             }
             Ok(Err(e)) => {
-                tracing::error!(error = %e, "stopped following; serving what was verified");
-                status.stop(e.to_string());
+                match e.evidence() {
+                    Some(ev) => {
+                        tracing::error!(error = %e, held = %ev.held, presented = %ev.presented, "stopped following; serving what was verified")
+                    }
+                    None => {
+                        tracing::error!(error = %e, "stopped following; serving what was verified")
+                    }
+                }
+                status.stop(&e);
                 return;
             }
             Err(e) => {
-                status.stop(format!("the follower failed: {e}"));
+                status.stop(&MirrorError::Read(format!("the follower failed: {e}")));
                 return;
             }
         }

@@ -94,6 +94,9 @@ impl From<StoreError> for ReadError {
 const META_SIZE: &[u8] = b"Msize";
 const META_CHECKPOINT: &[u8] = b"Mcheckpoint";
 const META_LOG_KEY: &[u8] = b"Mlog_key";
+/// A mirror catching up: the followed log's checkpoint its stored entries lead to (they are a
+/// verified prefix of its tree), while `META_CHECKPOINT` stays the one they last reached.
+const META_CATCHING_UP: &[u8] = b"Mcatching_up";
 /// The layout format (absent in format 1).
 const META_FORMAT: &[u8] = b"Mformat";
 /// The layout this code writes: 4, format 3 whose certificate records may say whether the
@@ -434,9 +437,12 @@ pub struct Commit {
     pub log_key: String,
     /// Seal signatures, by index, of entries of earlier batches (see the module doc).
     pub seals: Vec<(u64, [u8; 64])>,
-    /// Write every seal held with this commit, the open block's too: a mirror cannot sign a
-    /// lost seal again, so it keeps each one durably with its entry.
-    pub all_seals: bool,
+    /// A mirror's commit: every seal held is written with it, the open block's too (a mirror
+    /// cannot sign a lost seal again), and the catch-up target is recorded or cleared.
+    pub mirror: bool,
+    /// For a mirror whose entries end before the followed log's checkpoint: that checkpoint
+    /// ([`Store::catching_up`]); `checkpoint` is then the last one whose tree is stored whole.
+    pub catching_up: Option<String>,
     /// The state buckets the batch's rules read ([`BatchReader`]): the commit rewrites the
     /// same buckets and takes them from here instead of reading them again.
     pub buckets: BucketReads,
@@ -905,6 +911,18 @@ impl Store {
             .transpose()
     }
 
+    /// A mirror catching up: the followed log's checkpoint its stored entries lead to (see
+    /// [`Commit::catching_up`]).
+    pub fn catching_up(&self) -> Result<Option<String>, StoreError> {
+        self.db()?
+            .get(META_CATCHING_UP)?
+            .map(|v| {
+                String::from_utf8(v.to_vec())
+                    .map_err(|_| StoreError::Corrupt("catch-up checkpoint is not UTF-8".into()))
+            })
+            .transpose()
+    }
+
     /// The run holding entry `index`, with the run's first index.
     fn run_of(&self, index: u64) -> Result<Option<(u64, Run)>, StoreError> {
         let Some(next) = index.checked_add(1) else {
@@ -1178,11 +1196,16 @@ impl Store {
         for (first, value) in split_runs(c.entries, Vec::new()) {
             b.insert(&run_key(first), value);
         }
-        let held_until = (!c.all_seals).then_some(c.size);
+        let held_until = (!c.mirror).then_some(c.size);
         self.seal_writes(self.seals_to_write(c.seals, held_until), &mut b)?;
         self.state_writes(c.state, &c.buckets, &mut b)?;
         b.insert(META_SIZE, &c.size.to_be_bytes());
         b.insert(META_CHECKPOINT, c.checkpoint.as_bytes());
+        match (&c.catching_up, c.mirror) {
+            (Some(target), _) => b.insert(META_CATCHING_UP, target.as_bytes()),
+            (None, true) => b.remove(META_CATCHING_UP),
+            (None, false) => {}
+        }
         b.insert(META_LOG_KEY, c.log_key.as_bytes());
         b.insert(META_FORMAT, &[FORMAT]);
         self.db()?.apply_batch(b)?;

@@ -8,6 +8,7 @@ mod common;
 use common::{config, demo_ledger, key, log_key, new_ledger, operator, snapshot};
 use reman_ledger::audit::{AuditError, audit_store};
 use reman_ledger::certificate::CertificateId;
+use reman_ledger::checkpoint::Checkpoint;
 use reman_ledger::entry::Entry;
 use reman_ledger::ledger::{Ledger, LedgerConfig, LedgerError, OperatorDetails, SubmitError};
 use reman_ledger::merkle;
@@ -23,6 +24,20 @@ fn certificate_of(bytes: &[u8]) -> Option<CertificateId> {
         Payload::Certificate(_) => Some(CertificateId::of_payload(&e.envelope.payload)),
         _ => None,
     }
+}
+
+/// What the ledger `up` holds for entries `from..to` (see [`step`]), with the proof that its
+/// checkpoint extends the one `m` holds.
+fn step_for(m: &Ledger, up: &Ledger, from: u64, to: u64) -> FollowStep {
+    let mut st = step(up, from, to);
+    let size = up.head().size;
+    if let Some(held) = m.held_checkpoint().unwrap() {
+        let had = Checkpoint::open(&held, log_key().public()).unwrap();
+        if had.size < size {
+            st.extends = merkle::consistency_proof(had.size, size, up.store()).unwrap();
+        }
+    }
+    st
 }
 
 /// What the ledger `up` holds for entries `from..to`: their bytes, their certificates' seals,
@@ -51,7 +66,39 @@ fn step(up: &Ledger, from: u64, to: u64) -> FollowStep {
         entries,
         seals,
         checkpoint: head.checkpoint.to_string(),
+        extends: Vec::new(),
         consistency,
+    }
+}
+
+/// Signs `st`'s checkpoint again over its entries as given, with the log key: what a log
+/// that logged them would serve.
+fn signed_over(mut st: FollowStep) -> FollowStep {
+    let mut tree = merkle::TreeBuilder::new();
+    for e in &st.entries {
+        tree.push(merkle::leaf_hash(e));
+    }
+    let cp = Checkpoint {
+        origin: log_key().name().to_owned(),
+        size: tree.size(),
+        root: tree.root(),
+        extensions: vec![],
+    };
+    st.checkpoint = cp.sign(&log_key()).unwrap();
+    st
+}
+
+/// Logs `n` new certificates of the demo remanufacturer in Suzhou, numbered from `from`.
+fn log_more(l: &Ledger, from: u64, n: u64) {
+    let signer = key("suzhou-reman.example");
+    for i in from..from + n {
+        let json = common::certificate_json(&common::gtin(9000 + i), &format!("MORE-{i}"), None);
+        l.submit(&common::sign(
+            reman_ledger::payload::PayloadType::Certificate,
+            &json,
+            &signer,
+        ))
+        .unwrap();
     }
 }
 
@@ -96,9 +143,11 @@ fn a_mirror_stores_the_log_in_verified_steps_and_answers_as_the_ledger_does() {
     assert_eq!(m.behind(), None);
     assert!(m.head().checkpoint.is_empty());
     // A first step ends before the checkpoint: vouched for by a consistency proof, and the
-    // mirror says it is catching up.
+    // mirror says it is catching up; it has no checkpoint whose tree it stores whole yet.
     let head = m.follow(step(up, 0, 40)).unwrap();
-    assert_eq!(head.size, 40);
+    assert_eq!(head.size, 0);
+    assert!(head.checkpoint.is_empty());
+    assert_eq!(m.stored_size(), 40);
     assert_eq!(m.behind(), Some((40, size)));
     m.follow(step(up, 40, size)).unwrap();
     assert_eq!(m.behind(), None);
@@ -140,7 +189,7 @@ fn a_mirror_reopens_where_it_stopped_even_mid_catch_up_and_audits_clean() {
     m.close().unwrap();
     let m = mirror(b.path());
     assert_eq!(m.behind(), Some((50, 89)));
-    assert_eq!(m.head().size, 50);
+    assert_eq!((m.head().size, m.stored_size()), (0, 50));
     m.follow(step(&up, 50, 89)).unwrap();
     m.close().unwrap();
     let m = mirror(b.path());
@@ -166,36 +215,91 @@ fn a_mirror_reopens_where_it_stopped_even_mid_catch_up_and_audits_clean() {
     }
 }
 
-#[test]
-fn a_changed_entry_is_refused_with_its_index() {
-    let s = setup();
-    let mut st = step(&s.up, 0, 89);
-    // A character of entry 17's signed payload (base64) changed.
-    let e = &mut st.entries[17];
+/// Changes a character of entry `i`'s signed payload (base64).
+fn change_entry(st: &mut FollowStep, i: usize) {
+    let e = &mut st.entries[i];
     let at = e.windows(10).position(|w| w == b"\"payload\":").unwrap() + 20;
     e[at] = if e[at] == b'A' { b'B' } else { b'A' };
-    match refused(&s.mirror, st) {
-        MirrorError::Entry(AuditError::Entry { index: 17, .. }) => {}
-        e => panic!("{e}"),
-    }
 }
 
 #[test]
-fn swapped_or_dropped_entries_are_refused_with_the_first_bad_index() {
+fn entries_the_checkpoint_does_not_sign_are_refused_and_tried_again() {
     let s = setup();
+    // Changed on the way: not the log's doing, so not evidence against it.
+    let mut st = step(&s.up, 0, 89);
+    change_entry(&mut st, 17);
+    let e = refused(&s.mirror, st);
+    assert!(
+        matches!(
+            e,
+            MirrorError::NotCovered {
+                start: 0,
+                end: 89,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.is_transient());
+    // The same ending before the checkpoint, where a consistency proof vouches for them.
+    let mut st = step(&s.up, 0, 40);
+    change_entry(&mut st, 17);
+    assert!(matches!(
+        refused(&s.mirror, st),
+        MirrorError::NotCovered { .. }
+    ));
+    // And entries from another ledger under the same log key, with this one's checkpoint.
+    let (b, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let other = another_ledger(b.path());
+    let m = mirror(c.path());
+    let mut st = step(&other, 0, 1);
+    st.checkpoint = new_ledger(tempfile::tempdir().unwrap().path())
+        .head()
+        .checkpoint
+        .to_string();
+    assert!(matches!(refused(&m, st), MirrorError::NotCovered { .. }));
+}
+
+#[test]
+fn a_signed_entry_that_breaks_the_rules_stops_following_at_its_index() {
+    let s = setup();
+    // A log that signed a changed entry: its checkpoint covers it, the audit refuses it.
+    let mut st = step(&s.up, 0, 89);
+    change_entry(&mut st, 17);
+    let e = refused(&s.mirror, signed_over(st));
+    match &e {
+        MirrorError::Entry(AuditError::Entry { index: 17, .. }) => {}
+        e => panic!("{e}"),
+    }
+    assert!(!e.is_transient());
     let mut st = step(&s.up, 0, 89);
     st.entries.swap(30, 31);
-    match refused(&s.mirror, st) {
+    match refused(&s.mirror, signed_over(st)) {
         MirrorError::Entry(AuditError::Entry { index: 30, .. }) => {}
         e => panic!("{e}"),
     }
     let mut st = step(&s.up, 0, 89);
     st.entries.remove(5);
     st.seals.retain(|i, _| *i < 88);
-    match refused(&s.mirror, st) {
+    match refused(&s.mirror, signed_over(st)) {
         MirrorError::Entry(AuditError::Entry { index: 5, .. }) => {}
         e => panic!("{e}"),
     }
+}
+
+/// Another ledger under the same log key: its own history, its own signed checkpoints.
+fn another_ledger(dir: &Path) -> Ledger {
+    Ledger::init(
+        dir,
+        log_key(),
+        &operator(),
+        &OperatorDetails {
+            display_name: Some("Another operator".into()),
+            country: Some("DE".into()),
+        },
+        LedgerConfig::default(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -214,42 +318,118 @@ fn entries_beyond_the_checkpoint_are_refused() {
 }
 
 #[test]
-fn a_step_without_a_valid_consistency_proof_is_a_fork() {
-    let s = setup();
-    let mut st = step(&s.up, 0, 40);
-    st.consistency[0][0] ^= 1;
-    assert!(matches!(refused(&s.mirror, st), MirrorError::Fork(_)));
-    let mut st = step(&s.up, 0, 40);
-    st.consistency.clear();
-    assert!(matches!(refused(&s.mirror, st), MirrorError::Fork(_)));
-}
-
-#[test]
-fn entries_whose_root_is_not_the_checkpoints_are_a_fork() {
-    // Another ledger under the same log key: its own history, its own signed checkpoints.
+fn a_fork_at_the_same_size_stops_following_with_both_checkpoints() {
     let (a, b, c) = (
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
     );
     let up = new_ledger(a.path());
-    let other = Ledger::init(
-        b.path(),
-        log_key(),
-        &operator(),
-        &OperatorDetails {
-            display_name: Some("Another operator".into()),
-            country: Some("DE".into()),
-        },
-        LedgerConfig::default(),
-    )
-    .unwrap();
+    let other = another_ledger(b.path());
     let m = mirror(c.path());
-    let mut st = step(&up, 0, 1);
-    st.checkpoint = other.head().checkpoint.to_string();
-    match refused(&m, st) {
-        MirrorError::Fork(why) => assert!(why.contains("root"), "{why}"),
+    m.follow(step(&up, 0, 1)).unwrap();
+    let held = m.head().checkpoint.to_string();
+    let e = refused(&m, step(&other, 1, 1));
+    match &e {
+        MirrorError::Fork { size: 1, evidence } => {
+            assert_eq!(evidence.held, held);
+            assert_eq!(evidence.presented, other.head().checkpoint.to_string());
+        }
         e => panic!("{e}"),
+    }
+    assert!(!e.is_transient());
+}
+
+#[test]
+fn an_older_checkpoint_or_one_not_proven_to_extend_the_held_one_is_refused() {
+    let s = setup();
+    let (up, m) = (&s.up, &s.mirror);
+    let old = up.head().checkpoint.to_string();
+    m.follow(step(up, 0, 89)).unwrap();
+    log_more(up, 0, 300);
+    // Not proven: no consistency proof from the held checkpoint.
+    let mut st = step_for(m, up, 89, 389);
+    st.extends.clear();
+    let e = refused(m, st);
+    assert!(
+        matches!(
+            e,
+            MirrorError::NotProven {
+                had: 89,
+                now: 389,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.is_transient() && e.evidence().is_some());
+    // A proof that does not verify.
+    let mut st = step_for(m, up, 89, 389);
+    st.extends[0][0] ^= 1;
+    assert!(matches!(refused(m, st), MirrorError::NotProven { .. }));
+    // Caught up, then shown the older checkpoint again.
+    m.follow(step_for(m, up, 89, 389)).unwrap();
+    let mut st = step(up, 389, 389);
+    st.checkpoint = old;
+    let e = refused(m, st);
+    assert!(
+        matches!(
+            e,
+            MirrorError::Rollback {
+                had: 389,
+                now: 89,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.is_transient());
+}
+
+#[test]
+fn a_mirror_catching_up_goes_on_serving_its_head() {
+    let s = setup();
+    let (up, m) = (&s.up, &s.mirror);
+    m.follow(step(up, 0, 89)).unwrap();
+    let old_ids = common::certificate_ids(up);
+    log_more(up, 0, 600);
+    assert_eq!(up.head().size, 689);
+    // Two steps of 256 of the 600 new entries: the head stays the checkpoint of 89.
+    m.follow(step_for(m, up, 89, 345)).unwrap();
+    m.follow(step_for(m, up, 345, 601)).unwrap();
+    assert_eq!(m.behind(), Some((601, 689)));
+    assert_eq!(m.head().size, 89);
+    for id in &old_ids {
+        let view = m.certificate(id).unwrap();
+        assert_eq!(view.inclusion_proof.tree_size, 89);
+        assert_eq!(view.checkpoint, m.head().checkpoint.to_string());
+    }
+    // What only the checkpoint it catches up to covers is not shown yet.
+    let new_ids: Vec<_> = common::certificate_ids(up)
+        .into_iter()
+        .filter(|id| !old_ids.contains(id))
+        .collect();
+    assert_eq!(new_ids.len(), 600);
+    assert!(m.certificate(&new_ids[0]).is_err());
+    assert!(m.entry_json(500).is_err());
+    // Reopened mid-catch-up, the same; then the last step makes the head the new tree.
+    let Setup {
+        up,
+        mirror: m,
+        _dirs,
+    } = s;
+    m.close().unwrap();
+    let m = mirror(_dirs.1.path());
+    assert_eq!(m.head().size, 89);
+    assert_eq!(m.behind(), Some((601, 689)));
+    m.follow(step_for(&m, &up, 601, 689)).unwrap();
+    assert_eq!(m.head(), up.head());
+    assert_eq!(m.behind(), None);
+    for id in &new_ids {
+        assert_eq!(
+            m.certificate(id).unwrap().seal,
+            up.certificate(id).unwrap().seal
+        );
     }
 }
 
