@@ -507,3 +507,44 @@ fn verify_requires_the_cosignatures_a_customs_officer_asks_for_on_a_proof() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("--witness applies to a .tlog-proof file"));
 }
+
+#[test]
+fn a_mirror_serves_the_cosignatures_its_ledger_gets_after_the_fact() {
+    let w = Witness::start();
+    let witness_arg = format!("{}@{}", w.cosigner.to_vkey(), w.url);
+    let ledger = Served::demo_with(&["--witness", &witness_arg]);
+    let mirror_dir = tempfile::tempdir().unwrap();
+    let log_pub = ledger.path("keys/log.key.pub");
+    let (mirror, mirror_url) = spawn_server(
+        &[
+            "mirror",
+            "--from",
+            &ledger.url,
+            "--log-key",
+            log_pub.to_str().unwrap(),
+            "--data",
+            "m",
+            "--listen",
+            "127.0.0.1:0",
+            "--interval-ms",
+            "50",
+        ],
+        mirror_dir.path(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while Client::new(&mirror_url).unwrap().checkpoint().is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mirror never caught up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // A checkpoint is cosigned a moment after it is signed: the mirror, which may have taken
+    // it before, takes the cosigned text of the same tree too.
+    let cp = cosigned_checkpoint(&ledger.url, &w, 89);
+    assert_eq!(cosigned_checkpoint(&mirror_url, &w, 89), cp);
+    log_certificates(&ledger.url, 0, 1);
+    let cp = cosigned_checkpoint(&ledger.url, &w, 90);
+    assert_eq!(cosigned_checkpoint(&mirror_url, &w, 90), cp);
+    stop_server(mirror);
+}
