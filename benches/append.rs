@@ -14,7 +14,6 @@ mod support;
 
 use common::*;
 use reman_ledger::dsse::Envelope;
-use reman_ledger::payload::PayloadType;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -39,17 +38,7 @@ fn main() {
     ];
     let keys: Vec<_> = signers.iter().map(|s| key(s)).collect();
     let pubs: Vec<_> = keys.iter().map(|k| k.public().clone()).collect();
-    let envs: Vec<Envelope> = (0..n)
-        .map(|i| {
-            let json = certificate_json(&gtin(i as u64), &format!("BENCH-{i:08}"), None);
-            Envelope::sign(
-                PayloadType::Certificate.media_type(),
-                json.into_bytes(),
-                &keys[i % 4],
-            )
-            .unwrap()
-        })
-        .collect();
+    let envs: Vec<Envelope> = support::certificate_envelopes(n, "BENCH", &keys);
     let bodies: Vec<Vec<u8>> = envs.iter().map(|e| e.to_json().into_bytes()).collect();
 
     let skip_verify = std::env::var_os("APPEND_ONLY").is_some();

@@ -15,7 +15,6 @@ mod support;
 use common::*;
 use reman_ledger::dsse::Envelope;
 use reman_ledger::ledger::Ledger;
-use reman_ledger::payload::PayloadType;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -41,17 +40,7 @@ fn main() {
     .map(|s| key(s))
     .collect();
     let pubs: Vec<_> = keys.iter().map(|k| k.public().clone()).collect();
-    let envs: Vec<Envelope> = (0..n)
-        .map(|i| {
-            let json = certificate_json(&gtin(i as u64), &format!("MIRROR-{i:08}"), None);
-            Envelope::sign(
-                PayloadType::Certificate.media_type(),
-                json.into_bytes(),
-                &keys[i % 4],
-            )
-            .unwrap()
-        })
-        .collect();
+    let envs: Vec<Envelope> = support::certificate_envelopes(n, "MIRROR", &keys);
     let v1 = support::verify_rate(&envs, &pubs, 1);
     let vall = support::verify_rate(&envs, &pubs, cores);
     let limit = cores as f64 * v1 / 2.0;

@@ -323,25 +323,15 @@ pub fn serve(cmd: ServeCommand) -> Result<(), CliError> {
         path: PathBuf::from(&cmd.listen),
         source,
     };
-    if let Some(b) = &cmd.base_url {
-        crate::seal::check_base_url(b).map_err(|e| CliError::Usage(e.to_string()))?;
-    }
     let witnesses = cmd
         .witnesses
         .iter()
         .map(|w| crate::witnessing::WitnessConfig::parse(w))
         .collect::<Result<Vec<_>, _>>()
         .map_err(CliError::Usage)?;
-    // Bind first, so that the default base URL names the port actually bound (`:0` too).
-    let std_listener = std::net::TcpListener::bind(&cmd.listen).map_err(io)?;
-    std_listener.set_nonblocking(true).map_err(io)?;
-    let local = std_listener.local_addr().map_err(io)?;
+    let (std_listener, base_url) = bind(&cmd.listen, cmd.base_url.as_ref())?;
     let config = LedgerConfig {
-        base_url: Some(
-            cmd.base_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{local}")),
-        ),
+        base_url: Some(base_url),
         ..LedgerConfig::default()
     };
     let (ledger, said) = open_or_init(&cmd, config)?;
@@ -364,15 +354,45 @@ pub fn serve(cmd: ServeCommand) -> Result<(), CliError> {
             witnesses,
             ..crate::api::ServeOptions::default()
         };
-        let served = crate::api::serve(listener, ledger.clone(), opts, shutdown_signal()).await;
-        let closed = crate::api::close_ledger(ledger, std::time::Duration::from_secs(10)).await;
-        Ok::<_, std::io::Error>((served, closed))
+        Ok(serve_until_stopped(listener, ledger, opts).await)
     });
-    let (served, closed) = result.map_err(io)?;
-    served.map_err(io)?;
-    closed?;
+    result.map_err(io)?.map_err(io)??;
     println!("stopped; everything logged is flushed");
     Ok(())
+}
+
+/// Serves `ledger` until Ctrl-C or SIGTERM, then closes it (flushing): the server's outcome,
+/// then the close's.
+async fn serve_until_stopped(
+    listener: tokio::net::TcpListener,
+    ledger: std::sync::Arc<Ledger>,
+    opts: crate::api::ServeOptions,
+) -> Result<Result<(), StoreError>, std::io::Error> {
+    let served = crate::api::serve(listener, ledger.clone(), opts, shutdown_signal()).await;
+    let closed = crate::api::close_ledger(ledger, std::time::Duration::from_secs(10)).await;
+    served.map(|()| closed)
+}
+
+/// Binds `listen` for a server (before the ledger opens, so that a default base URL names
+/// the port actually bound, `:0` too): the listener and the base URL of its QR links.
+fn bind(
+    listen: &str,
+    base_url: Option<&String>,
+) -> Result<(std::net::TcpListener, String), CliError> {
+    let io = |source| CliError::Io {
+        path: PathBuf::from(listen),
+        source,
+    };
+    if let Some(b) = base_url {
+        crate::seal::check_base_url(b).map_err(|e| CliError::Usage(e.to_string()))?;
+    }
+    let std_listener = std::net::TcpListener::bind(listen).map_err(io)?;
+    std_listener.set_nonblocking(true).map_err(io)?;
+    let local = std_listener.local_addr().map_err(io)?;
+    let base = base_url
+        .cloned()
+        .unwrap_or_else(|| format!("http://{local}"));
+    Ok((std_listener, base))
 }
 
 /// Options of `witness`.
@@ -453,19 +473,10 @@ pub fn mirror(cmd: MirrorCommand) -> Result<(), CliError> {
         source,
     };
     let key = log_key_arg(&cmd.log_key)?;
-    if let Some(b) = &cmd.base_url {
-        crate::seal::check_base_url(b).map_err(|e| CliError::Usage(e.to_string()))?;
-    }
     crate::client::Client::new(&cmd.from).map_err(|e| CliError::Usage(e.to_string()))?;
-    let std_listener = std::net::TcpListener::bind(&cmd.listen).map_err(io)?;
-    std_listener.set_nonblocking(true).map_err(io)?;
-    let local = std_listener.local_addr().map_err(io)?;
+    let (std_listener, base_url) = bind(&cmd.listen, cmd.base_url.as_ref())?;
     let config = LedgerConfig {
-        base_url: Some(
-            cmd.base_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{local}")),
-        ),
+        base_url: Some(base_url),
         ..LedgerConfig::default()
     };
     let ledger = std::sync::Arc::new(Ledger::open_mirror(&cmd.data, key, config)?);
@@ -490,13 +501,9 @@ pub fn mirror(cmd: MirrorCommand) -> Result<(), CliError> {
             }),
             ..crate::api::ServeOptions::default()
         };
-        let served = crate::api::serve(listener, ledger.clone(), opts, shutdown_signal()).await;
-        let closed = crate::api::close_ledger(ledger, std::time::Duration::from_secs(10)).await;
-        Ok::<_, std::io::Error>((served, closed))
+        Ok(serve_until_stopped(listener, ledger, opts).await)
     });
-    let (served, closed) = result.map_err(io)?;
-    served.map_err(io)?;
-    closed?;
+    result.map_err(io)?.map_err(io)??;
     println!("stopped; everything verified is flushed");
     Ok(())
 }

@@ -317,6 +317,34 @@ struct Inner {
     mirror: Option<crate::mirror::Follower>,
 }
 
+impl Inner {
+    /// A ledger's shared state: `keys` are the private key (`None` for a mirror) and the
+    /// public key of the log.
+    fn new(
+        store: Store,
+        (signer, log_public): (Option<PrivateKey>, PublicKey),
+        mirror: Option<crate::mirror::Follower>,
+        config: LedgerConfig,
+        head: Head,
+    ) -> Arc<Inner> {
+        Arc::new(Inner {
+            store,
+            log_vkey: log_public.to_vkey(),
+            signer,
+            log_public,
+            mirror,
+            config,
+            head: RwLock::new(head),
+            halted: AtomicBool::new(false),
+            admitting: Default::default(),
+            lingering: AtomicBool::new(false),
+            sequencer: std::sync::OnceLock::new(),
+            pending_seals: Default::default(),
+            stats: SequencerStats::default(),
+        })
+    }
+}
+
 /// Counts a submission as being admitted until dropped (after it is queued or refused); the
 /// last one wakes a lingering sequencer.
 struct Admitting<'a>(&'a Inner);
@@ -525,22 +553,8 @@ impl Ledger {
             root: tb.root(),
             checkpoint: checkpoint.into(),
         };
-        let log_vkey = log_key.public().to_vkey();
-        let inner = Arc::new(Inner {
-            store,
-            log_public: log_key.public().clone(),
-            signer: Some(log_key),
-            mirror: None,
-            config,
-            head: RwLock::new(head),
-            halted: AtomicBool::new(false),
-            admitting: Default::default(),
-            lingering: AtomicBool::new(false),
-            sequencer: std::sync::OnceLock::new(),
-            pending_seals: Default::default(),
-            stats: SequencerStats::default(),
-            log_vkey,
-        });
+        let log_public = log_key.public().clone();
+        let inner = Inner::new(store, (Some(log_key), log_public), None, config, head);
         let (tx, rx) = mpsc::channel::<Job>();
         let seq = Sequencer {
             inner: inner.clone(),
@@ -581,21 +595,7 @@ impl Ledger {
             });
         }
         let (head, follower) = crate::mirror::Follower::open(&store, &log_key)?;
-        let inner = Arc::new(Inner {
-            store,
-            signer: None,
-            log_public: log_key,
-            mirror: Some(follower),
-            config,
-            head: RwLock::new(head),
-            halted: AtomicBool::new(false),
-            admitting: Default::default(),
-            lingering: AtomicBool::new(false),
-            sequencer: std::sync::OnceLock::new(),
-            pending_seals: Default::default(),
-            stats: SequencerStats::default(),
-            log_vkey: vkey,
-        });
+        let inner = Inner::new(store, (None, log_key), Some(follower), config, head);
         Ok(Ledger {
             inner,
             tx: None,

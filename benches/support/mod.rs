@@ -57,3 +57,27 @@ pub fn verify_rate(
     });
     n as f64 / start.elapsed().as_secs_f64()
 }
+
+/// `n` distinct certificate envelopes (serials `<prefix>-00000000`...), signed by `keys` in
+/// turn.
+pub fn certificate_envelopes(
+    n: usize,
+    prefix: &str,
+    keys: &[reman_ledger::keys::PrivateKey],
+) -> Vec<reman_ledger::dsse::Envelope> {
+    (0..n)
+        .map(|i| {
+            let json = crate::common::certificate_json(
+                &crate::common::gtin(i as u64),
+                &format!("{prefix}-{i:08}"),
+                None,
+            );
+            reman_ledger::dsse::Envelope::sign(
+                reman_ledger::payload::PayloadType::Certificate.media_type(),
+                json.into_bytes(),
+                &keys[i % keys.len()],
+            )
+            .unwrap()
+        })
+        .collect()
+}
