@@ -876,15 +876,16 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
     let route = req.extensions().get::<MatchedPath>().cloned();
     let path = req.uri().path().to_owned();
     // Photo uploads have their own, longer deadline (checked in the handler).
-    if let Some(problem) = not_yet_served(&st, &path) {
-        return problem.into_response();
-    }
     let limit = if route.as_ref().is_some_and(|r| r.as_str() == "/scan") {
         st.opts.upload_timeout + Duration::from_secs(5)
     } else {
         st.opts.request_timeout
     };
-    let mut resp = match tokio::time::timeout(limit, next.run(req)).await {
+    let answer = match not_yet_served(&st, &path) {
+        Some(problem) => Ok(problem.into_response()),
+        None => tokio::time::timeout(limit, next.run(req)).await,
+    };
+    let mut resp = match answer {
         Ok(r) => r,
         Err(_) => {
             let mut detail = format!("the request took longer than {} s", limit.as_secs_f64());

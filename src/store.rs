@@ -39,7 +39,8 @@
 //!   before) is signed again: Ed25519 signatures are deterministic, so these are the same
 //!   bytes. Earlier versions kept seals under `Q` by block of 256 entries (records of up to
 //!   16 KiB, a page-in of their own for every lookup); those are deleted at the first open.
-//! - **Metadata** under `M`: tree size, checkpoint, log key, layout format.
+//! - **Metadata** under `M`: tree size, checkpoint, log key, layout format; for a mirror catching
+//!   up, the checkpoint of the followed log its entries lead to ([`crate::mirror`]).
 //!
 //! Stores written by earlier versions (format 1: one sled key per state record, lower Merkle
 //! nodes inside the runs) are converted at their first open: their state records are packed
