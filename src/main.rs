@@ -509,8 +509,10 @@ TARGET is one of:
   a certificate ID 32 hex digits (needs --server)
   a proof file     FILE.tlog-proof, from GET /api/v1/certificates/<ID>/proof (C2SP tlog-proof:
                    the certificate's entry, its inclusion proof and the signed checkpoint),
-                   checked offline with the log key alone; with --server also asked about;
-                   with --witness W, its checkpoint must carry witness W's cosignature
+                   checked offline with the log key alone; with --server also asked about
+
+--witness W (repeatable): the checkpoint must carry witness W's cosignature (C2SP
+tlog-cosignature): a proof file's checkpoint, else the ledger's checkpoint (needs --server).
 
 The log key: --log-key gives it (the vkey text <name>+<key ID>+<key>, or a file such as the
 log's .pub file). Otherwise the trust file lists the trusted logs, one vkey per line (# starts
@@ -558,8 +560,9 @@ struct VerifyArgs {
     /// (like ssh's known hosts). Without it, an unpinned online check is refused (exit 2).
     #[arg(long)]
     trust_on_first_use: bool,
-    /// A witness whose cosignature a .tlog-proof's checkpoint must carry: its cosigner key
-    /// (printed by `reman-ledger witness`). Repeat to require several.
+    /// A witness whose cosignature the checkpoint must carry (a .tlog-proof's, else the
+    /// ledger's with --server): its cosigner key (printed by `reman-ledger witness`). Repeat
+    /// to require several.
     #[arg(long = "witness", value_name = "VKEY")]
     witnesses: Vec<String>,
     /// Print the report as one JSON object.

@@ -72,6 +72,47 @@ pub enum VerifyError {
     /// The server could not be asked (unreachable, failing, or answering nonsense).
     #[error("cannot check with the server: {0}")]
     Client(#[from] ClientError),
+    /// The ledger's checkpoint did not come to carry a required witness's cosignature while
+    /// `verify` waited: the witness has not vouched for the current tree yet.
+    #[error(
+        "the ledger's checkpoint carries no cosignature of witness {witness} after {waited_s} s: that witness has not vouched for its current tree yet (a ledger taking many entries, or a witness that is down); try again, or verify a .tlog-proof saved once it was cosigned"
+    )]
+    NotWitnessed {
+        /// The witness's name.
+        witness: String,
+        /// How long `verify` waited, in seconds.
+        waited_s: u64,
+    },
+}
+
+/// How long online verification waits for the ledger's checkpoint to carry the cosignatures
+/// `--witness` requires (a witness cosigns a new checkpoint a moment after it is signed).
+const WITNESS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The ledger's checkpoint, once it carries a cosignature line of each of `witnesses` (each
+/// checked later), asking again for at most [`WITNESS_WAIT`].
+fn witnessed_checkpoint(client: &Client, witnesses: &[CosignerKey]) -> Result<String, VerifyError> {
+    let deadline = std::time::Instant::now() + WITNESS_WAIT;
+    loop {
+        let text = client.checkpoint()?;
+        let missing = match crate::note::parse(&text) {
+            Ok(note) => witnesses
+                .iter()
+                .find(|w| !note.signatures.iter().any(|s| w.signed(s))),
+            // Not a note: the checkpoint check says so.
+            Err(_) => None,
+        };
+        let Some(w) = missing else {
+            return Ok(text);
+        };
+        if std::time::Instant::now() >= deadline {
+            return Err(VerifyError::NotWitnessed {
+                witness: w.name().to_owned(),
+                waited_s: WITNESS_WAIT.as_secs(),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 /// What `verify` is asked to check.
@@ -569,9 +610,9 @@ fn run(
         .iter()
         .map(|w| CosignerKey::parse(w).map_err(|e| VerifyError::Usage(format!("--witness: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
-    if !witnesses.is_empty() && !matches!(target, Target::Proof(_)) {
+    if !witnesses.is_empty() && !matches!(target, Target::Proof(_)) && opts.server.is_none() {
         return Err(VerifyError::Usage(
-            "--witness applies to a .tlog-proof file: the cosignatures it requires are the ones on the proof's checkpoint".into(),
+            "--witness needs a checkpoint to find the cosignatures on: a .tlog-proof file, or --server URL (a QR code's seal carries none)".into(),
         )
         .into());
     }
@@ -587,7 +628,12 @@ fn run(
         // Offline first; with --server, the ledger is then asked about that certificate, and
         // its history must extend the one the proof's checkpoint signed.
         let seen = check_proof(r, &pinned, path)?;
-        check_cosignatures(r, &witnesses, &seen)?;
+        check_cosignatures(
+            r,
+            &witnesses,
+            &seen.checkpoint_text,
+            "the proof's checkpoint",
+        )?;
         target = Target::Certificate(seen.id);
         if opts.server.is_none() {
             return Ok(());
@@ -643,6 +689,12 @@ fn run(
                 &pinned,
                 label.as_ref(),
                 &target,
+                // A proof's cosignatures were required on its own checkpoint.
+                if from_proof.is_some() {
+                    &[]
+                } else {
+                    &witnesses
+                },
             )?;
             match from_proof {
                 Some(seen) => proof_agrees_with_ledger(r, server, &seen),
@@ -884,24 +936,25 @@ fn accept_proof(
     })
 }
 
-/// Each required witness cosigned the proof's checkpoint (C2SP tlog-cosignature): it saw that
-/// tree and found it consistent with every earlier one it saw of this log.
-fn check_cosignatures(r: &mut Report, witnesses: &[CosignerKey], seen: &ProofSeen) -> Step<()> {
+/// Each required witness cosigned `checkpoint` (C2SP tlog-cosignature; `what` names it): it
+/// saw that tree and found it consistent with every earlier one it saw of this log.
+fn check_cosignatures(
+    r: &mut Report,
+    witnesses: &[CosignerKey],
+    checkpoint: &str,
+    what: &str,
+) -> Step<()> {
     if witnesses.is_empty() {
         return Ok(());
     }
-    let note = crate::note::parse(&seen.checkpoint_text).map_err(|e| {
-        r.fail(
-            "witness",
-            format!("the proof's checkpoint does not parse: {e}"),
-        )
-    })?;
+    let note = crate::note::parse(checkpoint)
+        .map_err(|e| r.fail("witness", format!("{what} does not parse: {e}")))?;
     for w in witnesses {
         let Some(sig) = note.signatures.iter().find(|s| w.signed(s)) else {
             return Err(r.fail(
                 "witness",
                 format!(
-                    "the proof's checkpoint carries no cosignature of witness {}: that witness has not vouched for this tree (get a fresh proof once it has, or the log is hiding it from the witness)",
+                    "{what} carries no cosignature of witness {}: that witness has not vouched for this tree (ask again once it has, or the log is hiding it from the witness)",
                     w.name()
                 ),
             ));
@@ -1095,6 +1148,7 @@ fn online(
     pinned: &Pinned,
     label: Option<&Label>,
     target: &Target,
+    witnesses: &[CosignerKey],
 ) -> Step<()> {
     let client = Client::new(server).map_err(|e| VerifyError::Usage(format!("--server: {e}")))?;
     let server = client.base_url().to_owned();
@@ -1106,7 +1160,7 @@ fn online(
     }
 
     // The fresh checkpoint, and the history since the one seen last time.
-    let cp_text = client.checkpoint()?;
+    let cp_text = witnessed_checkpoint(&client, witnesses)?;
     let cp = Checkpoint::open(&cp_text, &key).map_err(|e| {
         r.fail(
             "checkpoint",
@@ -1121,6 +1175,7 @@ fn online(
         "checkpoint",
         format!("signed by the log key; tree size {}", cp.size),
     );
+    check_cosignatures(r, witnesses, &cp_text, "the ledger's checkpoint")?;
     check_consistency(r, &client, &state, &key, &cp, &cp_text, state_path)?;
     let mut fresh_state = trust::load_state(state_path)?;
     fresh_state.remember(&key, &cp, &cp_text, &server, &now());

@@ -4,6 +4,7 @@
 
 mod cli_support;
 mod common;
+mod proxy;
 
 use cli_support::{Served, bin, log_certificates, spawn_server, stop_server, text};
 use reman_ledger::checkpoint::Checkpoint;
@@ -492,7 +493,7 @@ fn verify_requires_the_cosignatures_a_customs_officer_asks_for_on_a_proof() {
         text(&o.stdout)
     );
 
-    // --witness is about a proof's checkpoint: with another target it is a usage error.
+    // --witness is about a checkpoint: offline, only a proof has one.
     let o = bin(
         &[
             "verify",
@@ -505,7 +506,66 @@ fn verify_requires_the_cosignatures_a_customs_officer_asks_for_on_a_proof() {
         dir.path(),
     );
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("--witness applies to a .tlog-proof file"));
+    assert!(text(&o.stderr).contains("--witness needs a checkpoint"));
+
+    // Online, the ledger's checkpoint must carry the cosignature (the officer's own state
+    // file for each ledger: they are two histories under one log key).
+    let online = |url: &str, state: &str, witness: &str| {
+        bin(
+            &[
+                "verify",
+                "--state",
+                state,
+                "--log-key",
+                log_pub,
+                "--server",
+                url,
+                "--witness",
+                witness,
+                &id.to_string(),
+            ],
+            dir.path(),
+        )
+    };
+    let o = online(&ledger.url, "s1.json", &cosigner);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(text(&o.stdout).contains(&format!("cosigned by witness {WITNESS}")));
+    // A witness that never cosigns: not proven either way, after a short wait (exit 2).
+    let o = online(&ledger.url, "s1.json", &stranger);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stdout));
+    assert!(text(&o.stderr).contains(
+        "the ledger's checkpoint carries no cosignature of witness witness.other.example/w9"
+    ));
+    let unwitnessed = Served::demo();
+    let o = online(&unwitnessed.url, "s2.json", &cosigner);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stdout));
+    assert!(text(&o.stderr).contains(&format!("carries no cosignature of witness {WITNESS}")));
+    // A cosignature line that does not verify is a false one: INVALID.
+    let forged = proxy::start(&ledger.url, forge_cosignature);
+    let o = online(&forged, "s3.json", &cosigner);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    assert!(
+        text(&o.stdout).contains("does not verify"),
+        "{}",
+        text(&o.stdout)
+    );
+}
+
+/// Flips a bit of the last signature line's signature (the witness's) of a checkpoint.
+fn forge_cosignature(path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
+    if !path.ends_with("/checkpoint") {
+        return None;
+    }
+    let text = String::from_utf8(body.to_vec()).ok()?;
+    let line = text.lines().last()?;
+    let sig = line.rsplit(' ').next()?;
+    let flipped = format!(
+        "{}{}{}",
+        &sig[..20],
+        if &sig[20..21] == "A" { "B" } else { "A" },
+        &sig[21..]
+    );
+    Some((200, text.replace(sig, &flipped).into_bytes()))
 }
 
 #[test]
