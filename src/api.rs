@@ -67,6 +67,9 @@ pub struct ServeOptions {
     /// The witnesses asked to cosign each new checkpoint (C2SP tlog-witness); their
     /// cosignatures are served with it. None by default.
     pub witnesses: Vec<WitnessConfig>,
+    /// With witnesses: how long answers wait for all of them to cosign a newer checkpoint
+    /// before they are made against the latest one anyway (see [`crate::witnessing::run`]).
+    pub witness_wait: Duration,
     /// For a mirror ([`Ledger::open_mirror`]): the ledger it follows, and how.
     pub mirror: Option<crate::mirroring::FollowConfig>,
 }
@@ -80,6 +83,7 @@ impl Default for ServeOptions {
             upload_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
             witnesses: Vec::new(),
+            witness_wait: Duration::from_secs(10),
             mirror: None,
         }
     }
@@ -776,6 +780,7 @@ pub async fn serve(
             ledger.clone(),
             witnesses,
             state.cosignatures.clone(),
+            state.opts.witness_wait,
         ))
     });
     let following = state
@@ -1214,7 +1219,7 @@ async fn get_certificate(
 ) -> ApiResult<Response> {
     let Path(id) = id?;
     let id = certificate_id(&id)?;
-    let generation = st.ledger.head().size;
+    let generation = st.ledger.served_head().size;
     cached(&st, format!("c/{id}"), generation, || {
         rendered_json(&st.ledger.certificate(&id)?)
     })
@@ -1228,7 +1233,7 @@ async fn get_certificate_proof(
     let id = certificate_id(&id)?;
     let mut proof = st.ledger.certificate_proof(&id)?;
     // The witnesses' cosignatures make the proof hold against a split view too.
-    let head = st.ledger.head();
+    let head = st.ledger.served_head();
     if *proof.checkpoint == *head.checkpoint {
         proof.checkpoint = st.cosignatures.on(&head.checkpoint);
     }
@@ -1252,7 +1257,7 @@ async fn get_product(
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult<Response> {
     let Path((gtin, serial)) = p?;
-    let generation = st.ledger.head().size;
+    let generation = st.ledger.served_head().size;
     // SPEC §6: the answer is the unit's certificates themselves, newest first. Only a valid
     // unit is answered (and so cached): its GTIN has 14 digits, which keeps the key unambiguous.
     cached(&st, format!("p/{gtin}/{serial}"), generation, || {
@@ -1274,7 +1279,7 @@ async fn get_party(
 
 async fn get_checkpoint(State(st): State<AppState>) -> Response {
     // With the witnesses' cosignatures of exactly this checkpoint, once they have answered.
-    let text = st.cosignatures.on(&st.ledger.head().checkpoint);
+    let text = st.cosignatures.on(&st.ledger.served_head().checkpoint);
     (
         [
             (
@@ -1440,7 +1445,7 @@ fn evidence_json(e: &Option<crate::mirror::Evidence>) -> Value {
 }
 
 async fn get_health(State(st): State<AppState>) -> Response {
-    let mut body = json!({"status": "ok", "tree_size": st.ledger.head().size});
+    let mut body = json!({"status": "ok", "tree_size": st.ledger.served_head().size});
     if let Some(m) = &st.mirror {
         let (state, reason, evidence) = match m.state() {
             crate::mirroring::MirrorState::Following => ("following", None, None),
@@ -1671,7 +1676,7 @@ async fn get_resolver(
         serial.len(),
         seal.as_deref().unwrap_or("")
     );
-    let generation = st.ledger.head().size;
+    let generation = st.ledger.served_head().size;
     let mut resp = cached(&st, key, generation, || {
         render_resolution(&st.ledger, json, gtin, serial, seal)
     })?;

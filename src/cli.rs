@@ -198,6 +198,8 @@ pub struct ServeCommand {
     pub project_dir: PathBuf,
     /// Witnesses to ask for cosignatures, each `VKEY@URL`.
     pub witnesses: Vec<String>,
+    /// How long answers wait for the witnesses' cosignatures of a newer checkpoint.
+    pub witness_wait: std::time::Duration,
 }
 
 /// The default origin of a ledger created by `serve` on an empty directory.
@@ -352,6 +354,7 @@ pub fn serve(cmd: ServeCommand) -> Result<(), CliError> {
         }
         let opts = crate::api::ServeOptions {
             witnesses,
+            witness_wait: cmd.witness_wait,
             ..crate::api::ServeOptions::default()
         };
         Ok(serve_until_stopped(listener, ledger, opts).await)

@@ -315,6 +315,9 @@ struct Inner {
     pending_seals: std::sync::Mutex<Vec<(u64, [u8; 64])>>,
     /// A mirror's follower (see [`crate::mirror`]); `None` for a ledger that signs.
     mirror: Option<crate::mirror::Follower>,
+    /// When answers wait for witnesses ([`Ledger::gate_answers`]): the head they are made
+    /// against; `None`: the latest head.
+    served: RwLock<Option<Head>>,
 }
 
 impl Inner {
@@ -341,6 +344,7 @@ impl Inner {
             sequencer: std::sync::OnceLock::new(),
             pending_seals: Default::default(),
             stats: SequencerStats::default(),
+            served: RwLock::new(None),
         })
     }
 }
@@ -666,6 +670,50 @@ impl Ledger {
         match self.inner.head.read() {
             Ok(h) => h.clone(),
             Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// The head that answers (lookups, proofs, `/checkpoint`, tiles) are made against: the
+    /// latest, unless answers wait for witnesses ([`Ledger::gate_answers`]); then the newest
+    /// head [`Ledger::serve_head`] was given. Receipts always carry the latest.
+    pub fn served_head(&self) -> Head {
+        let served = self
+            .inner
+            .served
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*served {
+            Some(h) => h.clone(),
+            None => self.head(),
+        }
+    }
+
+    /// From now on answers are made against the heads given to [`Ledger::serve_head`] (whose
+    /// checkpoints the witnesses have cosigned), starting with the latest head.
+    pub fn gate_answers(&self) {
+        let head = self.head();
+        let mut served = self
+            .inner
+            .served
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        served.get_or_insert(head);
+    }
+
+    /// Makes `head` the one answers are made against, if answers are gated and it is newer
+    /// than the one they are made against now: the served tree never shrinks (a verifier
+    /// would take that for a rollback).
+    pub fn serve_head(&self, head: Head) {
+        let mut served = self
+            .inner
+            .served
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The same tree may come again with more cosignatures.
+        if let Some(s) = &mut *served
+            && (head.size > s.size || (head.size == s.size && head.root == s.root))
+        {
+            *s = head;
         }
     }
 

@@ -199,8 +199,14 @@ enum Command {
         /// A witness to ask to cosign each new checkpoint, as VKEY@URL: its cosigner key
         /// (printed by `reman-ledger witness`), @, its URL. Repeat for each witness; their
         /// cosignatures are served with the checkpoint (GET /checkpoint, tlog-proofs).
+        /// Answers are then made against the newest checkpoint all witnesses have cosigned
+        /// (a new entry is found a moment after its receipt).
         #[arg(long = "witness", value_name = "VKEY@URL")]
         witnesses: Vec<String>,
+        /// With --witness: seconds the answers wait for the witnesses to cosign a newer
+        /// checkpoint before they are made against the latest one anyway (a witness down).
+        #[arg(long = "witness-wait", value_name = "SECONDS", default_value_t = 10.0)]
+        witness_wait: f64,
     },
     /// Re-check every entry, the hash chain, every signature and the tree against the checkpoint.
     ///
@@ -380,7 +386,12 @@ fn run(args: Args) -> Result<cli::Verdict, CliError> {
             base_url,
             demo,
             witnesses,
+            witness_wait,
         } => {
+            let witness_wait =
+                std::time::Duration::try_from_secs_f64(witness_wait).map_err(|_| {
+                    CliError::Usage("--witness-wait: a number of seconds, 0 or more".into())
+                })?;
             let cmd = cli::ServeCommand {
                 base_url,
                 data,
@@ -389,6 +400,7 @@ fn run(args: Args) -> Result<cli::Verdict, CliError> {
                 demo,
                 project_dir: PathBuf::from("."),
                 witnesses,
+                witness_wait,
             };
             cli::serve(cmd)?;
         }

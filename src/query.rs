@@ -270,7 +270,7 @@ impl Ledger {
     /// record is readable, the checkpoint does not cover it yet) is not logged as far as
     /// readers know: it is not found until its submitter has been answered.
     pub fn certificate(&self, id: &CertificateId) -> Result<CertificateView, QueryError> {
-        let head = self.head();
+        let head = self.served_head();
         let rec = self.covered_certificate(id, &head)?;
         self.view(id, rec, &head)
     }
@@ -291,7 +291,7 @@ impl Ledger {
     /// the exact entry bytes in its `extra` line: whoever holds it and the log key can check
     /// offline that the ledger logged this certificate ([`crate::tlog_proof`]).
     pub fn certificate_proof(&self, id: &CertificateId) -> Result<TlogProof, QueryError> {
-        let head = self.head();
+        let head = self.served_head();
         let rec = self.covered_certificate(id, &head)?;
         let (bytes, _) = self.entry_at(rec.index)?;
         Ok(TlogProof {
@@ -306,7 +306,7 @@ impl Ledger {
     /// [`Ledger::certificate`]).
     pub fn product(&self, gtin: &str, serial: &str) -> Result<Vec<CertificateView>, QueryError> {
         check_unit(gtin, serial)?;
-        let head = self.head();
+        let head = self.served_head();
         let mut out = Vec::new();
         let unit = state::unit(self.store(), gtin, serial).map_err(internal)?;
         for id in unit.certificates {
@@ -372,7 +372,7 @@ impl Ledger {
 
     /// The registered parties (the trust list), by name.
     pub fn parties(&self) -> Result<Vec<Value>, QueryError> {
-        let head = self.head();
+        let head = self.served_head();
         let mut out = Vec::new();
         for (k, v) in self.store().scan_state(b"p").map_err(internal)? {
             let rec = state::decode_party(&k, &v).map_err(internal)?;
@@ -385,7 +385,7 @@ impl Ledger {
 
     /// One party's current registration (as of the latest checkpoint).
     pub fn party(&self, name: &str) -> Result<Value, QueryError> {
-        let head = self.head();
+        let head = self.served_head();
         let not_registered = || QueryError::NotFound(format!("party {name} is not registered"));
         let rec = self
             .store()
@@ -398,7 +398,7 @@ impl Ledger {
 
     /// An entry: `{index, leaf (base64 of the exact bytes), leaf_hash, entry (parsed)}`.
     pub fn entry_json(&self, index: u64) -> Result<Value, QueryError> {
-        let size = self.head().size;
+        let size = self.served_head().size;
         if index >= size {
             return Err(QueryError::NotFound(format!(
                 "entry {index} does not exist: the log has {size} entries"
@@ -416,7 +416,7 @@ impl Ledger {
 
     /// An inclusion proof of entry `index` in the tree of `tree_size` entries.
     pub fn inclusion_json(&self, index: u64, tree_size: u64) -> Result<Value, QueryError> {
-        let size = self.head().size;
+        let size = self.served_head().size;
         if tree_size > size {
             return Err(QueryError::NotFound(format!(
                 "tree size {tree_size} is beyond the log's {size} entries"
@@ -443,7 +443,7 @@ impl Ledger {
 
     /// A consistency proof between two tree sizes.
     pub fn consistency_json(&self, first: u64, second: u64) -> Result<Value, QueryError> {
-        let size = self.head().size;
+        let size = self.served_head().size;
         if second > size {
             return Err(QueryError::NotFound(format!(
                 "tree size {second} is beyond the log's {size} entries"
@@ -472,7 +472,7 @@ impl Ledger {
             #[serde(with = "hex_hash")]
             root: Hash,
         }
-        let head = self.head();
+        let head = self.served_head();
         serde_json::to_value(Log {
             origin: self.origin(),
             log_key: self.log_key().to_vkey(),
@@ -486,7 +486,7 @@ impl Ledger {
     /// tile's hashes back to back, or an entry bundle. Not found while that tree does not
     /// have all of it; the answer then names the partial tile it does have, if any.
     pub fn tile(&self, tile: &Tile) -> Result<Vec<u8>, QueryError> {
-        let size = self.head().size;
+        let size = self.served_head().size;
         if !tile.is_in(size) {
             let has = tile.available_width(size);
             let hint = if has > 0 && has < u64::from(tile.width) {

@@ -65,6 +65,16 @@ impl Cosignatures {
         out
     }
 
+    /// `checkpoint` with its cosignature lines, once `witnesses` of them are gathered.
+    fn complete(&self, checkpoint: &Arc<str>, witnesses: usize) -> Option<String> {
+        let latest = self
+            .latest
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (*latest.0 == **checkpoint && latest.1.len() >= witnesses)
+            .then(|| latest.1.iter().fold(checkpoint.to_string(), |t, l| t + l))
+    }
+
     fn record(&self, checkpoint: &Arc<str>, line: String) {
         let mut latest = self
             .latest
@@ -98,8 +108,19 @@ struct Asked {
     skip: u32,
 }
 
-/// Asks the witnesses to cosign each new checkpoint, until the task is dropped.
-pub async fn run(ledger: Arc<Ledger>, witnesses: Vec<WitnessConfig>, out: Arc<Cosignatures>) {
+/// Asks the witnesses to cosign each new checkpoint, until the task is dropped. Answers are
+/// made against the newest checkpoint all of them have cosigned ([`Ledger::gate_answers`]),
+/// served with their cosignatures; when that has not moved for `wait` while the log has grown
+/// (a witness down), against the latest, with a warning, so that lookups of new entries do not
+/// stop.
+pub async fn run(
+    ledger: Arc<Ledger>,
+    witnesses: Vec<WitnessConfig>,
+    out: Arc<Cosignatures>,
+    wait: Duration,
+) {
+    ledger.gate_answers();
+    let mut advanced = std::time::Instant::now();
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(TIMEOUT))
@@ -143,6 +164,25 @@ pub async fn run(ledger: Arc<Ledger>, witnesses: Vec<WitnessConfig>, out: Arc<Co
                 }
                 Err(e) => tracing::error!(error = %e, "witnessing task failed"),
             }
+        }
+        if let Some(cosigned) = out.complete(&head.checkpoint, asked.len()) {
+            ledger.serve_head(Head {
+                checkpoint: cosigned.into(),
+                ..head.clone()
+            });
+            advanced = std::time::Instant::now();
+        }
+        if ledger.served_head().size >= ledger.head().size {
+            advanced = std::time::Instant::now();
+        } else if advanced.elapsed() >= wait {
+            let latest = ledger.head();
+            tracing::warn!(
+                size = latest.size,
+                waited_s = wait.as_secs_f64(),
+                "serving a checkpoint the witnesses have not all cosigned: they did not answer in time"
+            );
+            ledger.serve_head(latest);
+            advanced = std::time::Instant::now();
         }
         tokio::time::sleep(PERIOD).await;
     }

@@ -608,3 +608,66 @@ fn a_mirror_serves_the_cosignatures_its_ledger_gets_after_the_fact() {
     assert_eq!(cosigned_checkpoint(&mirror_url, &w, 90), cp);
     stop_server(mirror);
 }
+
+/// The tree size of a checkpoint text.
+fn size_of(text: &str) -> u64 {
+    let parsed = note::parse(text).unwrap();
+    Checkpoint::parse_body(&parsed.text).unwrap().size
+}
+
+#[test]
+fn answers_are_made_against_checkpoints_the_witnesses_cosigned() {
+    let w = Witness::start();
+    let witness_arg = format!("{}@{}", w.cosigner.to_vkey(), w.url);
+    let ledger = Served::demo_with(&["--witness", &witness_arg]);
+    cosigned_checkpoint(&ledger.url, &w, 89);
+    // While the log grows, every checkpoint served carries the witness's cosignature, and the
+    // served tree never shrinks.
+    let url = ledger.url.clone();
+    let writer = std::thread::spawn(move || log_certificates(&url, 0, 30));
+    let mut last = 89;
+    while !writer.is_finished() {
+        let text = checkpoint_of(&ledger.url);
+        let parsed = note::parse(&text).unwrap();
+        assert!(
+            parsed.signatures.iter().any(|s| w.cosigner.signed(s)),
+            "served without the witness's cosignature: {text}"
+        );
+        let size = size_of(&text);
+        assert!(size >= last, "the served tree shrank from {last} to {size}");
+        last = size;
+    }
+    writer.join().unwrap();
+    let cp = cosigned_checkpoint(&ledger.url, &w, 119);
+    // Lookups answer against it: the certificate view and its proof carry it.
+    let client = Client::new(&ledger.url).unwrap();
+    let entry = reman_ledger::entry::Entry::parse_stored(&client.entry(118).unwrap().leaf).unwrap();
+    let id = reman_ledger::certificate::CertificateId::of_payload(&entry.envelope.payload);
+    let view = client.certificate(&id.to_string()).unwrap();
+    assert_eq!(view["checkpoint"].as_str().unwrap(), cp);
+}
+
+#[test]
+fn without_its_witnesses_answers_move_on_after_the_wait() {
+    let key = PrivateKey::generate(WITNESS).unwrap();
+    let down = format!(
+        "{}@{}",
+        CosignerKey::of(&key).to_vkey(),
+        cli_support::dead_url()
+    );
+    let ledger = Served::demo_with(&["--witness", &down, "--witness-wait", "2"]);
+    log_certificates(&ledger.url, 0, 1);
+    // Not yet: the witness may still answer.
+    assert_eq!(size_of(&checkpoint_of(&ledger.url)), 89);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while size_of(&checkpoint_of(&ledger.url)) < 90 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "answers never moved on"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Served as signed by the log alone.
+    let text = checkpoint_of(&ledger.url);
+    assert_eq!(note::parse(&text).unwrap().signatures.len(), 1, "{text}");
+}
