@@ -1469,8 +1469,51 @@ async fn get_health(State(st): State<AppState>) -> Response {
     Json(body).into_response()
 }
 
+/// The gauges of what answers are made against: the served tree (behind the latest while
+/// witnesses have not cosigned a newer checkpoint) and, for a mirror, its follower.
+fn follow_metrics(st: &AppState) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP reman_ledger_served_tree_size Entries of the checkpoint answers are made against (behind reman_ledger_tree_size while the witnesses have not cosigned a newer one).\n\
+         # TYPE reman_ledger_served_tree_size gauge\n\
+         reman_ledger_served_tree_size {}",
+        st.ledger.served_head().size
+    );
+    if let Some(m) = &st.mirror {
+        let (following, failures) = (
+            matches!(m.state(), crate::mirroring::MirrorState::Following),
+            m.last_error().map_or(0, |l| l.failures),
+        );
+        let target = st
+            .ledger
+            .behind()
+            .map_or(st.ledger.head().size, |(_, of)| of);
+        let _ = writeln!(
+            out,
+            "# HELP reman_mirror_stored_entries Entries the mirror has verified and stored.\n\
+             # TYPE reman_mirror_stored_entries gauge\n\
+             reman_mirror_stored_entries {}\n\
+             # HELP reman_mirror_checkpoint_entries Entries of the newest checkpoint of the followed log the mirror holds.\n\
+             # TYPE reman_mirror_checkpoint_entries gauge\n\
+             reman_mirror_checkpoint_entries {target}\n\
+             # HELP reman_mirror_following 1 while following; 0 once the followed log proved it misbehaved (see /healthz).\n\
+             # TYPE reman_mirror_following gauge\n\
+             reman_mirror_following {}\n\
+             # HELP reman_mirror_failed_rounds Rounds failed in a row (tried again; the last error is in /healthz).\n\
+             # TYPE reman_mirror_failed_rounds gauge\n\
+             reman_mirror_failed_rounds {failures}",
+            st.ledger.stored_size(),
+            u8::from(following),
+        );
+    }
+    out
+}
+
 async fn get_metrics(State(st): State<AppState>) -> Response {
-    let text = st.metrics.render(st.ledger.head().size, st.ledger.stats());
+    let mut text = st.metrics.render(st.ledger.head().size, st.ledger.stats());
+    text.push_str(&follow_metrics(&st));
     (
         [(
             header::CONTENT_TYPE,

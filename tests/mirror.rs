@@ -223,6 +223,16 @@ fn a_mirror_follows_a_ledger_and_serves_the_same_read_api() {
     log_certificates(&up.url, 0, 3);
     m.wait_size(692);
     assert_eq!(get(&up.url, "/checkpoint"), m.get("/checkpoint"));
+    let metrics = text(&m.get("/metrics"));
+    for line in [
+        "reman_mirror_stored_entries 692\n",
+        "reman_mirror_checkpoint_entries 692\n",
+        "reman_mirror_following 1\n",
+        "reman_mirror_failed_rounds 0\n",
+        "reman_ledger_served_tree_size 692\n",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     // Verified against the mirror alone: online verification and a remote audit.
     let id = &ids[0];
     let o = bin(
@@ -398,6 +408,7 @@ fn a_mirror_refuses_a_rollback_stops_at_a_fork_and_keeps_serving_what_it_verifie
     );
     assert_eq!(stopped["evidence"]["held"], held.as_str());
     assert_eq!(m.get("/checkpoint"), verified);
+    assert!(text(&m.get("/metrics")).contains("reman_mirror_following 0\n"));
     stop_server(old);
     assert_eq!(m.stored_size(), 92);
 }

@@ -670,4 +670,13 @@ fn without_its_witnesses_answers_move_on_after_the_wait() {
     // Served as signed by the log alone.
     let text = checkpoint_of(&ledger.url);
     assert_eq!(note::parse(&text).unwrap().signatures.len(), 1, "{text}");
+    let metrics = Client::new(&ledger.url)
+        .unwrap()
+        .get_path("/metrics", "text/plain")
+        .unwrap();
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(
+        metrics.contains("reman_ledger_served_tree_size 90\n"),
+        "{metrics}"
+    );
 }
