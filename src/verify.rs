@@ -604,7 +604,13 @@ fn run(
     {
         target = Target::Proof(path.clone());
     }
-    let pinned = pinned_keys(opts, env)?;
+    let mut pinned = pinned_keys(opts, env)?;
+    if let Target::Proof(path) = &target
+        && pinned.keys.is_empty()
+        && opts.server.is_some()
+    {
+        remembered_for_proof(&mut pinned, opts, env, path)?;
+    }
     let witnesses = opts
         .witnesses
         .iter()
@@ -620,7 +626,7 @@ fn run(
     if let Target::Proof(path) = &target {
         if pinned.keys.is_empty() {
             return Err(VerifyError::Usage(format!(
-                "a tlog-proof is checked against the log's key: pass --log-key VKEY (or the log's .pub file), or list the log's key in the trust file {}",
+                "a tlog-proof is checked against the log's key: pass --log-key VKEY (or the log's .pub file), or list the log's key in the trust file {} (with --server, a key remembered in the state file from an earlier online check of this log is used too)",
                 pinned.source
             ))
             .into());
@@ -702,6 +708,43 @@ fn run(
             }
         }
     }
+}
+
+/// With `--server` and no key pinned, a proof is checked under the keys the state file
+/// remembers for its log (the origin on its checkpoint's first line), as an online check of
+/// a label or certificate uses them.
+fn remembered_for_proof(
+    pinned: &mut Pinned,
+    opts: &VerifyOptions,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+    path: &std::path::Path,
+) -> Result<(), VerifyError> {
+    let Some(state_file) = trust::state_path(opts.state.as_deref(), env) else {
+        return Ok(());
+    };
+    let state = trust::load_state(&state_file.path)?;
+    // What the file holds is checked afterwards; here only its log's name is wanted.
+    let small = std::fs::metadata(path).is_ok_and(|m| m.len() <= MAX_PROOF_BYTES);
+    let origin = small
+        .then(|| std::fs::read_to_string(path).ok())
+        .flatten()
+        .and_then(|text| TlogProof::parse(&text).ok())
+        .and_then(|p| p.checkpoint.lines().next().map(str::to_owned))
+        .unwrap_or_default();
+    for log in state.by_origin(&origin) {
+        if let Ok(key) = log.public_key() {
+            pinned
+                .keys
+                .add(key, &state_file.path.display().to_string())?;
+        }
+    }
+    if !pinned.keys.is_empty() {
+        pinned.source = format!(
+            "the state file {} (remembered from an earlier online check)",
+            state_file.path.display()
+        );
+    }
+    Ok(())
 }
 
 fn pinned_keys(

@@ -927,6 +927,23 @@ fn a_tlog_proof_verifies_offline_with_the_log_key_alone_and_online_with_the_serv
         .valid_json();
     assert_eq!(j["status"], "valid");
     assert_eq!(j["issuer"]["name"], "suzhou-reman.example");
+    // That online check remembered the log's key in the state file: with --server, a proof
+    // of that log is then checked under it without --log-key.
+    let j = home
+        .run(&["--server", &server.url, "--json", file])
+        .valid_json();
+    assert_eq!(j["status"], "valid");
+    assert!(
+        j["log"]["key_source"]
+            .as_str()
+            .is_some_and(|s| s.contains("remembered from an earlier online check")),
+        "{j}"
+    );
+    // Offline, only a pinned key will do.
+    home.run(&["--json", file]).expect(2);
+    // A fresh state file knows no key: still a usage error.
+    let other = Home::new();
+    other.run(&["--server", &server.url, file]).expect(2);
 
     // An unknown or malformed certificate ID has no proof.
     let (status, ct, _, _) = served_proof(&server.url, &"0".repeat(32));
