@@ -232,6 +232,7 @@ impl From<QueryError> for Problem {
             QueryError::NotFound(_) => RefusalKind::NotFound,
             QueryError::BadRequest(_) => RefusalKind::Malformed,
             QueryError::Internal(_) => RefusalKind::Internal,
+            QueryError::NotYet(_) => return unavailable(e.to_string()),
         };
         if kind == RefusalKind::Internal {
             tracing::error!(error = %e, "read failed");
@@ -1203,6 +1204,17 @@ fn cached(
 }
 
 /// A JSON answer, rendered for the cache.
+/// What cached answers are valid for: the checkpoint answers are made against (its size,
+/// and its text: the same tree comes again once its witnesses have cosigned it).
+fn generation(st: &AppState) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let head = st.ledger.served_head();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    head.checkpoint.hash(&mut h);
+    head.size.hash(&mut h);
+    h.finish().min(FOREVER - 1)
+}
+
 fn rendered_json<T: serde::Serialize>(value: &T) -> ApiResult<Rendered> {
     let body = serde_json::to_vec(value)
         .map_err(|e| Problem::from_refusal(RefusalKind::Internal, e.to_string()))?;
@@ -1219,7 +1231,7 @@ async fn get_certificate(
 ) -> ApiResult<Response> {
     let Path(id) = id?;
     let id = certificate_id(&id)?;
-    let generation = st.ledger.served_head().size;
+    let generation = generation(&st);
     cached(&st, format!("c/{id}"), generation, || {
         rendered_json(&st.ledger.certificate(&id)?)
     })
@@ -1257,7 +1269,7 @@ async fn get_product(
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult<Response> {
     let Path((gtin, serial)) = p?;
-    let generation = st.ledger.served_head().size;
+    let generation = generation(&st);
     // SPEC §6: the answer is the unit's certificates themselves, newest first. Only a valid
     // unit is answered (and so cached): its GTIN has 14 digits, which keeps the key unambiguous.
     cached(&st, format!("p/{gtin}/{serial}"), generation, || {
@@ -1719,7 +1731,7 @@ async fn get_resolver(
         serial.len(),
         seal.as_deref().unwrap_or("")
     );
-    let generation = st.ledger.served_head().size;
+    let generation = generation(&st);
     let mut resp = cached(&st, key, generation, || {
         render_resolution(&st.ledger, json, gtin, serial, seal)
     })?;
@@ -1977,6 +1989,9 @@ async fn get_lookup(
                 StatusCode::NOT_FOUND,
                 &format!("No certificate {id} is in the ledger."),
             ),
+            Err(e @ QueryError::NotYet(_)) => {
+                again(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+            }
             Err(e) => again(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         };
     }

@@ -89,6 +89,19 @@ impl From<StoreError> for AuditError {
     }
 }
 
+/// A successful audit of a remote log.
+#[derive(Debug, Clone)]
+pub struct RemoteAudit {
+    /// The summary.
+    pub report: AuditReport,
+    /// The log key the checkpoint verified under.
+    pub key: PublicKey,
+    /// The signed checkpoint audited, as served.
+    pub checkpoint: String,
+    /// The root of the first entries asked for ([`audit_remote`]'s `prefix`).
+    pub prefix_root: Option<Hash>,
+}
+
 /// The summary of a successful audit.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AuditReport {
@@ -531,12 +544,17 @@ pub fn audit_store(
 /// checkpoint covers is located with consistency proofs (about log2(size) requests), so a
 /// changed entry is named even when only the tree, not a signature, covers what changed.
 /// Unreachable servers and server failures (5xx) are [`AuditError::Read`].
+///
+/// With `prefix` (a tree size seen before), the root of the log's first `prefix` entries, as
+/// the audited entries make it, is returned too (`None` if the log is smaller): whether the
+/// log extends a checkpoint seen before is then told without asking it for a proof.
 pub fn audit_remote(
     client: &crate::client::Client,
     log_key: Option<&PublicKey>,
     jobs: usize,
+    prefix: Option<u64>,
     mut progress: impl FnMut(u64, u64),
-) -> Result<(AuditReport, PublicKey, String), AuditError> {
+) -> Result<RemoteAudit, AuditError> {
     let read = |e: crate::client::ClientError| AuditError::Read(e.to_string());
     let key = match log_key {
         Some(k) => k.clone(),
@@ -601,7 +619,23 @@ pub fn audit_remote(
         progress(next, cp.size);
     }
     match auditor.finish(&checkpoint, &key) {
-        Ok(report) => Ok((report, key, checkpoint)),
+        Ok(report) => {
+            let prefix_root = prefix
+                .and_then(|m| leaves.get(..usize::try_from(m).ok()?))
+                .map(|l| {
+                    let mut tree = TreeBuilder::new();
+                    for leaf in l {
+                        tree.push(*leaf);
+                    }
+                    tree.root()
+                });
+            Ok(RemoteAudit {
+                report,
+                key,
+                checkpoint,
+                prefix_root,
+            })
+        }
         Err(e) => Err(failed(e, &leaves)),
     }
 }

@@ -331,6 +331,14 @@ pub fn serve(cmd: ServeCommand) -> Result<(), CliError> {
         .map(|w| crate::witnessing::WitnessConfig::parse(w))
         .collect::<Result<Vec<_>, _>>()
         .map_err(CliError::Usage)?;
+    for (i, w) in witnesses.iter().enumerate() {
+        if witnesses[..i].iter().any(|o| o.key == w.key) {
+            return Err(CliError::Usage(format!(
+                "--witness: {} is given twice",
+                w.key.to_vkey()
+            )));
+        }
+    }
     let (std_listener, base_url) = bind(&cmd.listen, cmd.base_url.as_ref())?;
     let config = LedgerConfig {
         base_url: Some(base_url),
@@ -928,16 +936,24 @@ pub fn audit(cmd: &AuditCommand) -> Result<Verdict, CliError> {
                 eprintln!("WARNING: {w}");
             }
             let bar = progress_bar(0, "auditing");
-            let r = audit_remote(&client, key.as_ref(), cmd.jobs, |done, total| {
+            // The tree remembered from the last audit or verification, to compare with.
+            let seen = match (&cmd.state, &key) {
+                (Some(path), Some(k)) => crate::trust::load_state(path)
+                    .map_err(|e| CliError::Usage(e.to_string()))?
+                    .log(k)
+                    .map(|l| l.tree_size),
+                _ => None,
+            };
+            let r = audit_remote(&client, key.as_ref(), cmd.jobs, seen, |done, total| {
                 bar.set_length(total);
                 bar.set_position(done);
             })
             .map_err(CliError::AuditFailed)
-            .and_then(|(r, k, text)| {
+            .and_then(|a| {
                 if let Some(path) = &cmd.state {
-                    audited_history(path, &client, &k, &text)?;
+                    audited_history(path, &client, &a)?;
                 }
-                Ok((r, Some(k)))
+                Ok((a.report, Some(a.key)))
             });
             bar.finish_and_clear();
             (r, warning)
@@ -992,19 +1008,15 @@ pub fn audit(cmd: &AuditCommand) -> Result<Verdict, CliError> {
 fn audited_history(
     path: &Path,
     client: &crate::client::Client,
-    key: &PublicKey,
-    text: &str,
+    audited: &crate::audit::RemoteAudit,
 ) -> Result<(), CliError> {
+    let (key, text) = (&audited.key, audited.checkpoint.as_str());
     let bad_state = |e: crate::trust::TrustError| CliError::Usage(e.to_string());
     let cp = crate::checkpoint::Checkpoint::open(text, key)
         .map_err(|e| CliError::AuditFailed(AuditError::Checkpoint(e.to_string())))?;
     let state = crate::trust::load_state(path).map_err(bad_state)?;
-    let proof = |first, second| {
-        client
-            .consistency_proof(first, second)
-            .map_err(|e| e.to_string())
-    };
-    if let Err(problem) = crate::trust::check_extends(&state, key, &cp, proof) {
+    let prefix = |_| audited.prefix_root;
+    if let Err(problem) = crate::trust::check_extends(&state, key, &cp, prefix) {
         return Err(CliError::AuditFailed(AuditError::Rewritten {
             problem,
             remembered: state

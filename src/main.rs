@@ -243,7 +243,7 @@ enum Command {
         /// ~/.local/state/reman-ledger/checkpoints.json). The log must extend the checkpoint
         /// remembered there (a rollback or fork fails the audit, with both checkpoints), and
         /// the audited checkpoint is remembered for the next audit or verification.
-        #[arg(long, value_name = "FILE", requires = "server")]
+        #[arg(long, value_name = "FILE", requires_all = ["server", "log_key"])]
         state: Option<PathBuf>,
     },
     /// Export the log as static C2SP tlog-tiles files, for any static web server or mirror.

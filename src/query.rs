@@ -26,6 +26,10 @@ pub enum QueryError {
     /// The question itself is invalid (400).
     #[error("{0}")]
     BadRequest(String),
+    /// It is logged, but the checkpoint answers are made against does not cover it yet (503:
+    /// ask again in a moment), e.g. while the witnesses have not cosigned a newer one.
+    #[error("{0}")]
+    NotYet(String),
     /// The ledger failed to read its own storage (500).
     #[error("ledger storage: {0}")]
     Internal(String),
@@ -281,10 +285,16 @@ impl Ledger {
         id: &CertificateId,
         head: &Head,
     ) -> Result<CertRecord, QueryError> {
-        state::certificate(self.store(), id)
-            .map_err(internal)?
-            .filter(|r| r.index < head.size)
-            .ok_or_else(|| QueryError::NotFound(format!("certificate {id} is not in the log")))
+        match state::certificate(self.store(), id).map_err(internal)? {
+            Some(r) if r.index < head.size => Ok(r),
+            Some(r) => Err(QueryError::NotYet(format!(
+                "certificate {id} is logged (entry {}), but the checkpoint answers are made against covers {} entries: ask again in a moment",
+                r.index, head.size
+            ))),
+            None => Err(QueryError::NotFound(format!(
+                "certificate {id} is not in the log"
+            ))),
+        }
     }
 
     /// A certificate's entry as a C2SP tlog-proof (SPEC §8) against the latest checkpoint,
@@ -309,6 +319,7 @@ impl Ledger {
         let head = self.served_head();
         let mut out = Vec::new();
         let unit = state::unit(self.store(), gtin, serial).map_err(internal)?;
+        let logged = unit.certificates.len();
         for id in unit.certificates {
             let rec = state::certificate(self.store(), &id)
                 .map_err(internal)?
@@ -316,6 +327,11 @@ impl Ledger {
             if rec.index < head.size {
                 out.push(self.view(&id, rec, &head)?);
             }
+        }
+        if out.is_empty() && logged > 0 {
+            return Err(QueryError::NotYet(format!(
+                "a certificate of GTIN {gtin}, serial {serial} is logged, but the checkpoint answers are made against does not cover it yet: ask again in a moment"
+            )));
         }
         if out.is_empty() {
             return Err(QueryError::NotFound(format!(
@@ -398,7 +414,7 @@ impl Ledger {
 
     /// An entry: `{index, leaf (base64 of the exact bytes), leaf_hash, entry (parsed)}`.
     pub fn entry_json(&self, index: u64) -> Result<Value, QueryError> {
-        let size = self.served_head().size;
+        let size = self.head().size;
         if index >= size {
             return Err(QueryError::NotFound(format!(
                 "entry {index} does not exist: the log has {size} entries"
@@ -416,7 +432,7 @@ impl Ledger {
 
     /// An inclusion proof of entry `index` in the tree of `tree_size` entries.
     pub fn inclusion_json(&self, index: u64, tree_size: u64) -> Result<Value, QueryError> {
-        let size = self.served_head().size;
+        let size = self.head().size;
         if tree_size > size {
             return Err(QueryError::NotFound(format!(
                 "tree size {tree_size} is beyond the log's {size} entries"
@@ -443,7 +459,7 @@ impl Ledger {
 
     /// A consistency proof between two tree sizes.
     pub fn consistency_json(&self, first: u64, second: u64) -> Result<Value, QueryError> {
-        let size = self.served_head().size;
+        let size = self.head().size;
         if second > size {
             return Err(QueryError::NotFound(format!(
                 "tree size {second} is beyond the log's {size} entries"
@@ -486,7 +502,7 @@ impl Ledger {
     /// tile's hashes back to back, or an entry bundle. Not found while that tree does not
     /// have all of it; the answer then names the partial tile it does have, if any.
     pub fn tile(&self, tile: &Tile) -> Result<Vec<u8>, QueryError> {
-        let size = self.served_head().size;
+        let size = self.head().size;
         if !tile.is_in(size) {
             let has = tile.available_width(size);
             let hint = if has > 0 && has < u64::from(tile.width) {

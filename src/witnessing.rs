@@ -138,31 +138,41 @@ pub async fn run(
         .collect();
     loop {
         let head = ledger.head();
-        for w in asked.iter_mut().filter(|w| w.sent != head.size) {
+        // All witnesses at once: a slow one does not hold the others' cosignatures back.
+        let mut round = tokio::task::JoinSet::new();
+        for (i, w) in asked.iter_mut().enumerate() {
+            if w.sent == head.size {
+                continue;
+            }
             if w.skip > 0 {
                 w.skip -= 1;
                 continue;
             }
             let (ledger, agent, head_now) = (ledger.clone(), agent.clone(), head.clone());
             let (config, known) = (w.config.clone(), w.known);
-            let answer = tokio::task::spawn_blocking(move || {
-                ask(&ledger, &agent, &config, known, &head_now)
-            })
-            .await;
-            match answer {
-                Ok((known, Ok(line))) => {
-                    w.known = known;
+            round.spawn_blocking(move || (i, ask(&ledger, &agent, &config, known, &head_now)));
+        }
+        while let Some(answer) = round.join_next().await {
+            let (i, (known, result)) = match answer {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!(error = %e, "witnessing task failed");
+                    continue;
+                }
+            };
+            let Some(w) = asked.get_mut(i) else { continue };
+            w.known = known;
+            match result {
+                Ok(line) => {
                     w.sent = head.size;
                     w.backoff = 0;
                     out.record(&head.checkpoint, line);
                 }
-                Ok((known, Err(e))) => {
-                    w.known = known;
+                Err(e) => {
                     w.backoff = (w.backoff * 2).clamp(1, 300);
                     w.skip = w.backoff;
                     tracing::warn!(witness = %w.config.url, error = %e, "no cosignature");
                 }
-                Err(e) => tracing::error!(error = %e, "witnessing task failed"),
             }
         }
         if let Some(cosigned) = out.complete(&head.checkpoint, asked.len()) {

@@ -337,6 +337,10 @@ fn with_a_state_file_an_audit_catches_a_rollback_and_a_fork_between_audits() {
     let err = text(&o.stderr);
     assert!(err.contains("forked"), "{err}");
     assert_eq!(std::fs::read(&state).unwrap(), before, "nothing remembered");
+    // The memory is of a pinned log: --state without --log-key is a usage error.
+    let o = audit(&s, &["--state", "state.json"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(std::fs::read(&state).unwrap(), before, "nothing remembered");
     // Without the memory, the forked log audits clean on its own: only history tells.
     let o = audit(&s, &["--log-key", "keys/log.key.pub"]);
     assert!(o.status.success(), "{}", text(&o.stderr));

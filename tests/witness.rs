@@ -410,6 +410,32 @@ fn serve_refuses_a_witness_it_cannot_use() {
         assert!(text(&o.stderr).contains(why), "{why}: {}", text(&o.stderr));
     }
     assert!(!dir.path().join("d").exists());
+    // The same witness twice would never complete a checkpoint's cosignatures.
+    let w = format!(
+        "{}@http://127.0.0.1:1",
+        CosignerKey::of(&PrivateKey::generate(WITNESS).unwrap()).to_vkey()
+    );
+    let o = bin(
+        &[
+            "serve",
+            "--data",
+            "d",
+            "--listen",
+            "127.0.0.1:0",
+            "--witness",
+            &w,
+            "--witness",
+            &w,
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("is given twice"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!dir.path().join("d").exists());
 }
 
 #[test]
@@ -648,6 +674,68 @@ fn answers_are_made_against_checkpoints_the_witnesses_cosigned() {
 }
 
 #[test]
+fn a_certificate_logged_but_not_yet_witnessed_is_not_yet_answered_never_unknown() {
+    let key = PrivateKey::generate(WITNESS).unwrap();
+    let down = format!(
+        "{}@{}",
+        CosignerKey::of(&key).to_vkey(),
+        cli_support::dead_url()
+    );
+    let ledger = Served::demo_with(&["--witness", &down, "--witness-wait", "600"]);
+    let client = Client::new(&ledger.url).unwrap();
+    let json = common::certificate_json(&common::gtin(4711), "FRESH-1", None);
+    let answer = client
+        .submit(&common::sign(
+            reman_ledger::payload::PayloadType::Certificate,
+            &json,
+            &common::key("suzhou-reman.example"),
+        ))
+        .unwrap();
+    assert_eq!(answer.status, 201);
+    let id = answer.body["certificate_id"].as_str().unwrap().to_owned();
+    assert_eq!(answer.body["index"], 89);
+    // Answers are still made against the checkpoint of 89: the new certificate is "not yet"
+    // (503, ask again), never "unknown".
+    assert_eq!(size_of(&checkpoint_of(&ledger.url)), 89);
+    for path in [
+        format!("/api/v1/certificates/{id}"),
+        format!("/api/v1/certificates/{id}/proof"),
+        format!("/api/v1/products/{}/FRESH-1", common::gtin(4711)),
+    ] {
+        let err = client.get_path(&path, "application/json").unwrap_err();
+        assert_eq!(err.status(), Some(503), "{path}: {err}");
+        assert!(err.to_string().contains("ask again"), "{path}: {err}");
+    }
+    // What the receipt names can be fetched: its entry and its proof in the receipt's tree.
+    client.entry(89).unwrap();
+    client.inclusion_proof(89, 90).unwrap();
+    // A customs officer checking it now is told to ask again (exit 2), not INVALID.
+    let dir = tempfile::tempdir().unwrap();
+    let log_pub = ledger.path("keys/log.key.pub");
+    let o = bin(
+        &[
+            "verify",
+            "--state",
+            "s.json",
+            "--log-key",
+            log_pub.to_str().unwrap(),
+            "--server",
+            &ledger.url,
+            &id,
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    assert!(!text(&o.stdout).contains("INVALID"), "{}", text(&o.stdout));
+}
+
+#[test]
 fn without_its_witnesses_answers_move_on_after_the_wait() {
     let key = PrivateKey::generate(WITNESS).unwrap();
     let down = format!(
@@ -655,7 +743,7 @@ fn without_its_witnesses_answers_move_on_after_the_wait() {
         CosignerKey::of(&key).to_vkey(),
         cli_support::dead_url()
     );
-    let ledger = Served::demo_with(&["--witness", &down, "--witness-wait", "2"]);
+    let ledger = Served::demo_with(&["--witness", &down, "--witness-wait", "5"]);
     log_certificates(&ledger.url, 0, 1);
     // Not yet: the witness may still answer.
     assert_eq!(size_of(&checkpoint_of(&ledger.url)), 89);
