@@ -688,6 +688,26 @@ impl Ledger {
         }
     }
 
+    /// Entries durably logged that answers may say are "not yet" covered (503, ask again)
+    /// rather than unknown: those of the latest head while answers wait for witnesses, those a
+    /// mirror stores while it catches up. Otherwise answers are made against the latest head,
+    /// and an entry it does not cover is still being committed: not logged yet.
+    pub fn durable_size(&self) -> u64 {
+        let gated = self
+            .inner
+            .served
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some();
+        if self.is_mirror() {
+            self.stored_size()
+        } else if gated {
+            self.head().size
+        } else {
+            0
+        }
+    }
+
     /// From now on answers are made against the heads given to [`Ledger::serve_head`] (whose
     /// checkpoints the witnesses have cosigned), starting with the latest head.
     pub fn gate_answers(&self) {

@@ -287,11 +287,13 @@ impl Ledger {
     ) -> Result<CertRecord, QueryError> {
         match state::certificate(self.store(), id).map_err(internal)? {
             Some(r) if r.index < head.size => Ok(r),
-            Some(r) => Err(QueryError::NotYet(format!(
+            // Durable, but not yet covered by the checkpoint served (witnesses). One whose
+            // commit is still being written is not logged yet: a crash would undo it.
+            Some(r) if r.index < self.durable_size() => Err(QueryError::NotYet(format!(
                 "certificate {id} is logged (entry {}), but the checkpoint answers are made against covers {} entries: ask again in a moment",
                 r.index, head.size
             ))),
-            None => Err(QueryError::NotFound(format!(
+            _ => Err(QueryError::NotFound(format!(
                 "certificate {id} is not in the log"
             ))),
         }
@@ -319,16 +321,18 @@ impl Ledger {
         let head = self.served_head();
         let mut out = Vec::new();
         let unit = state::unit(self.store(), gtin, serial).map_err(internal)?;
-        let logged = unit.certificates.len();
+        let latest = self.durable_size();
+        let mut logged = false;
         for id in unit.certificates {
             let rec = state::certificate(self.store(), &id)
                 .map_err(internal)?
                 .ok_or_else(|| QueryError::Internal(format!("certificate {id} record missing")))?;
+            logged |= rec.index < latest;
             if rec.index < head.size {
                 out.push(self.view(&id, rec, &head)?);
             }
         }
-        if out.is_empty() && logged > 0 {
+        if out.is_empty() && logged {
             return Err(QueryError::NotYet(format!(
                 "a certificate of GTIN {gtin}, serial {serial} is logged, but the checkpoint answers are made against does not cover it yet: ask again in a moment"
             )));
