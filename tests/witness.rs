@@ -673,15 +673,19 @@ fn answers_are_made_against_checkpoints_the_witnesses_cosigned() {
     assert_eq!(view["checkpoint"].as_str().unwrap(), cp);
 }
 
-#[test]
-fn a_certificate_logged_but_not_yet_witnessed_is_not_yet_answered_never_unknown() {
+/// A `--witness` argument naming a witness that never answers.
+fn down_witness() -> String {
     let key = PrivateKey::generate(WITNESS).unwrap();
-    let down = format!(
+    format!(
         "{}@{}",
         CosignerKey::of(&key).to_vkey(),
         cli_support::dead_url()
-    );
-    let ledger = Served::demo_with(&["--witness", &down, "--witness-wait", "600"]);
+    )
+}
+
+#[test]
+fn a_certificate_logged_but_not_yet_witnessed_is_not_yet_answered_never_unknown() {
+    let ledger = Served::demo_with(&["--witness", &down_witness(), "--witness-wait", "600"]);
     let client = Client::new(&ledger.url).unwrap();
     let json = common::certificate_json(&common::gtin(4711), "FRESH-1", None);
     let answer = client
@@ -737,13 +741,7 @@ fn a_certificate_logged_but_not_yet_witnessed_is_not_yet_answered_never_unknown(
 
 #[test]
 fn without_its_witnesses_answers_move_on_after_the_wait() {
-    let key = PrivateKey::generate(WITNESS).unwrap();
-    let down = format!(
-        "{}@{}",
-        CosignerKey::of(&key).to_vkey(),
-        cli_support::dead_url()
-    );
-    let ledger = Served::demo_with(&["--witness", &down, "--witness-wait", "5"]);
+    let ledger = Served::demo_with(&["--witness", &down_witness(), "--witness-wait", "5"]);
     log_certificates(&ledger.url, 0, 1);
     // Not yet: the witness may still answer.
     assert_eq!(size_of(&checkpoint_of(&ledger.url)), 89);
