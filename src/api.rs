@@ -26,7 +26,7 @@ use crate::seal::{self, Seal};
 use crate::state::{CertStatus, RefusalKind};
 use crate::store::StoreError;
 use crate::tiles::{Tile, TileKind};
-use crate::witnessing::{Cosignatures, WitnessConfig};
+use crate::witnessing::WitnessConfig;
 use axum::body::{Body, HttpBody};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{MatchedPath, Path, Query, Request, State};
@@ -98,7 +98,6 @@ pub struct AppState {
     ledger: Arc<Ledger>,
     metrics: Arc<Metrics>,
     cache: Arc<BodyCache>,
-    cosignatures: Arc<Cosignatures>,
     /// For a mirror: what its follower is doing.
     mirror: Option<Arc<crate::mirroring::MirrorStatus>>,
     opts: ServeOptions,
@@ -111,7 +110,6 @@ impl AppState {
             ledger,
             metrics: Arc::new(Metrics::new()),
             cache: Arc::new(BodyCache::new(CACHE_ENTRIES)),
-            cosignatures: Arc::new(Cosignatures::default()),
             mirror: opts
                 .mirror
                 .as_ref()
@@ -780,7 +778,6 @@ pub async fn serve(
         tokio::spawn(crate::witnessing::run(
             ledger.clone(),
             witnesses,
-            state.cosignatures.clone(),
             state.opts.witness_wait,
         ))
     });
@@ -1243,12 +1240,9 @@ async fn get_certificate_proof(
 ) -> ApiResult<Response> {
     let Path(id) = id?;
     let id = certificate_id(&id)?;
-    let mut proof = st.ledger.certificate_proof(&id)?;
-    // The witnesses' cosignatures make the proof hold against a split view too.
-    let head = st.ledger.served_head();
-    if *proof.checkpoint == *head.checkpoint {
-        proof.checkpoint = st.cosignatures.on(&head.checkpoint);
-    }
+    // Against the checkpoint answers are made against: with witnesses, one they cosigned,
+    // with their cosignatures, which make the proof hold against a split view too.
+    let proof = st.ledger.certificate_proof(&id)?;
     let disposition = format!("inline; filename=\"{id}.{}\"", crate::tlog_proof::EXTENSION);
     let mut resp = proof.to_text().into_response();
     let h = resp.headers_mut();
@@ -1290,8 +1284,8 @@ async fn get_party(
 }
 
 async fn get_checkpoint(State(st): State<AppState>) -> Response {
-    // With the witnesses' cosignatures of exactly this checkpoint, once they have answered.
-    let text = st.cosignatures.on(&st.ledger.served_head().checkpoint);
+    // With witnesses, the newest checkpoint they all cosigned, with their cosignatures.
+    let text = st.ledger.served_head().checkpoint.to_string();
     (
         [
             (

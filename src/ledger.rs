@@ -720,6 +720,15 @@ impl Ledger {
         served.get_or_insert(head);
     }
 
+    /// Answers are made against the latest head again.
+    pub fn ungate_answers(&self) {
+        *self
+            .inner
+            .served
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
     /// Makes `head` the one answers are made against, if answers are gated and it is newer
     /// than the one they are made against now: the served tree never shrinks (a verifier
     /// would take that for a rollback).

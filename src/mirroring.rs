@@ -23,6 +23,10 @@ use std::time::Duration;
 /// Most entries appended in one step (one atomic commit): bounds a catch-up's memory.
 pub const STEP_ENTRIES: u64 = 16 * tiles::WIDTH;
 
+/// A step also ends at the first tile boundary after this many bytes of entries (entries of
+/// up to 64 KiB would otherwise make a step of [`STEP_ENTRIES`] a quarter of a gigabyte).
+const STEP_BYTES: usize = 32 * 1024 * 1024;
+
 /// What a mirror is doing, for `/healthz` and the operator.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum MirrorState {
@@ -179,8 +183,9 @@ fn fetch_step(
     }
     let boundary = from.saturating_add(step_entries) / width * width;
     let next_tile = (from / width + 1) * width;
-    let end = cp.size.min(boundary.max(next_tile));
+    let mut end = cp.size.min(boundary.max(next_tile));
     let mut entries = Vec::with_capacity((end - from) as usize);
+    let mut bytes_held = 0usize;
     for index in from / width..end.div_ceil(width) {
         let first = index * width;
         let tile = Tile {
@@ -203,8 +208,15 @@ fn fetch_step(
         }
         for (i, e) in (first..).zip(bundle) {
             if (from..end).contains(&i) {
+                bytes_held += e.len();
                 entries.push(e.to_vec());
             }
+        }
+        // Large entries: the step ends at this tile's end instead.
+        let tile_end = first + width;
+        if bytes_held >= STEP_BYTES && tile_end < end {
+            end = tile_end;
+            break;
         }
     }
     // Entries that do not parse are refused by `follow`, which says why.

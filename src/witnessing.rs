@@ -11,7 +11,7 @@ use crate::cosignature::CosignerKey;
 use crate::ledger::{Head, Ledger};
 use crate::merkle;
 use crate::witness::{AddCheckpoint, SIZE_MEDIA_TYPE};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A witness the ledger asks: where it listens and the key its cosignatures verify under.
@@ -44,48 +44,36 @@ impl WitnessConfig {
 
 /// The cosignatures gathered for the newest checkpoint the witnesses answered for.
 #[derive(Debug, Default)]
-pub struct Cosignatures {
+struct Cosignatures {
     /// The checkpoint they cosign, and one line per witness that did.
-    latest: RwLock<(Arc<str>, Vec<String>)>,
+    latest: (Arc<str>, Vec<String>),
 }
 
 impl Cosignatures {
-    /// `checkpoint` with the cosignature lines gathered for exactly it, if any.
-    pub fn on(&self, checkpoint: &Arc<str>) -> String {
-        let latest = self
-            .latest
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut out = checkpoint.to_string();
-        if *latest.0 == **checkpoint {
-            for line in &latest.1 {
-                out.push_str(line);
-            }
-        }
-        out
-    }
-
     /// `checkpoint` with its cosignature lines, once `witnesses` of them are gathered.
     fn complete(&self, checkpoint: &Arc<str>, witnesses: usize) -> Option<String> {
-        let latest = self
-            .latest
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        (*latest.0 == **checkpoint && latest.1.len() >= witnesses)
-            .then(|| latest.1.iter().fold(checkpoint.to_string(), |t, l| t + l))
+        let (cosigned, lines) = &self.latest;
+        (**cosigned == **checkpoint && lines.len() >= witnesses)
+            .then(|| lines.iter().fold(checkpoint.to_string(), |t, l| t + l))
     }
 
-    fn record(&self, checkpoint: &Arc<str>, line: String) {
-        let mut latest = self
-            .latest
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if *latest.0 != **checkpoint {
-            *latest = (checkpoint.clone(), Vec::new());
+    fn record(&mut self, checkpoint: &Arc<str>, line: String) {
+        if *self.latest.0 != **checkpoint {
+            self.latest = (checkpoint.clone(), Vec::new());
         }
-        if !latest.1.contains(&line) {
-            latest.1.push(line);
+        if !self.latest.1.contains(&line) {
+            self.latest.1.push(line);
         }
+    }
+}
+
+/// Makes answers follow the latest head again when witnessing ends (the server stops, or the
+/// task failed): they must not stay at an old checkpoint with nobody to move them on.
+struct UngateOnDrop(Arc<Ledger>);
+
+impl Drop for UngateOnDrop {
+    fn drop(&mut self) {
+        self.0.ungate_answers();
     }
 }
 
@@ -113,13 +101,10 @@ struct Asked {
 /// served with their cosignatures; when that has not moved for `wait` while the log has grown
 /// (a witness down), against the latest, with a warning, so that lookups of new entries do not
 /// stop.
-pub async fn run(
-    ledger: Arc<Ledger>,
-    witnesses: Vec<WitnessConfig>,
-    out: Arc<Cosignatures>,
-    wait: Duration,
-) {
+pub async fn run(ledger: Arc<Ledger>, witnesses: Vec<WitnessConfig>, wait: Duration) {
     ledger.gate_answers();
+    let _ungate = UngateOnDrop(ledger.clone());
+    let mut out = Cosignatures::default();
     let mut advanced = std::time::Instant::now();
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
