@@ -2,10 +2,13 @@
 //! configured witnesses with a consistency proof from the tree each cosigned last, and the
 //! cosignatures they answer are served with that checkpoint (`GET /checkpoint`, tlog-proofs).
 //!
-//! Witnessing never holds back an append: it runs beside the sequencer, and a checkpoint is
-//! served with the cosignatures gathered for exactly it, or without any while they are on
-//! their way (under load the witnesses cosign some checkpoints, not every one). A cosignature
-//! is kept only once it verifies under the witness's pinned cosigner key.
+//! Witnessing never holds back an append: it runs beside the sequencer, and receipts carry
+//! the latest checkpoint. Answers (lookups, proofs, tiles, `/checkpoint`) are made against the
+//! newest checkpoint every witness has cosigned, served with their cosignatures (under load
+//! the witnesses cosign some checkpoints, not every one, so answers lag the receipts by a
+//! round or two); if the witnesses do not move them on for a while, against the latest,
+//! without. A cosignature is kept only once it verifies under the witness's pinned cosigner
+//! key.
 
 use crate::cosignature::CosignerKey;
 use crate::ledger::{Head, Ledger};
