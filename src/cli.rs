@@ -474,6 +474,8 @@ pub struct MirrorCommand {
     pub interval: std::time::Duration,
     /// Most entries per step.
     pub step_entries: u64,
+    /// Follow again after an earlier stop (its record is cleared).
+    pub resume: bool,
 }
 
 /// `mirror`: follows another ledger (SPEC §8), verifying everything it fetches, and serves the
@@ -491,6 +493,12 @@ pub fn mirror(cmd: MirrorCommand) -> Result<(), CliError> {
         ..LedgerConfig::default()
     };
     let ledger = std::sync::Arc::new(Ledger::open_mirror(&cmd.data, key, config)?);
+    if cmd.resume
+        && let Some(reason) =
+            crate::mirroring::resume(&ledger).map_err(|e| CliError::Usage(e.to_string()))?
+    {
+        println!("resuming after an earlier stop: {reason}");
+    }
     let rt = tokio::runtime::Runtime::new().map_err(io)?;
     let result = rt.block_on(async {
         let listener = tokio::net::TcpListener::from_std(std_listener)?;

@@ -329,6 +329,11 @@ enum Command {
         /// Most entries appended in one step (a catch-up is split into steps).
         #[arg(long = "step-entries", default_value_t = reman_ledger::mirroring::STEP_ENTRIES, value_parser = clap::value_parser!(u64).range(1..))]
         step_entries: u64,
+        /// Follow again after the followed log was found misbehaving (a fork, an entry
+        /// against its rules): a mirror that stopped does not follow after a restart until
+        /// then (the reason and evidence stay in /healthz and its log).
+        #[arg(long)]
+        resume: bool,
     },
     #[command(after_long_help = VERIFY_HELP)]
     /// Verify a QR label, a QR URL or a certificate: offline with the log key, or with a server.
@@ -478,6 +483,7 @@ fn run(args: Args) -> Result<cli::Verdict, CliError> {
             base_url,
             interval_ms,
             step_entries,
+            resume,
         } => cli::mirror(cli::MirrorCommand {
             from,
             log_key,
@@ -486,6 +492,7 @@ fn run(args: Args) -> Result<cli::Verdict, CliError> {
             base_url,
             interval: std::time::Duration::from_millis(interval_ms),
             step_entries,
+            resume,
         })?,
         Command::Verify(v) => verify_main(v)?,
     }

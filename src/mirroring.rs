@@ -15,6 +15,7 @@ use crate::entry::Entry;
 use crate::ledger::Ledger;
 use crate::mirror::{Evidence, FollowStep, MirrorError};
 use crate::payload::{self, Payload};
+use crate::store::StoreError;
 use crate::tiles::{self, Tile, TileKind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -86,10 +87,11 @@ impl MirrorStatus {
     }
 
     fn stop(&self, e: &MirrorError) {
-        crate::store::lock(&self.state).0 = MirrorState::Stopped {
-            reason: e.to_string(),
-            evidence: e.evidence().cloned(),
-        };
+        self.stopped(e.to_string(), e.evidence().cloned());
+    }
+
+    fn stopped(&self, reason: String, evidence: Option<Evidence>) {
+        crate::store::lock(&self.state).0 = MirrorState::Stopped { reason, evidence };
     }
 
     fn failed(&self, e: &MirrorError) {
@@ -300,6 +302,51 @@ pub struct FollowConfig {
     pub step_entries: u64,
 }
 
+/// Records durably why following stopped, with the evidence: a restarted mirror does not
+/// follow again until the operator has looked ([`resume`]).
+fn record_stop(ledger: &Ledger, e: &MirrorError) -> Result<(), MirrorError> {
+    let ev = e.evidence();
+    let record = serde_json::json!({
+        "reason": e.to_string(),
+        "held": ev.map(|e| e.held.as_str()),
+        "presented": ev.map(|e| e.presented.as_str()),
+    });
+    Ok(ledger
+        .store()
+        .set_mirror_stopped(Some(record.to_string().as_bytes()))?)
+}
+
+/// Why following stopped earlier, if it did (see [`record_stop`]).
+fn stop_record(ledger: &Ledger) -> Result<Option<(String, Option<Evidence>)>, MirrorError> {
+    let Some(bytes) = ledger.store().mirror_stopped()? else {
+        return Ok(None);
+    };
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| StoreError::Corrupt(format!("the mirror's stop record: {e}")))?;
+    let text = |k: &str| {
+        v.get(k)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
+    let evidence = text("held")
+        .zip(text("presented"))
+        .map(|(held, presented)| Evidence { held, presented });
+    Ok(Some((
+        text("reason").unwrap_or_else(|| "stopped earlier".to_owned()),
+        evidence,
+    )))
+}
+
+/// Clears the record of an earlier stop, so that the mirror follows again (`mirror --resume`);
+/// returns the reason recorded, if there was one.
+pub fn resume(ledger: &Ledger) -> Result<Option<String>, MirrorError> {
+    let reason = stop_record(ledger)?.map(|(r, _)| r);
+    if reason.is_some() {
+        ledger.store().set_mirror_stopped(None)?;
+    }
+    Ok(reason)
+}
+
 /// Sets the cancel flag when dropped: an aborted follower task ends its catch-up after the
 /// step in progress, so that the ledger can be closed.
 struct CancelOnDrop(Arc<MirrorStatus>);
@@ -316,6 +363,19 @@ impl Drop for CancelOnDrop {
 /// `status` shows the last failure.
 pub async fn run(ledger: Arc<Ledger>, config: FollowConfig, status: Arc<MirrorStatus>) {
     let _cancel = CancelOnDrop(status.clone());
+    // Stopped before: not again until the operator says so (`mirror --resume`).
+    match stop_record(&ledger) {
+        Ok(Some((reason, evidence))) => {
+            tracing::error!(reason = %reason, "this mirror stopped following earlier; serving what it verified (investigate, then run it with --resume)");
+            status.stopped(reason, evidence);
+            return;
+        }
+        Ok(None) => {}
+        Err(e) => {
+            status.stop(&e);
+            return;
+        }
+    }
     let client = match Client::with_timeout(&config.upstream, Duration::from_secs(30)) {
         Ok(c) => Arc::new(c),
         Err(e) => {
@@ -366,6 +426,9 @@ pub async fn run(ledger: Arc<Ledger>, config: FollowConfig, status: Arc<MirrorSt
                     }
                 }
                 status.stop(&e);
+                if let Err(w) = record_stop(&ledger, &e) {
+                    tracing::error!(error = %w, "cannot record why following stopped");
+                }
                 return;
             }
             Err(e) => {

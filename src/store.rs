@@ -40,7 +40,8 @@
 //!   bytes. Earlier versions kept seals under `Q` by block of 256 entries (records of up to
 //!   16 KiB, a page-in of their own for every lookup); those are deleted at the first open.
 //! - **Metadata** under `M`: tree size, checkpoint, log key, layout format; for a mirror catching
-//!   up, the checkpoint of the followed log its entries lead to ([`crate::mirror`]).
+//!   up, the checkpoint of the followed log its entries lead to ([`crate::mirror`]); for a
+//!   mirror that stopped following, why, with the evidence ([`crate::mirroring`]).
 //!
 //! Stores written by earlier versions (format 1: one sled key per state record, lower Merkle
 //! nodes inside the runs) are converted at their first open: their state records are packed
@@ -98,6 +99,8 @@ const META_LOG_KEY: &[u8] = b"Mlog_key";
 /// A mirror catching up: the followed log's checkpoint its stored entries lead to (they are a
 /// verified prefix of its tree), while `META_CHECKPOINT` stays the one they last reached.
 const META_CATCHING_UP: &[u8] = b"Mcatching_up";
+/// A mirror that stopped following: why, with the evidence (see [`crate::mirroring`]).
+const META_MIRROR_STOPPED: &[u8] = b"Mmirror_stopped";
 /// The layout format (absent in format 1).
 const META_FORMAT: &[u8] = b"Mformat";
 /// The layout this code writes: 4, format 3 whose certificate records may say whether the
@@ -922,6 +925,20 @@ impl Store {
                     .map_err(|_| StoreError::Corrupt("catch-up checkpoint is not UTF-8".into()))
             })
             .transpose()
+    }
+
+    /// Why a mirror stopped following, as recorded ([`Store::set_mirror_stopped`]).
+    pub fn mirror_stopped(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db()?.get(META_MIRROR_STOPPED)?.map(|v| v.to_vec()))
+    }
+
+    /// Records (durably) why a mirror stopped following, or clears it (`None`).
+    pub fn set_mirror_stopped(&self, record: Option<&[u8]>) -> Result<(), StoreError> {
+        match record {
+            Some(r) => self.db()?.insert(META_MIRROR_STOPPED, r)?,
+            None => self.db()?.remove(META_MIRROR_STOPPED)?,
+        };
+        self.flush()
     }
 
     /// The run holding entry `index`, with the run's first index.

@@ -409,6 +409,17 @@ fn a_mirror_refuses_a_rollback_stops_at_a_fork_and_keeps_serving_what_it_verifie
     assert_eq!(stopped["evidence"]["held"], held.as_str());
     assert_eq!(m.get("/checkpoint"), verified);
     assert!(text(&m.get("/metrics")).contains("reman_mirror_following 0\n"));
+    // The stop is kept: restarted (the followed ledger gone, so nothing could be found
+    // again), the mirror still says why and does not follow until told to.
     stop_server(old);
+    m.stop();
+    m.run();
+    let again = m.wait_stopped();
+    assert_eq!(again["reason"], stopped["reason"]);
+    assert_eq!(again["evidence"], stopped["evidence"]);
+    m.stop();
+    m.extra.push("--resume".into());
+    m.run();
+    m.wait_refused("cannot read the followed ledger");
     assert_eq!(m.stored_size(), 92);
 }
