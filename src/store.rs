@@ -881,11 +881,16 @@ impl Store {
 
     /// The log key (vkey) this store was created for, if it has been initialized.
     pub fn log_key(&self) -> Result<Option<String>, StoreError> {
+        self.meta_text(META_LOG_KEY, "log key")
+    }
+
+    /// A metadata record that is text (`what` names it in the error).
+    fn meta_text(&self, key: &[u8], what: &str) -> Result<Option<String>, StoreError> {
         self.db()?
-            .get(META_LOG_KEY)?
+            .get(key)?
             .map(|v| {
                 String::from_utf8(v.to_vec())
-                    .map_err(|_| StoreError::Corrupt("log key is not UTF-8".into()))
+                    .map_err(|_| StoreError::Corrupt(format!("{what} is not UTF-8")))
             })
             .transpose()
     }
@@ -906,25 +911,13 @@ impl Store {
 
     /// The latest signed checkpoint.
     pub fn checkpoint(&self) -> Result<Option<String>, StoreError> {
-        self.db()?
-            .get(META_CHECKPOINT)?
-            .map(|v| {
-                String::from_utf8(v.to_vec())
-                    .map_err(|_| StoreError::Corrupt("checkpoint is not UTF-8".into()))
-            })
-            .transpose()
+        self.meta_text(META_CHECKPOINT, "checkpoint")
     }
 
     /// A mirror catching up: the followed log's checkpoint its stored entries lead to (see
     /// [`Commit::catching_up`]).
     pub fn catching_up(&self) -> Result<Option<String>, StoreError> {
-        self.db()?
-            .get(META_CATCHING_UP)?
-            .map(|v| {
-                String::from_utf8(v.to_vec())
-                    .map_err(|_| StoreError::Corrupt("catch-up checkpoint is not UTF-8".into()))
-            })
-            .transpose()
+        self.meta_text(META_CATCHING_UP, "catch-up checkpoint")
     }
 
     /// Why a mirror stopped following, as recorded ([`Store::set_mirror_stopped`]).

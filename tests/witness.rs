@@ -383,17 +383,31 @@ fn a_ledger_serves_its_checkpoints_with_its_witnesses_cosignatures() {
 #[test]
 fn serve_refuses_a_witness_it_cannot_use() {
     let dir = tempfile::tempdir().unwrap();
-    for (arg, why) in [
-        ("http://127.0.0.1:1", "expected VKEY@URL"),
-        ("nokey@http://127.0.0.1:1", "is not a cosigner key"),
-        (
-            &format!(
-                "{}@http://127.0.0.1:1",
-                common::log_key().public().to_vkey()
-            ),
-            "not 0x04",
-        ),
+    let log_as_witness = format!(
+        "{}@http://127.0.0.1:1",
+        common::log_key().public().to_vkey()
+    );
+    // The same witness twice would never complete a checkpoint's cosignatures.
+    let twice = format!(
+        "{}@http://127.0.0.1:1",
+        CosignerKey::of(&PrivateKey::generate(WITNESS).unwrap()).to_vkey()
+    );
+    for (witnesses, why) in [
+        (vec!["http://127.0.0.1:1"], "expected VKEY@URL"),
+        (vec!["nokey@http://127.0.0.1:1"], "is not a cosigner key"),
+        (vec![log_as_witness.as_str()], "not 0x04"),
+        (vec![twice.as_str(), twice.as_str()], "is given twice"),
     ] {
+        let mut args = vec!["serve", "--data", "d", "--listen", "127.0.0.1:0"];
+        for w in &witnesses {
+            args.extend(["--witness", w]);
+        }
+        let o = bin(&args, dir.path());
+        assert_eq!(o.status.code(), Some(2), "{witnesses:?}");
+        assert!(text(&o.stderr).contains(why), "{why}: {}", text(&o.stderr));
+        assert!(!dir.path().join("d").exists());
+    }
+    for wait in ["NaN", "-1", "soon"] {
         let o = bin(
             &[
                 "serve",
@@ -401,41 +415,14 @@ fn serve_refuses_a_witness_it_cannot_use() {
                 "d",
                 "--listen",
                 "127.0.0.1:0",
-                "--witness",
-                arg,
+                "--witness-wait",
+                wait,
             ],
             dir.path(),
         );
-        assert_eq!(o.status.code(), Some(2), "{arg}");
-        assert!(text(&o.stderr).contains(why), "{why}: {}", text(&o.stderr));
+        assert_eq!(o.status.code(), Some(2), "--witness-wait {wait}");
+        assert!(!dir.path().join("d").exists());
     }
-    assert!(!dir.path().join("d").exists());
-    // The same witness twice would never complete a checkpoint's cosignatures.
-    let w = format!(
-        "{}@http://127.0.0.1:1",
-        CosignerKey::of(&PrivateKey::generate(WITNESS).unwrap()).to_vkey()
-    );
-    let o = bin(
-        &[
-            "serve",
-            "--data",
-            "d",
-            "--listen",
-            "127.0.0.1:0",
-            "--witness",
-            &w,
-            "--witness",
-            &w,
-        ],
-        dir.path(),
-    );
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        text(&o.stderr).contains("is given twice"),
-        "{}",
-        text(&o.stderr)
-    );
-    assert!(!dir.path().join("d").exists());
 }
 
 #[test]
