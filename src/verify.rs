@@ -11,14 +11,18 @@
 //! caught); the certificate's entry must be the exact bytes whose hash is in that checkpoint's
 //! tree (inclusion proof), hold the certificate with this ID, GTIN and serial, and be signed by
 //! the issuer's registered key; every event and the revocation shown must be entries of the
-//! log (inclusion proofs) about this certificate. Then the status decides: only `valid` is
-//! VALID.
+//! log (inclusion proofs) about this certificate, each signed by a registered party with its
+//! registered key, and of a role that may sign it (a fake `customs_released` signed by an
+//! importer, logged by a dishonest operator, is caught here). Then the status decides: only
+//! `valid` is VALID.
 //!
 //! What is not proven here, and said so: the status itself comes from the server, so a server
-//! can still leave out entries (hide a revocation or an event); the signers of events and
-//! revocations are as the entries name them (the ledger checked their keys and roles when it
-//! logged them); a certificate signed with a key other than its issuer's current one (a key
-//! rotated since) is reported with a warning. A full audit (`audit`) or witnesses rule these out.
+//! can still leave out entries (hide a revocation or an event); a signer's role and status are
+//! judged from the registration the server says is in force, and only when that registration
+//! predates the entry (a registration made since says nothing of back then), so a server that
+//! hides a newer registration is not caught; an entry signed with a key other than its
+//! signer's current one (a key rotated since) is reported with a warning, not checked. A full
+//! audit (`audit`) or witnesses rule these out.
 //!
 //! The verdict is a [`Report`]: every check with its result, the product, issuer, index, time,
 //! status and events; [`Report::to_text`] and [`Report::to_json`] render it.
@@ -1276,8 +1280,10 @@ fn online(
     if label.is_none() {
         check_view_seal(r, &key, &view, &id, index, &cert)?;
     }
-    check_issuer(r, &client, &cp, &entry)?;
-    check_history(r, &client, &cp, &view, &id)?;
+    let mut regs = Registrations::new();
+    check_issuer(r, &client, &cp, &mut regs, &entry, &cert)?;
+    let issuer = entry.envelope.signature.keyid.name.clone();
+    check_history(r, &client, &cp, &mut regs, &view, &id, &issuer)?;
     check_status(r, &view)
 }
 
@@ -1641,105 +1647,207 @@ fn check_view_seal(
     }
 }
 
-/// The issuer: its registration (in the log) and its signature on the certificate.
-fn check_issuer(r: &mut Report, client: &Client, cp: &Checkpoint, entry: &Entry) -> Step<()> {
-    let signer = &entry.envelope.signature.keyid;
-    r.issuer = Some(IssuerInfo {
-        name: signer.name.clone(),
-        display_name: None,
-        country: None,
-    });
-    let party = match client.party(&signer.name) {
-        Ok(p) => p,
-        Err(e) => {
-            let e = refused(e)?;
+/// A party's registration as the server names it, proven to be an entry of the log.
+struct Registration {
+    /// The entry that holds it.
+    index: u64,
+    /// What it registers.
+    party: crate::party::Party,
+}
+
+/// The registrations fetched during one verification, by party name: a party that signed
+/// several of the entries checked is fetched and proven once.
+type Registrations = std::collections::HashMap<String, Registration>;
+
+/// Fetches the registration in force of the party that signed `entry` (as the server names
+/// it) and proves it is an entry of the log registering that name. `who` names the signer in
+/// messages; failures are reported under `check`.
+fn registration<'a>(
+    r: &mut Report,
+    client: &Client,
+    cp: &Checkpoint,
+    regs: &'a mut Registrations,
+    entry: &Entry,
+    check: &'static str,
+    who: &str,
+) -> Step<&'a Registration> {
+    let name = entry.envelope.signature.keyid.name.clone();
+    if !regs.contains_key(&name) {
+        let served = match client.party(&name) {
+            Ok(p) => p,
+            Err(e) => {
+                let e = refused(e)?;
+                return Err(r.fail(
+                    check,
+                    format!("{who} {name} is not a registered party: {e}"),
+                ));
+            }
+        };
+        let Some(index) = served.get("index").and_then(Value::as_u64) else {
             return Err(r.fail(
-                "issuer",
-                format!("the issuer {} is not a registered party: {e}", signer.name),
+                check,
+                format!("the server does not say where the registration of {name} is logged"),
             ));
+        };
+        let reg = fetch_included(r, client, cp, index, "registration")?;
+        let party = match payload::parse(&reg.envelope.payload_type, &reg.envelope.payload) {
+            Ok(Payload::Party(p)) if p.name == name => p,
+            _ => {
+                return Err(r.fail(
+                    check,
+                    format!("entry {index} is not the registration of {name}"),
+                ));
+            }
+        };
+        regs.insert(name.clone(), Registration { index, party });
+    }
+    match regs.get(&name) {
+        Some(reg) => Ok(reg),
+        None => unreachable!("inserted above"),
+    }
+}
+
+/// Who may sign a payload of this kind (SPEC §3), for messages.
+fn who_may_sign(payload: &Payload) -> String {
+    match payload {
+        Payload::Party(_) => "the operator may register parties".into(),
+        Payload::Certificate(_) => "a remanufacturer may issue certificates".into(),
+        Payload::Revocation(_) => {
+            "the issuing remanufacturer or the operator may revoke a certificate".into()
         }
-    };
-    let Some(reg_index) = party.get("index").and_then(Value::as_u64) else {
-        return Err(r.fail(
-            "issuer",
-            "the server does not say where the issuer's registration is logged",
-        ));
-    };
-    let reg = fetch_included(r, client, cp, reg_index, "issuer registration")?;
-    let party = match payload::parse(&reg.envelope.payload_type, &reg.envelope.payload) {
-        Ok(Payload::Party(p)) if p.name == signer.name => p,
-        _ => {
+        Payload::Event(e) => {
+            let roles: Vec<&str> = e.event.allowed_roles().iter().map(|r| r.as_str()).collect();
+            format!(
+                "{} may sign {} events",
+                roles.join(" or "),
+                e.event.as_str()
+            )
+        }
+    }
+}
+
+/// How an entry's signature stands against its signer's registration in force.
+#[derive(Debug, PartialEq, Eq)]
+enum Signed {
+    /// Signed with the registered key, which verifies it.
+    ByRegisteredKey,
+    /// Signed with another key of the party (one rotated since, or one never registered):
+    /// not checked here; the caller warns.
+    ByAnotherKey,
+}
+
+/// Checks `entry` (holding `payload`, described as `what`) against its signer's registration:
+/// when the registration in force now was already in force when the entry was logged, the
+/// party must then have been active and of a role that may sign it; and the signature must
+/// verify under the registered key. A registration newer than the entry says nothing of the
+/// party's role or status back then, so they are not judged from it.
+fn check_signed(
+    r: &mut Report,
+    reg: &Registration,
+    entry: &Entry,
+    payload: &Payload,
+    check: &'static str,
+    what: &str,
+) -> Step<Signed> {
+    let (party, signer) = (&reg.party, &entry.envelope.signature.keyid);
+    if party.key.id() != signer.id {
+        return Ok(Signed::ByAnotherKey);
+    }
+    if reg.index < entry.index {
+        if party.status == crate::party::PartyStatus::Suspended {
             return Err(r.fail(
-                "issuer",
+                check,
                 format!(
-                    "entry {reg_index} is not the registration of {}",
-                    signer.name
+                    "{} was suspended (registration in entry {}) when {what} was logged",
+                    party.name, reg.index
                 ),
             ));
         }
-    };
+        if !payload.role_may_sign(party.role) {
+            return Err(r.fail(
+                check,
+                format!(
+                    "{} was registered as {} (entry {}) when {what} was logged, and only {}",
+                    party.name,
+                    party.role,
+                    reg.index,
+                    who_may_sign(payload)
+                ),
+            ));
+        }
+    }
+    entry.envelope.verify(&party.key).map_err(|e| {
+        r.fail(
+            check,
+            format!(
+                "the signature of {what} does not verify under {}'s registered key: {e}",
+                party.name
+            ),
+        )
+    })?;
+    Ok(Signed::ByRegisteredKey)
+}
+
+/// The warning for an entry signed with a key of its signer other than the registered one.
+fn other_key_warning(reg: &Registration, entry: &Entry, what: &str) -> String {
+    format!(
+        "{what} is signed with a key of {} ({}) that is not its registered key now ({}): a key rotated since, or a key never registered. This verifier cannot tell which; an audit of the log (reman-ledger audit --server) re-checks every signature under the key in force",
+        reg.party.name,
+        entry.envelope.signature.keyid.id,
+        reg.party.key.id()
+    )
+}
+
+/// The issuer: its registration (in the log) and its signature on the certificate.
+fn check_issuer(
+    r: &mut Report,
+    client: &Client,
+    cp: &Checkpoint,
+    regs: &mut Registrations,
+    entry: &Entry,
+    cert: &Certificate,
+) -> Step<()> {
+    r.issuer = Some(IssuerInfo {
+        name: entry.envelope.signature.keyid.name.clone(),
+        display_name: None,
+        country: None,
+    });
+    let reg = registration(r, client, cp, regs, entry, "issuer", "the issuer")?;
+    let party = &reg.party;
     r.issuer = Some(IssuerInfo {
         name: party.name.clone(),
         display_name: party.display_name.clone(),
         country: party.country.clone(),
     });
-    if party.key.id() != signer.id {
-        // The issuer's registration in force now carries another key: either it rotated its
-        // key since, or the entry names a key that was never registered. Only the log's
-        // history of registrations tells which, and an audit replays it; here it is not
-        // proven, and the report says so instead of passing quietly.
-        r.warnings.push(format!(
-            "the certificate is signed with a key of {} ({}) that is not its registered key now ({}): a key rotated since, or a key never registered. This verifier cannot tell which; an audit of the log (reman-ledger audit --server) re-checks every signature under the key in force",
-            party.name,
-            signer.id,
-            party.key.id()
-        ));
-        r.pass(
-            "issuer",
-            format!(
-                "{} ({}), registered in entry {reg_index}; signed with another key ({}), NOT checked here (see the warning)",
-                party.name, party.role, signer.id
-            ),
-        );
-        return Ok(());
-    }
-    if reg_index < entry.index && party.role != crate::party::Role::Remanufacturer {
-        // The registration was in force when the certificate was logged.
-        return Err(r.fail(
-            "issuer",
-            format!(
-                "{} was registered as {} (entry {reg_index}) when the certificate was logged, and only a remanufacturer may issue certificates",
-                party.name, party.role
-            ),
-        ));
-    }
-    entry.envelope.verify(&party.key).map_err(|e| {
-        r.fail(
-            "issuer",
-            format!(
-                "the certificate's signature does not verify under {}'s registered key: {e}",
-                party.name
-            ),
-        )
-    })?;
-    r.pass(
-        "issuer",
-        format!(
-            "signed by {}, a registered {} (registration in entry {reg_index})",
-            party.name, party.role
+    let payload = Payload::Certificate(cert.clone());
+    let detail = match check_signed(r, reg, entry, &payload, "issuer", "the certificate")? {
+        Signed::ByRegisteredKey => format!(
+            "signed by {}, a registered {} (registration in entry {})",
+            party.name, party.role, reg.index
         ),
-    );
+        Signed::ByAnotherKey => {
+            r.warnings
+                .push(other_key_warning(reg, entry, "the certificate"));
+            format!(
+                "{} ({}), registered in entry {}; signed with another key ({}), NOT checked here (see the warning)",
+                party.name, party.role, reg.index, entry.envelope.signature.keyid.id
+            )
+        }
+    };
+    r.pass("issuer", detail);
     Ok(())
 }
 
-/// The events and revocation the server shows, each proven to be in the log and about this
-/// certificate.
+/// The events and revocation the server shows, each proven to be in the log, about this
+/// certificate, and signed by a registered party that may sign it (see [`check_signed`]).
 fn check_history(
     r: &mut Report,
     client: &Client,
     cp: &Checkpoint,
+    regs: &mut Registrations,
     view: &Value,
     id: &CertificateId,
+    issuer: &str,
 ) -> Step<()> {
     let items = view
         .get("events")
@@ -1752,13 +1860,14 @@ fn check_history(
             items.len()
         ));
     }
+    let mut other_keys = 0;
     for item in items.iter().take(MAX_EVENTS) {
         let Some(index) = item.get("index").and_then(Value::as_u64) else {
             return Err(r.fail("events", "an event without an entry index"));
         };
         let entry = fetch_included(r, client, cp, index, "event")?;
-        let event = match payload::parse(&entry.envelope.payload_type, &entry.envelope.payload) {
-            Ok(Payload::Event(e)) if e.certificate_id == *id => e,
+        let payload = match payload::parse(&entry.envelope.payload_type, &entry.envelope.payload) {
+            Ok(p @ Payload::Event(_)) if p.target_certificate() == Some(*id) => p,
             _ => {
                 return Err(r.fail(
                     "events",
@@ -1766,6 +1875,16 @@ fn check_history(
                 ));
             }
         };
+        let Payload::Event(event) = &payload else {
+            unreachable!("matched above")
+        };
+        let what = format!("the {} event (entry {index})", event.event.as_str());
+        let reg = registration(r, client, cp, regs, &entry, "events", "the signer of")?;
+        if check_signed(r, reg, &entry, &payload, "events", &what)? == Signed::ByAnotherKey {
+            let warning = other_key_warning(reg, &entry, &what);
+            r.warnings.push(warning);
+            other_keys += 1;
+        }
         r.events.push(EventInfo {
             index,
             time: event.time.clone(),
@@ -1776,33 +1895,62 @@ fn check_history(
             signer: entry.envelope.signature.keyid.name.clone(),
         });
     }
+    let n = r.events.len();
     r.pass(
         "events",
-        format!("{} event(s), each in the log", r.events.len()),
+        match other_keys {
+            0 => format!("{n} event(s), each in the log and signed by a party that may sign it"),
+            k => format!(
+                "{n} event(s), each in the log; {k} signed with another key of its party, NOT checked here (see the warnings)"
+            ),
+        },
     );
-    if let Some(index) = view
+    let Some(index) = view
         .get("revocation")
         .and_then(|v| v.get("index"))
         .and_then(Value::as_u64)
-    {
-        let entry = fetch_included(r, client, cp, index, "revocation")?;
-        let rev = match payload::parse(&entry.envelope.payload_type, &entry.envelope.payload) {
-            Ok(Payload::Revocation(rv)) if rv.certificate_id == *id => rv,
-            _ => {
-                return Err(r.fail(
-                    "revocation",
-                    format!("entry {index} is not a revocation of certificate {id}"),
-                ));
-            }
-        };
-        r.revocation = Some(RevocationInfo {
-            index,
-            integrated_time: entry.integrated_time(),
-            reason: rev.reason.as_str().to_owned(),
-            note: rev.note.clone(),
-            signer: entry.envelope.signature.keyid.name.clone(),
-        });
+    else {
+        return Ok(());
+    };
+    let entry = fetch_included(r, client, cp, index, "revocation")?;
+    let payload = match payload::parse(&entry.envelope.payload_type, &entry.envelope.payload) {
+        Ok(p @ Payload::Revocation(_)) if p.target_certificate() == Some(*id) => p,
+        _ => {
+            return Err(r.fail(
+                "revocation",
+                format!("entry {index} is not a revocation of certificate {id}"),
+            ));
+        }
+    };
+    let Payload::Revocation(rev) = &payload else {
+        unreachable!("matched above")
+    };
+    let what = format!("the revocation (entry {index})");
+    let reg = registration(r, client, cp, regs, &entry, "revocation", "the signer of")?;
+    // Only the issuer or the operator revokes: another remanufacturer may not.
+    let signer = &reg.party.name;
+    if signer != issuer && reg.index < index && reg.party.role != crate::party::Role::Operator {
+        return Err(r.fail(
+            "revocation",
+            format!(
+                "{what} is signed by {signer}, registered as {} (entry {}), which did not issue the certificate ({issuer} did); only {}",
+                reg.party.role,
+                reg.index,
+                who_may_sign(&payload)
+            ),
+        ));
     }
+    if check_signed(r, reg, &entry, &payload, "revocation", &what)? == Signed::ByAnotherKey {
+        let warning = other_key_warning(reg, &entry, &what);
+        r.warnings.push(warning);
+    }
+    r.revocation = Some(RevocationInfo {
+        index,
+        integrated_time: entry.integrated_time(),
+        reason: rev.reason.as_str().to_owned(),
+        note: rev.note.clone(),
+        signer: entry.envelope.signature.keyid.name.clone(),
+    });
     Ok(())
 }
 

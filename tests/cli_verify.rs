@@ -1126,3 +1126,164 @@ fn a_tlog_proof_of_a_fork_or_a_history_the_ledger_rolled_back_is_invalid_online(
         .valid()
         .has("the ledger's tree of 89 entries extends the proof's tree of 89");
 }
+
+/// A ledger whose history exercises what `verify` checks of the signers of events and
+/// revocations. Entries, in order:
+///  0 genesis, 1 suzhou-reman (remanufacturer), 2 certificate C (by suzhou-reman),
+///  3 port-x as importer, 4 port-x as customs, 5 port-x: `customs_released` on C,
+///  6 port-y as customs, 7 port-y suspended, 8 port-y active again, 9 port-y:
+///  `customs_inspected` on C, 10 port-z as customs (key z1), 11 port-z: `customs_inspected` on
+///  C with key z1, 12 port-z's key rotated to z2, 13 certificate D (by suzhou-reman),
+///  14 other-reman as remanufacturer, 15 other-reman as operator, 16 other-reman revokes D.
+/// Every entry is honest; the tests make a lying server point a signer at an older
+/// registration of its (the ones the checks must refuse).
+fn signer_history(dir: &Path) -> (Ledger, CertificateId, CertificateId) {
+    let ledger = small_ledger(dir);
+    let suzhou = key("suzhou-reman.example");
+    let seed = |b: u8| [b; 32];
+    let port_x = PrivateKey::from_seed("port-x.example", &seed(1)).unwrap();
+    let port_y = PrivateKey::from_seed("port-y.example", &seed(2)).unwrap();
+    let z1 = PrivateKey::from_seed("port-z.example", &seed(3)).unwrap();
+    let z2 = PrivateKey::from_seed("port-z.example", &seed(4)).unwrap();
+    let other = PrivateKey::from_seed("other-reman.example", &seed(5)).unwrap();
+    let submit = |kind, json: &str, signer: &PrivateKey| {
+        let r = ledger.submit(&sign(kind, json, signer)).unwrap();
+        (r.index, r.certificate_id)
+    };
+    // Each registration says when it was made, so that none is the resubmission of another.
+    let made = std::cell::Cell::new(0);
+    let register = |k: &PrivateKey, role: &str, status: &str| {
+        made.set(made.get() + 1);
+        let json = format!(
+            r#"{{"name":"{}","role":"{role}","display_name":"registration {}","country":"NL","key":"{}","status":"{status}"}}"#,
+            k.public().name(),
+            made.get(),
+            k.public().to_vkey()
+        );
+        submit(PayloadType::Party, &json, &operator()).0
+    };
+    let event = |id: &CertificateId, what: &str, signer: &PrivateKey| {
+        let json = format!(
+            r#"{{"certificate_id":"{id}","event":"{what}","time":"2026-11-25T09:30:00+08:00"}}"#
+        );
+        submit(PayloadType::Event, &json, signer).0
+    };
+    let (i, c) = submit(
+        PayloadType::Certificate,
+        &certificate_json(&gtin(900), "SIGNERS-C", None),
+        &suzhou,
+    );
+    let c = c.unwrap();
+    assert_eq!(i, 2);
+    let indices = [
+        register(&port_x, "importer", "active"),
+        register(&port_x, "customs", "active"),
+        event(&c, "customs_released", &port_x),
+        register(&port_y, "customs", "active"),
+        register(&port_y, "customs", "suspended"),
+        register(&port_y, "customs", "active"),
+        event(&c, "customs_inspected", &port_y),
+        register(&z1, "customs", "active"),
+        event(&c, "customs_inspected", &z1),
+        register(&z2, "customs", "active"),
+    ];
+    assert_eq!(indices, [3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    let (i, d) = submit(
+        PayloadType::Certificate,
+        &certificate_json(&gtin(901), "SIGNERS-D", None),
+        &suzhou,
+    );
+    assert_eq!(i, 13);
+    assert_eq!(register(&other, "remanufacturer", "active"), 14);
+    assert_eq!(register(&other, "operator", "active"), 15);
+    let d = d.unwrap();
+    let revocation = format!(r#"{{"certificate_id":"{d}","reason":"error","note":""}}"#);
+    assert_eq!(submit(PayloadType::Revocation, &revocation, &other).0, 16);
+    (ledger, c, d)
+}
+
+/// The party answer with its registration's entry index replaced.
+fn registration_at(body: &[u8], index: u64) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(body).unwrap();
+    v["index"] = index.into();
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[test]
+fn the_signers_of_events_and_revocations_are_checked_against_their_registrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, c, d) = signer_history(dir.path());
+    let server = Server::start(dir, ledger);
+    let home = Home::new();
+    let verify = |url: &str, id: &CertificateId| {
+        home.run(&["--server", url, "--log-key", LOG_PUB, &id.to_string()])
+    };
+
+    // The honest server: each event's signer, role and signature are checked; the one signed
+    // with a key rotated since is said to be unchecked, not passed quietly.
+    let r = verify(&server.url, &c);
+    r.valid().has(
+        "3 event(s), each in the log; 1 signed with another key of its party, NOT checked here",
+    );
+    assert!(
+        r.stderr.contains(
+            "warning: the customs_inspected event (entry 11) is signed with a key of port-z.example"
+        ),
+        "{}",
+        r.stderr
+    );
+    let j = home
+        .run(&[
+            "--server",
+            &server.url,
+            "--log-key",
+            LOG_PUB,
+            "--json",
+            &c.to_string(),
+        ])
+        .valid_json();
+    assert_eq!(j["events"][0]["signer"], "port-x.example");
+    // The revocation by a party that is an operator is accepted as such: D is revoked.
+    verify(&server.url, &d).invalid("REVOKED (error)");
+
+    // A lying server that points a signer at a registration of its not in force when it
+    // signed, or at another party's, or at no entry of the log: each is refused by name.
+    type Case = (
+        fn(&str, &[u8]) -> Option<(u16, Vec<u8>)>,
+        bool,
+        &'static str,
+    );
+    let cases: [Case; 5] = [
+        (
+            |p, b| (p == "/api/v1/parties/port-x.example").then(|| (200, registration_at(b, 3))),
+            true,
+            "port-x.example was registered as importer (entry 3) when the customs_released event (entry 5) was logged, and only customs may sign customs_released events",
+        ),
+        (
+            |p, b| (p == "/api/v1/parties/port-y.example").then(|| (200, registration_at(b, 7))),
+            true,
+            "port-y.example was suspended (registration in entry 7) when the customs_inspected event (entry 9) was logged",
+        ),
+        (
+            |p, b| (p == "/api/v1/parties/port-x.example").then(|| (200, registration_at(b, 1))),
+            true,
+            "entry 1 is not the registration of port-x.example",
+        ),
+        (
+            |p, b| (p == "/api/v1/parties/port-x.example").then(|| (200, registration_at(b, 999))),
+            true,
+            "the registration entry 999 is not in the log's tree of size 17",
+        ),
+        (
+            |p, b| {
+                (p == "/api/v1/parties/other-reman.example").then(|| (200, registration_at(b, 14)))
+            },
+            false,
+            "the revocation (entry 16) is signed by other-reman.example, registered as remanufacturer (entry 14), which did not issue the certificate (suzhou-reman.example did); only the issuing remanufacturer or the operator may revoke a certificate",
+        ),
+    ];
+    for (rewrite, of_c, why) in cases {
+        let proxy = proxy::start(&server.url, rewrite);
+        verify(&proxy, if of_c { &c } else { &d }).invalid(why);
+    }
+}
