@@ -70,6 +70,9 @@ pub struct ServeOptions {
     /// With witnesses: how long answers wait for all of them to cosign a newer checkpoint
     /// before they are made against the latest one anyway (see [`crate::witnessing::run`]).
     pub witness_wait: Duration,
+    /// With witnesses: how many must cosign a checkpoint before answers are made against it
+    /// (`None`: all of them).
+    pub witness_quorum: Option<usize>,
     /// For a mirror ([`Ledger::open_mirror`]): the ledger it follows, and how.
     pub mirror: Option<crate::mirroring::FollowConfig>,
 }
@@ -84,6 +87,7 @@ impl Default for ServeOptions {
             shutdown_grace: Duration::from_secs(10),
             witnesses: Vec::new(),
             witness_wait: Duration::from_secs(10),
+            witness_quorum: None,
             mirror: None,
         }
     }
@@ -779,6 +783,7 @@ pub async fn serve(
             ledger.clone(),
             witnesses,
             state.opts.witness_wait,
+            state.opts.witness_quorum,
         ))
     });
     let following = state

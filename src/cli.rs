@@ -200,6 +200,9 @@ pub struct ServeCommand {
     pub witnesses: Vec<String>,
     /// How long answers wait for the witnesses' cosignatures of a newer checkpoint.
     pub witness_wait: std::time::Duration,
+    /// How many witnesses must cosign a checkpoint before answers are made against it
+    /// (`None`: all of them).
+    pub witness_quorum: Option<usize>,
 }
 
 /// The default origin of a ledger created by `serve` on an empty directory.
@@ -339,6 +342,21 @@ pub fn serve(cmd: ServeCommand) -> Result<(), CliError> {
             )));
         }
     }
+    match cmd.witness_quorum {
+        None => {}
+        Some(_) if witnesses.is_empty() => {
+            return Err(CliError::Usage(
+                "--witness-quorum: give the witnesses with --witness".into(),
+            ));
+        }
+        Some(k) if k == 0 || k > witnesses.len() => {
+            return Err(CliError::Usage(format!(
+                "--witness-quorum {k}: must be 1 to {}, the number of witnesses given",
+                witnesses.len()
+            )));
+        }
+        Some(_) => {}
+    }
     let (std_listener, base_url) = bind(&cmd.listen, cmd.base_url.as_ref())?;
     let config = LedgerConfig {
         base_url: Some(base_url),
@@ -363,6 +381,7 @@ pub fn serve(cmd: ServeCommand) -> Result<(), CliError> {
         let opts = crate::api::ServeOptions {
             witnesses,
             witness_wait: cmd.witness_wait,
+            witness_quorum: cmd.witness_quorum,
             ..crate::api::ServeOptions::default()
         };
         Ok(serve_until_stopped(listener, ledger, opts).await)

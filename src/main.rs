@@ -199,10 +199,16 @@ enum Command {
         /// A witness to ask to cosign each new checkpoint, as VKEY@URL: its cosigner key
         /// (printed by `reman-ledger witness`), @, its URL. Repeat for each witness; their
         /// cosignatures are served with the checkpoint (GET /checkpoint, tlog-proofs).
-        /// Answers are then made against the newest checkpoint all witnesses have cosigned
-        /// (a new entry is found a moment after its receipt).
+        /// Answers are then made against the newest checkpoint all witnesses (or
+        /// --witness-quorum of them) have cosigned (a new entry is found a moment after its
+        /// receipt).
         #[arg(long = "witness", value_name = "VKEY@URL")]
         witnesses: Vec<String>,
+        /// With --witness: how many of the witnesses must cosign a checkpoint before answers
+        /// are made against it (default: all). With a quorum, one witness down does not leave
+        /// the answers without cosignatures.
+        #[arg(long = "witness-quorum", value_name = "K")]
+        witness_quorum: Option<usize>,
         /// With --witness: seconds the answers wait for the witnesses to cosign a newer
         /// checkpoint before they are made against the latest one anyway (a witness down).
         #[arg(long = "witness-wait", value_name = "SECONDS", default_value_t = 10.0)]
@@ -392,6 +398,7 @@ fn run(args: Args) -> Result<cli::Verdict, CliError> {
             demo,
             witnesses,
             witness_wait,
+            witness_quorum,
         } => {
             let witness_wait =
                 std::time::Duration::try_from_secs_f64(witness_wait).map_err(|_| {
@@ -406,6 +413,7 @@ fn run(args: Args) -> Result<cli::Verdict, CliError> {
                 project_dir: PathBuf::from("."),
                 witnesses,
                 witness_wait,
+                witness_quorum,
             };
             cli::serve(cmd)?;
         }

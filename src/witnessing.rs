@@ -4,10 +4,10 @@
 //!
 //! Witnessing never holds back an append: it runs beside the sequencer, and receipts carry
 //! the latest checkpoint. Answers (lookups, proofs, tiles, `/checkpoint`) are made against the
-//! newest checkpoint every witness has cosigned, served with their cosignatures (under load
-//! the witnesses cosign some checkpoints, not every one, so answers lag the receipts by a
-//! round or two); if the witnesses do not move them on for a while, against the latest,
-//! without. A cosignature is kept only once it verifies under the witness's pinned cosigner
+//! newest checkpoint every witness (or a quorum of them) has cosigned, served with their
+//! cosignatures (under load the witnesses cosign some checkpoints, not every one, so answers
+//! lag the receipts by a round or two); if the witnesses do not move them on for a while,
+//! against the latest, without. A cosignature is kept only once it verifies under the witness's pinned cosigner
 //! key.
 
 use crate::cosignature::CosignerKey;
@@ -53,10 +53,10 @@ struct Cosignatures {
 }
 
 impl Cosignatures {
-    /// `checkpoint` with its cosignature lines, once `witnesses` of them are gathered.
-    fn complete(&self, checkpoint: &Arc<str>, witnesses: usize) -> Option<String> {
+    /// `checkpoint` with its cosignature lines, once `quorum` of them are gathered.
+    fn complete(&self, checkpoint: &Arc<str>, quorum: usize) -> Option<String> {
         let (cosigned, lines) = &self.latest;
-        (**cosigned == **checkpoint && lines.len() >= witnesses)
+        (**cosigned == **checkpoint && lines.len() >= quorum)
             .then(|| lines.iter().fold(checkpoint.to_string(), |t, l| t + l))
     }
 
@@ -100,11 +100,19 @@ struct Asked {
 }
 
 /// Asks the witnesses to cosign each new checkpoint, until the task is dropped. Answers are
-/// made against the newest checkpoint all of them have cosigned ([`Ledger::gate_answers`]),
-/// served with their cosignatures; when that has not moved for `wait` while the log has grown
-/// (a witness down), against the latest, with a warning, so that lookups of new entries do not
-/// stop.
-pub async fn run(ledger: Arc<Ledger>, witnesses: Vec<WitnessConfig>, wait: Duration) {
+/// made against the newest checkpoint `quorum` of them (`None`: all) have cosigned
+/// ([`Ledger::gate_answers`]), served with the cosignatures gathered; when that has not moved
+/// for `wait` while the log has grown (too many witnesses down), against the latest, with a
+/// warning, so that lookups of new entries do not stop.
+pub async fn run(
+    ledger: Arc<Ledger>,
+    witnesses: Vec<WitnessConfig>,
+    wait: Duration,
+    quorum: Option<usize>,
+) {
+    let quorum = quorum
+        .unwrap_or(witnesses.len())
+        .clamp(1, witnesses.len().max(1));
     ledger.gate_answers();
     let _ungate = UngateOnDrop(ledger.clone());
     let mut out = Cosignatures::default();
@@ -163,7 +171,7 @@ pub async fn run(ledger: Arc<Ledger>, witnesses: Vec<WitnessConfig>, wait: Durat
                 }
             }
         }
-        if let Some(cosigned) = out.complete(&head.checkpoint, asked.len()) {
+        if let Some(cosigned) = out.complete(&head.checkpoint, quorum) {
             ledger.serve_head(Head {
                 checkpoint: cosigned.into(),
                 ..head.clone()
@@ -177,7 +185,8 @@ pub async fn run(ledger: Arc<Ledger>, witnesses: Vec<WitnessConfig>, wait: Durat
             tracing::warn!(
                 size = latest.size,
                 waited_s = wait.as_secs_f64(),
-                "serving a checkpoint the witnesses have not all cosigned: they did not answer in time"
+                quorum,
+                "serving a checkpoint fewer than the quorum of witnesses cosigned: they did not answer in time"
             );
             ledger.serve_head(latest);
             advanced = std::time::Instant::now();

@@ -423,6 +423,24 @@ fn serve_refuses_a_witness_it_cannot_use() {
         assert_eq!(o.status.code(), Some(2), "--witness-wait {wait}");
         assert!(!dir.path().join("d").exists());
     }
+    // A quorum the witnesses given cannot make, or one without witnesses.
+    let (a, b) = (down_witness(), down_witness());
+    for (quorum, witnesses, why) in [
+        ("0", vec![a.as_str(), b.as_str()], "must be 1 to 2"),
+        ("3", vec![a.as_str(), b.as_str()], "must be 1 to 2"),
+        ("1", vec![], "give the witnesses with --witness"),
+        ("two", vec![a.as_str()], "invalid value 'two'"),
+    ] {
+        let mut args = vec!["serve", "--data", "d", "--listen", "127.0.0.1:0"];
+        for w in &witnesses {
+            args.extend(["--witness", w]);
+        }
+        args.extend(["--witness-quorum", quorum]);
+        let o = bin(&args, dir.path());
+        assert_eq!(o.status.code(), Some(2), "--witness-quorum {quorum}");
+        assert!(text(&o.stderr).contains(why), "{why}: {}", text(&o.stderr));
+        assert!(!dir.path().join("d").exists());
+    }
 }
 
 #[test]
@@ -752,4 +770,31 @@ fn without_its_witnesses_answers_move_on_after_the_wait() {
         metrics.contains("reman_ledger_served_tree_size 90\n"),
         "{metrics}"
     );
+}
+
+#[test]
+fn with_a_quorum_one_witness_down_does_not_leave_answers_uncosigned() {
+    let w = Witness::start();
+    let up = format!("{}@{}", w.cosigner.to_vkey(), w.url);
+    let ledger = Served::demo_with(&[
+        "--witness",
+        &up,
+        "--witness",
+        &down_witness(),
+        "--witness-quorum",
+        "1",
+        "--witness-wait",
+        "600",
+    ]);
+    cosigned_checkpoint(&ledger.url, &w, 89);
+    log_certificates(&ledger.url, 0, 3);
+    // Long before the wait ends, answers move on to the new tree, cosigned by the witness
+    // that is up (and only by it: nothing is made up for the one that is down).
+    let text = cosigned_checkpoint(&ledger.url, &w, 92);
+    assert_eq!(note::parse(&text).unwrap().signatures.len(), 2, "{text}");
+    let client = Client::new(&ledger.url).unwrap();
+    let entry = reman_ledger::entry::Entry::parse_stored(&client.entry(91).unwrap().leaf).unwrap();
+    let id = reman_ledger::certificate::CertificateId::of_payload(&entry.envelope.payload);
+    let view = client.certificate(&id.to_string()).unwrap();
+    assert_eq!(view["checkpoint"].as_str().unwrap(), text);
 }
