@@ -1693,20 +1693,42 @@ fn wants_json(headers: &HeaderMap) -> bool {
         && !accept.contains("text/html")
 }
 
+/// The link's `seal` parameter, if any. A link with two is refused rather than judged by one
+/// of them: which one a reader trusts must not depend on the order of the parameters (the
+/// offline verifier refuses such a link too).
+fn one_seal(params: Vec<(String, String)>) -> Result<Option<String>, crate::query::QueryError> {
+    let mut seals = params
+        .into_iter()
+        .filter(|(k, _)| k == "seal")
+        .map(|(_, v)| v);
+    let seal = seals.next();
+    match seals.next() {
+        Some(_) => Err(crate::query::QueryError::BadRequest(
+            "the link carries more than one seal parameter; a label's link carries one".into(),
+        )),
+        None => Ok(seal),
+    }
+}
+
 /// `GET /01/{gtin}/21/{serial}[?seal=…]`: the GS1 Digital Link resolver.
 async fn get_resolver(
     State(st): State<AppState>,
     headers: HeaderMap,
     p: Result<Path<(String, String)>, PathRejection>,
-    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> ApiResult<Response> {
     let json = wants_json(&headers);
-    let (gtin, serial, seal) = match (p, q) {
-        (Ok(Path((g, s))), Ok(Query(q))) => (g, s, q.get("seal").cloned()),
+    let (gtin, serial, seals) = match (p, q) {
+        (Ok(Path((g, s))), Ok(Query(q))) => (g, s, q),
         (Err(e), _) if json => return Err(e.into()),
         (_, Err(e)) if json => return Err(e.into()),
         (Err(e), _) => return Ok(html_error(StatusCode::BAD_REQUEST, &e.body_text())),
         (_, Err(e)) => return Ok(html_error(StatusCode::BAD_REQUEST, &e.body_text())),
+    };
+    let seal = match one_seal(seals) {
+        Ok(seal) => seal,
+        Err(e) if json => return Err(e.into()),
+        Err(e) => return Ok(html_error(StatusCode::BAD_REQUEST, &e.to_string())),
     };
     // GS1 Digital Link allows a GTIN-8, -12 or -13 in the path: point it to the GTIN-14 form,
     // the one the log keys units and seals by.

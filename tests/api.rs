@@ -351,7 +351,11 @@ async fn the_whole_lifecycle_register_issue_events_revoke_reissue() {
     let page = s.get(&link).await;
     assert_eq!(page.status, 200);
     assert_eq!(page.content_type(), "text/html; charset=utf-8");
-    assert!(page.text().contains("verdict-valid"), "{}", page.text());
+    assert!(
+        page.text().contains("banner verdict-valid"),
+        "{}",
+        page.text()
+    );
     let svg = s
         .get(&format!("/api/v1/certificates/{id}/qr.svg?size=400"))
         .await;
@@ -385,7 +389,7 @@ async fn the_whole_lifecycle_register_issue_events_revoke_reissue() {
     assert_eq!(res["verdict"], "revoked");
     assert_eq!(res["seal_check"]["result"], "valid");
     let page = s.get(&link).await;
-    assert!(page.text().contains("verdict-revoked"));
+    assert!(page.text().contains("banner verdict-revoked"));
     let product_path = format!("/api/v1/products/{g}/RM-2026%2F0001");
     let p = s.get(&product_path).await;
     assert_eq!(p.status, 200);
@@ -1019,7 +1023,7 @@ async fn the_resolver_checks_seals_and_negotiates_html_or_json() {
         .await;
     assert_eq!(r.status, 404);
     assert_eq!(r.content_type(), "text/html; charset=utf-8");
-    assert!(r.text().contains("verdict-unknown"));
+    assert!(r.text().contains("banner verdict-unknown"));
     let r = s
         .req(
             "GET",
@@ -1028,7 +1032,7 @@ async fn the_resolver_checks_seals_and_negotiates_html_or_json() {
             b"",
         )
         .await;
-    assert!(r.text().contains("verdict-seal-invalid"));
+    assert!(r.text().contains("banner verdict-seal-invalid"));
     let r = s
         .req(
             "GET",
@@ -1039,6 +1043,23 @@ async fn the_resolver_checks_seals_and_negotiates_html_or_json() {
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.content_type(), "text/html; charset=utf-8");
+    // Two seals, the genuine one first or last: refused, not judged by either (which one
+    // counts must not depend on the order of the parameters).
+    for two in [
+        format!("{a_path}?seal={seal_a}&seal={seal_b}"),
+        format!("{a_path}?seal={seal_b}&seal={seal_a}"),
+        format!("{a_path}?seal={seal_a}&seal={seal_a}"),
+    ] {
+        let p = s.req("GET", &two, &json_accept, b"").await.problem(400);
+        assert!(
+            p["detail"].as_str().unwrap().contains("more than one seal"),
+            "{p}"
+        );
+        let r = s.req("GET", &two, &[("accept", "text/html")], b"").await;
+        assert_eq!(r.status, 400, "{two}");
+        assert!(r.text().contains("more than one seal"), "{}", r.text());
+        assert!(!r.text().contains("banner verdict-valid"), "{}", r.text());
+    }
     s.stop().await;
 }
 
@@ -1072,7 +1093,7 @@ async fn a_crafted_resolver_request_does_not_change_what_a_genuine_label_shows()
         assert_ne!(c.status, 200, "{crafted}: {}", c.text());
         let genuine = s.req("GET", &link, &html_accept, b"").await;
         assert_eq!(genuine.status, 200, "{link}: {}", genuine.text());
-        assert!(genuine.text().contains("verdict-valid"), "{link}");
+        assert!(genuine.text().contains("banner verdict-valid"), "{link}");
     }
     s.stop().await;
 }
@@ -1098,7 +1119,7 @@ async fn a_resolver_link_with_a_shorter_gtin_leads_to_its_gtin14_form() {
         .req("GET", &location, &[("accept", "text/html")], b"")
         .await;
     assert_eq!(page.status, 200);
-    assert!(page.text().contains("verdict-valid"));
+    assert!(page.text().contains("banner verdict-valid"));
     // A seal that is no seal stays one parameter on the way.
     let r = s
         .get(&format!("/01/{}/21/RM%2F7?seal=a%26b", &g[1..]))
