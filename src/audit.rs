@@ -116,6 +116,21 @@ pub struct AuditReport {
     pub origin: String,
     /// Entries by payload type (party, certificate, revocation, event).
     pub by_type: std::collections::BTreeMap<String, u64>,
+    /// For a mirror's store caught mid-way: the entries it stores beyond its checkpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catching_up: Option<CatchingUp>,
+}
+
+/// The entries a mirror stores beyond the last checkpoint whose tree it holds whole, while it
+/// catches up to a newer one ([`crate::store::Store::catching_up`]). They are checked entry by
+/// entry as the others are (chain, signatures, rules, seals); their tree is checked against a
+/// signed checkpoint once the mirror holds it whole.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CatchingUp {
+    /// Entries stored beyond the checkpoint, all checked.
+    pub entries: u64,
+    /// The size of the checkpoint the mirror catches up to (signed by the log key).
+    pub target_size: u64,
 }
 
 /// An entry after the parallel stage: parsed and hashed.
@@ -348,6 +363,12 @@ impl<'a, R: StateRead + ?Sized> Auditor<'a, R> {
 
     /// Checks the entries against the log's signed checkpoint.
     pub fn finish(self, checkpoint: &str, log_key: &PublicKey) -> Result<AuditReport, AuditError> {
+        self.check_root(checkpoint, log_key)
+    }
+
+    /// Checks the entries so far against the log's signed checkpoint, and goes on: a mirror's
+    /// store holds entries beyond it, checked after.
+    fn check_root(&self, checkpoint: &str, log_key: &PublicKey) -> Result<AuditReport, AuditError> {
         let cp = Checkpoint::open(checkpoint, log_key)
             .map_err(|e: CheckpointError| AuditError::Checkpoint(e.to_string()))?;
         if self.tree.size() < cp.size {
@@ -364,7 +385,8 @@ impl<'a, R: StateRead + ?Sized> Auditor<'a, R> {
             tree_size: cp.size,
             root: cp.root,
             origin: cp.origin,
-            by_type: self.by_type,
+            by_type: self.by_type.clone(),
+            catching_up: None,
         })
     }
 }
@@ -471,7 +493,8 @@ fn payload_name(p: &Payload) -> &'static str {
 
 /// Audits a local store: every entry up to its signed checkpoint, and the seal signatures it
 /// kept for them, against the given log key (or, when `None`, the log key the store was
-/// created with).
+/// created with). A mirror's store caught mid-way through a catch-up holds entries beyond its
+/// checkpoint: they are checked too, entry by entry, and reported ([`CatchingUp`]).
 pub fn audit_store(
     store: &Store,
     log_key: Option<&PublicKey>,
@@ -487,11 +510,57 @@ pub fn audit_store(
         .ok_or_else(|| AuditError::Checkpoint("no checkpoint stored".into()))?;
     let cp =
         Checkpoint::open(&checkpoint, key).map_err(|e| AuditError::Checkpoint(e.to_string()))?;
+    // A mirror catching up: the entries stored beyond the checkpoint, up to the newer one it
+    // follows, which the log key must have signed.
+    let target = match store.catching_up()? {
+        Some(text) => {
+            let target = Checkpoint::open(&text, key).map_err(|e| {
+                AuditError::Checkpoint(format!("the checkpoint this mirror catches up to: {e}"))
+            })?;
+            let stored = store.size()?;
+            if stored > target.size || target.size < cp.size {
+                return Err(AuditError::Checkpoint(format!(
+                    "this mirror stores {stored} entries and catches up to a checkpoint of {} from one of {}: not a catch-up",
+                    target.size, cp.size
+                )));
+            }
+            Some((stored, target.size))
+        }
+        None => None,
+    };
+    let total = target.map_or(cp.size, |(stored, _)| stored);
     let mut auditor = Auditor::new();
-    let mut next = 0u64;
+    let mut audit = |auditor: &mut Auditor, from: u64, to: u64| {
+        audit_stored(store, auditor, from, to, key, &cp.origin, |done| {
+            progress(done, total);
+        })
+    };
+    audit(&mut auditor, 0, cp.size)?;
+    let mut report = auditor.check_root(&checkpoint, key)?;
+    if let Some((stored, target_size)) = target {
+        audit(&mut auditor, cp.size, stored)?;
+        report.catching_up = Some(CatchingUp {
+            entries: stored - cp.size,
+            target_size,
+        });
+    }
+    Ok(report)
+}
+
+/// Feeds entries `from..to` of `store`, with their kept seals, to `auditor`.
+fn audit_stored(
+    store: &Store,
+    auditor: &mut Auditor,
+    from: u64,
+    to: u64,
+    key: &PublicKey,
+    origin: &str,
+    mut progress: impl FnMut(u64),
+) -> Result<(), AuditError> {
+    let mut next = from;
     let mut seals = Vec::with_capacity(CHUNK);
-    while next < cp.size {
-        let end = (next + CHUNK as u64).min(cp.size);
+    while next < to {
+        let end = (next + CHUNK as u64).min(to);
         let mut chunk = Vec::with_capacity((end - next) as usize);
         for i in next..end {
             let read = || -> Result<_, StoreError> {
@@ -502,10 +571,7 @@ pub fn audit_store(
                 Ok((Some(bytes), recorded, seal)) => (bytes, recorded, seal),
                 Ok((None, ..)) => {
                     auditor.push_chunk(&chunk)?;
-                    return Err(AuditError::Missing {
-                        index: i,
-                        size: cp.size,
-                    });
+                    return Err(AuditError::Missing { index: i, size: to });
                 }
                 // What is stored for the entry (its run, its node block, its seal list) was
                 // read but is not what this ledger writes: damaged or tampered, not unreadable.
@@ -519,7 +585,7 @@ pub fn audit_store(
             seals.push(seal);
         }
         let entries = auditor.push_chunk(&chunk);
-        let kept = check_seals(next, &chunk, &seals, key, &cp.origin);
+        let kept = check_seals(next, &chunk, &seals, key, origin);
         match (entries, kept) {
             (Err(a), Err(b)) => return Err(if b.index() < a.index() { b } else { a }),
             (Err(a), _) | (_, Err(a)) => return Err(a),
@@ -527,9 +593,9 @@ pub fn audit_store(
         }
         seals.clear();
         next = end;
-        progress(next, cp.size);
+        progress(next);
     }
-    auditor.finish(&checkpoint, key)
+    Ok(())
 }
 
 /// Audits a remote ledger over its HTTP API (SPEC §6), trusting nothing it serves: the signed

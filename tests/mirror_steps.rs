@@ -483,3 +483,55 @@ fn a_missing_or_false_seal_is_refused_with_its_index() {
         e => panic!("{e}"),
     }
 }
+
+#[test]
+fn a_mirror_caught_mid_catch_up_audits_its_tree_and_checks_the_entries_beyond_it() {
+    let s = setup();
+    let (up, m) = (&s.up, &s.mirror);
+    m.follow(step(up, 0, 89)).unwrap();
+    log_more(up, 0, 600);
+    m.follow(step_for(m, up, 89, 345)).unwrap();
+    assert_eq!(m.behind(), Some((345, 689)));
+    let report = audit_store(m.store(), Some(log_key().public()), |_, _| {}).unwrap();
+    assert_eq!((report.entries, report.tree_size), (89, 89));
+    assert_eq!(
+        report.catching_up,
+        Some(reman_ledger::audit::CatchingUp {
+            entries: 256,
+            target_size: 689
+        })
+    );
+    // So does `audit --data` on its directory, once the mirror is closed.
+    let dir = s._dirs.1.path().to_owned();
+    let Setup { mirror: m, .. } = s;
+    m.close().unwrap();
+    let audit = |dir: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_reman-ledger"))
+            .args(["audit", "--data"])
+            .arg(dir)
+            .arg("--log-key")
+            .arg(common::root().join("keys/log.key.pub"))
+            .output()
+            .unwrap()
+    };
+    let o = audit(&dir);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.starts_with("OK: 89 entries"), "{out}");
+    assert!(
+        out.contains("and 256 more entries this mirror stores while catching up to a tree of 689, each checked"),
+        "{out}"
+    );
+    // An entry beyond the checkpoint changed on disk is found at its index: the tree does
+    // not cover it yet, the entry checks do.
+    let m = mirror(&dir);
+    let mut bytes = m.store().entry(300).unwrap().unwrap().to_vec();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    m.store().raw_put_entry(300, &bytes).unwrap();
+    let err = audit_store(m.store(), Some(log_key().public()), |_, _| {}).unwrap_err();
+    assert_eq!(err.index(), Some(300), "{err}");
+    m.close().unwrap();
+    let o = audit(&dir);
+    assert_eq!(o.status.code(), Some(1));
+}
