@@ -594,9 +594,16 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "GET",
         path: "/healthz",
-        summary: "Liveness and the current tree size",
+        summary: "Liveness and the current tree size (503 once a storage failure halted writes)",
         params: &[],
-        ok: &[json_answer(200, "Health", "the server is up")],
+        ok: &[
+            json_answer(200, "Health", "the server is up"),
+            json_answer(
+                503,
+                "Health",
+                "writes halted after a storage failure: restart once the storage is fixed",
+            ),
+        ],
         errors: &[],
     },
     Route {
@@ -1457,6 +1464,15 @@ fn evidence_json(e: &Option<crate::mirror::Evidence>) -> Value {
 
 async fn get_health(State(st): State<AppState>) -> Response {
     let mut body = json!({"status": "ok", "tree_size": st.ledger.served_head().size});
+    // A ledger that stopped accepting writes is not healthy: 503, so that monitoring sees it.
+    let halted = st.ledger.halted();
+    if let Some(why) = halted {
+        body["status"] = "halted".into();
+        body["halted"] = json!({
+            "reason": why,
+            "action": "free or fix the storage, then restart the ledger: every acknowledged entry is stored",
+        });
+    }
     if let Some(m) = &st.mirror {
         let (state, reason, evidence) = match m.state() {
             crate::mirroring::MirrorState::Following => ("following", None, None),
@@ -1477,7 +1493,11 @@ async fn get_health(State(st): State<AppState>) -> Response {
             "behind": st.ledger.behind().map(|(size, of)| json!({"verified": size, "checkpoint_size": of})),
         });
     }
-    Json(body).into_response()
+    let status = match halted {
+        Some(_) => StatusCode::SERVICE_UNAVAILABLE,
+        None => StatusCode::OK,
+    };
+    (status, Json(body)).into_response()
 }
 
 /// The gauges of what answers are made against: the served tree (behind the latest while
@@ -1489,8 +1509,12 @@ fn follow_metrics(st: &AppState) -> String {
         out,
         "# HELP reman_ledger_served_tree_size Entries of the checkpoint answers are made against (behind reman_ledger_tree_size while the witnesses have not cosigned a newer one).\n\
          # TYPE reman_ledger_served_tree_size gauge\n\
-         reman_ledger_served_tree_size {}",
-        st.ledger.served_head().size
+         reman_ledger_served_tree_size {}\n\
+         # HELP reman_ledger_halted 1 once a storage failure stopped the ledger from accepting writes (see /healthz); it must be restarted.\n\
+         # TYPE reman_ledger_halted gauge\n\
+         reman_ledger_halted {}",
+        st.ledger.served_head().size,
+        u8::from(st.ledger.halted().is_some())
     );
     if let Some(m) = &st.mirror {
         let (following, failures) = (
@@ -2543,7 +2567,12 @@ fn schemas() -> Value {
         "Health": {
             "type": "object",
             "required": ["status", "tree_size"],
-            "properties": {"status": {"type": "string", "enum": ["ok"]}, "tree_size": {"type": "integer"}},
+            "properties": {
+                "status": {"type": "string", "enum": ["ok", "halted"]},
+                "tree_size": {"type": "integer"},
+                "halted": {"type": "object", "properties": {"reason": {"type": "string"}, "action": {"type": "string"}}},
+                "mirror": {"type": "object"},
+            },
         },
     })
 }

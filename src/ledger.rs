@@ -300,9 +300,9 @@ struct Inner {
     log_public: PublicKey,
     config: LedgerConfig,
     head: RwLock<Head>,
-    /// Set when a group commit failed: the in-memory tree may no longer match the store, so
-    /// the ledger refuses writes until it is reopened.
-    halted: AtomicBool,
+    /// Set, with what failed, when a group commit failed: the in-memory tree may no longer
+    /// match the store, so the ledger refuses writes until it is reopened.
+    halted: std::sync::OnceLock<String>,
     /// Submissions whose checks are in progress (between the start of admission and the
     /// sequencer's queue): the sequencer lingers for them.
     admitting: std::sync::atomic::AtomicUsize,
@@ -338,7 +338,7 @@ impl Inner {
             mirror,
             config,
             head: RwLock::new(head),
-            halted: AtomicBool::new(false),
+            halted: std::sync::OnceLock::new(),
             admitting: Default::default(),
             lingering: AtomicBool::new(false),
             sequencer: std::sync::OnceLock::new(),
@@ -607,6 +607,13 @@ impl Ledger {
         })
     }
 
+    /// Why this ledger stopped accepting writes, if it did: a storage failure (a full disk, a
+    /// failing device) halts the sequencer until the ledger is reopened from what was made
+    /// durable. (sled then fails reads too, each with its error; the head is still served.)
+    pub fn halted(&self) -> Option<&str> {
+        self.inner.halted.get().map(String::as_str)
+    }
+
     /// Whether this ledger is a read-only mirror ([`Ledger::open_mirror`]).
     pub fn is_mirror(&self) -> bool {
         self.inner.signer.is_none()
@@ -779,7 +786,7 @@ impl Ledger {
         if self.inner.signer.is_none() {
             return Err(SubmitError::Mirror);
         }
-        if self.inner.halted.load(Ordering::SeqCst) {
+        if self.inner.halted.get().is_some() {
             return Err(SubmitError::Halted);
         }
         if body.len() > MAX_SUBMISSION_BYTES {
@@ -1132,7 +1139,7 @@ impl Sequencer {
         // commit sled may hold its batch (written, not flushed) while this sequencer's tree
         // does not: a later batch would reuse its indices. Nothing more is written until the
         // ledger is reopened from what sled made durable.
-        if self.inner.halted.load(Ordering::SeqCst) {
+        if self.inner.halted.get().is_some() {
             for j in jobs {
                 let _ = j.reply.send(Err(SubmitError::Halted));
             }
@@ -1245,7 +1252,10 @@ impl Sequencer {
                     "sled's recovery snapshot refreshed"
                 ),
                 Err(e) => {
-                    self.inner.halted.store(true, Ordering::SeqCst);
+                    let _ = self
+                        .inner
+                        .halted
+                        .set(format!("refreshing sled's recovery snapshot failed: {e}"));
                     tracing::error!(error = %e, "refreshing sled's recovery snapshot failed; refusing writes");
                 }
             }
@@ -1306,7 +1316,10 @@ impl Sequencer {
     }
 
     fn fail(&mut self, jobs: Vec<Job>, why: &str) {
-        self.inner.halted.store(true, Ordering::SeqCst);
+        let _ = self
+            .inner
+            .halted
+            .set(format!("a group commit failed: {why}"));
         tracing::error!(
             error = why,
             "group commit failed; refusing writes until reopened"

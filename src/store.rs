@@ -65,7 +65,7 @@ use std::sync::{Arc, Mutex, RwLock};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// sled reported an error (I/O, corruption, lock held by another process).
-    #[error("storage error: {0}")]
+    #[error("storage error: {}", sled_message(.0))]
     Sled(#[from] sled::Error),
     /// A stored value does not have the expected form.
     #[error("storage is corrupt: {0}")]
@@ -85,6 +85,26 @@ pub enum StoreError {
         /// Node index.
         index: u64,
     },
+}
+
+/// sled's error in words an operator can act on: sled passes the system's I/O errors on with
+/// their debug form as text, so for those the kind of error is said instead, with what to do
+/// when the disk refused to grow a file.
+fn sled_message(e: &sled::Error) -> String {
+    use std::io::ErrorKind;
+    match e {
+        sled::Error::Io(io) => match io.kind() {
+            ErrorKind::Other => format!("I/O error: {io}"),
+            kind
+            @ (ErrorKind::FileTooLarge | ErrorKind::StorageFull | ErrorKind::QuotaExceeded) => {
+                format!(
+                    "I/O error: {kind}: free disk space or raise the file-size limit, then restart"
+                )
+            }
+            kind => format!("I/O error: {kind}"),
+        },
+        other => other.to_string(),
+    }
 }
 
 impl From<StoreError> for ReadError {
