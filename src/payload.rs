@@ -183,11 +183,16 @@ impl Payload {
     /// or an operator, event by the roles of its kind. That a revoking remanufacturer is the
     /// certificate's issuer, and that the signer is active, is checked by the ledger.
     pub fn role_may_sign(&self, role: Role) -> bool {
+        self.signer_roles().contains(&role)
+    }
+
+    /// The roles that may sign this payload (the table of [`Payload::role_may_sign`]).
+    pub fn signer_roles(&self) -> &'static [Role] {
         match self {
-            Payload::Party(_) => role == Role::Operator,
-            Payload::Certificate(_) => role == Role::Remanufacturer,
-            Payload::Revocation(_) => matches!(role, Role::Remanufacturer | Role::Operator),
-            Payload::Event(e) => e.event.allowed_roles().contains(&role),
+            Payload::Party(_) => &[Role::Operator],
+            Payload::Certificate(_) => &[Role::Remanufacturer],
+            Payload::Revocation(_) => &[Role::Remanufacturer, Role::Operator],
+            Payload::Event(e) => e.event.allowed_roles(),
         }
     }
 

@@ -11,18 +11,19 @@
 //! caught); the certificate's entry must be the exact bytes whose hash is in that checkpoint's
 //! tree (inclusion proof), hold the certificate with this ID, GTIN and serial, and be signed by
 //! the issuer's registered key; every event and the revocation shown must be entries of the
-//! log (inclusion proofs) about this certificate, each signed by a registered party with its
-//! registered key, and of a role that may sign it (a fake `customs_released` signed by an
-//! importer, logged by a dishonest operator, is caught here). Then the status decides: only
-//! `valid` is VALID.
+//! log (inclusion proofs) about this certificate. Each signer's registration in force (as the
+//! server names it) must be an entry of the log; when it predates the entry it was in force
+//! when the entry was logged, so the entry must be signed with its key, by an active party of
+//! a role that may sign it (a `customs_released` signed by an importer, or under a key the
+//! customs authority never registered, is caught here). Then the status decides: only `valid`
+//! is VALID.
 //!
 //! What is not proven here, and said so: the status itself comes from the server, so a server
-//! can still leave out entries (hide a revocation or an event); a signer's role and status are
-//! judged from the registration the server says is in force, and only when that registration
-//! predates the entry (a registration made since says nothing of back then), so a server that
-//! hides a newer registration is not caught; an entry signed with a key other than its
-//! signer's current one (a key rotated since) is reported with a warning, not checked. A full
-//! audit (`audit`) or witnesses rule these out.
+//! can still leave out entries (hide a revocation or an event, or a registration: a signer's
+//! role is judged from the registration the server says is in force). A signer registered
+//! again after it signed (a new role, status or key) is judged by its signature alone, and
+//! the report says which entries were; one that rotated its key since is a warning, not a
+//! pass. A full audit (`audit`) or witnesses rule these out.
 //!
 //! The verdict is a [`Report`]: every check with its result, the product, issuer, index, time,
 //! status and events; [`Report::to_text`] and [`Report::to_json`] render it.
@@ -1281,7 +1282,7 @@ fn online(
         check_view_seal(r, &key, &view, &id, index, &cert)?;
     }
     let mut regs = Registrations::new();
-    check_issuer(r, &client, &cp, &mut regs, &entry, &cert)?;
+    check_issuer(r, &client, &cp, &mut regs, &entry)?;
     let issuer = entry.envelope.signature.keyid.name.clone();
     check_history(r, &client, &cp, &mut regs, &view, &id, &issuer)?;
     check_status(r, &view)
@@ -1660,8 +1661,8 @@ struct Registration {
 type Registrations = std::collections::HashMap<String, Registration>;
 
 /// Fetches the registration in force of the party that signed `entry` (as the server names
-/// it) and proves it is an entry of the log registering that name. `who` names the signer in
-/// messages; failures are reported under `check`.
+/// it) and proves it is an entry of the log registering that name. `signer_of` names what the
+/// party signed, for messages; failures are reported under `check`.
 fn registration<'a>(
     r: &mut Report,
     client: &Client,
@@ -1669,91 +1670,93 @@ fn registration<'a>(
     regs: &'a mut Registrations,
     entry: &Entry,
     check: &'static str,
-    who: &str,
+    signer_of: &str,
 ) -> Step<&'a Registration> {
     let name = entry.envelope.signature.keyid.name.clone();
-    if !regs.contains_key(&name) {
-        let served = match client.party(&name) {
-            Ok(p) => p,
-            Err(e) => {
-                let e = refused(e)?;
-                return Err(r.fail(
-                    check,
-                    format!("{who} {name} is not a registered party: {e}"),
-                ));
-            }
-        };
-        let Some(index) = served.get("index").and_then(Value::as_u64) else {
+    let vacant = match regs.entry(name.clone()) {
+        std::collections::hash_map::Entry::Occupied(known) => return Ok(known.into_mut()),
+        std::collections::hash_map::Entry::Vacant(v) => v,
+    };
+    let served = match client.party(&name) {
+        Ok(p) => p,
+        Err(e) => {
+            let e = refused(e)?;
             return Err(r.fail(
                 check,
-                format!("the server does not say where the registration of {name} is logged"),
+                format!("the signer of {signer_of}, {name}, is not a registered party: {e}"),
             ));
-        };
-        let reg = fetch_included(r, client, cp, index, "registration")?;
-        let party = match payload::parse(&reg.envelope.payload_type, &reg.envelope.payload) {
-            Ok(Payload::Party(p)) if p.name == name => p,
-            _ => {
-                return Err(r.fail(
-                    check,
-                    format!("entry {index} is not the registration of {name}"),
-                ));
-            }
-        };
-        regs.insert(name.clone(), Registration { index, party });
-    }
-    match regs.get(&name) {
-        Some(reg) => Ok(reg),
-        None => unreachable!("inserted above"),
+        }
+    };
+    let Some(index) = served.get("index").and_then(Value::as_u64) else {
+        return Err(r.fail(
+            check,
+            format!("the server does not say where the registration of {name} is logged"),
+        ));
+    };
+    let reg = fetch_included(r, client, cp, index, "registration")?;
+    match payload::parse(&reg.envelope.payload_type, &reg.envelope.payload) {
+        Ok(Payload::Party(party)) if party.name == name => {
+            Ok(vacant.insert(Registration { index, party }))
+        }
+        _ => Err(r.fail(
+            check,
+            format!("entry {index} is not the registration of {name}"),
+        )),
     }
 }
 
-/// Who may sign a payload of this kind (SPEC §3), for messages.
-fn who_may_sign(payload: &Payload) -> String {
-    match payload {
-        Payload::Party(_) => "the operator may register parties".into(),
-        Payload::Certificate(_) => "a remanufacturer may issue certificates".into(),
-        Payload::Revocation(_) => {
-            "the issuing remanufacturer or the operator may revoke a certificate".into()
-        }
-        Payload::Event(e) => {
-            let roles: Vec<&str> = e.event.allowed_roles().iter().map(|r| r.as_str()).collect();
-            format!(
-                "{} may sign {} events",
-                roles.join(" or "),
-                e.event.as_str()
-            )
-        }
-    }
+/// Who may sign a kind of entry (SPEC §3), for messages: "only customs may sign ...".
+fn only(roles: &[crate::party::Role], kind: &str) -> String {
+    let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    format!("only {} may sign {kind}", roles.join(" or "))
 }
 
-/// How an entry's signature stands against its signer's registration in force.
-#[derive(Debug, PartialEq, Eq)]
+/// What was checked of an entry's signer against its registration in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Signed {
-    /// Signed with the registered key, which verifies it.
-    ByRegisteredKey,
-    /// Signed with another key of the party (one rotated since, or one never registered):
-    /// not checked here; the caller warns.
-    ByAnotherKey,
+    /// The registration predates the entry, so it was in force when the entry was logged:
+    /// the party was active, of a role that may sign it, and its key verifies the signature.
+    InForce = 0,
+    /// The party was registered again after the entry (a new role, status or display name):
+    /// its registered key verifies the signature; its role and status back then are not
+    /// judged here (an audit replays every registration).
+    RegisteredSince = 1,
+    /// Registered again after the entry with another key (a key rotated since): not checked
+    /// here; the caller warns.
+    OtherKeySince = 2,
 }
 
-/// Checks `entry` (holding `payload`, described as `what`) against its signer's registration:
-/// when the registration in force now was already in force when the entry was logged, the
-/// party must then have been active and of a role that may sign it; and the signature must
-/// verify under the registered key. A registration newer than the entry says nothing of the
-/// party's role or status back then, so they are not judged from it.
+/// Checks `entry` (described as `what`, of a kind `roles` may sign) against its signer's
+/// registration in force. A registration that predates the entry was in force when it was
+/// logged (the log takes a signer's current key only): the entry must then be signed with
+/// its key, by an active party of one of `roles`. A registration newer than the entry says
+/// nothing of back then: only its key, if it is the one that signed, is checked.
 fn check_signed(
     r: &mut Report,
     reg: &Registration,
     entry: &Entry,
-    payload: &Payload,
+    (roles, kind): (&[crate::party::Role], &str),
     check: &'static str,
     what: &str,
 ) -> Step<Signed> {
     let (party, signer) = (&reg.party, &entry.envelope.signature.keyid);
+    let in_force = reg.index < entry.index;
     if party.key.id() != signer.id {
-        return Ok(Signed::ByAnotherKey);
+        if in_force {
+            return Err(r.fail(
+                check,
+                format!(
+                    "{what} is signed with key {} of {}, but the registration in force since entry {} carries key {}: the log took a signature under a key that was not registered",
+                    signer.id,
+                    party.name,
+                    reg.index,
+                    party.key.id()
+                ),
+            ));
+        }
+        return Ok(Signed::OtherKeySince);
     }
-    if reg.index < entry.index {
+    if in_force {
         if party.status == crate::party::PartyStatus::Suspended {
             return Err(r.fail(
                 check,
@@ -1763,15 +1766,15 @@ fn check_signed(
                 ),
             ));
         }
-        if !payload.role_may_sign(party.role) {
+        if !roles.contains(&party.role) {
             return Err(r.fail(
                 check,
                 format!(
-                    "{} was registered as {} (entry {}) when {what} was logged, and only {}",
+                    "{} was registered as {} (entry {}) when {what} was logged, and {}",
                     party.name,
                     party.role,
                     reg.index,
-                    who_may_sign(payload)
+                    only(roles, kind)
                 ),
             ));
         }
@@ -1785,16 +1788,22 @@ fn check_signed(
             ),
         )
     })?;
-    Ok(Signed::ByRegisteredKey)
+    Ok(if in_force {
+        Signed::InForce
+    } else {
+        Signed::RegisteredSince
+    })
 }
 
-/// The warning for an entry signed with a key of its signer other than the registered one.
+/// The warning for an entry signed with a key of its signer other than the registered one,
+/// registered after the entry.
 fn other_key_warning(reg: &Registration, entry: &Entry, what: &str) -> String {
     format!(
-        "{what} is signed with a key of {} ({}) that is not its registered key now ({}): a key rotated since, or a key never registered. This verifier cannot tell which; an audit of the log (reman-ledger audit --server) re-checks every signature under the key in force",
+        "{what} is signed with a key of {} ({}) that is not its registered key now ({}, registered in entry {}, after it): a key rotated since, or a key never registered. This verifier cannot tell which; an audit of the log (reman-ledger audit --server) re-checks every signature under the key in force",
         reg.party.name,
         entry.envelope.signature.keyid.id,
-        reg.party.key.id()
+        reg.party.key.id(),
+        reg.index
     )
 }
 
@@ -1805,27 +1814,30 @@ fn check_issuer(
     cp: &Checkpoint,
     regs: &mut Registrations,
     entry: &Entry,
-    cert: &Certificate,
 ) -> Step<()> {
     r.issuer = Some(IssuerInfo {
         name: entry.envelope.signature.keyid.name.clone(),
         display_name: None,
         country: None,
     });
-    let reg = registration(r, client, cp, regs, entry, "issuer", "the issuer")?;
+    let reg = registration(r, client, cp, regs, entry, "issuer", "the certificate")?;
     let party = &reg.party;
     r.issuer = Some(IssuerInfo {
         name: party.name.clone(),
         display_name: party.display_name.clone(),
         country: party.country.clone(),
     });
-    let payload = Payload::Certificate(cert.clone());
-    let detail = match check_signed(r, reg, entry, &payload, "issuer", "the certificate")? {
-        Signed::ByRegisteredKey => format!(
+    let rule = (&[crate::party::Role::Remanufacturer][..], "certificates");
+    let detail = match check_signed(r, reg, entry, rule, "issuer", "the certificate")? {
+        Signed::InForce => format!(
             "signed by {}, a registered {} (registration in entry {})",
             party.name, party.role, reg.index
         ),
-        Signed::ByAnotherKey => {
+        Signed::RegisteredSince => format!(
+            "signed with the registered key of {}, registered again since (entry {}, as {}): its role when it issued the certificate is not judged here",
+            party.name, reg.index, party.role
+        ),
+        Signed::OtherKeySince => {
             r.warnings
                 .push(other_key_warning(reg, entry, "the certificate"));
             format!(
@@ -1860,51 +1872,92 @@ fn check_history(
             items.len()
         ));
     }
-    let mut other_keys = 0;
+    // How many events' signers were checked each way ([`Signed`]).
+    let mut counts = [0usize; 3];
     for item in items.iter().take(MAX_EVENTS) {
         let Some(index) = item.get("index").and_then(Value::as_u64) else {
             return Err(r.fail("events", "an event without an entry index"));
         };
         let entry = fetch_included(r, client, cp, index, "event")?;
-        let payload = match payload::parse(&entry.envelope.payload_type, &entry.envelope.payload) {
-            Ok(p @ Payload::Event(_)) if p.target_certificate() == Some(*id) => p,
-            _ => {
-                return Err(r.fail(
-                    "events",
-                    format!("entry {index} is not an event of certificate {id}"),
-                ));
-            }
-        };
-        let Payload::Event(event) = &payload else {
-            unreachable!("matched above")
-        };
-        let what = format!("the {} event (entry {index})", event.event.as_str());
-        let reg = registration(r, client, cp, regs, &entry, "events", "the signer of")?;
-        if check_signed(r, reg, &entry, &payload, "events", &what)? == Signed::ByAnotherKey {
+        let (event, roles) =
+            match payload::parse(&entry.envelope.payload_type, &entry.envelope.payload) {
+                Ok(p) => {
+                    let roles = p.signer_roles();
+                    match p {
+                        Payload::Event(e) if e.certificate_id == *id => (e, roles),
+                        _ => return Err(not_an_event(r, index, id)),
+                    }
+                }
+                Err(_) => return Err(not_an_event(r, index, id)),
+            };
+        let kind = event.event.as_str();
+        let what = format!("the {kind} event (entry {index})");
+        let reg = registration(r, client, cp, regs, &entry, "events", &what)?;
+        let rule = (roles, format!("{kind} events"));
+        let signed = check_signed(r, reg, &entry, (rule.0, &rule.1), "events", &what)?;
+        if signed == Signed::OtherKeySince {
             let warning = other_key_warning(reg, &entry, &what);
             r.warnings.push(warning);
-            other_keys += 1;
         }
+        counts[signed as usize] += 1;
         r.events.push(EventInfo {
             index,
             time: event.time.clone(),
-            event: event.event.as_str().to_owned(),
+            event: kind.to_owned(),
             place: event.location.as_ref().and_then(|l| l.place.clone()),
             country: event.location.as_ref().map(|l| l.country.clone()),
             reference: event.reference.clone().filter(|s| !s.is_empty()),
             signer: entry.envelope.signature.keyid.name.clone(),
         });
     }
-    let n = r.events.len();
-    r.pass(
+    r.pass("events", events_checked(r.events.len(), counts));
+    check_revocation(r, client, cp, regs, view, id, issuer)
+}
+
+fn not_an_event(r: &mut Report, index: u64, id: &CertificateId) -> Stop {
+    r.fail(
         "events",
-        match other_keys {
-            0 => format!("{n} event(s), each in the log and signed by a party that may sign it"),
-            k => format!(
-                "{n} event(s), each in the log; {k} signed with another key of its party, NOT checked here (see the warnings)"
-            ),
-        },
-    );
+        format!("entry {index} is not an event of certificate {id}"),
+    )
+}
+
+/// The `events` check's line: how each event's signer was checked.
+fn events_checked(n: usize, [in_force, since, other_key]: [usize; 3]) -> String {
+    if since == 0 && other_key == 0 {
+        return format!(
+            "{n} event(s), each in the log, signed with its party's registered key by a party of a role that may sign it"
+        );
+    }
+    let mut parts = vec![format!("{n} event(s), each in the log")];
+    if in_force > 0 {
+        parts.push(format!(
+            "{in_force} signed by a party of a role that may sign it"
+        ));
+    }
+    if since > 0 {
+        parts.push(format!(
+            "{since} signed with the registered key of a party registered again since (its role then not judged here)"
+        ));
+    }
+    if other_key > 0 {
+        parts.push(format!(
+            "{other_key} signed with another key of its party, NOT checked here (see the warnings)"
+        ));
+    }
+    parts.join("; ")
+}
+
+/// The revocation the server shows, if any: in the log, of this certificate, signed by its
+/// issuer or an operator.
+fn check_revocation(
+    r: &mut Report,
+    client: &Client,
+    cp: &Checkpoint,
+    regs: &mut Registrations,
+    view: &Value,
+    id: &CertificateId,
+    issuer: &str,
+) -> Step<()> {
     let Some(index) = view
         .get("revocation")
         .and_then(|v| v.get("index"))
@@ -1913,8 +1966,8 @@ fn check_history(
         return Ok(());
     };
     let entry = fetch_included(r, client, cp, index, "revocation")?;
-    let payload = match payload::parse(&entry.envelope.payload_type, &entry.envelope.payload) {
-        Ok(p @ Payload::Revocation(_)) if p.target_certificate() == Some(*id) => p,
+    let rev = match payload::parse(&entry.envelope.payload_type, &entry.envelope.payload) {
+        Ok(Payload::Revocation(rv)) if rv.certificate_id == *id => rv,
         _ => {
             return Err(r.fail(
                 "revocation",
@@ -1922,25 +1975,23 @@ fn check_history(
             ));
         }
     };
-    let Payload::Revocation(rev) = &payload else {
-        unreachable!("matched above")
-    };
     let what = format!("the revocation (entry {index})");
-    let reg = registration(r, client, cp, regs, &entry, "revocation", "the signer of")?;
-    // Only the issuer or the operator revokes: another remanufacturer may not.
+    let reg = registration(r, client, cp, regs, &entry, "revocation", &what)?;
+    use crate::party::Role;
+    let rule = (&[Role::Remanufacturer, Role::Operator][..], "revocations");
+    let signed = check_signed(r, reg, &entry, rule, "revocation", &what)?;
+    // Only the issuer or an operator revokes: another remanufacturer may not.
     let signer = &reg.party.name;
-    if signer != issuer && reg.index < index && reg.party.role != crate::party::Role::Operator {
+    if signed == Signed::InForce && signer != issuer && reg.party.role != Role::Operator {
         return Err(r.fail(
             "revocation",
             format!(
-                "{what} is signed by {signer}, registered as {} (entry {}), which did not issue the certificate ({issuer} did); only {}",
-                reg.party.role,
-                reg.index,
-                who_may_sign(&payload)
+                "{what} is signed by {signer}, registered as {} (entry {}), which did not issue the certificate ({issuer} did); only the issuing remanufacturer or an operator may revoke a certificate",
+                reg.party.role, reg.index
             ),
         ));
     }
-    if check_signed(r, reg, &entry, &payload, "revocation", &what)? == Signed::ByAnotherKey {
+    if signed == Signed::OtherKeySince {
         let warning = other_key_warning(reg, &entry, &what);
         r.warnings.push(warning);
     }
