@@ -1010,7 +1010,7 @@ pub fn audit(cmd: &AuditCommand) -> Result<Verdict, CliError> {
                 r.origin,
                 hex::encode(r.root)
             );
-            if let Some(c) = &r.catching_up {
+            if let Some(c) = r.catching_up.as_ref().filter(|c| c.entries > 0) {
                 println!(
                     "   and {} more entries this mirror stores while catching up to a tree of {}, each checked (chain, signature, rules, seal); their tree is checked once the mirror holds it whole",
                     c.entries, c.target_size

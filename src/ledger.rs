@@ -92,8 +92,11 @@ pub enum SubmitError {
     /// The resulting entry would exceed the entry size limit.
     #[error("the entry would be {0} bytes, over the limit of 65535 bytes")]
     EntryTooLarge(usize),
-    /// Storage failed; the submission was not logged.
-    #[error("not logged, storage failed: {0}")]
+    /// Storage failed before the submission was acknowledged. Its batch may still have
+    /// reached the disk: submitting it again once the ledger is back answers its entry.
+    #[error(
+        "not acknowledged, storage failed: {0}. It may have been logged all the same: submit it again once the ledger is back (a resubmission is answered with its entry)"
+    )]
     Store(String),
     /// The ledger is shutting down.
     #[error("the ledger is shutting down; submit again later")]

@@ -87,23 +87,29 @@ pub enum StoreError {
     },
 }
 
-/// sled's error in words an operator can act on: sled passes the system's I/O errors on with
-/// their debug form as text, so for those the kind of error is said instead, with what to do
-/// when the disk refused to grow a file.
+/// sled's error in words an operator can act on. sled passes the system's I/O errors on with
+/// their debug form as text (`Os { code: 27, kind: FileTooLarge, message: "File too large" }`):
+/// that is said as the system says it (`File too large (os error 27)`), with what to do when
+/// the disk refused to grow a file.
 fn sled_message(e: &sled::Error) -> String {
     use std::io::ErrorKind;
-    match e {
-        sled::Error::Io(io) => match io.kind() {
-            ErrorKind::Other => format!("I/O error: {io}"),
-            kind
-            @ (ErrorKind::FileTooLarge | ErrorKind::StorageFull | ErrorKind::QuotaExceeded) => {
-                format!(
-                    "I/O error: {kind}: free disk space or raise the file-size limit, then restart"
-                )
-            }
-            kind => format!("I/O error: {kind}"),
-        },
-        other => other.to_string(),
+    let sled::Error::Io(io) = e else {
+        return e.to_string();
+    };
+    let text = io.to_string();
+    let field = |name: &str, end: char| {
+        let start = text.find(name)? + name.len();
+        text[start..].split(end).next()
+    };
+    let said = match (field("message: \"", '"'), field("code: ", ',')) {
+        (Some(message), Some(code)) => format!("{message} (os error {code})"),
+        _ => text.clone(),
+    };
+    match io.kind() {
+        ErrorKind::FileTooLarge | ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
+            format!("I/O error: {said}: free disk space or raise the file-size limit, then restart")
+        }
+        _ => format!("I/O error: {said}"),
     }
 }
 
@@ -1707,6 +1713,34 @@ mod tests {
 
     fn sig(i: u64) -> [u8; 64] {
         [i as u8; 64]
+    }
+
+    #[test]
+    fn sled_io_errors_are_said_as_the_system_says_them() {
+        use std::io::{Error, ErrorKind};
+        let efbig = r#"Os { code: 27, kind: FileTooLarge, message: "File too large" }"#;
+        let e = StoreError::from(sled::Error::Io(Error::new(ErrorKind::FileTooLarge, efbig)));
+        assert_eq!(
+            e.to_string(),
+            "storage error: I/O error: File too large (os error 27): free disk space or raise the file-size limit, then restart"
+        );
+        let eacces = r#"Os { code: 13, kind: PermissionDenied, message: "Permission denied" }"#;
+        let e = StoreError::from(sled::Error::Io(Error::new(
+            ErrorKind::PermissionDenied,
+            eacces,
+        )));
+        assert_eq!(
+            e.to_string(),
+            "storage error: I/O error: Permission denied (os error 13)"
+        );
+        // Not in that form: kept as it is.
+        let e = StoreError::from(sled::Error::Io(Error::other("could not acquire lock")));
+        assert_eq!(
+            e.to_string(),
+            "storage error: I/O error: could not acquire lock"
+        );
+        let e = StoreError::from(sled::Error::Unsupported("a thing".into()));
+        assert!(e.to_string().contains("a thing"), "{e}");
     }
 
     #[test]

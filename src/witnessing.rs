@@ -45,27 +45,60 @@ impl WitnessConfig {
     }
 }
 
-/// The cosignatures gathered for the newest checkpoint the witnesses answered for.
+/// The cosignatures gathered for the newest checkpoints the witnesses answered for: a slow
+/// witness may answer for an older checkpoint than the others.
 #[derive(Debug, Default)]
 struct Cosignatures {
-    /// The checkpoint they cosign, and one line per witness that did.
-    latest: (Arc<str>, Vec<String>),
+    /// Tree heads and one cosignature line per witness that cosigned each, oldest first; at
+    /// most [`KEPT`].
+    recent: Vec<(Head, Vec<String>)>,
 }
 
+/// How many recent checkpoints' cosignatures are kept.
+const KEPT: usize = 8;
+
 impl Cosignatures {
-    /// `checkpoint` with its cosignature lines, once `quorum` of them are gathered.
-    fn complete(&self, checkpoint: &Arc<str>, quorum: usize) -> Option<String> {
-        let (cosigned, lines) = &self.latest;
-        (**cosigned == **checkpoint && lines.len() >= quorum)
-            .then(|| lines.iter().fold(checkpoint.to_string(), |t, l| t + l))
+    /// The newest head `quorum` witnesses have cosigned, its checkpoint with their lines.
+    fn newest_complete(&self, quorum: usize) -> Option<Head> {
+        self.recent
+            .iter()
+            .rev()
+            .find(|(_, lines)| lines.len() >= quorum)
+            .map(|(head, lines)| Head {
+                checkpoint: lines
+                    .iter()
+                    .fold(head.checkpoint.to_string(), |t, l| t + l)
+                    .into(),
+                ..head.clone()
+            })
     }
 
-    fn record(&mut self, checkpoint: &Arc<str>, line: String) {
-        if *self.latest.0 != **checkpoint {
-            self.latest = (checkpoint.clone(), Vec::new());
-        }
-        if !self.latest.1.contains(&line) {
-            self.latest.1.push(line);
+    fn record(&mut self, head: &Head, line: String) {
+        let at = match self
+            .recent
+            .iter()
+            .position(|(h, _)| *h.checkpoint == *head.checkpoint)
+        {
+            Some(at) => at,
+            None => {
+                let at = self.recent.partition_point(|(h, _)| h.size <= head.size);
+                self.recent.insert(at, (head.clone(), Vec::new()));
+                if self.recent.len() <= KEPT {
+                    at
+                } else if at == 0 {
+                    // Older than every checkpoint kept: of no use.
+                    self.recent.remove(0);
+                    return;
+                } else {
+                    self.recent.remove(0);
+                    at - 1
+                }
+            }
+        };
+        if let Some((_, lines)) = self.recent.get_mut(at)
+            && !lines.contains(&line)
+        {
+            lines.push(line);
         }
     }
 }
@@ -91,28 +124,49 @@ struct Asked {
     config: WitnessConfig,
     /// The tree size it last cosigned, as far as the ledger knows (`None`: not yet asked).
     known: Option<u64>,
-    /// The tree size of the last checkpoint sent to it (answered or not).
+    /// The tree size of the last checkpoint it cosigned for this ledger.
     sent: u64,
+    /// The tree size of the checkpoint it is being asked to cosign, while a request is out:
+    /// it is asked nothing else meanwhile.
+    asking: Option<u64>,
     /// Rounds to skip after a failure (grows to a minute, so a witness that is down is not
     /// asked 5 times a second).
     backoff: u32,
     skip: u32,
 }
 
+/// One witness's answer: which witness, the head it was asked to cosign, what is now known of
+/// the size it cosigned, and its cosignature line.
+type Answer = (usize, Head, (Option<u64>, Result<String, String>));
+
 /// Asks the witnesses to cosign each new checkpoint, until the task is dropped. Answers are
 /// made against the newest checkpoint `quorum` of them (`None`: all) have cosigned
-/// ([`Ledger::gate_answers`]), served with the cosignatures gathered; when that has not moved
-/// for `wait` while the log has grown (too many witnesses down), against the latest, with a
-/// warning, so that lookups of new entries do not stop.
+/// ([`Ledger::gate_answers`]), served with the cosignatures gathered, as soon as the quorum
+/// is reached: a witness that is slow or hangs (until its request times out) holds back
+/// neither the others nor the answers. When the served checkpoint has not moved for `wait`
+/// while the log has grown (too many witnesses down), answers are made against the latest,
+/// with a warning, so that lookups of new entries do not stop.
 pub async fn run(
     ledger: Arc<Ledger>,
     witnesses: Vec<WitnessConfig>,
     wait: Duration,
     quorum: Option<usize>,
 ) {
-    let quorum = quorum
-        .unwrap_or(witnesses.len())
-        .clamp(1, witnesses.len().max(1));
+    let n = witnesses.len();
+    let quorum = match quorum {
+        None => n.max(1),
+        Some(k) if (1..=n).contains(&k) => k,
+        Some(k) => {
+            let used = k.clamp(1, n.max(1));
+            tracing::warn!(
+                quorum = k,
+                witnesses = n,
+                used,
+                "witness quorum out of range"
+            );
+            used
+        }
+    };
     ledger.gate_answers();
     let _ungate = UngateOnDrop(ledger.clone());
     let mut out = Cosignatures::default();
@@ -128,55 +182,64 @@ pub async fn run(
             config,
             known: None,
             sent: 0,
+            asking: None,
             backoff: 0,
             skip: 0,
         })
         .collect();
+    // Requests out, across rounds: a witness still answering an older checkpoint is not waited
+    // for. Task IDs name the witness, so that one whose task failed can be asked again.
+    let mut out_now: tokio::task::JoinSet<Answer> = tokio::task::JoinSet::new();
+    let mut tasks: std::collections::HashMap<tokio::task::Id, usize> = Default::default();
     loop {
+        let round_end = tokio::time::Instant::now() + PERIOD;
         let head = ledger.head();
-        // All witnesses at once: a slow one does not hold the others' cosignatures back.
-        let mut round = tokio::task::JoinSet::new();
+        // Every free witness at once: a slow one does not hold the others' cosignatures back.
         for (i, w) in asked.iter_mut().enumerate() {
-            if w.sent == head.size {
+            if w.asking.is_some() || w.sent == head.size {
                 continue;
             }
             if w.skip > 0 {
                 w.skip -= 1;
                 continue;
             }
+            w.asking = Some(head.size);
             let (ledger, agent, head_now) = (ledger.clone(), agent.clone(), head.clone());
             let (config, known) = (w.config.clone(), w.known);
-            round.spawn_blocking(move || (i, ask(&ledger, &agent, &config, known, &head_now)));
+            let task = out_now.spawn_blocking(move || {
+                let answer = ask(&ledger, &agent, &config, known, &head_now);
+                (i, head_now, answer)
+            });
+            tasks.insert(task.id(), i);
         }
-        while let Some(answer) = round.join_next().await {
-            let (i, (known, result)) = match answer {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::error!(error = %e, "witnessing task failed");
-                    continue;
-                }
-            };
-            let Some(w) = asked.get_mut(i) else { continue };
-            w.known = known;
-            match result {
-                Ok(line) => {
-                    w.sent = head.size;
-                    w.backoff = 0;
-                    out.record(&head.checkpoint, line);
-                }
-                Err(e) => {
-                    w.backoff = (w.backoff * 2).clamp(1, 300);
-                    w.skip = w.backoff;
-                    tracing::warn!(witness = %w.config.url, error = %e, "no cosignature");
-                }
+        // Answers as they come, until the quorum is reached for this head, nobody is still
+        // asked about it, or the round ends.
+        loop {
+            let awaited = asked.iter().any(|w| w.asking == Some(head.size));
+            if !awaited
+                || out
+                    .newest_complete(quorum)
+                    .is_some_and(|h| h.size >= head.size)
+            {
+                break;
+            }
+            match tokio::time::timeout_at(round_end, out_now.join_next_with_id()).await {
+                Ok(Some(done)) => take_answer(done, &mut asked, &mut tasks, &mut out),
+                Ok(None) | Err(_) => break,
             }
         }
-        if let Some(cosigned) = out.complete(&head.checkpoint, quorum) {
-            ledger.serve_head(Head {
-                checkpoint: cosigned.into(),
-                ..head.clone()
-            });
-            advanced = std::time::Instant::now();
+        // Answers of earlier rounds that came meanwhile.
+        while let Some(done) = out_now.try_join_next_with_id() {
+            take_answer(done, &mut asked, &mut tasks, &mut out);
+        }
+        if let Some(cosigned) = out.newest_complete(quorum) {
+            let served = ledger.served_head();
+            if cosigned.size > served.size
+                || (cosigned.size == served.size && cosigned.checkpoint != served.checkpoint)
+            {
+                ledger.serve_head(cosigned);
+                advanced = std::time::Instant::now();
+            }
         }
         if ledger.served_head().size >= ledger.head().size {
             advanced = std::time::Instant::now();
@@ -191,7 +254,44 @@ pub async fn run(
             ledger.serve_head(latest);
             advanced = std::time::Instant::now();
         }
-        tokio::time::sleep(PERIOD).await;
+        tokio::time::sleep_until(round_end).await;
+    }
+}
+
+/// Takes one witness's answer (or its task's failure) into what is known of it.
+fn take_answer(
+    done: Result<(tokio::task::Id, Answer), tokio::task::JoinError>,
+    asked: &mut [Asked],
+    tasks: &mut std::collections::HashMap<tokio::task::Id, usize>,
+    out: &mut Cosignatures,
+) {
+    let (i, head, (known, result)) = match done {
+        Ok((id, answer)) => {
+            tasks.remove(&id);
+            answer
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "witnessing task failed");
+            if let Some(w) = tasks.remove(&e.id()).and_then(|i| asked.get_mut(i)) {
+                w.asking = None;
+            }
+            return;
+        }
+    };
+    let Some(w) = asked.get_mut(i) else { return };
+    w.asking = None;
+    w.known = known;
+    match result {
+        Ok(line) => {
+            w.sent = head.size;
+            w.backoff = 0;
+            out.record(&head, line);
+        }
+        Err(e) => {
+            w.backoff = (w.backoff * 2).clamp(1, 300);
+            w.skip = w.backoff;
+            tracing::warn!(witness = %w.config.url, error = %e, "no cosignature");
+        }
     }
 }
 
@@ -282,4 +382,54 @@ fn verify_line(w: &WitnessConfig, head: &Head, answer: &str) -> Result<String, S
         })?;
     w.key.verify(&note.text, sig).map_err(|e| e.to_string())?;
     Ok(sig.to_line())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(size: u64) -> Head {
+        Head {
+            size,
+            root: [0; 32],
+            checkpoint: format!("log\n{size}\nroot\n\n").into(),
+        }
+    }
+
+    #[test]
+    fn the_newest_checkpoint_with_a_quorum_of_cosignatures_is_served_whatever_the_order() {
+        let mut c = Cosignatures::default();
+        assert!(c.newest_complete(1).is_none());
+        c.record(&head(5), "— a 5\n".into());
+        c.record(&head(7), "— a 7\n".into());
+        // A slow witness answers for an older checkpoint after the fast one's newer one.
+        c.record(&head(5), "— b 5\n".into());
+        c.record(&head(5), "— b 5\n".into());
+        let one = c.newest_complete(1).unwrap();
+        assert_eq!((one.size, &*one.checkpoint), (7, "log\n7\nroot\n\n— a 7\n"));
+        let two = c.newest_complete(2).unwrap();
+        assert_eq!(two.size, 5);
+        assert_eq!(&*two.checkpoint, "log\n5\nroot\n\n— a 5\n— b 5\n");
+        assert!(c.newest_complete(3).is_none());
+    }
+
+    #[test]
+    fn only_the_newest_checkpoints_are_kept() {
+        let mut c = Cosignatures::default();
+        for size in 10..20 {
+            c.record(&head(size), format!("— a {size}\n"));
+        }
+        assert_eq!(c.recent.len(), KEPT);
+        assert_eq!(c.recent[0].0.size, 12);
+        // An answer older than every checkpoint kept is of no use.
+        c.record(&head(3), "— b 3\n".into());
+        assert_eq!(c.recent.len(), KEPT);
+        assert_eq!(c.recent[0].0.size, 12);
+        // One in between takes its place in order; the oldest goes.
+        c.record(&head(15), "— b 15\n".into());
+        c.record(&head(30), "— b 30\n".into());
+        let sizes: Vec<u64> = c.recent.iter().map(|(h, _)| h.size).collect();
+        assert_eq!(sizes, [13, 14, 15, 16, 17, 18, 19, 30]);
+        assert_eq!(c.newest_complete(2).unwrap().size, 15);
+    }
 }

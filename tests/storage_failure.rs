@@ -1,7 +1,7 @@
 //! A storage failure under the real server: the disk refuses to grow the store (a file-size
 //! limit on the server process, so the kernel answers its writes with a real `EFBIG`, as a
-//! full disk answers `ENOSPC`). The submission whose commit failed is told it was not logged
-//! (500, with what failed), every later one is refused at once (503); `/healthz` and
+//! full disk answers `ENOSPC`). The submission whose commit failed is told it was not
+//! acknowledged and may have been logged (500, with what failed and what to do), every later one is refused at once (503); `/healthz` and
 //! `/metrics` say the ledger is halted, and the signed checkpoint is still served (once a
 //! write failed, sled answers the reads it cannot serve from memory with that failure: 500s
 //! that say what to do). Restarted on a disk that has room, the ledger holds every entry it acknowledged,
@@ -20,17 +20,30 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// A running server, killed when dropped (also when an assertion fails).
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `reman-ledger serve` on `dir/data`, under a file-size limit of `limit_kib` KiB if
 /// given (with SIGXFSZ ignored, so that a write past it fails instead of killing the server).
-fn start(dir: &Path, limit_kib: Option<u64>) -> (Child, String) {
-    let limit = limit_kib.map_or("unlimited".to_owned(), |k| k.to_string());
-    let mut child = Command::new("bash")
-        .args([
+fn start(dir: &Path, limit_kib: Option<u64>) -> (Server, String) {
+    let serve = "exec \"$0\" serve --data data --listen 127.0.0.1:0";
+    let mut cmd = Command::new("bash");
+    match limit_kib {
+        Some(k) => cmd.args([
             "-c",
-            "trap '' XFSZ; ulimit -f \"$1\" && exec \"$0\" serve --data data --listen 127.0.0.1:0",
+            &format!("trap '' XFSZ; ulimit -f {k} && {serve}"),
             env!("CARGO_BIN_EXE_reman-ledger"),
-            &limit,
-        ])
+        ]),
+        None => cmd.args(["-c", serve, env!("CARGO_BIN_EXE_reman-ledger")]),
+    };
+    let mut child = cmd
         .current_dir(dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -38,7 +51,7 @@ fn start(dir: &Path, limit_kib: Option<u64>) -> (Child, String) {
         .spawn()
         .unwrap();
     let addr = served_address(&mut child);
-    (child, addr)
+    (Server(child), addr)
 }
 
 /// One request over a fresh connection: the status and body.
@@ -62,8 +75,8 @@ fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
-/// A certificate of the demo remanufacturer with about 30 KB of text that does not compress
-/// (the store compresses runs of entries), so that a few fill the room left on the disk.
+/// A certificate of the demo remanufacturer with about 30 KB of random hex, which compresses
+/// poorly (the store compresses runs of entries), so that a few fill the room left on disk.
 fn big_certificate(n: u64) -> Vec<u8> {
     let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ n.wrapping_mul(0x2545_f491_4f6c_dd1d);
     let report: String = (0..1900)
@@ -101,7 +114,7 @@ fn a_disk_that_refuses_to_grow_halts_writes_and_a_restart_loses_nothing_acknowle
     let db_len = std::fs::metadata(data.join("db")).unwrap().len();
 
     // Room for a few more kilobytes past the store's sled file as it is.
-    let (mut child, addr) = start(dir.path(), Some(db_len / 1024 + 64));
+    let (server, addr) = start(dir.path(), Some(db_len / 1024 + 64));
     let mut acked: Vec<(u64, String)> = Vec::new();
     let mut failed = None;
     for n in 0..400 {
@@ -119,11 +132,18 @@ fn a_disk_that_refuses_to_grow_halts_writes_and_a_restart_loses_nothing_acknowle
         }
     }
     let (n, status, body, failed_envelope) = failed.expect("the disk never refused a write");
-    // The submission whose commit failed: not logged, and why.
+    // The submission whose commit failed: not acknowledged, why, and what to do.
     assert_eq!(status, 500, "{body}");
     let detail = json(&body)["detail"].as_str().unwrap().to_owned();
-    assert!(detail.starts_with("not logged, storage failed"), "{detail}");
-    assert!(detail.contains("file too large"), "{detail}");
+    assert!(
+        detail.starts_with("not acknowledged, storage failed"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("submit it again once the ledger is back"),
+        "{detail}"
+    );
+    assert!(detail.contains("File too large (os error 27)"), "{detail}");
     assert!(!detail.contains("Os {"), "{detail}");
 
     // From then on writes are refused at once, with what to do.
@@ -138,7 +158,7 @@ fn a_disk_that_refuses_to_grow_halts_writes_and_a_restart_loses_nothing_acknowle
     let health = json(&body);
     assert_eq!(health["status"], "halted");
     let reason = health["halted"]["reason"].as_str().unwrap();
-    assert!(reason.contains("file too large"), "{reason}");
+    assert!(reason.contains("File too large (os error 27)"), "{reason}");
     let (_, metrics) = request(&addr, "GET", "/metrics", b"");
     assert!(metrics.contains("\nreman_ledger_halted 1\n"), "{metrics}");
     // The last checkpoint signed is still served; what sled must read says what to do.
@@ -155,19 +175,18 @@ fn a_disk_that_refuses_to_grow_halts_writes_and_a_restart_loses_nothing_acknowle
             200 => assert_eq!(json(&body)["index"], 0),
             500 => assert!(
                 body.contains(
-                    "file too large: free disk space or raise the file-size limit, then restart"
+                    "File too large (os error 27): free disk space or raise the file-size limit, then restart"
                 ),
                 "{body}"
             ),
             _ => panic!("{status} {body}"),
         }
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(server);
 
     // Restarted where the disk has room: everything acknowledged is there, nothing else but
     // (at most) the batch that failed, and writes are taken again.
-    let (mut child, addr) = start(dir.path(), None);
+    let (server, addr) = start(dir.path(), None);
     let (status, body) = request(&addr, "GET", "/healthz", b"");
     assert_eq!(status, 200, "{body}");
     let size = json(&body)["tree_size"].as_u64().unwrap();
@@ -184,8 +203,7 @@ fn a_disk_that_refuses_to_grow_halts_writes_and_a_restart_loses_nothing_acknowle
     assert!(status == 201 || status == 200, "{status} {body}");
     let (_, metrics) = request(&addr, "GET", "/metrics", b"");
     assert!(metrics.contains("\nreman_ledger_halted 0\n"), "{metrics}");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(server);
     let store = Store::open(&data).unwrap();
     let report = audit_store(&store, Some(log_key().public()), |_, _| {}).unwrap();
     assert!(report.entries > logged);

@@ -798,3 +798,53 @@ fn with_a_quorum_one_witness_down_does_not_leave_answers_uncosigned() {
     let view = client.certificate(&id.to_string()).unwrap();
     assert_eq!(view["checkpoint"].as_str().unwrap(), text);
 }
+
+/// A `--witness` argument naming a witness that takes each request and never answers (until
+/// the test ends): a witness behind a network that drops its answers.
+fn stalled_witness() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().take(64) {
+            held.extend(conn.ok());
+        }
+    });
+    let key = PrivateKey::generate(WITNESS).unwrap();
+    format!("{}@{url}", CosignerKey::of(&key).to_vkey())
+}
+
+/// Waits until the served checkpoint is of `size` entries and carries `w`'s cosignature;
+/// returns how long that took.
+fn until_cosigned(url: &str, w: &Witness, size: u64) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    cosigned_checkpoint(url, w, size);
+    start.elapsed()
+}
+
+#[test]
+fn a_witness_that_hangs_does_not_hold_back_a_quorum_of_the_others() {
+    let w = Witness::start();
+    let up = format!("{}@{}", w.cosigner.to_vkey(), w.url);
+    let ledger = Served::demo_with(&[
+        "--witness",
+        &stalled_witness(),
+        "--witness",
+        &up,
+        "--witness-quorum",
+        "1",
+        "--witness-wait",
+        "600",
+    ]);
+    // The hanging witness holds each request it gets for 5 s (the request timeout); answers
+    // move on with the other's cosignature long before that, each time the log grows.
+    let mut took = vec![until_cosigned(&ledger.url, &w, 89)];
+    for (round, size) in [(0, 90), (1, 91), (2, 92)] {
+        log_certificates(&ledger.url, round, 1);
+        took.push(until_cosigned(&ledger.url, &w, size));
+    }
+    assert!(
+        took.iter().all(|t| *t < std::time::Duration::from_secs(4)),
+        "{took:?}"
+    );
+}
