@@ -5,10 +5,11 @@
 //! Witnessing never holds back an append: it runs beside the sequencer, and receipts carry
 //! the latest checkpoint. Answers (lookups, proofs, tiles, `/checkpoint`) are made against the
 //! newest checkpoint every witness (or a quorum of them) has cosigned, served with their
-//! cosignatures (under load the witnesses cosign some checkpoints, not every one, so answers
-//! lag the receipts by a round or two); if the witnesses do not move them on for a while,
-//! against the latest, without. A cosignature is kept only once it verifies under the witness's pinned cosigner
-//! key.
+//! cosignatures. Under load the witnesses cosign some checkpoints, not every one (at most one
+//! a round, as fast as the quorum's slowest witness answers), so answers lag the receipts by
+//! that much; if the witnesses do not move them on for a while, they are made against the
+//! latest, without. A cosignature is kept only once it verifies under the witness's pinned
+//! cosigner key.
 
 use crate::cosignature::CosignerKey;
 use crate::ledger::{Head, Ledger};
@@ -139,13 +140,19 @@ struct Asked {
 /// the size it cosigned, and its cosignature line.
 type Answer = (usize, Head, (Option<u64>, Result<String, String>));
 
-/// Asks the witnesses to cosign each new checkpoint, until the task is dropped. Answers are
-/// made against the newest checkpoint `quorum` of them (`None`: all) have cosigned
-/// ([`Ledger::gate_answers`]), served with the cosignatures gathered, as soon as the quorum
-/// is reached: a witness that is slow or hangs (until its request times out) holds back
-/// neither the others nor the answers. When the served checkpoint has not moved for `wait`
-/// while the log has grown (too many witnesses down), answers are made against the latest,
-/// with a warning, so that lookups of new entries do not stop.
+/// Asks the witnesses to cosign the ledger's checkpoints, until the task is dropped. Answers
+/// are made against the newest checkpoint `quorum` of them (`None`: all) have cosigned
+/// ([`Ledger::gate_answers`]), served with the cosignatures gathered as soon as the quorum is
+/// reached.
+///
+/// All witnesses are asked the same checkpoint (the *target*), so that their cosignatures
+/// meet on one; the target moves to the latest head once it has its quorum, or once no
+/// witness is still being asked about it (the others failed). A witness still answering an
+/// older checkpoint is not waited for and is asked nothing else meanwhile: one that is slow,
+/// or hangs until its request times out, holds back neither the others nor the answers
+/// beyond what the quorum needs. When the served checkpoint has not moved for `wait` while the
+/// log has grown (too many witnesses down), answers are made against the latest, with a
+/// warning, so that lookups of new entries do not stop.
 pub async fn run(
     ledger: Arc<Ledger>,
     witnesses: Vec<WitnessConfig>,
@@ -187,58 +194,55 @@ pub async fn run(
             skip: 0,
         })
         .collect();
-    // Requests out, across rounds: a witness still answering an older checkpoint is not waited
-    // for. Task IDs name the witness, so that one whose task failed can be asked again.
+    // Requests out, across rounds; task IDs name the witness, so that one whose task failed
+    // can be asked again.
     let mut out_now: tokio::task::JoinSet<Answer> = tokio::task::JoinSet::new();
     let mut tasks: std::collections::HashMap<tokio::task::Id, usize> = Default::default();
+    let mut target = ledger.head();
     loop {
         let round_end = tokio::time::Instant::now() + PERIOD;
-        let head = ledger.head();
-        // Every free witness at once: a slow one does not hold the others' cosignatures back.
+        // Answers that came meanwhile, before anyone is asked again.
+        while let Some(done) = out_now.try_join_next_with_id() {
+            take_answer(done, &mut asked, &mut tasks, &mut out);
+            serve_newest(&ledger, &out, quorum, &mut advanced);
+        }
+        let complete = out
+            .newest_complete(quorum)
+            .is_some_and(|h| h.size >= target.size);
+        if complete || !asked.iter().any(|w| w.asking == Some(target.size)) {
+            target = ledger.head();
+        }
         for (i, w) in asked.iter_mut().enumerate() {
-            if w.asking.is_some() || w.sent == head.size {
+            if w.asking.is_some() || w.sent >= target.size {
                 continue;
             }
             if w.skip > 0 {
                 w.skip -= 1;
                 continue;
             }
-            w.asking = Some(head.size);
-            let (ledger, agent, head_now) = (ledger.clone(), agent.clone(), head.clone());
+            w.asking = Some(target.size);
+            let (ledger, agent, head) = (Arc::downgrade(&ledger), agent.clone(), target.clone());
             let (config, known) = (w.config.clone(), w.known);
             let task = out_now.spawn_blocking(move || {
-                let answer = ask(&ledger, &agent, &config, known, &head_now);
-                (i, head_now, answer)
+                let answer = ask(&ledger, &agent, &config, known, &head);
+                (i, head, answer)
             });
             tasks.insert(task.id(), i);
         }
-        // Answers as they come, until the quorum is reached for this head, nobody is still
-        // asked about it, or the round ends.
-        loop {
-            let awaited = asked.iter().any(|w| w.asking == Some(head.size));
-            if !awaited
-                || out
-                    .newest_complete(quorum)
-                    .is_some_and(|h| h.size >= head.size)
-            {
-                break;
-            }
+        // Answers as they come, until the target has its quorum, nobody is still asked about
+        // it, or the round ends (at most one target a round: witnesses are not asked to cosign
+        // every checkpoint of a busy log).
+        while asked.iter().any(|w| w.asking == Some(target.size)) {
             match tokio::time::timeout_at(round_end, out_now.join_next_with_id()).await {
                 Ok(Some(done)) => take_answer(done, &mut asked, &mut tasks, &mut out),
                 Ok(None) | Err(_) => break,
             }
-        }
-        // Answers of earlier rounds that came meanwhile.
-        while let Some(done) = out_now.try_join_next_with_id() {
-            take_answer(done, &mut asked, &mut tasks, &mut out);
-        }
-        if let Some(cosigned) = out.newest_complete(quorum) {
-            let served = ledger.served_head();
-            if cosigned.size > served.size
-                || (cosigned.size == served.size && cosigned.checkpoint != served.checkpoint)
+            serve_newest(&ledger, &out, quorum, &mut advanced);
+            if out
+                .newest_complete(quorum)
+                .is_some_and(|h| h.size >= target.size)
             {
-                ledger.serve_head(cosigned);
-                advanced = std::time::Instant::now();
+                break;
             }
         }
         if ledger.served_head().size >= ledger.head().size {
@@ -258,6 +262,26 @@ pub async fn run(
     }
 }
 
+/// Serves the newest checkpoint with a quorum of cosignatures, if it is newer than the one
+/// served, or the same with other cosignatures.
+fn serve_newest(
+    ledger: &Ledger,
+    out: &Cosignatures,
+    quorum: usize,
+    advanced: &mut std::time::Instant,
+) {
+    let Some(cosigned) = out.newest_complete(quorum) else {
+        return;
+    };
+    let served = ledger.served_head();
+    if cosigned.size > served.size
+        || (cosigned.size == served.size && cosigned.checkpoint != served.checkpoint)
+    {
+        ledger.serve_head(cosigned);
+        *advanced = std::time::Instant::now();
+    }
+}
+
 /// Takes one witness's answer (or its task's failure) into what is known of it.
 fn take_answer(
     done: Result<(tokio::task::Id, Answer), tokio::task::JoinError>,
@@ -274,6 +298,8 @@ fn take_answer(
             tracing::error!(error = %e, "witnessing task failed");
             if let Some(w) = tasks.remove(&e.id()).and_then(|i| asked.get_mut(i)) {
                 w.asking = None;
+                w.backoff = (w.backoff * 2).clamp(1, 300);
+                w.skip = w.backoff;
             }
             return;
         }
@@ -298,7 +324,7 @@ fn take_answer(
 /// One round with one witness: the cosignature line of `head`, and what is now known of the
 /// size it cosigned. A 409 naming another size is answered once more from that size.
 fn ask(
-    ledger: &Ledger,
+    ledger: &std::sync::Weak<Ledger>,
     agent: &ureq::Agent,
     w: &WitnessConfig,
     mut known: Option<u64>,
@@ -317,6 +343,10 @@ fn ask(
         let proof = if old == 0 || old == head.size {
             Vec::new()
         } else {
+            // The ledger only for the proof: a request out must not keep a closing ledger open.
+            let Some(ledger) = ledger.upgrade() else {
+                return (known, Err("the ledger is closing".into()));
+            };
             match merkle::consistency_proof(old, head.size, ledger.store()) {
                 Ok(p) => p,
                 Err(e) => return (known, Err(format!("consistency proof: {e}"))),

@@ -848,3 +848,90 @@ fn a_witness_that_hangs_does_not_hold_back_a_quorum_of_the_others() {
         "{took:?}"
     );
 }
+
+/// A TCP proxy in front of `upstream` that holds each chunk a client sends for `delay` before
+/// passing it on: a witness far away, or slow to answer.
+fn slow_proxy(upstream: &str, delay: std::time::Duration) -> String {
+    use std::io::{Read, Write};
+    let upstream = upstream.trim_start_matches("http://").to_owned();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for client in listener.incoming().take(1000) {
+            let (Ok(mut client), Ok(mut server)) =
+                (client, std::net::TcpStream::connect(&upstream))
+            else {
+                continue;
+            };
+            let (Ok(mut client_out), Ok(mut server_in)) = (client.try_clone(), server.try_clone())
+            else {
+                continue;
+            };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while let Ok(n @ 1..) = client.read(&mut buf) {
+                    std::thread::sleep(delay);
+                    if server.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut server_in, &mut client_out);
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn with_every_witness_required_a_slow_one_slows_answers_but_never_stops_them() {
+    let (fast, slow) = (Witness::start(), Witness::start());
+    let slow_url = slow_proxy(&slow.url, std::time::Duration::from_millis(2500));
+    let ledger = Served::demo_with(&[
+        "--witness",
+        &format!("{}@{}", fast.cosigner.to_vkey(), fast.url),
+        "--witness",
+        &format!("{}@{slow_url}", slow.cosigner.to_vkey()),
+        "--witness-wait",
+        "600",
+    ]);
+    let both = |text: &str| {
+        let signatures = note::parse(text).unwrap().signatures;
+        [&fast, &slow]
+            .iter()
+            .all(|w| signatures.iter().any(|s| w.cosigner.signed(s)))
+    };
+    let start = std::time::Instant::now();
+    while !both(&checkpoint_of(&ledger.url)) {
+        assert!(start.elapsed() < std::time::Duration::from_secs(20));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The log grows all the time (a new checkpoint every round, faster than the slow witness
+    // answers); the checkpoints served carry both cosignatures, and they move on at the slow
+    // witness's pace, not never.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (url, stopping) = (ledger.url.clone(), stop.clone());
+    let writer = std::thread::spawn(move || {
+        let mut n = 0;
+        while !stopping.load(std::sync::atomic::Ordering::Relaxed) && n < 5000 {
+            log_certificates(&url, n, 5);
+            n += 5;
+        }
+    });
+    let mut sizes = vec![];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline && sizes.len() < 3 {
+        let text = checkpoint_of(&ledger.url);
+        let size = size_of(&text);
+        if sizes.last() != Some(&size) {
+            assert!(both(&text), "served without both cosignatures: {text}");
+            sizes.push(size);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(sizes.len() >= 3, "the served checkpoint stalled: {sizes:?}");
+    assert!(sizes.windows(2).all(|w| w[0] < w[1]), "{sizes:?}");
+}
