@@ -577,6 +577,11 @@ fn describe(payload: &Payload) -> String {
     }
 }
 
+/// Who may revoke a certificate (SPEC §3.3): the remanufacturer that issued it, or an operator.
+pub fn may_revoke(signer: &str, role: Role, issuer: &str) -> bool {
+    role == Role::Operator || signer == issuer
+}
+
 /// Finds the key a submission must be verified with, and checks that its signer is a
 /// registered, active party whose role may sign this payload (the cheap checks, before
 /// the signature). For the first entry of an empty log, the key is the one the operator's
@@ -739,7 +744,7 @@ pub fn apply<R: StateRead + ?Sized>(
             if rec.status == CertStatus::Revoked {
                 return Err(RuleError::Revoked(id));
             }
-            if sub.role != Role::Operator && rec.issuer != sub.signer {
+            if !may_revoke(sub.signer, sub.role, &rec.issuer) {
                 return Err(RuleError::NotIssuer {
                     certificate: id,
                     issuer: rec.issuer,

@@ -1982,7 +1982,7 @@ fn check_revocation(
     let signed = check_signed(r, reg, &entry, rule, "revocation", &what)?;
     // Only the issuer or an operator revokes: another remanufacturer may not.
     let signer = &reg.party.name;
-    if signed == Signed::InForce && signer != issuer && reg.party.role != Role::Operator {
+    if signed == Signed::InForce && !crate::state::may_revoke(signer, reg.party.role, issuer) {
         return Err(r.fail(
             "revocation",
             format!(
