@@ -518,7 +518,7 @@ pub fn audit_store(
                 AuditError::Checkpoint(format!("the checkpoint this mirror catches up to: {e}"))
             })?;
             let stored = store.size()?;
-            if stored > target.size || target.size < cp.size {
+            if stored > target.size || stored < cp.size {
                 return Err(AuditError::Checkpoint(format!(
                     "this mirror stores {stored} entries and catches up to a checkpoint of {} from one of {}: not a catch-up",
                     target.size, cp.size
