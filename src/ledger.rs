@@ -617,6 +617,11 @@ impl Ledger {
         self.inner.halted.get().map(String::as_str)
     }
 
+    /// Records that storage failed (see [`Ledger::halted`]); the first reason is kept.
+    pub(crate) fn halt(&self, why: String) {
+        let _ = self.inner.halted.set(why);
+    }
+
     /// Whether this ledger is a read-only mirror ([`Ledger::open_mirror`]).
     pub fn is_mirror(&self) -> bool {
         self.inner.signer.is_none()

@@ -358,7 +358,12 @@ impl Ledger {
             catching_up: (!reached).then_some(step.checkpoint),
             buckets: reads,
         };
-        store.commit(commit)?;
+        if let Err(e) = store.commit(commit) {
+            // The mirror's own disk failed, not the followed log: the ledger is halted, so that
+            // /healthz says so, and following stops until it is restarted.
+            self.halt(format!("a mirror step could not be stored: {e}"));
+            return Err(e.into());
+        }
         *point = next;
         follower.stored.store(end, Ordering::SeqCst);
         follower.target.store(cp.size, Ordering::SeqCst);

@@ -426,7 +426,11 @@ pub async fn run(ledger: Arc<Ledger>, config: FollowConfig, status: Arc<MirrorSt
                     }
                 }
                 status.stop(&e);
-                if let Err(w) = record_stop(&ledger, &e) {
+                // What the followed log signed stays a stop after a restart; the mirror's own
+                // storage failing does not (a restart on a mended disk follows again).
+                if !matches!(e, MirrorError::Store(_))
+                    && let Err(w) = record_stop(&ledger, &e)
+                {
                     tracing::error!(error = %w, "cannot record why following stopped");
                 }
                 return;

@@ -33,17 +33,18 @@ impl Drop for Server {
 /// Starts `reman-ledger serve` on `dir/data`, under a file-size limit of `limit_kib` KiB if
 /// given (with SIGXFSZ ignored, so that a write past it fails instead of killing the server).
 fn start(dir: &Path, limit_kib: Option<u64>) -> (Server, String) {
-    let serve = "exec \"$0\" serve --data data --listen 127.0.0.1:0";
-    let mut cmd = Command::new("bash");
-    match limit_kib {
-        Some(k) => cmd.args([
-            "-c",
-            &format!("trap '' XFSZ; ulimit -f {k} && {serve}"),
-            env!("CARGO_BIN_EXE_reman-ledger"),
-        ]),
-        None => cmd.args(["-c", serve, env!("CARGO_BIN_EXE_reman-ledger")]),
+    run_limited(dir, limit_kib, "serve --data data --listen 127.0.0.1:0")
+}
+
+/// Runs `reman-ledger ARGS` (a server) in `dir`, under a file-size limit as [`start`] does.
+fn run_limited(dir: &Path, limit_kib: Option<u64>, args: &str) -> (Server, String) {
+    let run = format!("exec \"$0\" {args}");
+    let script = match limit_kib {
+        Some(k) => format!("trap '' XFSZ; ulimit -f {k} && {run}"),
+        None => run,
     };
-    let mut child = cmd
+    let mut child = Command::new("bash")
+        .args(["-c", &script, env!("CARGO_BIN_EXE_reman-ledger")])
         .current_dir(dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -207,4 +208,82 @@ fn a_disk_that_refuses_to_grow_halts_writes_and_a_restart_loses_nothing_acknowle
     let store = Store::open(&data).unwrap();
     let report = audit_store(&store, Some(log_key().public()), |_, _| {}).unwrap();
     assert!(report.entries > logged);
+}
+
+#[test]
+fn a_mirror_whose_disk_refuses_a_step_says_so_and_follows_again_once_restarted() {
+    // The ledger it follows, on a disk with room.
+    let up_dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(up_dir.path().join("keys")).unwrap();
+    for f in ["log.key", "operator.key"] {
+        std::fs::copy(
+            root().join("keys").join(f),
+            up_dir.path().join("keys").join(f),
+        )
+        .unwrap();
+    }
+    let (ledger, _) = demo_ledger(&up_dir.path().join("data"));
+    ledger.close().unwrap();
+    let (_upstream, up) = start(up_dir.path(), None);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("keys")).unwrap();
+    std::fs::copy(
+        root().join("keys/log.key.pub"),
+        dir.path().join("keys/log.key.pub"),
+    )
+    .unwrap();
+    let mirror_args = format!(
+        "mirror --from http://{up} --log-key keys/log.key.pub --data m --listen 127.0.0.1:0 --interval-ms 50"
+    );
+    let health = |addr: &str| {
+        let (status, body) = request(addr, "GET", "/healthz", b"");
+        (status, json(&body))
+    };
+    let wait_for = |addr: &str, what: &str, done: &dyn Fn(u16, &Value) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, h) = health(addr);
+            if done(status, &h) {
+                return h;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never {what}: {status} {h}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // A mirror with room for the demo log, and little more.
+    let (mirror, addr) = run_limited(dir.path(), Some(2048), &mirror_args);
+    wait_for(&addr, "followed the demo log", &|s, h| {
+        s == 200 && h["tree_size"] == 89
+    });
+    for n in 0..120 {
+        let (status, body) = request(&up, "POST", "/api/v1/entries", &big_certificate(n));
+        assert_eq!(status, 201, "{body}");
+    }
+    let h = wait_for(&addr, "halted", &|s, _| s == 503);
+    assert_eq!(h["status"], "halted", "{h}");
+    let reason = h["halted"]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("a mirror step could not be stored")
+            && reason.contains("File too large (os error 27)"),
+        "{reason}"
+    );
+    assert_eq!(h["mirror"]["state"], "stopped", "{h}");
+    let (_, metrics) = request(&addr, "GET", "/metrics", b"");
+    assert!(metrics.contains("\nreman_ledger_halted 1\n"), "{metrics}");
+    drop(mirror);
+
+    // Restarted on a disk with room, it follows again (no --resume: its disk failed, not the
+    // log it follows) and holds the whole log, which audits clean.
+    let (mirror, addr) = run_limited(dir.path(), None, &mirror_args);
+    let size = 89 + 120;
+    wait_for(&addr, "caught up", &|s, h| {
+        s == 200 && h["tree_size"] == size && h["mirror"]["behind"].is_null()
+    });
+    drop(mirror);
+    let store = Store::open(&dir.path().join("m")).unwrap();
+    let report = audit_store(&store, Some(log_key().public()), |_, _| {}).unwrap();
+    assert_eq!(report.entries, size);
 }
