@@ -611,8 +611,9 @@ impl Ledger {
     }
 
     /// Why this ledger stopped accepting writes, if it did: a storage failure (a full disk, a
-    /// failing device) halts the sequencer until the ledger is reopened from what was made
-    /// durable. (sled then fails reads too, each with its error; the head is still served.)
+    /// failing device) halts the sequencer, or a mirror's following, until the ledger is
+    /// reopened from what was made durable. (sled then fails reads too, each with its error;
+    /// the head is still served.)
     pub fn halted(&self) -> Option<&str> {
         self.inner.halted.get().map(String::as_str)
     }
