@@ -151,6 +151,14 @@ impl fmt::Display for PayloadType {
     }
 }
 
+/// Who may register or update a party (SPEC §3): an operator.
+pub const PARTY_SIGNERS: &[Role] = &[Role::Operator];
+/// Who may issue a certificate (SPEC §3): a remanufacturer.
+pub const CERTIFICATE_SIGNERS: &[Role] = &[Role::Remanufacturer];
+/// Who may revoke a certificate (SPEC §3): a remanufacturer (its issuer, see
+/// [`crate::state::may_revoke`]) or an operator.
+pub const REVOCATION_SIGNERS: &[Role] = &[Role::Remanufacturer, Role::Operator];
+
 /// A checked payload.
 // A certificate is larger than the other variants, but a payload is parsed once per submission
 // and matched in place, so boxing it would cost an allocation and buy nothing.
@@ -189,9 +197,9 @@ impl Payload {
     /// The roles that may sign this payload (the table of [`Payload::role_may_sign`]).
     pub fn signer_roles(&self) -> &'static [Role] {
         match self {
-            Payload::Party(_) => &[Role::Operator],
-            Payload::Certificate(_) => &[Role::Remanufacturer],
-            Payload::Revocation(_) => &[Role::Remanufacturer, Role::Operator],
+            Payload::Party(_) => PARTY_SIGNERS,
+            Payload::Certificate(_) => CERTIFICATE_SIGNERS,
+            Payload::Revocation(_) => REVOCATION_SIGNERS,
             Payload::Event(e) => e.event.allowed_roles(),
         }
     }

@@ -1827,7 +1827,7 @@ fn check_issuer(
         display_name: party.display_name.clone(),
         country: party.country.clone(),
     });
-    let rule = (&[crate::party::Role::Remanufacturer][..], "certificates");
+    let rule = (payload::CERTIFICATE_SIGNERS, "certificates");
     let detail = match check_signed(r, reg, entry, rule, "issuer", "the certificate")? {
         Signed::InForce => format!(
             "signed by {}, a registered {} (registration in entry {})",
@@ -1977,8 +1977,7 @@ fn check_revocation(
     };
     let what = format!("the revocation (entry {index})");
     let reg = registration(r, client, cp, regs, &entry, "revocation", &what)?;
-    use crate::party::Role;
-    let rule = (&[Role::Remanufacturer, Role::Operator][..], "revocations");
+    let rule = (payload::REVOCATION_SIGNERS, "revocations");
     let signed = check_signed(r, reg, &entry, rule, "revocation", &what)?;
     // Only the issuer or an operator revokes: another remanufacturer may not.
     let signer = &reg.party.name;
