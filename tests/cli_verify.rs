@@ -1335,3 +1335,96 @@ fn the_signers_of_events_and_revocations_are_checked_against_their_registrations
         verify(&proxy, if of == 'c' { &c } else { &d }).invalid(why);
     }
 }
+
+/// A dishonest operator's log: the last entry, a customs event, carries the customs
+/// authority's key ID but a signature that does not verify, and the log's tree and signed
+/// checkpoint were made again over it (with the log key), so every proof checks out. No honest
+/// ledger writes such an entry; it is forged here on disk with the store's own functions.
+fn forge_last_signature(dir: &Path) -> u64 {
+    use reman_ledger::checkpoint::Checkpoint;
+    use reman_ledger::entry::Entry;
+    use reman_ledger::merkle::{TreeBuilder, leaf_hash};
+    use reman_ledger::store::{Commit, Store};
+    let store = Store::open(dir).unwrap();
+    let size = store.size().unwrap();
+    let last = size - 1;
+    let mut entry = Entry::parse(&store.entry(last).unwrap().unwrap()).unwrap();
+    entry.envelope.signature.sig[40] ^= 0x01;
+    let forged = entry.to_bytes();
+    store.raw_put_entry(last, &forged).unwrap();
+    let mut tree = TreeBuilder::from_reader(last, &store).unwrap();
+    let nodes = tree.push(leaf_hash(&forged));
+    let checkpoint = Checkpoint {
+        origin: log_key().public().name().to_owned(),
+        size,
+        root: tree.root(),
+        extensions: vec![],
+    }
+    .sign(&log_key())
+    .unwrap();
+    store
+        .commit(Commit {
+            nodes,
+            size,
+            checkpoint,
+            log_key: store.log_key().unwrap().unwrap(),
+            ..Default::default()
+        })
+        .unwrap();
+    store.close().unwrap();
+    last
+}
+
+#[test]
+fn an_event_whose_signature_does_not_verify_under_its_signers_registered_key_is_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = small_ledger(dir.path());
+    let port = PrivateKey::from_seed("port-x.example", &[1; 32]).unwrap();
+    let json = format!(
+        r#"{{"name":"port-x.example","role":"customs","display_name":"Port X","country":"NL","key":"{}","status":"active"}}"#,
+        port.public().to_vkey()
+    );
+    ledger
+        .submit(&sign(PayloadType::Party, &json, &operator()))
+        .unwrap();
+    let c = add_certificates(&ledger, 950, 1).remove(0);
+    let json = format!(
+        r#"{{"certificate_id":"{c}","event":"customs_released","time":"2026-11-25T09:30:00+08:00"}}"#
+    );
+    let event = ledger
+        .submit(&sign(PayloadType::Event, &json, &port))
+        .unwrap()
+        .index;
+    ledger.close().unwrap();
+    let forged = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), forged.path());
+    assert_eq!(forge_last_signature(forged.path()), event);
+
+    let verify = |home: &Home, dir: &Path| {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(dir, copy.path());
+        let ledger = Ledger::open(copy.path(), log_key(), config()).unwrap();
+        let server = Server::start(copy, ledger);
+        home.run(&[
+            "--server",
+            &server.url,
+            "--log-key",
+            LOG_PUB,
+            &c.to_string(),
+        ])
+    };
+    // The history as logged verifies. Forged, it is refused at the event, by name, by a
+    // verifier that never saw the log before (its inclusion and the log's checkpoint check
+    // out), and as a rewritten history by one that did.
+    let (seen, new) = (Home::new(), Home::new());
+    verify(&seen, dir.path()).valid();
+    verify(&new, forged.path()).invalid(&format!(
+        "the signature of the customs_released event (entry {event}) does not verify under port-x.example's registered key"
+    ));
+    verify(&seen, forged.path()).invalid("the log signed two different trees of size");
+    // And an audit of the forged store names the entry.
+    let store = reman_ledger::store::Store::open(forged.path()).unwrap();
+    let err =
+        reman_ledger::audit::audit_store(&store, Some(log_key().public()), |_, _| {}).unwrap_err();
+    assert_eq!(err.index(), Some(event), "{err}");
+}
