@@ -157,18 +157,43 @@ pub fn init(opts: &InitOptions, config: LedgerConfig) -> Result<(Ledger, String)
     Ok((ledger, msg))
 }
 
-/// `sign`: signs a payload file as a DSSE envelope, after checking it as the ledger would
-/// (a short GTIN is padded first: see [`crate::issue::prepare`]).
-pub fn sign(key: &Path, kind: PayloadType, file: &Path) -> Result<String, CliError> {
+/// What `sign` made: the envelope, and why the ledger will refuse it, if it will.
+#[derive(Debug)]
+pub struct Signed {
+    /// The envelope, as JSON.
+    pub envelope: String,
+    /// The ledger's rule the payload breaks (SPEC §3): it was signed all the same, as SPEC §7
+    /// says `sign` does, so that a ledger's refusals can be tried; the command then exits 1.
+    pub refused: Option<PayloadError>,
+}
+
+/// `sign`: signs a payload file as a DSSE envelope, after checking it as the ledger would (a
+/// short GTIN is padded first: see [`crate::issue::prepare`]). A payload the ledger will refuse
+/// is signed as it is, and the reason returned beside it; a file that is not a UTF-8 JSON object
+/// at all is no payload (a key file given by mistake, say) and is not signed.
+pub fn sign(key: &Path, kind: PayloadType, file: &Path) -> Result<Signed, CliError> {
     let key = keyfile::read_private(key)?;
     let bytes = read(file)?;
-    let (bytes, _) = crate::issue::prepare(kind, bytes).map_err(|source| CliError::Payload {
-        path: file.to_owned(),
-        source,
-    })?;
+    let (bytes, refused) = match crate::issue::prepare(kind, bytes.clone()) {
+        Ok((bytes, _)) => (bytes, None),
+        Err(
+            source @ (PayloadError::InvalidUtf8 { .. }
+            | PayloadError::NotJson(_)
+            | PayloadError::NotAnObject(_)),
+        ) => {
+            return Err(CliError::Payload {
+                path: file.to_owned(),
+                source,
+            });
+        }
+        Err(e) => (bytes, Some(e)),
+    };
     let env = Envelope::sign(kind.media_type(), bytes, &key)
         .map_err(|e| CliError::Usage(e.to_string()))?;
-    Ok(env.to_json())
+    Ok(Signed {
+        envelope: env.to_json(),
+        refused,
+    })
 }
 
 /// `audit --data DIR`: audits a local store.

@@ -96,8 +96,10 @@ enum Command {
     },
     /// Sign a payload file (JSON) as a DSSE envelope and print the envelope.
     ///
-    /// The payload is checked first with the ledger's own rules (an invalid one is refused here,
-    /// exit 2); a certificate's GTIN-8/12/13 is left-padded with zeros to a GTIN-14.
+    /// The payload is checked first with the ledger's own rules; a certificate's GTIN-8/12/13
+    /// is left-padded with zeros to a GTIN-14. A payload the ledger will refuse (a failed test,
+    /// a missing field...) is signed as it is, to try a ledger's refusals, with a warning that
+    /// says why and exit 1; a file that is not a JSON object is not signed (exit 2).
     #[command(
         after_help = "Example:\n  reman-ledger sign --key keys/parties/suzhou-reman.example.key --type certificate \\\n      fixtures/examples/certificate.json > cert.envelope.json"
     )]
@@ -417,7 +419,17 @@ fn run(args: Args) -> Result<cli::Verdict, CliError> {
             };
             cli::serve(cmd)?;
         }
-        Command::Sign { key, kind, file } => println!("{}", cli::sign(&key, kind.into(), &file)?),
+        Command::Sign { key, kind, file } => {
+            let signed = cli::sign(&key, kind.into(), &file)?;
+            println!("{}", signed.envelope);
+            if let Some(why) = signed.refused {
+                eprintln!(
+                    "warning: the ledger will refuse this payload ({why}); signed as it is all the same: fix {} and sign it again to have it logged",
+                    file.display()
+                );
+                return Ok(cli::Verdict::NotValid);
+            }
+        }
         Command::Submit {
             server,
             log_key,

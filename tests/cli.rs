@@ -113,7 +113,7 @@ fn init_creates_missing_keys_and_a_ledger_that_audits() {
 }
 
 #[test]
-fn sign_prints_an_envelope_that_verifies_and_refuses_an_invalid_payload() {
+fn sign_prints_an_envelope_that_verifies_and_warns_of_a_payload_the_ledger_will_refuse() {
     let dir = tempfile::tempdir().unwrap();
     let cert = dir.path().join("cert.json");
     std::fs::write(&cert, certificate_json(&gtin(1), "CLI-1", None)).unwrap();
@@ -151,9 +151,43 @@ fn sign_prints_an_envelope_that_verifies_and_refuses_an_invalid_payload() {
         ],
         dir.path(),
     );
-    assert_eq!(bad.status.code(), Some(2));
-    assert!(text(&bad.stderr).contains("fail"), "{}", text(&bad.stderr));
-    assert!(bad.stdout.is_empty());
+    // Signed as it is all the same (SPEC §7: `sign` prints the envelope), so that a ledger's
+    // refusals can be tried; the warning says why the ledger will refuse it, and exit 1.
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad.stderr));
+    let warning = text(&bad.stderr);
+    assert!(
+        warning.starts_with("warning: the ledger will refuse this payload (")
+            && warning.contains("fail"),
+        "{warning}"
+    );
+    let env = Envelope::parse(text(&bad.stdout).trim().as_bytes()).unwrap();
+    env.verify(common::key("suzhou-reman.example").public())
+        .unwrap();
+    assert_eq!(env.payload, std::fs::read(&cert).unwrap());
+
+    // A file that is not a JSON object (here the private key itself, given by mistake) is no
+    // payload: it is not signed, and nothing is printed.
+    for (content, why) in [
+        (std::fs::read(&key).unwrap(), "not valid JSON"),
+        (b"[1, 2]".to_vec(), "JSON array"),
+        (vec![0xff, 0xfe], "not valid UTF-8"),
+    ] {
+        std::fs::write(&cert, content).unwrap();
+        let out = bin(
+            &[
+                "sign",
+                "--key",
+                key.to_str().unwrap(),
+                "--type",
+                "certificate",
+                "cert.json",
+            ],
+            dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(2), "{why}");
+        assert!(text(&out.stderr).contains(why), "{}", text(&out.stderr));
+        assert!(out.stdout.is_empty(), "{why}");
+    }
 }
 
 #[test]

@@ -198,6 +198,38 @@ fn refusals_exit_1_with_the_problem_and_log_nothing() {
         assert!(p["title"].is_string() && p["detail"].is_string(), "{p}");
         assert_eq!(s.tree_size(), size, "{what}: something was logged");
     }
+
+    // The same refusal for an envelope made by `sign` itself, which warns of it (exit 1) and
+    // signs it all the same.
+    std::fs::write(
+        s.path("failed.json"),
+        cert("R-6").replace("\"pass\"", "\"fail\""),
+    )
+    .unwrap();
+    let signed = bin(
+        &[
+            "sign",
+            "--key",
+            "keys/parties/suzhou-reman.example.key",
+            "--type",
+            "certificate",
+            "failed.json",
+        ],
+        s.dir.path(),
+    );
+    assert_eq!(signed.status.code(), Some(1), "{}", text(&signed.stderr));
+    std::fs::write(s.path("failed.envelope.json"), &signed.stdout).unwrap();
+    let out = bin(
+        &["submit", "--server", url, "failed.envelope.json"],
+        s.dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with("REFUSED by the ledger: HTTP 422 "),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(s.tree_size(), size, "a failed certificate was logged");
 }
 
 #[test]
