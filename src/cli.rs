@@ -240,6 +240,11 @@ pub fn open_or_init(
     config: LedgerConfig,
 ) -> Result<(Ledger, Vec<String>), CliError> {
     let mut said = Vec::new();
+    // The demo data set is read first: without it nothing is created (no keys, no ledger).
+    let demo = cmd
+        .demo
+        .then(|| demo_data_set(&cmd.project_dir))
+        .transpose()?;
     let initialized = cmd.data.exists() && Store::open(&cmd.data)?.log_key()?.is_some();
     let ledger = if initialized {
         let key = keyfile::read_private(&cmd.log_key)?;
@@ -266,13 +271,7 @@ pub fn open_or_init(
         said.push(msg);
         ledger
     };
-    if cmd.demo {
-        let path = cmd.project_dir.join("fixtures/demo/demo.jsonl");
-        let jsonl = std::fs::read_to_string(&path).map_err(|source| CliError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let keys = keyfile::read_dir_keys(&cmd.project_dir.join("keys"))?;
+    if let Some((jsonl, keys)) = demo {
         let report = crate::demo::load(&ledger, &jsonl, &keys)
             .map_err(|e| CliError::Usage(format!("demo data set: {e}")))?;
         said.push(format!(
@@ -284,6 +283,29 @@ pub fn open_or_init(
         said.push(demo_tour(&ledger, cmd, &report.certificates)?);
     }
     Ok((ledger, said))
+}
+
+/// The demo data set (`fixtures/demo/demo.jsonl`) and the demo keys of `keys/`, under the
+/// project directory.
+fn demo_data_set(
+    project_dir: &Path,
+) -> Result<(String, std::collections::HashMap<String, PrivateKey>), CliError> {
+    let path = project_dir.join("fixtures/demo/demo.jsonl");
+    let jsonl = std::fs::read_to_string(&path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            CliError::Usage(format!(
+                "--demo: {} not found: the demo data set is part of the project; run `serve --demo` from the repository's root directory",
+                path.display()
+            ))
+        } else {
+            CliError::Io {
+                path: path.clone(),
+                source,
+            }
+        }
+    })?;
+    let keys = keyfile::read_dir_keys(&project_dir.join("keys"))?;
+    Ok((jsonl, keys))
 }
 
 /// The demo certificates whose QR labels `serve --demo` writes, with what each shows.

@@ -77,6 +77,11 @@ pub enum StoreError {
     /// written until the process restarts.
     #[error("storage is closed: it could not be reopened (see the log); restart the ledger")]
     Closed,
+    /// Another process holds the data directory: sled takes an exclusive lock on it.
+    #[error(
+        "the data directory {0} is in use by another process (a running reman-ledger serve, mirror or witness?): stop it first, or read that ledger over HTTP (e.g. audit --server URL)"
+    )]
+    InUse(String),
     /// A Merkle node the tree needs is missing.
     #[error("storage is missing Merkle node at level {level}, index {index}")]
     MissingNode {
@@ -176,10 +181,10 @@ fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
         match config.open() {
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock")
-                    && std::time::Instant::now() < deadline =>
-            {
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StoreError::InUse(dir.display().to_string()));
+                }
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
             other => return Ok(other?),

@@ -368,3 +368,20 @@ fn serve_demo_writes_labels_and_prints_the_tour() {
         "{said}"
     );
 }
+
+/// `serve --demo` away from the project (no `fixtures/demo/`) says where to run it from and
+/// creates nothing: no keys, no ledger.
+#[test]
+fn serve_demo_outside_the_project_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin(&["serve", "--demo", "--listen", "127.0.0.1:0"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("fixtures/demo/demo.jsonl not found")
+            && e.contains("run `serve --demo` from the repository's root directory"),
+        "{e}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}

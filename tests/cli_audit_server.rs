@@ -345,3 +345,29 @@ fn with_a_state_file_an_audit_catches_a_rollback_and_a_fork_between_audits() {
     let o = audit(&s, &["--log-key", "keys/log.key.pub"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
 }
+
+/// A data directory a running server holds is refused by name, by `audit --data` and by a
+/// second `serve` (sled locks it), with what to do; the running server is untouched.
+#[test]
+fn a_data_directory_in_use_is_refused_with_what_to_do() {
+    let s = Served::demo();
+    let size = s.tree_size();
+    for args in [
+        &["audit", "--data", "data"][..],
+        &["serve", "--data", "data", "--listen", "127.0.0.1:0"][..],
+        &["export", "--data", "data", "--out", "tiles"][..],
+    ] {
+        let out = bin(args, s.dir.path());
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let e = text(&out.stderr);
+        assert!(
+            e.contains("the data directory data is in use by another process (a running reman-ledger serve, mirror or witness?): stop it first, or read that ledger over HTTP"),
+            "{args:?}: {e}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: {}", text(&out.stdout));
+    }
+    assert!(!s.path("tiles").exists(), "export wrote tiles");
+    assert_eq!(s.tree_size(), size);
+    let out = audit(&s, &["--log-key", "keys/log.key.pub"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
