@@ -1097,12 +1097,13 @@ fn audited_history(
     let state = crate::trust::load_state(path).map_err(bad_state)?;
     let prefix = |_| audited.prefix_root;
     if let Err(problem) = crate::trust::check_extends(&state, key, &cp, prefix) {
+        let seen = state.log(key);
         return Err(CliError::AuditFailed(AuditError::Rewritten {
-            problem,
-            remembered: state
-                .log(key)
-                .map(|l| l.checkpoint.clone())
-                .unwrap_or_default(),
+            problem: match seen {
+                Some(seen) => format!("{problem}\n{}", seen.rewritten_hint(path)),
+                None => problem,
+            },
+            remembered: seen.map(|l| l.checkpoint.clone()).unwrap_or_default(),
             presented: text.to_owned(),
         }));
     }

@@ -310,6 +310,20 @@ pub struct SeenLog {
 }
 
 impl SeenLog {
+    /// What to tell a user whose state file at `path` remembers this checkpoint, which the log
+    /// no longer extends: where it is remembered, and the one innocent cause, a ledger created
+    /// again under the same log key (as every demo ledger is, under the public demo keys).
+    pub fn rewritten_hint(&self, path: &Path) -> String {
+        format!(
+            "the checkpoint of size {} seen before is remembered in {} (last seen {}, at {}); a ledger created again under the same log key (a demo ledger, say: all share the public demo keys) looks exactly like this: if that is what happened, check it with another --state file, or delete that file's entry for {}",
+            self.tree_size,
+            path.display(),
+            self.seen,
+            self.servers.join(", "),
+            self.origin
+        )
+    }
+
     /// The pinned log key.
     pub fn public_key(&self) -> Result<PublicKey, KeyError> {
         PublicKey::parse(&self.key)

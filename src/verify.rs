@@ -1415,6 +1415,7 @@ fn check_consistency(
     }
     let evidence = |r: &mut Report| {
         if let Some(s) = seen {
+            r.warnings.push(s.rewritten_hint(state_path));
             r.evidence = Some(Evidence {
                 remembered: s.checkpoint.clone(),
                 presented: cp_text.to_owned(),

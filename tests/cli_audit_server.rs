@@ -329,6 +329,12 @@ fn with_a_state_file_an_audit_catches_a_rollback_and_a_fork_between_audits() {
         err.contains("--- remembered ---") && err.contains("--- presented ---"),
         "{err}"
     );
+    assert!(
+        err.contains(
+            "the checkpoint of size 91 seen before is remembered in state.json (last seen "
+        ),
+        "{err}"
+    );
     assert_eq!(std::fs::read(&state).unwrap(), before, "nothing remembered");
     // ... and grows it into another history, longer than the one remembered: a fork.
     log_certificates(&s.url, 100, 3);

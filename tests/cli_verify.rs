@@ -726,6 +726,17 @@ fn online_a_server_that_rewrote_or_rolled_back_its_history_is_caught() {
     let r = verify(&b, &ids_b.certificates["eng-001"].to_string());
     r.invalid("not consistent").has("rewrote its history");
     r.has("--- remembered ---").has("--- presented ---");
+    // Where the checkpoint seen before is kept, and the innocent cause, are said.
+    assert!(
+        r.stderr.contains(&format!(
+            "warning: the checkpoint of size 89 seen before is remembered in {state} (last seen "
+        )) && r.stderr.contains(&format!(
+            ", at {}); a ledger created again under the same log key",
+            a.url
+        )),
+        "{}",
+        r.stderr
+    );
     let j = home
         .run(&[
             "--server",
@@ -761,7 +772,14 @@ fn online_a_server_that_rewrote_or_rolled_back_its_history_is_caught() {
     let ledger_c = small_ledger(dir.path());
     let c_id = add_certificates(&ledger_c, 810, 1)[0];
     let c = Server::start(dir, ledger_c);
-    verify(&c, &c_id.to_string()).invalid("rolled back");
+    let r = verify(&c, &c_id.to_string());
+    r.invalid("rolled back");
+    assert!(
+        r.stderr
+            .contains("delete that file's entry for reman-ledger.example/log"),
+        "{}",
+        r.stderr
+    );
 
     // D: the same key, another history of the same size: a fork.
     let dir = tempfile::tempdir().unwrap();
