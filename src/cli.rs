@@ -946,13 +946,25 @@ fn issue_text(s: &crate::issue::IssueSummary, server: &str) -> String {
             let _ = writeln!(out, "  {}: {}", r.source, r.reason.as_deref().unwrap_or(""));
         }
     }
-    if s.receipts_verified {
-        let _ = writeln!(
-            out,
-            "receipts verified under the pinned log key (checkpoint, inclusion, entry, seal)"
-        );
-    } else {
-        let _ = writeln!(out, "receipts not verified: give --log-key to check them");
+    let answered = s
+        .items
+        .iter()
+        .filter(|r| matches!(r.status, Status::Logged | Status::AlreadyLogged))
+        .count();
+    match (answered, s.receipts_verified) {
+        (0, _) => {}
+        (n, true) => {
+            let _ = writeln!(
+                out,
+                "{n} receipt(s) verified under the pinned log key (checkpoint, inclusion, entry, seal)"
+            );
+        }
+        (n, false) => {
+            let _ = writeln!(
+                out,
+                "{n} receipt(s) not verified: give --log-key to check them"
+            );
+        }
     }
     if let Some(index) = &s.qr_index {
         let n = s.items.iter().filter(|r| r.qr_file.is_some()).count();
@@ -1154,7 +1166,7 @@ pub fn export(data: &Path, out: &Path) -> Result<String, CliError> {
         String::new()
     };
     Ok(format!(
-        "exported the log at {} entries to {}: {} files written{kept}",
+        "exported the log at {} entries to {}: {} file(s) written{kept}",
         r.size,
         out.display(),
         r.written

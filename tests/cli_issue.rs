@@ -162,7 +162,10 @@ fn a_mixed_batch_reports_each_refusal_with_its_source_and_exits_1() {
     );
     assert!(t.contains("\n  batch.jsonl:3: HTTP 409 "), "{t}");
     assert!(t.contains("\n  batch.jsonl:4: refused locally"), "{t}");
-    assert!(t.contains("receipts not verified: give --log-key"), "{t}");
+    assert!(
+        t.contains("\n4 receipt(s) not verified: give --log-key"),
+        "{t}"
+    );
     assert_eq!(s.tree_size(), 94);
 }
 
@@ -338,13 +341,25 @@ fn unreachable_ledgers_and_usage_errors_exit_2() {
             .unwrap()
             .contains("Connection refused")
     );
-    let out = bin(&["issue", "--key", key, "--server", &dead, "c.json"], d);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stdout).contains("run the same command again"),
-        "{}",
-        text(&out.stdout)
+    let pub_key = root().join("keys/log.key.pub");
+    let out = bin(
+        &[
+            "issue",
+            "--key",
+            key,
+            "--server",
+            &dead,
+            "--log-key",
+            pub_key.to_str().unwrap(),
+            "c.json",
+        ],
+        d,
     );
+    assert_eq!(out.status.code(), Some(2));
+    let t = text(&out.stdout);
+    assert!(t.contains("run the same command again"), "{t}");
+    // Nothing was logged, so no receipt is said to be verified (found by a newcomer's run).
+    assert!(!t.contains("receipt"), "{t}");
 
     for (args, says) in [
         (

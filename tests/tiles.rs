@@ -309,7 +309,7 @@ fn an_export_holds_what_the_server_serves_and_grows_with_the_log() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     let said = text(&o.stdout);
     assert!(said.contains("exported the log at 589 entries"), "{said}");
-    assert!(said.contains("6 files written"), "{said}");
+    assert!(said.contains("6 file(s) written"), "{said}");
     assert!(
         said.contains("2 tiles of the export at 289 entries kept"),
         "{said}"
@@ -325,7 +325,7 @@ fn an_export_holds_what_the_server_serves_and_grows_with_the_log() {
     served.stop();
     let o = export(&served, &out);
     assert!(
-        text(&o.stdout).contains("1 files written"),
+        text(&o.stdout).contains("1 file(s) written"),
         "{}",
         text(&o.stdout)
     );
@@ -434,7 +434,7 @@ fn an_export_is_never_rolled_back_and_a_damaged_tile_is_written_again() {
     let o = export(&served, &out);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(
-        text(&o.stdout).contains("3 files written"),
+        text(&o.stdout).contains("3 file(s) written"),
         "{}",
         text(&o.stdout)
     );
