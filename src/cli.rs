@@ -164,7 +164,7 @@ pub struct Signed {
     pub envelope: String,
     /// The ledger's rule the payload breaks (SPEC §3): it was signed all the same, as SPEC §7
     /// says `sign` does, so that a ledger's refusals can be tried; the command then exits 1.
-    pub refused: Option<PayloadError>,
+    pub refused: Option<String>,
 }
 
 /// `sign`: signs a payload file as a DSSE envelope, after checking it as the ledger would (a
@@ -186,7 +186,10 @@ pub fn sign(key: &Path, kind: PayloadType, file: &Path) -> Result<Signed, CliErr
                 source,
             });
         }
-        Err(e) => (bytes, Some(e)),
+        Err(e) => {
+            let hint = crate::issue::type_hint(kind, &bytes, &e);
+            (bytes, Some(format!("{e}{hint}")))
+        }
     };
     let env = Envelope::sign(kind.media_type(), bytes, &key)
         .map_err(|e| CliError::Usage(e.to_string()))?;

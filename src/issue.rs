@@ -129,6 +129,22 @@ pub fn prepare(kind: PayloadType, bytes: Vec<u8>) -> Result<(Vec<u8>, Payload), 
     }
 }
 
+/// For a payload refused as `kind` with `error`: when it does not have the shape of `kind`
+/// but is valid as another payload type, says so (" (a valid event payload: give --type
+/// event)"); a missing or wrong `--type` is the usual cause. Empty otherwise.
+pub fn type_hint(kind: PayloadType, bytes: &[u8], error: &PayloadError) -> String {
+    if !matches!(error, PayloadError::Schema { .. }) {
+        return String::new();
+    }
+    PayloadType::ALL
+        .into_iter()
+        .filter(|t| *t != kind)
+        .find(|t| prepare(*t, bytes.to_vec()).is_ok())
+        .map_or_else(String::new, |t| {
+            format!(" (a valid {0} payload: give --type {0})", t.name())
+        })
+}
+
 fn with_gtin(bytes: &[u8], gtin14: String) -> Option<Vec<u8>> {
     let mut v: Value = serde_json::from_slice(bytes).ok()?;
     let slot = v.get_mut("product")?.get_mut("gtin")?;
@@ -339,7 +355,10 @@ fn issue_one(client: &Client, key: &PrivateKey, item: &Item, opts: &IssueOptions
     let refused = |reason: String| ItemResult::new(&item.source, Status::Refused).because(reason);
     let (bytes, payload) = match prepare(opts.kind, item.bytes.clone()) {
         Ok(p) => p,
-        Err(e) => return refused(format!("refused locally, not sent: {e}")),
+        Err(e) => {
+            let hint = type_hint(opts.kind, &item.bytes, &e);
+            return refused(format!("refused locally, not sent: {e}{hint}"));
+        }
     };
     let envelope = match Envelope::sign(opts.kind.media_type(), bytes, key) {
         Ok(e) => e,

@@ -165,6 +165,30 @@ fn sign_prints_an_envelope_that_verifies_and_warns_of_a_payload_the_ledger_will_
         .unwrap();
     assert_eq!(env.payload, std::fs::read(&cert).unwrap());
 
+    // An event signed as a certificate (no --type event): the warning says which type fits.
+    let event = std::fs::read_to_string(root().join("fixtures/examples/event.json"))
+        .unwrap()
+        .replace("CERTIFICATE_ID", &"ab".repeat(16));
+    std::fs::write(&cert, event).unwrap();
+    let out = bin(
+        &[
+            "sign",
+            "--key",
+            key.to_str().unwrap(),
+            "--type",
+            "certificate",
+            "cert.json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let warning = text(&out.stderr);
+    assert!(
+        warning.contains("does not match the certificate schema")
+            && warning.contains("(a valid event payload: give --type event)"),
+        "{warning}"
+    );
+
     // A file that is not a JSON object (here the private key itself, given by mistake) is no
     // payload: it is not signed, and nothing is printed.
     for (content, why) in [

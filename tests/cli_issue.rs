@@ -361,6 +361,21 @@ fn unreachable_ledgers_and_usage_errors_exit_2() {
     // Nothing was logged, so no receipt is said to be verified (found by a newcomer's run).
     assert!(!t.contains("receipt"), "{t}");
 
+    // An event issued without --type event is refused locally, never sent, with the hint.
+    let event = std::fs::read_to_string(root().join("fixtures/examples/event.json"))
+        .unwrap()
+        .replace("CERTIFICATE_ID", &"cd".repeat(16));
+    std::fs::write(d.join("event.json"), event).unwrap();
+    let out = bin(&["issue", "--key", key, "--server", &dead, "event.json"], d);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    assert!(
+        t.contains(
+            "event.json: refused locally, not sent: payload does not match the certificate schema"
+        ) && t.contains("(a valid event payload: give --type event)"),
+        "{t}"
+    );
+
     for (args, says) in [
         (
             vec!["issue", "--key", key, "--server", &dead, "missing.json"],
