@@ -72,6 +72,11 @@ pub enum TrustError {
         "{0} holds a private key: give the log's public key instead (its .pub file, or the vkey text that GET /api/v1/log answers)"
     )]
     PrivateKey(String),
+    /// `--log-key` names a file (it has none of a vkey's `+` separators) that does not exist.
+    #[error(
+        "--log-key {0}: no such file (give the log's public key file, e.g. keys/log.key.pub, or the vkey text that GET /api/v1/log answers)"
+    )]
+    NoLogKeyFile(String),
     /// `--log-key` is neither a vkey nor a readable file.
     #[error(
         "--log-key {arg:?} is neither a log key (<name>+<key ID>+<key>: {reason}) nor a file that holds one"
@@ -193,6 +198,9 @@ pub fn log_key_arg(arg: &str) -> Result<TrustedKeys, TrustError> {
         return Err(TrustError::PrivateKey("--log-key".to_owned()));
     }
     let path = Path::new(arg);
+    if !path.exists() && !trimmed.contains('+') {
+        return Err(TrustError::NoLogKeyFile(arg.to_owned()));
+    }
     if !path.is_file() {
         return Err(TrustError::BadLogKeyArg {
             arg: arg.to_owned(),

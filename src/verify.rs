@@ -784,6 +784,23 @@ fn log_used(key: &PublicKey, source: &str) -> LogUsed {
     }
 }
 
+/// What is wrong with a TARGET that is no file but looks like a mistyped certificate ID (at
+/// least 24 of its characters hex digits, no path separator or extension): said as such, not
+/// as a missing file.
+fn id_mistake(target: &str) -> Option<String> {
+    let hex = target.bytes().filter(u8::is_ascii_hexdigit).count();
+    if hex < 24 || target.contains(['/', '.']) {
+        return None;
+    }
+    let what = match target.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
+        Some((i, c)) => format!("{c:?} at position {} is not a hex digit", i + 1),
+        None => format!("it has {} digits", target.chars().count()),
+    };
+    Some(format!(
+        "{target} is not a certificate ID (32 hex digits): {what}; nor is it a file"
+    ))
+}
+
 /// The largest photo file `verify` reads (a label photo is a few MB).
 pub const MAX_PHOTO_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -801,6 +818,11 @@ fn decode_photo(r: &mut Report, path: &std::path::Path) -> Step<String> {
         .into());
     }
     let bytes = std::fs::read(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound
+            && let Some(mistake) = path.to_str().and_then(id_mistake)
+        {
+            return VerifyError::Usage(mistake);
+        }
         let hint = if source.kind() == std::io::ErrorKind::NotFound {
             std::io::Error::new(
                 source.kind(),

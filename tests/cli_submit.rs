@@ -272,7 +272,11 @@ fn io_and_usage_errors_exit_2() {
         s.dir.path(),
     );
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("is neither a log key"));
+    assert!(
+        text(&out.stderr).contains("--log-key nothing-here.pub: no such file"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(
         bin(&["submit", "cert.json"], s.dir.path()).status.code(),
         Some(2)

@@ -390,6 +390,14 @@ fn usage_and_io_errors_exit_2() {
     // Bad --log-key values: garbage, a private key file, an empty file, a missing trust file.
     let r = home.run(&["--log-key", "not-a-key", url]);
     r.expect(2);
+    assert!(
+        r.stderr
+            .contains("--log-key not-a-key: no such file (give the log's public key file"),
+        "{}",
+        r.stderr
+    );
+    let r = home.run(&["--log-key", "not+a+key", url]);
+    r.expect(2);
     assert!(r.stderr.contains("neither a log key"), "{}", r.stderr);
     std::fs::copy(root().join("keys/log.key"), home.path().join("log.key")).unwrap();
     let r = home.run(&["--log-key", "log.key", url]);
@@ -411,6 +419,24 @@ fn usage_and_io_errors_exit_2() {
     let r = home.run(&["--log-key", LOG_PUB, "label.png"]);
     r.expect(2);
     assert!(r.stderr.contains("label.png: no such file"), "{}", r.stderr);
+    // A mistyped certificate ID is said to be one, not a missing file.
+    for (typo, what) in [
+        (&id[1..], "it has 31 digits"),
+        (
+            &format!("{}x", &id[1..]),
+            "'x' at position 32 is not a hex digit",
+        ),
+    ] {
+        let r = home.run(&["--log-key", LOG_PUB, typo]);
+        r.expect(2);
+        assert!(
+            r.stderr.contains(&format!(
+                "{typo} is not a certificate ID (32 hex digits): {what}; nor is it a file"
+            )),
+            "{}",
+            r.stderr
+        );
+    }
     std::fs::write(home.path().join("notes.txt"), "hello").unwrap();
     let r = home.run(&["--log-key", LOG_PUB, "notes.txt"]);
     r.expect(2);
