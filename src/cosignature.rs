@@ -9,7 +9,7 @@
 //! under another key ID than the same key would sign notes under. The name is not signed: a
 //! witness key must serve one witness name only. Pure: no I/O.
 
-use crate::keys::{KeyId, PrivateKey, is_valid_name};
+use crate::keys::{KeyId, PrivateKey, PublicKey, is_valid_name};
 use crate::note::NoteSignature;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -36,6 +36,12 @@ pub enum CosignatureError {
         "the key has signature type 0x{0:02x}, not 0x04 (Ed25519 cosignature/v1): give the witness's cosigner key, which `reman-ledger witness` prints"
     )]
     WrongType(u8),
+    /// A note key (type 0x01) where a cosigner key was expected: the cosigner key of the same
+    /// key pair is given, for a user who gave a witness's `.pub` file.
+    #[error(
+        "a note key (signature type 0x01, not 0x04) where the witness's cosigner key is expected; if it is the witness's public key, its cosigner key is {0} (the same key pair, as `reman-ledger witness` prints it)"
+    )]
+    NoteKey(String),
     /// The stated key ID is not the one the name and key give.
     #[error("the key ID {stated} does not match the name and key (computed {computed})")]
     KeyIdMismatch {
@@ -105,6 +111,32 @@ impl CosignerKey {
             name: public.name().to_owned(),
             id: key_id(public.name(), public.as_bytes()),
             key: *public.verifying_key(),
+        }
+    }
+
+    /// The cosigner key of a witness's public key: the same key pair, type 0x04 (a
+    /// witness's `.pub` file holds its key as a note key, type 0x01).
+    pub fn of_public(witness: &PublicKey) -> CosignerKey {
+        CosignerKey {
+            name: witness.name().to_owned(),
+            id: key_id(witness.name(), witness.as_bytes()),
+            key: *witness.verifying_key(),
+        }
+    }
+
+    /// Parses a witness's cosigner vkey as a user gives it; a note vkey (type 0x01, as a
+    /// `.pub` file holds a key) is refused with the cosigner vkey of the same key pair, to use
+    /// if that is the witness's key. Not taken as it is: the key most at hand is the log's own,
+    /// whose "cosignatures" the log could make itself.
+    pub fn parse_witness(vkey: &str) -> Result<CosignerKey, CosignatureError> {
+        match CosignerKey::parse(vkey) {
+            Err(CosignatureError::WrongType(t)) => match PublicKey::parse(vkey.trim()) {
+                Ok(public) => Err(CosignatureError::NoteKey(
+                    CosignerKey::of_public(&public).to_vkey(),
+                )),
+                Err(_) => Err(CosignatureError::WrongType(t)),
+            },
+            other => other,
         }
     }
 
@@ -256,12 +288,20 @@ mod tests {
         let vkey = k.to_vkey();
         assert!(vkey.starts_with(&format!("witness.example.com/w1+{}+", k.id())));
         assert_eq!(CosignerKey::parse(&vkey), Ok(k.clone()));
-        // The same key as a note key (type 0x01) is not a cosigner key.
+        // The same key as a note key (type 0x01) is not a cosigner key, but names the same
+        // key pair for a user who gives the witness's public key.
         let note_vkey = witness().public().to_vkey();
         assert_eq!(
             CosignerKey::parse(&note_vkey),
             Err(CosignatureError::WrongType(1))
         );
+        assert_eq!(
+            CosignerKey::parse_witness(&note_vkey),
+            Err(CosignatureError::NoteKey(vkey.clone()))
+        );
+        assert_eq!(CosignerKey::parse_witness(&vkey), Ok(k.clone()));
+        let bad_note = format!("{}x", &note_vkey[..note_vkey.len() - 1]);
+        assert!(CosignerKey::parse_witness(&bad_note).is_err());
         let (name_id, _) = vkey.rsplit_once('+').unwrap();
         let other_id = format!("{}+00000000+{}", k.name(), vkey.rsplit('+').next().unwrap());
         assert!(matches!(

@@ -1,5 +1,6 @@
 //! Key files on disk (SPEC §2): `PATH` holds the private key (mode 0600), `PATH.pub` the vkey.
 
+use crate::cosignature::CosignerKey;
 use crate::keys::{KeyError, PrivateKey, PublicKey};
 use std::fs;
 use std::io::Write as _;
@@ -24,6 +25,14 @@ pub enum KeyFileError {
         path: PathBuf,
         /// What is wrong with the key.
         source: KeyError,
+    },
+    /// A witness's key (a vkey, or a file holding one) is not one.
+    #[error("{given}: {source}")]
+    Witness {
+        /// The key or file as given.
+        given: String,
+        /// What is wrong with it.
+        source: crate::cosignature::CosignatureError,
     },
     /// The file holds a key with another name than expected.
     #[error("{path} holds key {found:?}, expected a key named {expected:?}")]
@@ -65,6 +74,30 @@ pub fn read_public(path: &Path) -> Result<PublicKey, KeyFileError> {
     let text = fs::read_to_string(path).map_err(io(path))?;
     PublicKey::parse(text.trim()).map_err(|source| KeyFileError::Key {
         path: path.to_owned(),
+        source,
+    })
+}
+
+/// A witness's cosigner key as given on the command line: its vkey, as `reman-ledger witness`
+/// prints it, or a file holding it (see [`CosignerKey::parse_witness`] for a `.pub` file).
+pub fn read_witness_key(arg: &str) -> Result<CosignerKey, KeyFileError> {
+    let path = Path::new(arg);
+    let text = if path.is_file() {
+        fs::read_to_string(path).map_err(io(path))?
+    } else if !arg.contains('+') {
+        // No vkey is without its `+` separators: this names a file.
+        return Err(KeyFileError::Io {
+            path: path.to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such file (give the witness's cosigner key: the vkey `reman-ledger witness` prints, or a file holding it)",
+            ),
+        });
+    } else {
+        arg.to_owned()
+    };
+    CosignerKey::parse_witness(text.trim()).map_err(|source| KeyFileError::Witness {
+        given: arg.to_owned(),
         source,
     })
 }

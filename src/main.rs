@@ -199,7 +199,7 @@ enum Command {
         #[arg(long)]
         demo: bool,
         /// A witness to ask to cosign each new checkpoint, as VKEY@URL: its cosigner key
-        /// (printed by `reman-ledger witness`), @, its URL. Repeat for each witness; their
+        /// (printed by `reman-ledger witness`, or a file holding it), @, its URL. Repeat for each witness; their
         /// cosignatures are served with the checkpoint (GET /checkpoint, tlog-proofs).
         /// Answers are then made against the newest checkpoint all witnesses (or
         /// --witness-quorum of them) have cosigned (a new entry is found a moment after its
@@ -584,7 +584,7 @@ struct VerifyArgs {
     /// (with --server).
     target: String,
     /// The log's public key: a vkey (<name>+<key ID>+<key>) or a file holding it (.pub).
-    #[arg(long, value_name = "VKEY|FILE")]
+    #[arg(long, value_name = "VKEY-or-FILE")]
     log_key: Option<String>,
     /// Also ask this ledger: status, events, inclusion proof, checkpoint consistency.
     #[arg(long, value_name = "URL")]
@@ -600,9 +600,9 @@ struct VerifyArgs {
     #[arg(long)]
     trust_on_first_use: bool,
     /// A witness whose cosignature the checkpoint must carry (a .tlog-proof's, else the
-    /// ledger's with --server): its cosigner key (printed by `reman-ledger witness`). Repeat
-    /// to require several.
-    #[arg(long = "witness", value_name = "VKEY")]
+    /// ledger's with --server): its cosigner key (printed by `reman-ledger witness`, not the
+    /// key of its .pub file), or a file holding it. Repeat to require several.
+    #[arg(long = "witness", value_name = "VKEY-or-FILE")]
     witnesses: Vec<String>,
     /// Print the report as one JSON object.
     #[arg(long)]

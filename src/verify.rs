@@ -619,7 +619,10 @@ fn run(
     let witnesses = opts
         .witnesses
         .iter()
-        .map(|w| CosignerKey::parse(w).map_err(|e| VerifyError::Usage(format!("--witness: {e}"))))
+        .map(|w| {
+            crate::keyfile::read_witness_key(w)
+                .map_err(|e| VerifyError::Usage(format!("--witness: {e}")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     if !witnesses.is_empty() && !matches!(target, Target::Proof(_)) && opts.server.is_none() {
         return Err(VerifyError::Usage(

@@ -33,7 +33,8 @@ impl WitnessConfig {
         let (vkey, url) = arg.split_once('@').ok_or_else(|| {
             format!("--witness {arg:?}: expected VKEY@URL (the witness's cosigner key, @, its URL)")
         })?;
-        let key = CosignerKey::parse(vkey).map_err(|e| format!("--witness {arg:?}: {e}"))?;
+        let key = crate::keyfile::read_witness_key(vkey)
+            .map_err(|e| format!("--witness {arg:?}: {e}"))?;
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(format!(
                 "--witness {arg:?}: the URL must start with http:// or https://"

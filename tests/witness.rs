@@ -343,7 +343,10 @@ fn cosigned_checkpoint(url: &str, w: &Witness, size: u64) -> String {
 #[test]
 fn a_ledger_serves_its_checkpoints_with_its_witnesses_cosignatures() {
     let w = Witness::start();
-    let witness_arg = format!("{}@{}", w.cosigner.to_vkey(), w.url);
+    // The witness's cosigner key from a file that holds it, as a user saves what it prints.
+    let file = w.path("cosigner.vkey");
+    std::fs::write(&file, format!("{}\n", w.cosigner.to_vkey())).unwrap();
+    let witness_arg = format!("{}@{}", file.display(), w.url);
     let mut ledger = Served::demo_with(&["--witness", &witness_arg]);
     cosigned_checkpoint(&ledger.url, &w, 89);
     // Each new checkpoint is cosigned in turn, from the size the witness cosigned last.
@@ -392,9 +395,20 @@ fn serve_refuses_a_witness_it_cannot_use() {
         "{}@http://127.0.0.1:1",
         CosignerKey::of(&PrivateKey::generate(WITNESS).unwrap()).to_vkey()
     );
+    // A .pub file holds a note key (type 0x01): refused, with the cosigner key of the same
+    // key pair to give if it is the witness's (here it is the log's own: a mistake).
+    let log_pub = common::root().join("keys/log.key.pub");
+    let log_pub_as_witness = format!("{}@http://127.0.0.1:1", log_pub.display());
+    let log_cosigner = CosignerKey::of_public(common::log_key().public()).to_vkey();
+    let its_cosigner_key = format!("its cosigner key is {log_cosigner} (the same key pair");
     for (witnesses, why) in [
+        (vec![log_pub_as_witness.as_str()], its_cosigner_key.as_str()),
+        (
+            vec!["missing.pub@http://127.0.0.1:1"],
+            "missing.pub: no such file (give the witness's cosigner key",
+        ),
         (vec!["http://127.0.0.1:1"], "expected VKEY@URL"),
-        (vec!["nokey@http://127.0.0.1:1"], "is not a cosigner key"),
+        (vec!["no+key@http://127.0.0.1:1"], "is not a cosigner key"),
         (vec![log_as_witness.as_str()], "not 0x04"),
         (vec![twice.as_str(), twice.as_str()], "is given twice"),
     ] {
