@@ -1000,6 +1000,8 @@ pub const UNPINNED_WARNING: &str = "log key not pinned: the checkpoint was verif
 /// `audit --data DIR` or `audit --server URL`: re-checks the whole log and prints the report.
 pub fn audit(cmd: &AuditCommand) -> Result<Verdict, CliError> {
     let pinned = cmd.log_key.is_some();
+    // With --state: the tree size remembered before this audit (None: the first one).
+    let mut history: Option<Option<u64>> = None;
     let (result, warning) = match (&cmd.data, &cmd.server) {
         (Some(dir), None) => {
             let bar = progress_bar(0, "auditing");
@@ -1041,6 +1043,7 @@ pub fn audit(cmd: &AuditCommand) -> Result<Verdict, CliError> {
             .and_then(|a| {
                 if let Some(path) = &cmd.state {
                     audited_history(path, &client, &a)?;
+                    history = Some(seen);
                 }
                 Ok((a.report, Some(a.key)))
             });
@@ -1062,6 +1065,12 @@ pub fn audit(cmd: &AuditCommand) -> Result<Verdict, CliError> {
             if let Some(w) = warning {
                 v["warning"] = w.into();
             }
+            if let (Some(seen), Some(path)) = (history, &cmd.state) {
+                v["history"] = serde_json::json!({
+                    "state_file": path.display().to_string(),
+                    "previous_tree_size": seen,
+                });
+            }
             println!("{v}");
             Ok(Verdict::Ok)
         }
@@ -1072,6 +1081,18 @@ pub fn audit(cmd: &AuditCommand) -> Result<Verdict, CliError> {
                 r.origin,
                 hex::encode(r.root)
             );
+            if let (Some(seen), Some(path)) = (history, &cmd.state) {
+                match seen {
+                    Some(size) => println!(
+                        "   and it extends the tree of {size} entries remembered in {} (consistency proof); this one is remembered now",
+                        path.display()
+                    ),
+                    None => println!(
+                        "   first audit of this log with {}: its checkpoint is remembered there, for the next audit or verification to check against",
+                        path.display()
+                    ),
+                }
+            }
             if let Some(c) = r.catching_up.as_ref().filter(|c| c.entries > 0) {
                 println!(
                     "   and {} more entries this mirror stores while catching up to a tree of {}, each checked (chain, signature, rules, seal); their tree is checked once the mirror holds it whole",

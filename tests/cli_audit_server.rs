@@ -306,6 +306,13 @@ fn with_a_state_file_an_audit_catches_a_rollback_and_a_fork_between_audits() {
     };
     let o = audit_remembering(&s);
     assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains(
+            "\n   first audit of this log with state.json: its checkpoint is remembered there"
+        ),
+        "{}",
+        text(&o.stdout)
+    );
     assert_eq!(remembered(), 89);
     // A copy of the log as it is now, kept aside; the log grows and is audited again.
     s.stop();
@@ -314,6 +321,25 @@ fn with_a_state_file_an_audit_catches_a_rollback_and_a_fork_between_audits() {
     log_certificates(&s.url, 0, 2);
     let o = audit_remembering(&s);
     assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("\n   and it extends the tree of 89 entries remembered in state.json (consistency proof)"),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = audit(
+        &s,
+        &[
+            "--log-key",
+            "keys/log.key.pub",
+            "--state",
+            "state.json",
+            "--json",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v = json(&o);
+    assert_eq!(v["history"]["previous_tree_size"], 91, "{v}");
+    assert_eq!(v["history"]["state_file"], "state.json", "{v}");
     assert_eq!(remembered(), 91);
     let before = std::fs::read(&state).unwrap();
     // The operator serves the older copy: every entry of it verifies, but it is a rollback.
