@@ -392,6 +392,17 @@ pub fn serve(cmd: ServeCommand) -> Result<(), CliError> {
             )));
         }
     }
+    // A log cosigning its own checkpoints proves nothing: its key is no witness's.
+    if !witnesses.is_empty() && cmd.log_key.is_file() {
+        let log = keyfile::read_private(&cmd.log_key)?.public().clone();
+        if let Some(w) = witnesses.iter().find(|w| w.key.same_key_as(&log)) {
+            return Err(CliError::Usage(format!(
+                "--witness {}: that is the log's own key ({}): a witness is an independent party with its own key",
+                w.url,
+                cmd.log_key.display()
+            )));
+        }
+    }
     match cmd.witness_quorum {
         None => {}
         Some(_) if witnesses.is_empty() => {

@@ -33,15 +33,9 @@ pub enum CosignatureError {
     BadKey(String),
     /// A vkey of another signature type.
     #[error(
-        "the key has signature type 0x{0:02x}, not 0x04 (Ed25519 cosignature/v1): give the witness's cosigner key, which `reman-ledger witness` prints"
+        "the key has signature type 0x{0:02x}, not 0x04 (Ed25519 cosignature/v1), as a .pub file holds a key: give the witness's cosigner key, which `reman-ledger witness` prints when it starts"
     )]
     WrongType(u8),
-    /// A note key (type 0x01) where a cosigner key was expected: the cosigner key of the same
-    /// key pair is given, for a user who gave a witness's `.pub` file.
-    #[error(
-        "a note key (signature type 0x01, not 0x04) where the witness's cosigner key is expected; if it is the witness's public key, its cosigner key is {0} (the same key pair, as `reman-ledger witness` prints it)"
-    )]
-    NoteKey(String),
     /// The stated key ID is not the one the name and key give.
     #[error("the key ID {stated} does not match the name and key (computed {computed})")]
     KeyIdMismatch {
@@ -114,30 +108,11 @@ impl CosignerKey {
         }
     }
 
-    /// The cosigner key of a witness's public key: the same key pair, type 0x04 (a
-    /// witness's `.pub` file holds its key as a note key, type 0x01).
-    pub fn of_public(witness: &PublicKey) -> CosignerKey {
-        CosignerKey {
-            name: witness.name().to_owned(),
-            id: key_id(witness.name(), witness.as_bytes()),
-            key: *witness.verifying_key(),
-        }
-    }
-
-    /// Parses a witness's cosigner vkey as a user gives it; a note vkey (type 0x01, as a
-    /// `.pub` file holds a key) is refused with the cosigner vkey of the same key pair, to use
-    /// if that is the witness's key. Not taken as it is: the key most at hand is the log's own,
-    /// whose "cosignatures" the log could make itself.
-    pub fn parse_witness(vkey: &str) -> Result<CosignerKey, CosignatureError> {
-        match CosignerKey::parse(vkey) {
-            Err(CosignatureError::WrongType(t)) => match PublicKey::parse(vkey.trim()) {
-                Ok(public) => Err(CosignatureError::NoteKey(
-                    CosignerKey::of_public(&public).to_vkey(),
-                )),
-                Err(_) => Err(CosignatureError::WrongType(t)),
-            },
-            other => other,
-        }
+    /// Whether this is the same Ed25519 key pair as `key` (of another signature type): a
+    /// log's own key must not be taken as its witness, whose cosignatures the log could then
+    /// make itself.
+    pub fn same_key_as(&self, key: &PublicKey) -> bool {
+        self.key == *key.verifying_key()
     }
 
     /// Parses a cosigner vkey, `<name>+<key ID>+<base64(0x04 || key)>`.
@@ -288,20 +263,14 @@ mod tests {
         let vkey = k.to_vkey();
         assert!(vkey.starts_with(&format!("witness.example.com/w1+{}+", k.id())));
         assert_eq!(CosignerKey::parse(&vkey), Ok(k.clone()));
-        // The same key as a note key (type 0x01) is not a cosigner key, but names the same
-        // key pair for a user who gives the witness's public key.
+        // The same key as a note key (type 0x01) is not a cosigner key, but the same pair.
         let note_vkey = witness().public().to_vkey();
         assert_eq!(
             CosignerKey::parse(&note_vkey),
             Err(CosignatureError::WrongType(1))
         );
-        assert_eq!(
-            CosignerKey::parse_witness(&note_vkey),
-            Err(CosignatureError::NoteKey(vkey.clone()))
-        );
-        assert_eq!(CosignerKey::parse_witness(&vkey), Ok(k.clone()));
-        let bad_note = format!("{}x", &note_vkey[..note_vkey.len() - 1]);
-        assert!(CosignerKey::parse_witness(&bad_note).is_err());
+        assert!(k.same_key_as(witness().public()));
+        assert!(!k.same_key_as(PrivateKey::generate("other.example").unwrap().public()));
         let (name_id, _) = vkey.rsplit_once('+').unwrap();
         let other_id = format!("{}+00000000+{}", k.name(), vkey.rsplit('+').next().unwrap());
         assert!(matches!(

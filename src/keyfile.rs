@@ -1,6 +1,6 @@
 //! Key files on disk (SPEC §2): `PATH` holds the private key (mode 0600), `PATH.pub` the vkey.
 
-use crate::cosignature::CosignerKey;
+use crate::cosignature::{CosignatureError, CosignerKey};
 use crate::keys::{KeyError, PrivateKey, PublicKey};
 use std::fs;
 use std::io::Write as _;
@@ -26,6 +26,11 @@ pub enum KeyFileError {
         /// What is wrong with the key.
         source: KeyError,
     },
+    /// A private key file where a public key was expected.
+    #[error(
+        "{0} holds a private key: give the public key instead (never pass a private key around)"
+    )]
+    Private(PathBuf),
     /// A witness's key (a vkey, or a file holding one) is not one.
     #[error("{given}: {source}")]
     Witness {
@@ -79,26 +84,50 @@ pub fn read_public(path: &Path) -> Result<PublicKey, KeyFileError> {
 }
 
 /// A witness's cosigner key as given on the command line: its vkey, as `reman-ledger witness`
-/// prints it, or a file holding it (see [`CosignerKey::parse_witness`] for a `.pub` file).
+/// prints it, or a file holding it. What a file holds is not repeated in errors (it may be a
+/// private key given by mistake).
 pub fn read_witness_key(arg: &str) -> Result<CosignerKey, KeyFileError> {
     let path = Path::new(arg);
-    let text = if path.is_file() {
-        fs::read_to_string(path).map_err(io(path))?
-    } else if !arg.contains('+') {
-        // No vkey is without its `+` separators: this names a file.
-        return Err(KeyFileError::Io {
-            path: path.to_owned(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no such file (give the witness's cosigner key: the vkey `reman-ledger witness` prints, or a file holding it)",
-            ),
-        });
-    } else {
-        arg.to_owned()
-    };
-    CosignerKey::parse_witness(text.trim()).map_err(|source| KeyFileError::Witness {
+    let witness_error = |source| KeyFileError::Witness {
         given: arg.to_owned(),
         source,
+    };
+    if path.is_dir() {
+        return Err(KeyFileError::Io {
+            path: path.to_owned(),
+            source: std::io::Error::other(
+                "a directory: give the witness's cosigner key, or a file holding it",
+            ),
+        });
+    }
+    if !path.is_file() {
+        if !arg.contains('+') {
+            // No vkey is without its `+` separators: this names a file.
+            return Err(KeyFileError::Io {
+                path: path.to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such file (give the witness's cosigner key: the vkey `reman-ledger witness` prints, or a file holding it)",
+                ),
+            });
+        }
+        if arg.trim().starts_with("PRIVATE+KEY+") {
+            return Err(witness_error(CosignatureError::BadKey(
+                "a private key".into(),
+            )));
+        }
+        return CosignerKey::parse(arg).map_err(witness_error);
+    }
+    let text = fs::read_to_string(path).map_err(io(path))?;
+    let text = text.trim();
+    if text.starts_with("PRIVATE+KEY+") {
+        return Err(KeyFileError::Private(path.to_owned()));
+    }
+    CosignerKey::parse(text).map_err(|e| match e {
+        CosignatureError::BadKey(_) => {
+            witness_error(CosignatureError::BadKey(format!("the text of {arg}")))
+        }
+        other => witness_error(other),
     })
 }
 

@@ -644,7 +644,7 @@ fn run(
         let seen = check_proof(r, &pinned, path)?;
         check_cosignatures(
             r,
-            &witnesses,
+            (&witnesses, &seen.key),
             &seen.checkpoint_text,
             "the proof's checkpoint",
         )?;
@@ -1009,17 +1009,31 @@ fn accept_proof(
     })
 }
 
+/// Refuses a required witness whose key pair is the log's own: the log could make those
+/// "cosignatures" itself, so they would vouch for nothing.
+fn no_log_key_as_witness(witnesses: &[CosignerKey], log: &PublicKey) -> Result<(), VerifyError> {
+    match witnesses.iter().find(|w| w.same_key_as(log)) {
+        Some(w) => Err(VerifyError::Usage(format!(
+            "--witness {}: that is the log's own key pair ({}): a witness is an independent party with its own key, which `reman-ledger witness` prints",
+            w.to_vkey(),
+            log.name()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Each required witness cosigned `checkpoint` (C2SP tlog-cosignature; `what` names it): it
 /// saw that tree and found it consistent with every earlier one it saw of this log.
 fn check_cosignatures(
     r: &mut Report,
-    witnesses: &[CosignerKey],
+    (witnesses, log): (&[CosignerKey], &PublicKey),
     checkpoint: &str,
     what: &str,
 ) -> Step<()> {
     if witnesses.is_empty() {
         return Ok(());
     }
+    no_log_key_as_witness(witnesses, log)?;
     let note = crate::note::parse(checkpoint)
         .map_err(|e| r.fail("witness", format!("{what} does not parse: {e}")))?;
     for w in witnesses {
@@ -1228,6 +1242,7 @@ fn online(
     let state = trust::load_state(state_path)?;
     let info = client.log()?;
     let key = choose_key(r, &client, pinned, &state, &info, label)?;
+    no_log_key_as_witness(witnesses, &key)?;
     if let Some(label) = label {
         check_seal(r, &key, label)?;
     }
@@ -1248,7 +1263,7 @@ fn online(
         "checkpoint",
         format!("signed by the log key; tree size {}", cp.size),
     );
-    check_cosignatures(r, witnesses, &cp_text, "the ledger's checkpoint")?;
+    check_cosignatures(r, (witnesses, &key), &cp_text, "the ledger's checkpoint")?;
     check_consistency(r, &client, &state, &key, &cp, &cp_text, state_path)?;
     let mut fresh_state = trust::load_state(state_path)?;
     fresh_state.remember(&key, &cp, &cp_text, &server, &now());

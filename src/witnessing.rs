@@ -28,18 +28,21 @@ pub struct WitnessConfig {
 }
 
 impl WitnessConfig {
-    /// Parses `VKEY@URL`: the witness's cosigner key, `@`, its URL (a vkey holds no `@`).
+    /// Parses `VKEY@URL`: the witness's cosigner key (or a file holding it, whose path may
+    /// hold an `@`), `@`, its URL.
     pub fn parse(arg: &str) -> Result<WitnessConfig, String> {
-        let (vkey, url) = arg.split_once('@').ok_or_else(|| {
-            format!("--witness {arg:?}: expected VKEY@URL (the witness's cosigner key, @, its URL)")
-        })?;
+        let at = ["@http://", "@https://"]
+            .iter()
+            .filter_map(|sep| arg.rfind(sep))
+            .max()
+            .ok_or_else(|| {
+                format!(
+                    "--witness {arg:?}: expected VKEY@URL (the witness's cosigner key, @, its URL starting with http:// or https://)"
+                )
+            })?;
+        let (vkey, url) = (&arg[..at], &arg[at + 1..]);
         let key = crate::keyfile::read_witness_key(vkey)
             .map_err(|e| format!("--witness {arg:?}: {e}"))?;
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(format!(
-                "--witness {arg:?}: the URL must start with http:// or https://"
-            ));
-        }
         Ok(WitnessConfig {
             url: url.trim_end_matches('/').to_owned(),
             key,

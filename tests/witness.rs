@@ -395,14 +395,40 @@ fn serve_refuses_a_witness_it_cannot_use() {
         "{}@http://127.0.0.1:1",
         CosignerKey::of(&PrivateKey::generate(WITNESS).unwrap()).to_vkey()
     );
-    // A .pub file holds a note key (type 0x01): refused, with the cosigner key of the same
-    // key pair to give if it is the witness's (here it is the log's own: a mistake).
+    // The log key this server would run under, so that it can tell its own key from a
+    // witness's.
+    std::fs::create_dir(dir.path().join("keys")).unwrap();
+    std::fs::copy(
+        common::root().join("keys/log.key"),
+        dir.path().join("keys/log.key"),
+    )
+    .unwrap();
+    // A .pub file holds a note key (type 0x01), not a cosigner key; the log's own key pair
+    // as a cosigner key is no witness; a private key file is not repeated; a path with an @.
     let log_pub = common::root().join("keys/log.key.pub");
     let log_pub_as_witness = format!("{}@http://127.0.0.1:1", log_pub.display());
-    let log_cosigner = CosignerKey::of_public(common::log_key().public()).to_vkey();
-    let its_cosigner_key = format!("its cosigner key is {log_cosigner} (the same key pair");
+    let log_itself = format!(
+        "{}@http://127.0.0.1:1",
+        CosignerKey::of(&common::log_key()).to_vkey()
+    );
+    let private = format!(
+        "{}@http://127.0.0.1:1",
+        dir.path().join("keys/log.key").display()
+    );
+    let at_path = dir.path().join("me@home");
+    std::fs::write(&at_path, "not a key\n").unwrap();
+    let at_path = format!("{}@https://w.example", at_path.display());
     for (witnesses, why) in [
-        (vec![log_pub_as_witness.as_str()], its_cosigner_key.as_str()),
+        (
+            vec![log_pub_as_witness.as_str()],
+            "as a .pub file holds a key: give the witness's cosigner key",
+        ),
+        (
+            vec![log_itself.as_str()],
+            "that is the log's own key (keys/log.key)",
+        ),
+        (vec![private.as_str()], "holds a private key"),
+        (vec![at_path.as_str()], "me@home: \"the text of"),
         (
             vec!["missing.pub@http://127.0.0.1:1"],
             "missing.pub: no such file (give the witness's cosigner key",
@@ -536,6 +562,38 @@ fn verify_requires_the_cosignatures_a_customs_officer_asks_for_on_a_proof() {
         text(&o.stdout).contains("does not verify"),
         "{}",
         text(&o.stdout)
+    );
+
+    // The log's own key pair as its witness: refused (the log could cosign for itself), as
+    // is a .pub file's note key, and a private key file is not repeated.
+    let log_as_cosigner = CosignerKey::of(&common::log_key()).to_vkey();
+    let o = verify(&good, &log_as_cosigner);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stdout));
+    assert!(
+        text(&o.stderr).contains("that is the log's own key pair (reman-ledger.example/log)"),
+        "{}",
+        text(&o.stderr)
+    );
+    let log_pub_file = common::root().join("keys/log.key.pub");
+    let o = verify(&good, log_pub_file.to_str().unwrap());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("not 0x04 (Ed25519 cosignature/v1), as a .pub file holds a key"),
+        "{}",
+        text(&o.stderr)
+    );
+    let log_private = common::root().join("keys/log.key");
+    let o = verify(&good, log_private.to_str().unwrap());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("holds a private key"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(
+        !text(&o.stderr).contains("PRIVATE+KEY"),
+        "{}",
+        text(&o.stderr)
     );
 
     // --witness is about a checkpoint: offline, only a proof has one.
