@@ -174,6 +174,13 @@ pub struct Signed {
 pub fn sign(key: &Path, kind: PayloadType, file: &Path) -> Result<Signed, CliError> {
     let key = keyfile::read_private(key)?;
     let bytes = read(file)?;
+    // Signed, it would be printed and likely logged for anyone to read.
+    if bytes.windows(12).any(|w| w == b"PRIVATE+KEY+") {
+        return Err(CliError::Usage(format!(
+            "{} holds a private key (PRIVATE+KEY+...): nothing signed; a party is registered with its public key, the vkey of its .pub file",
+            file.display()
+        )));
+    }
     let (bytes, refused) = match crate::issue::prepare(kind, bytes.clone()) {
         Ok((bytes, _)) => (bytes, None),
         Err(
@@ -274,7 +281,9 @@ pub fn open_or_init(
         said.push(msg);
         ledger
     };
-    if let Some((jsonl, keys)) = demo {
+    // The demo keys are read once the ledger exists: `init` creates a missing operator key.
+    if let Some(jsonl) = demo {
+        let keys = keyfile::read_dir_keys(&cmd.project_dir.join("keys"))?;
         let report = crate::demo::load(&ledger, &jsonl, &keys)
             .map_err(|e| CliError::Usage(format!("demo data set: {e}")))?;
         said.push(format!(
@@ -288,11 +297,8 @@ pub fn open_or_init(
     Ok((ledger, said))
 }
 
-/// The demo data set (`fixtures/demo/demo.jsonl`) and the demo keys of `keys/`, under the
-/// project directory.
-fn demo_data_set(
-    project_dir: &Path,
-) -> Result<(String, std::collections::HashMap<String, PrivateKey>), CliError> {
+/// The demo data set, `fixtures/demo/demo.jsonl` under the project directory.
+fn demo_data_set(project_dir: &Path) -> Result<String, CliError> {
     let path = project_dir.join("fixtures/demo/demo.jsonl");
     let jsonl = std::fs::read_to_string(&path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
@@ -307,8 +313,7 @@ fn demo_data_set(
             }
         }
     })?;
-    let keys = keyfile::read_dir_keys(&project_dir.join("keys"))?;
-    Ok((jsonl, keys))
+    Ok(jsonl)
 }
 
 /// The demo certificates whose QR labels `serve --demo` writes, with what each shows.

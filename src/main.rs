@@ -424,8 +424,7 @@ fn run(args: Args) -> Result<cli::Verdict, CliError> {
             println!("{}", signed.envelope);
             if let Some(why) = signed.refused {
                 eprintln!(
-                    "warning: the ledger will refuse this payload ({why}); signed as it is all the same: fix {} and sign it again to have it logged",
-                    file.display()
+                    "warning: the ledger will refuse this payload: {why}\nIt is signed as it is all the same (exit 1), to try a ledger's refusals."
                 );
                 return Ok(cli::Verdict::NotValid);
             }

@@ -156,7 +156,7 @@ fn sign_prints_an_envelope_that_verifies_and_warns_of_a_payload_the_ledger_will_
     assert_eq!(bad.status.code(), Some(1), "{}", text(&bad.stderr));
     let warning = text(&bad.stderr);
     assert!(
-        warning.starts_with("warning: the ledger will refuse this payload (")
+        warning.starts_with("warning: the ledger will refuse this payload: ")
             && warning.contains("fail"),
         "{warning}"
     );
@@ -189,10 +189,39 @@ fn sign_prints_an_envelope_that_verifies_and_warns_of_a_payload_the_ledger_will_
         "{warning}"
     );
 
+    // A payload that holds a private key (pasted where its vkey belongs) is not signed, and
+    // the key is not repeated.
+    let secret = std::fs::read_to_string(&key).unwrap();
+    let party = format!(
+        r#"{{"name":"x.example","role":"importer","display_name":"X","country":"NL","key":"{}","status":"active"}}"#,
+        secret.trim()
+    );
+    std::fs::write(&cert, party).unwrap();
+    let out = bin(
+        &[
+            "sign",
+            "--key",
+            key.to_str().unwrap(),
+            "--type",
+            "party",
+            "cert.json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("cert.json holds a private key (PRIVATE+KEY+...): nothing signed"),
+        "{e}"
+    );
+    assert!(!e.contains(secret.trim()), "{e}");
+    assert!(out.stdout.is_empty());
+
     // A file that is not a JSON object (here the private key itself, given by mistake) is no
     // payload: it is not signed, and nothing is printed.
     for (content, why) in [
-        (std::fs::read(&key).unwrap(), "not valid JSON"),
+        (std::fs::read(&key).unwrap(), "holds a private key"),
+        (b"{,}".to_vec(), "not valid JSON"),
         (b"[1, 2]".to_vec(), "JSON array"),
         (vec![0xff, 0xfe], "not valid UTF-8"),
     ] {
@@ -408,4 +437,48 @@ fn serve_demo_outside_the_project_creates_nothing() {
     );
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// `serve --demo` in a copy of the project without its log and operator keys: `init` creates
+/// them (SPEC §7), then the demo data set is loaded with them and the other demo keys.
+#[test]
+fn serve_demo_creates_missing_log_and_operator_keys() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    common::copy_dir(
+        &root().join("fixtures/demo"),
+        &tmp.path().join("fixtures/demo"),
+    );
+    common::copy_dir(
+        &root().join("keys/parties"),
+        &tmp.path().join("keys/parties"),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reman-ledger"))
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
+        .current_dir(tmp.path())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let done = line.starts_with("serving ");
+        said.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let said = said.join("\n");
+    assert!(
+        said.contains("demo data set: 88 entries logged"),
+        "{said}\n{}",
+        text(&out.stderr)
+    );
+    for f in ["keys/log.key", "keys/operator.key"] {
+        assert!(tmp.path().join(f).is_file(), "{f} not created");
+    }
 }
