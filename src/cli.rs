@@ -241,7 +241,7 @@ pub struct ServeCommand {
 }
 
 /// The default origin of a ledger created by `serve` on an empty directory.
-pub const DEFAULT_ORIGIN: &str = "reman-ledger.example/log";
+pub const DEFAULT_ORIGIN: &str = crate::trust::DEMO_ORIGIN;
 
 /// Opens the ledger in `data`, or creates it with the default keys of `keys/` when the
 /// directory holds none (SPEC §7 `serve`). Returns the ledger and lines to print.
@@ -1099,8 +1099,12 @@ pub fn audit(cmd: &AuditCommand) -> Result<Verdict, CliError> {
             );
             if let (Some(seen), Some(path)) = (history, &cmd.state) {
                 match seen {
+                    Some(size) if size == r.entries => println!(
+                        "   and it is the tree of {size} entries remembered in {}",
+                        path.display()
+                    ),
                     Some(size) => println!(
-                        "   and it extends the tree of {size} entries remembered in {} (consistency proof); this one is remembered now",
+                        "   and it extends the tree of {size} entries remembered in {} (whose root its first {size} entries give again); this one is remembered now",
                         path.display()
                     ),
                     None => println!(

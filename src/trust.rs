@@ -298,6 +298,15 @@ pub fn load_trust(located: Option<&Located>) -> Result<TrustedKeys, TrustError> 
     }
 }
 
+/// The origin of the demo's example log (`serve` on an empty directory): a name no real
+/// ledger is given.
+pub const DEMO_ORIGIN: &str = "reman-ledger.example/log";
+
+/// The demo log key (`keys/log.key.pub`): its private key is public, in this repository, so
+/// every demo ledger signs with it and two of them are two histories under one key.
+pub const DEMO_LOG_VKEY: &str =
+    "reman-ledger.example/log+c216fbea+AYI9qINTjcPj4lYSGLuJMlYyTMQaIRSPXahS9Tg99JIm";
+
 /// The newest checkpoint seen of one log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeenLog {
@@ -319,17 +328,26 @@ pub struct SeenLog {
 
 impl SeenLog {
     /// What to tell a user whose state file at `path` remembers this checkpoint, which the log
-    /// no longer extends: where it is remembered, and the one innocent cause, a ledger created
-    /// again under the same log key (as every demo ledger is, under the public demo keys).
+    /// no longer extends: where it is kept. A log under the public demo key may simply have
+    /// been created again; any other log showed two histories, and the file is the evidence.
     pub fn rewritten_hint(&self, path: &Path) -> String {
-        format!(
-            "the checkpoint of size {} seen before is remembered in {} (last seen {}, at {}); a ledger created again under the same log key (a demo ledger, say: all share the public demo keys) looks exactly like this: if that is what happened, check it with another --state file, or delete that file's entry for {}",
+        let seen = format!(
+            "the checkpoint of size {} seen before is remembered in {} (last seen {}, at {})",
             self.tree_size,
             path.display(),
             self.seen,
-            self.servers.join(", "),
-            self.origin
-        )
+            self.servers.join(", ")
+        );
+        if self.key == DEMO_LOG_VKEY {
+            format!(
+                "{seen}; this log signs with the public demo key, so a demo ledger created again looks exactly like this: check it with another --state file, or delete that file's entry for {DEMO_ORIGIN}"
+            )
+        } else {
+            format!(
+                "{seen}; keep that file: with the checkpoint presented now, it is the evidence that {} showed two histories under one key",
+                self.origin
+            )
+        }
     }
 
     /// The pinned log key.
@@ -606,6 +624,14 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| OsString::from(v))
         }
+    }
+
+    #[test]
+    fn the_demo_log_vkey_is_the_one_of_keys() {
+        let file =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/keys/log.key.pub"))
+                .unwrap();
+        assert_eq!(file.trim(), DEMO_LOG_VKEY);
     }
 
     #[test]

@@ -787,12 +787,13 @@ fn log_used(key: &PublicKey, source: &str) -> LogUsed {
     }
 }
 
-/// What is wrong with a TARGET that is no file but looks like a mistyped certificate ID (at
-/// least 24 of its characters hex digits, no path separator or extension): said as such, not
-/// as a missing file.
+/// What is wrong with a TARGET that is no file but looks like a mistyped certificate ID (28
+/// to 36 characters, all but at most two of them hex digits): said as such, not as a missing
+/// file.
 fn id_mistake(target: &str) -> Option<String> {
-    let hex = target.bytes().filter(u8::is_ascii_hexdigit).count();
-    if hex < 24 || target.contains(['/', '.']) {
+    let len = target.chars().count();
+    let other = target.chars().filter(|c| !c.is_ascii_hexdigit()).count();
+    if !(28..=36).contains(&len) || other > 2 {
         return None;
     }
     let what = match target.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {

@@ -322,7 +322,7 @@ fn with_a_state_file_an_audit_catches_a_rollback_and_a_fork_between_audits() {
     let o = audit_remembering(&s);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(
-        text(&o.stdout).contains("\n   and it extends the tree of 89 entries remembered in state.json (consistency proof)"),
+        text(&o.stdout).contains("\n   and it extends the tree of 89 entries remembered in state.json (whose root its first 89 entries give again)"),
         "{}",
         text(&o.stdout)
     );
@@ -339,6 +339,12 @@ fn with_a_state_file_an_audit_catches_a_rollback_and_a_fork_between_audits() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     let v = json(&o);
     assert_eq!(v["history"]["previous_tree_size"], 91, "{v}");
+    let o = audit_remembering(&s);
+    assert!(
+        text(&o.stdout).contains("\n   and it is the tree of 91 entries remembered in state.json"),
+        "{}",
+        text(&o.stdout)
+    );
     assert_eq!(v["history"]["state_file"], "state.json", "{v}");
     assert_eq!(remembered(), 91);
     let before = std::fs::read(&state).unwrap();

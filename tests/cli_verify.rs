@@ -419,6 +419,19 @@ fn usage_and_io_errors_exit_2() {
     let r = home.run(&["--log-key", LOG_PUB, "label.png"]);
     r.expect(2);
     assert!(r.stderr.contains("label.png: no such file"), "{}", r.stderr);
+    // A file name that holds many hex digits is still a missing file.
+    for name in [
+        "DSC_20260101_1234567890ABCDEF",
+        "label-deadbeefcafe-0123456789ab",
+    ] {
+        let r = home.run(&["--log-key", LOG_PUB, name]);
+        r.expect(2);
+        assert!(
+            r.stderr.contains(&format!("{name}: no such file")),
+            "{}",
+            r.stderr
+        );
+    }
     // A mistyped certificate ID is said to be one, not a missing file.
     for (typo, what) in [
         (&id[1..], "it has 31 digits"),
@@ -757,7 +770,7 @@ fn online_a_server_that_rewrote_or_rolled_back_its_history_is_caught() {
         r.stderr.contains(&format!(
             "warning: the checkpoint of size 89 seen before is remembered in {state} (last seen "
         )) && r.stderr.contains(&format!(
-            ", at {}); a ledger created again under the same log key",
+            ", at {}); this log signs with the public demo key, so a demo ledger created again looks exactly like this",
             a.url
         )),
         "{}",
@@ -816,6 +829,56 @@ fn online_a_server_that_rewrote_or_rolled_back_its_history_is_caught() {
 
     // A itself is still fine.
     verify(&a, &url).valid();
+
+    // Two histories under a key of its own (not the public demo key): the state file is said
+    // to be the evidence, with no innocent explanation offered.
+    let own = PrivateKey::generate("ledger.example/log").unwrap();
+    let own_pub = home.path().join("own.pub");
+    std::fs::write(&own_pub, own.public().to_vkey()).unwrap();
+    let history = |certificates: u64| {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::init(
+            dir.path(),
+            own.clone(),
+            &operator(),
+            &reman_ledger::ledger::OperatorDetails::default(),
+            config(),
+        )
+        .unwrap();
+        let k = key("suzhou-reman.example");
+        let json = format!(
+            r#"{{"name":"suzhou-reman.example","role":"remanufacturer","display_name":"S","country":"CN","key":"{}","status":"active"}}"#,
+            k.public().to_vkey()
+        );
+        ledger
+            .submit(&sign(PayloadType::Party, &json, &operator()))
+            .unwrap();
+        let ids = add_certificates(&ledger, 820, certificates);
+        (Server::start(dir, ledger), ids[0])
+    };
+    let ((e, e_id), (f, f_id)) = (history(1), history(2));
+    let own_state = home.path().join("own-state.json").display().to_string();
+    let run = |server: &Server, id: &CertificateId| {
+        home.run(&[
+            "--server",
+            &server.url,
+            "--log-key",
+            own_pub.to_str().unwrap(),
+            "--state",
+            &own_state,
+            &id.to_string(),
+        ])
+    };
+    run(&f, &f_id).valid();
+    let r = run(&e, &e_id);
+    r.invalid("rolled back");
+    assert!(
+        r.stderr.contains(
+            "; keep that file: with the checkpoint presented now, it is the evidence that ledger.example/log showed two histories under one key"
+        ) && !r.stderr.contains("demo"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
