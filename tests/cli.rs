@@ -118,17 +118,20 @@ fn sign_prints_an_envelope_that_verifies_and_warns_of_a_payload_the_ledger_will_
     let cert = dir.path().join("cert.json");
     std::fs::write(&cert, certificate_json(&gtin(1), "CLI-1", None)).unwrap();
     let key = root().join("keys/parties/suzhou-reman.example.key");
-    let out = bin(
-        &[
-            "sign",
-            "--key",
-            key.to_str().unwrap(),
-            "--type",
-            "certificate",
-            "cert.json",
-        ],
-        dir.path(),
-    );
+    let sign_as = |kind: &str| {
+        bin(
+            &[
+                "sign",
+                "--key",
+                key.to_str().unwrap(),
+                "--type",
+                kind,
+                "cert.json",
+            ],
+            dir.path(),
+        )
+    };
+    let out = sign_as("certificate");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let env = Envelope::parse(text(&out.stdout).trim().as_bytes()).unwrap();
     env.verify(common::key("suzhou-reman.example").public())
@@ -140,17 +143,7 @@ fn sign_prints_an_envelope_that_verifies_and_warns_of_a_payload_the_ledger_will_
         certificate_json(&gtin(1), "CLI-1", None).replace("pass", "fail"),
     )
     .unwrap();
-    let bad = bin(
-        &[
-            "sign",
-            "--key",
-            key.to_str().unwrap(),
-            "--type",
-            "certificate",
-            "cert.json",
-        ],
-        dir.path(),
-    );
+    let bad = sign_as("certificate");
     // Signed as it is all the same (SPEC §7: `sign` prints the envelope), so that a ledger's
     // refusals can be tried; the warning says why the ledger will refuse it, and exit 1.
     assert_eq!(bad.status.code(), Some(1), "{}", text(&bad.stderr));
@@ -170,17 +163,7 @@ fn sign_prints_an_envelope_that_verifies_and_warns_of_a_payload_the_ledger_will_
         .unwrap()
         .replace("CERTIFICATE_ID", &"ab".repeat(16));
     std::fs::write(&cert, event).unwrap();
-    let out = bin(
-        &[
-            "sign",
-            "--key",
-            key.to_str().unwrap(),
-            "--type",
-            "certificate",
-            "cert.json",
-        ],
-        dir.path(),
-    );
+    let out = sign_as("certificate");
     assert_eq!(out.status.code(), Some(1));
     let warning = text(&out.stderr);
     assert!(
@@ -197,17 +180,7 @@ fn sign_prints_an_envelope_that_verifies_and_warns_of_a_payload_the_ledger_will_
         secret.trim()
     );
     std::fs::write(&cert, party).unwrap();
-    let out = bin(
-        &[
-            "sign",
-            "--key",
-            key.to_str().unwrap(),
-            "--type",
-            "party",
-            "cert.json",
-        ],
-        dir.path(),
-    );
+    let out = sign_as("party");
     assert_eq!(out.status.code(), Some(2));
     let e = text(&out.stderr);
     assert!(
@@ -226,17 +199,7 @@ fn sign_prints_an_envelope_that_verifies_and_warns_of_a_payload_the_ledger_will_
         (vec![0xff, 0xfe], "not valid UTF-8"),
     ] {
         std::fs::write(&cert, content).unwrap();
-        let out = bin(
-            &[
-                "sign",
-                "--key",
-                key.to_str().unwrap(),
-                "--type",
-                "certificate",
-                "cert.json",
-            ],
-            dir.path(),
-        );
+        let out = sign_as("certificate");
         assert_eq!(out.status.code(), Some(2), "{why}");
         assert!(text(&out.stderr).contains(why), "{}", text(&out.stderr));
         assert!(out.stdout.is_empty(), "{why}");

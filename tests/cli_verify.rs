@@ -101,7 +101,11 @@ fn add_certificates(ledger: &Ledger, first_item: u64, n: u64) -> Vec<Certificate
 /// A new ledger under the demo log key with only its genesis entry and the registration of
 /// the demo remanufacturer.
 fn small_ledger(dir: &Path) -> Ledger {
-    let ledger = new_ledger(dir);
+    with_remanufacturer(new_ledger(dir))
+}
+
+/// `ledger` with the demo remanufacturer registered.
+fn with_remanufacturer(ledger: Ledger) -> Ledger {
     let k = key("suzhou-reman.example");
     let json = format!(
         r#"{{"name":"suzhou-reman.example","role":"remanufacturer","display_name":"Suzhou test","country":"CN","key":"{}","status":"active"}}"#,
@@ -837,22 +841,16 @@ fn online_a_server_that_rewrote_or_rolled_back_its_history_is_caught() {
     std::fs::write(&own_pub, own.public().to_vkey()).unwrap();
     let history = |certificates: u64| {
         let dir = tempfile::tempdir().unwrap();
-        let ledger = Ledger::init(
-            dir.path(),
-            own.clone(),
-            &operator(),
-            &reman_ledger::ledger::OperatorDetails::default(),
-            config(),
-        )
-        .unwrap();
-        let k = key("suzhou-reman.example");
-        let json = format!(
-            r#"{{"name":"suzhou-reman.example","role":"remanufacturer","display_name":"S","country":"CN","key":"{}","status":"active"}}"#,
-            k.public().to_vkey()
+        let ledger = with_remanufacturer(
+            Ledger::init(
+                dir.path(),
+                own.clone(),
+                &operator(),
+                &reman_ledger::ledger::OperatorDetails::default(),
+                config(),
+            )
+            .unwrap(),
         );
-        ledger
-            .submit(&sign(PayloadType::Party, &json, &operator()))
-            .unwrap();
         let ids = add_certificates(&ledger, 820, certificates);
         (Server::start(dir, ledger), ids[0])
     };
