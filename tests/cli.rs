@@ -329,20 +329,17 @@ fn bad_origin_and_bad_base_url_are_usage_errors_that_create_nothing() {
     assert!(!dir.path().join("d").exists());
 }
 
-/// The newcomer's first command: `serve --demo` loads the demo data set, writes QR labels of
-/// a valid, a superseded and a revoked certificate, and prints where to look and what to try.
-#[test]
-fn serve_demo_writes_labels_and_prints_the_tour() {
+/// Runs `serve --demo --listen 127.0.0.1:0` and `extra` in `cwd` until it says it is serving,
+/// then kills it; returns what it printed up to then (stderr too, for failure messages).
+fn serve_demo_until_serving(cwd: &Path, extra: &[&Path]) -> (String, String) {
     use std::io::{BufRead, BufReader};
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
     let mut child = Command::new(env!("CARGO_BIN_EXE_reman-ledger"))
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data"])
-        .arg(&data)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .current_dir(cwd)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut said = Vec::new();
@@ -355,8 +352,20 @@ fn serve_demo_writes_labels_and_prints_the_tour() {
         }
     }
     let _ = child.kill();
-    let _ = child.wait();
-    let said = said.join("\n");
+    let out = child.wait_with_output().unwrap();
+    (said.join("\n"), text(&out.stderr))
+}
+
+/// The newcomer's first command: `serve --demo` loads the demo data set, writes QR labels of
+/// a valid, a superseded and a revoked certificate, and prints where to look and what to try.
+#[test]
+fn serve_demo_writes_labels_and_prints_the_tour() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (said, _) = serve_demo_until_serving(
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        &[Path::new("--data"), &data],
+    );
     let base = said
         .lines()
         .find_map(|l| l.trim().strip_prefix("home page:"))
@@ -406,7 +415,6 @@ fn serve_demo_outside_the_project_creates_nothing() {
 /// them (SPEC §7), then the demo data set is loaded with them and the other demo keys.
 #[test]
 fn serve_demo_creates_missing_log_and_operator_keys() {
-    use std::io::{BufRead, BufReader};
     let tmp = tempfile::tempdir().unwrap();
     common::copy_dir(
         &root().join("fixtures/demo"),
@@ -416,30 +424,10 @@ fn serve_demo_creates_missing_log_and_operator_keys() {
         &root().join("keys/parties"),
         &tmp.path().join("keys/parties"),
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reman-ledger"))
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
-        .current_dir(tmp.path())
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut said = Vec::new();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        let done = line.starts_with("serving ");
-        said.push(line);
-        if done {
-            break;
-        }
-    }
-    let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    let said = said.join("\n");
+    let (said, stderr) = serve_demo_until_serving(tmp.path(), &[]);
     assert!(
         said.contains("demo data set: 88 entries logged"),
-        "{said}\n{}",
-        text(&out.stderr)
+        "{said}\n{stderr}"
     );
     for f in ["keys/log.key", "keys/operator.key"] {
         assert!(tmp.path().join(f).is_file(), "{f} not created");
