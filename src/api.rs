@@ -2142,11 +2142,6 @@ async fn post_scan(
 // Metrics (Prometheus text exposition format, written by hand)
 // ---------------------------------------------------------------------------------------------
 
-/// Latency buckets, in seconds.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-
 /// The refusal reasons counted: the [`RefusalKind`] names, then the HTTP layer's own.
 const REFUSAL_REASONS: &[&str] = &[
     "malformed",
@@ -2186,9 +2181,9 @@ impl Metrics {
         Metrics {
             appended: Default::default(),
             refusals: REFUSAL_REASONS.iter().map(|_| AtomicU64::new(0)).collect(),
-            append_latency: Histogram::new(LATENCY_BUCKETS, 1e9),
+            append_latency: Histogram::new(crate::metrics::LATENCY_BUCKETS, 1e9),
             http: (0..http_slots)
-                .map(|_| Histogram::new(LATENCY_BUCKETS, 1e9))
+                .map(|_| Histogram::new(crate::metrics::LATENCY_BUCKETS, 1e9))
                 .collect(),
         }
     }
@@ -2276,6 +2271,16 @@ impl Metrics {
         );
         self.append_latency
             .render(&mut out, "reman_ledger_append_latency_seconds", "");
+        out.push_str(
+            "# HELP reman_ledger_commit_seconds Time of each group commit's storage write (sled batch) and of its flush to disk (fsync): where a slow disk shows.\n\
+             # TYPE reman_ledger_commit_seconds histogram\n",
+        );
+        stats
+            .write_seconds
+            .render(&mut out, "reman_ledger_commit_seconds", "phase=\"write\",");
+        stats
+            .flush_seconds
+            .render(&mut out, "reman_ledger_commit_seconds", "phase=\"flush\",");
         out.push_str(
             "# HELP reman_ledger_http_request_duration_seconds HTTP request latency, by route and status class.\n\
              # TYPE reman_ledger_http_request_duration_seconds histogram\n",

@@ -272,6 +272,8 @@ impl Default for SequencerStats {
             sign_ns: AtomicU64::new(0),
             commit_ns: AtomicU64::new(0),
             flush_ns: AtomicU64::new(0),
+            write_seconds: crate::metrics::Histogram::new(crate::metrics::LATENCY_BUCKETS, 1e9),
+            flush_seconds: crate::metrics::Histogram::new(crate::metrics::LATENCY_BUCKETS, 1e9),
         }
     }
 }
@@ -290,6 +292,10 @@ pub struct SequencerStats {
     pub commit_ns: AtomicU64,
     /// Of which flushing.
     pub flush_ns: AtomicU64,
+    /// Each commit's storage write (in nanoseconds), flush excluded.
+    pub write_seconds: crate::metrics::Histogram,
+    /// Each commit's flush to disk (in nanoseconds).
+    pub flush_seconds: crate::metrics::Histogram,
 }
 
 struct Inner {
@@ -1222,15 +1228,15 @@ impl Sequencer {
             .fetch_add((t2 - t1).as_nanos() as u64, Ordering::Relaxed);
         // With the seal signatures the receipts made since the last batch (see `crate::store`).
         commit.seals = std::mem::take(&mut *lock(&self.inner.pending_seals));
-        match store.commit(commit) {
-            Ok(flush) => stats
-                .flush_ns
-                .fetch_add(flush.as_nanos() as u64, Ordering::Relaxed),
+        let flush = match store.commit(commit) {
+            Ok(flush) => flush.as_nanos() as u64,
             Err(e) => return self.fail(jobs, &e.to_string()),
         };
-        stats
-            .commit_ns
-            .fetch_add(t2.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        let committed = t2.elapsed().as_nanos() as u64;
+        stats.flush_ns.fetch_add(flush, Ordering::Relaxed);
+        stats.commit_ns.fetch_add(committed, Ordering::Relaxed);
+        stats.flush_seconds.observe(flush);
+        stats.write_seconds.observe(committed.saturating_sub(flush));
         stats.batch_size.observe(appended);
         let head = Head {
             size: tb.size(),

@@ -528,6 +528,25 @@ async fn the_whole_lifecycle_register_issue_events_revoke_reissue() {
     ] {
         assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
     }
+    // Each group commit's write and flush are timed: one observation of each per batch.
+    let value = |name: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("missing {name} in\n{m}"))
+    };
+    let batches = value("reman_ledger_batch_size_count{}");
+    assert!(batches >= 1.0);
+    for phase in ["write", "flush"] {
+        let count = format!("reman_ledger_commit_seconds_count{{phase=\"{phase}\"}}");
+        let inf = format!("reman_ledger_commit_seconds_bucket{{phase=\"{phase}\",le=\"+Inf\"}}");
+        assert_eq!(value(&count), batches, "{phase}");
+        assert_eq!(value(&inf), batches, "{phase}");
+        assert!(
+            value(&format!(
+                "reman_ledger_commit_seconds_sum{{phase=\"{phase}\"}}"
+            )) > 0.0
+        );
+    }
 
     // Graceful shutdown flushes: the ledger reopens with everything.
     let dir = s.stop().await;
