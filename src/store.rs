@@ -1597,6 +1597,13 @@ impl Store {
         drop(db.take());
         match open_sled(&self.dir) {
             Ok(reopened) => *db = Some(reopened),
+            // Its own lock, which sled's threads had not released yet: not another process's.
+            Err(StoreError::InUse(_)) => {
+                tracing::error!(
+                    "sled could not be reopened: the lock on its directory was still held 2 s after it was closed; the store is closed"
+                );
+                return Err(StoreError::Closed);
+            }
             Err(e) => {
                 tracing::error!(error = %e, "sled could not be reopened; the store is closed");
                 return Err(e);
