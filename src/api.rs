@@ -2531,7 +2531,7 @@ fn schemas() -> Value {
                     "certificate_id": {"type": "string", "description": "the certificate a seal for another product belongs to"}}},
                 "certificate_id": {"type": "string", "nullable": true, "description": "the certificate the verdict is about: the sealed one, else the newest"},
                 "proof_verified": {"type": "boolean", "description": "its inclusion proof verified against the signed checkpoint"},
-                "certificates": {"type": "array", "description": "newest first", "items": schema_ref("CertificateView")},
+                "certificates": {"type": "array", "description": "the product JSON: what GET /api/v1/products/{gtin}/{serial} answers (every certificate of the unit, newest first)", "items": schema_ref("CertificateView")},
             },
         },
         "Party": {

@@ -331,6 +331,16 @@ async fn the_whole_lifecycle_register_issue_events_revoke_reissue() {
     assert_eq!(res["certificate_id"], id);
     assert_eq!(res["proof_verified"], true);
     assert_eq!(res["certificates"][0]["certificate_id"], id);
+    // Its `certificates` are the product JSON itself, beside the seal's verdict.
+    let product_path = link
+        .split('?')
+        .next()
+        .unwrap()
+        .replacen("/01/", "/api/v1/products/", 1)
+        .replacen("/21/", "/", 1);
+    let product = s.get(&product_path).await;
+    assert_eq!(product.status, 200, "{product_path}");
+    assert_eq!(res["certificates"], product.json());
 
     // Scan: the served QR image decodes to the same link, which leads to the status page.
     let png = s.get(&format!("/api/v1/certificates/{id}/qr.png")).await;
