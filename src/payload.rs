@@ -229,7 +229,13 @@ pub fn parse(payload_type: &str, bytes: &[u8]) -> Result<Payload, PayloadError> 
     let text = std::str::from_utf8(bytes).map_err(|e| PayloadError::InvalidUtf8 {
         offset: e.valid_up_to(),
     })?;
-    check_json_object(text)?;
+    check_json_object(text).map_err(|e| match e {
+        PayloadError::Schema { message, .. } => PayloadError::Schema {
+            payload_type: ty,
+            message,
+        },
+        other => other,
+    })?;
 
     let schema = |e: serde_json::Error| PayloadError::Schema {
         payload_type: ty,
@@ -259,17 +265,36 @@ pub fn parse(payload_type: &str, bytes: &[u8]) -> Result<Payload, PayloadError> 
 /// Checks that `text` is exactly one JSON value, that it is an object, and that no object in
 /// it repeats a key (JSON parsers disagree on which duplicate wins, so a signed payload with
 /// duplicates could mean one thing to the ledger and another to a verifier).
+///
+/// It also refuses an array where SPEC §3 has none (see [`ARRAY_FIELDS`]), as content that
+/// does not match the schema; the payload type is filled in by the caller.
 fn check_json_object(text: &str) -> Result<(), PayloadError> {
     match serde_json::from_str::<JsonShape>(text) {
         Ok(JsonShape("object")) => Ok(()),
         Ok(JsonShape(kind)) => Err(PayloadError::NotAnObject(kind)),
-        // JsonShape accepts every JSON value, so a data error can only be a repeated key.
         Err(e) if e.classify() == serde_json::error::Category::Data => {
-            Err(PayloadError::DuplicateKey(e.to_string()))
+            let message = e.to_string();
+            if message.starts_with(MISPLACED_ARRAY) {
+                Err(PayloadError::Schema {
+                    payload_type: PayloadType::Party,
+                    message,
+                })
+            } else {
+                Err(PayloadError::DuplicateKey(message))
+            }
         }
         Err(e) => Err(PayloadError::NotJson(e.to_string())),
     }
 }
+
+/// The only payload fields whose value is a JSON array (SPEC §3.2), of strings or objects.
+/// Anywhere else an array stands where an object or a single value belongs, and a derived
+/// decoder would read it as an object's fields in order (`"product": ["0950...", ...]`): the
+/// payload would then be logged and served back in a form no client expects.
+pub const ARRAY_FIELDS: &[&str] = &["standards", "steps", "replaced_parts", "tests"];
+
+/// How the shape check's refusal of a misplaced array starts (told apart from a repeated key).
+const MISPLACED_ARRAY: &str = "an array where the schema has none";
 
 /// The kind of a JSON value ("object", "array", ...), read without keeping the value, after
 /// checking that no object inside it has a duplicate key.
@@ -277,11 +302,24 @@ struct JsonShape(&'static str);
 
 impl<'de> Deserialize<'de> for JsonShape {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ShapeVisitor)
+        d.deserialize_any(ShapeVisitor { free: false })
     }
 }
 
-struct ShapeVisitor;
+/// Reads one value's shape; `free` inside `extensions`, whose content the schema leaves open
+/// (arrays anywhere), where only repeated keys are refused.
+#[derive(Clone, Copy)]
+struct ShapeVisitor {
+    free: bool,
+}
+
+impl<'de> de::DeserializeSeed<'de> for ShapeVisitor {
+    type Value = JsonShape;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<JsonShape, D::Error> {
+        d.deserialize_any(self)
+    }
+}
 
 impl<'de> Visitor<'de> for ShapeVisitor {
     type Value = JsonShape;
@@ -309,7 +347,14 @@ impl<'de> Visitor<'de> for ShapeVisitor {
         Ok(JsonShape("null"))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<JsonShape, A::Error> {
-        while seq.next_element::<JsonShape>()?.is_some() {}
+        while let Some(JsonShape(kind)) = seq.next_element_seed(self)? {
+            if kind == "array" && !self.free {
+                return Err(de::Error::custom(format_args!(
+                    "{MISPLACED_ARRAY}: an array inside an array (the elements of {} are strings or objects)",
+                    ARRAY_FIELDS.join(", ")
+                )));
+            }
+        }
         Ok(JsonShape("array"))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonShape, A::Error> {
@@ -327,7 +372,16 @@ impl<'de> Visitor<'de> for ShapeVisitor {
             if repeated {
                 return Err(de::Error::custom(format_args!("{key:?} appears twice")));
             }
-            map.next_value::<JsonShape>()?;
+            let value = ShapeVisitor {
+                free: self.free || key == "extensions",
+            };
+            let JsonShape(kind) = map.next_value_seed(value)?;
+            if kind == "array" && !value.free && !ARRAY_FIELDS.contains(&key.as_ref()) {
+                return Err(de::Error::custom(format_args!(
+                    "{MISPLACED_ARRAY}: {key:?} is an array (only {} are)",
+                    ARRAY_FIELDS.join(", ")
+                )));
+            }
             match &mut many {
                 Some(set) => {
                     set.insert(key);

@@ -231,3 +231,61 @@ fn static_role_table() {
     assert_eq!(may_sign(&event_as("installed")), [Importer]);
     assert_eq!(may_sign(&event_as("tested")), [Certifier]);
 }
+
+/// An array where SPEC §3 has an object or a single value is refused as content that does not
+/// match the schema (422), never read as an object's fields in order (found by fuzzing: such a
+/// certificate was logged and served back with `product` as an array).
+#[test]
+fn arrays_stand_only_where_the_schema_has_them() {
+    const EVENT: &str = "application/vnd.reman-ledger.event.v1+json";
+    let product = r#""product": ["09506000999999", "RM-2025-000123", "Remanufactured 2.0 L diesel engine", "engine", "840820", "Example Motors", "EM-20TD-11"]"#;
+    let cert = certificate_text();
+    let start = cert.find("\"product\": {").unwrap();
+    let end = cert[start..].find('}').unwrap() + start + 1;
+    let cases = [
+        (CERT, format!("{}{product}{}", &cert[..start], &cert[end..]), "\"product\" is an array"),
+        (
+            CERT,
+            cert.replace(
+                r#""tests": [{"name": "dynamometer power test", "result": "pass", "same_as_new_product": true}]"#,
+                r#""tests": [["dynamometer power test", "pass", true]]"#,
+            ),
+            "an array inside an array",
+        ),
+        (
+            CERT,
+            cert.replace(
+                r#""environment": {"mass_kg": 182.5, "material_reuse_pct": 72.0, "energy_saved_kwh": 1200,
+                 "co2e_saved_kg": 850, "method": "supplier LCA 2026"}"#,
+                r#""environment": []"#,
+            ),
+            "\"environment\" is an array",
+        ),
+        (
+            EVENT,
+            event_text().replace(
+                r#""location": {"country": "CN", "place": "Shanghai Yangshan port"}"#,
+                r#""location": ["CN", "Shanghai Yangshan port"]"#,
+            ),
+            "\"location\" is an array",
+        ),
+    ];
+    for (ty, text, why) in cases {
+        assert_ne!(text, cert, "{why}: the case changed nothing");
+        let e = parse(ty, text.as_bytes()).unwrap_err();
+        assert!(!e.is_malformed(), "{why}: {e:?}");
+        match e {
+            PayloadError::Schema { message, .. } => {
+                assert!(message.contains(why), "{why} not in {message}")
+            }
+            other => panic!("{why}: {other:?}"),
+        }
+    }
+    // The arrays of the schema, and any JSON inside `extensions`, are still taken.
+    assert!(parse(CERT, cert.as_bytes()).is_ok());
+    let extended = cert.replace(
+        "\"supersedes\": null",
+        "\"supersedes\": null, \"extensions\": {\"lots\": [[1, 2], {\"a\": [3]}]}",
+    );
+    assert!(parse(CERT, extended.as_bytes()).is_ok(), "{extended}");
+}

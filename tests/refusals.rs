@@ -127,6 +127,23 @@ fn a_missing_required_field() {
 }
 
 #[test]
+fn a_product_given_as_an_array_of_its_fields() {
+    let e = refuse(&cert_with(|v| {
+        let p = &v["product"];
+        let fields: Vec<serde_json::Value> = ["gtin", "serial", "name", "category", "hs_code"]
+            .iter()
+            .map(|k| p[*k].clone())
+            .collect();
+        v["product"] = fields.into();
+    }));
+    assert!(
+        matches!(&e, SubmitError::Payload(P::Schema { message, .. }) if message.contains("\"product\" is an array")),
+        "{e:?}"
+    );
+    assert_eq!(e.kind().status(), 422);
+}
+
+#[test]
 fn a_party_with_a_weak_key() {
     // The identity point, small order: a "signature" under it proves nothing.
     let mut raw = [0u8; 33];
