@@ -104,6 +104,9 @@ pub struct AppState {
     cache: Arc<BodyCache>,
     /// For a mirror: what its follower is doing.
     mirror: Option<Arc<crate::mirroring::MirrorStatus>>,
+    /// One photo is read at a time (`POST /scan`): reading one is a core's work for up to
+    /// seconds, which must not starve the log's own work.
+    scans: Arc<tokio::sync::Semaphore>,
     opts: ServeOptions,
 }
 
@@ -118,6 +121,7 @@ impl AppState {
                 .mirror
                 .as_ref()
                 .map(|m| Arc::new(crate::mirroring::MirrorStatus::new(&m.upstream))),
+            scans: Arc::new(tokio::sync::Semaphore::new(1)),
             opts,
         }
     }
@@ -904,7 +908,7 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
         Ok(r) => r,
         Err(_) => {
             let mut detail = format!("the request took longer than {} s", limit.as_secs_f64());
-            if method == Method::POST {
+            if method == Method::POST && path == "/api/v1/entries" {
                 detail.push_str(
                     "; the submission may still be logged: submit it again (an envelope already \
                      logged answers 200 with its entry)",
@@ -2066,6 +2070,9 @@ async fn get_lookup(
 /// The largest photo upload accepted by `/scan`.
 pub const MAX_PHOTO_BYTES: usize = 16 * 1024 * 1024;
 
+/// A photo waits at most this long for its turn to be read (one at a time).
+const SCAN_QUEUE_WAIT: Duration = Duration::from_secs(10);
+
 /// `POST /scan` (multipart/form-data, one image file): decodes the QR code on the server and
 /// redirects to its status page.
 async fn post_scan(
@@ -2113,8 +2120,21 @@ async fn post_scan(
         }
         Ok(Ok(Some(p))) => p,
     };
-    // Decoding a photo is CPU work (up to a second): keep it off the async workers.
-    let decoded = tokio::task::spawn_blocking(move || qr::decode_image(&photo)).await;
+    // Decoding a photo is CPU work (up to seconds): off the async workers, one at a time; the
+    // turn is held until the decoding ends, even if this request has timed out by then.
+    let Ok(Ok(turn)) =
+        tokio::time::timeout(SCAN_QUEUE_WAIT, st.scans.clone().acquire_owned()).await
+    else {
+        return again(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Other photos are being read. Try again in a moment.",
+        );
+    };
+    let decoded = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        qr::decode_image(&photo)
+    })
+    .await;
     let codes = match decoded {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return again(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),

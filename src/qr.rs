@@ -56,6 +56,20 @@ const ENLARGE_SIDE: u32 = 1280;
 /// neighbourhood sums stay below 50 MB.
 const LOCAL_FULL_SIDE: u32 = 2400;
 
+/// How densely an image may show finder-pattern candidates (the 1:1:3:1:1 squares in a QR
+/// code's corners, and their look-alikes in data modules and noise) before the decoder is run
+/// on it: at most one per this many pixels, or [`MIN_FINDER_LIMIT`]. The decoder's grouping of
+/// candidates grows much faster than their number: a 256-pixel image tiled with finder
+/// patterns (one per 64 pixels) took it 18 s and gigabytes, a 512-pixel one minutes. Labels
+/// and photos measured show one per 1,500 pixels or fewer.
+const PIXELS_PER_FINDER: usize = 256;
+
+/// The candidates any image may show, however small.
+const MIN_FINDER_LIMIT: usize = 60;
+
+/// Time after which no further decoding pass is started on one photo.
+const DECODE_BUDGET: std::time::Duration = std::time::Duration::from_secs(6);
+
 /// Why a QR code could not be rendered or read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QrError {
@@ -302,8 +316,12 @@ pub fn decode_image(bytes: &[u8]) -> Result<Vec<String>, QrError> {
         passes.push(Box::new(|| gray.clone()));
     }
 
+    let started = std::time::Instant::now();
     let mut found = 0;
     for pass in passes {
+        if started.elapsed() > DECODE_BUDGET {
+            break;
+        }
         let (texts, grids) = read_codes(&pass());
         if !texts.is_empty() {
             return Ok(texts);
@@ -341,7 +359,8 @@ fn load_luma(bytes: &[u8]) -> Result<GrayImage, QrError> {
 /// symbols detected.
 fn read_codes(img: &GrayImage) -> (Vec<String>, usize) {
     let (w, h) = (img.width() as usize, img.height() as usize);
-    if w == 0 || h == 0 {
+    let most = MIN_FINDER_LIMIT.max(w * h / PIXELS_PER_FINDER);
+    if w == 0 || h == 0 || finder_candidates(img, most + 1) > most {
         return (Vec::new(), 0);
     }
     // The decoder is third-party code fed with untrusted uploads: a panic in it must become
@@ -362,6 +381,112 @@ fn read_codes(img: &GrayImage) -> (Vec<String>, usize) {
         (texts, grids.len())
     });
     result.unwrap_or_default()
+}
+
+/// Counts, up to `stop`, the finder-pattern candidates of `img` (thresholded at its mean
+/// light): runs of dark, light, dark, light, dark in a row whose lengths go about 1:1:3:1:1,
+/// those of consecutive rows at about the same place counted once.
+fn finder_candidates(img: &GrayImage, stop: usize) -> usize {
+    let (w, h) = img.dimensions();
+    let sum: u64 = img.pixels().map(|p| u64::from(p.0[0])).sum();
+    let mean = sum / (u64::from(w) * u64::from(h)).max(1);
+    let mut count = 0;
+    let mut previous: Vec<(u32, u32)> = Vec::new();
+    let mut current: Vec<(u32, u32)> = Vec::new();
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for y in 0..h {
+        // The row's runs of one shade: (start, length), dark ones at even places once the
+        // first light run is dropped.
+        runs.clear();
+        let mut x = 0;
+        while x < w {
+            let dark = u64::from(img.get_pixel(x, y).0[0]) < mean;
+            let start = x;
+            while x < w && (u64::from(img.get_pixel(x, y).0[0]) < mean) == dark {
+                x += 1;
+            }
+            if dark || !runs.is_empty() {
+                runs.push((start, x - start));
+            }
+        }
+        current.clear();
+        for i in (0..runs.len().saturating_sub(4)).step_by(2) {
+            let r = &runs[i..i + 5];
+            let unit = (r[0].1 + r[1].1 + r[2].1 + r[3].1 + r[4].1) as f32 / 7.0;
+            let near = |len: u32, n: f32| (len as f32 - n * unit).abs() <= unit * 0.75;
+            if near(r[0].1, 1.0)
+                && near(r[1].1, 1.0)
+                && near(r[2].1, 3.0)
+                && near(r[3].1, 1.0)
+                && near(r[4].1, 1.0)
+            {
+                let center = r[2].0 + r[2].1 / 2;
+                if !vertical_finder(img, mean, center, y, unit) {
+                    continue;
+                }
+                let seen = previous
+                    .iter()
+                    .any(|&(c, u)| c.abs_diff(center) <= u.max(2));
+                if !seen {
+                    count += 1;
+                    if count >= stop {
+                        return count;
+                    }
+                }
+                current.push((center, unit.ceil() as u32));
+            }
+        }
+        std::mem::swap(&mut previous, &mut current);
+    }
+    count
+}
+
+/// Whether the column through `(x, y)`, the middle of a row's 1:1:3:1:1 runs of about `unit`
+/// pixels each, shows the same runs across `y`: a finder pattern is square.
+fn vertical_finder(img: &GrayImage, mean: u64, x: u32, y: u32, unit: f32) -> bool {
+    let h = img.height();
+    let dark = |y: u32| u64::from(img.get_pixel(x, y).0[0]) < mean;
+    // Lengths of the runs met going away from `y` (its own run first, whole), up to 3 runs,
+    // each at most 4 units long, in one direction.
+    let limit = (unit * 4.0).ceil() as u32 + 1;
+    let walk = |up: bool| -> [u32; 3] {
+        let mut lens = [0u32; 3];
+        let mut yy = y;
+        let mut shade = true;
+        for len in &mut lens {
+            while dark(yy) == shade && *len <= limit {
+                *len += 1;
+                if up {
+                    if yy == 0 {
+                        return lens;
+                    }
+                    yy -= 1;
+                } else {
+                    if yy + 1 >= h {
+                        return lens;
+                    }
+                    yy += 1;
+                }
+            }
+            shade = !shade;
+        }
+        lens
+    };
+    if !dark(y) {
+        return false;
+    }
+    let (up, down) = (walk(true), walk(false));
+    // The middle run is counted from both sides, the pixel at `y` twice.
+    let runs = [up[2], up[1], up[0] + down[0] - 1, down[1], down[2]];
+    let total: u32 = runs.iter().sum();
+    let unit = total as f32 / 7.0;
+    let near = |len: u32, n: f32| (len as f32 - n * unit).abs() <= unit * 0.75;
+    runs.iter().all(|&r| r > 0)
+        && near(runs[0], 1.0)
+        && near(runs[1], 1.0)
+        && near(runs[2], 3.0)
+        && near(runs[3], 1.0)
+        && near(runs[4], 1.0)
 }
 
 /// A copy whose longest side is at most `side` pixels (area-averaged).

@@ -1281,3 +1281,39 @@ async fn home_lookup_and_scan_lead_to_the_status_page() {
     assert_eq!(r.status, 422, "{}", r.text());
     s.stop().await;
 }
+
+/// A photo tiled with QR finder patterns (found by fuzzing) is answered promptly, 422 "no QR
+/// code", and the server goes on answering: it kept a core busy for minutes and took gigabytes
+/// before the decoder refused such pictures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_photo_tiled_with_finder_patterns_is_refused_promptly() {
+    const ROWS: [u8; 8] = [
+        0b1111111, 0b1000001, 0b1011101, 0b1011101, 0b1011101, 0b1000001, 0b1111111, 0,
+    ];
+    let img = image::GrayImage::from_fn(512, 512, |x, y| {
+        let dark = x % 8 < 7 && ROWS[(y % 8) as usize] >> (6 - x % 8) & 1 == 1;
+        image::Luma([if dark { 0 } else { 255 }])
+    });
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let s = start(ServeOptions::default()).await;
+    let started = std::time::Instant::now();
+    let res = s
+        .req(
+            "POST",
+            "/scan",
+            &[("content-type", MULTIPART)],
+            &multipart(&png),
+        )
+        .await;
+    assert_eq!(res.status, 422, "{}", res.text());
+    assert!(res.text().contains("no QR code"), "{}", res.text());
+    // Loose: it tells seconds from the minutes it took.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(s.get("/healthz").await.status, 200);
+}

@@ -322,3 +322,46 @@ fn crc32(data: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// A picture tiled with QR finder patterns (found by fuzzing `/scan`): the decoder's grouping
+/// of candidates grows much faster than their number, so such a picture of a few hundred bytes
+/// kept a core busy for minutes and took gigabytes. It is refused as holding no code, promptly
+/// (the bound is loose: it only tells seconds from minutes), and a real label beside a few
+/// finder-like marks is still read.
+#[test]
+fn a_picture_tiled_with_finder_patterns_is_refused_promptly() {
+    const ROWS: [u8; 8] = [
+        0b1111111, 0b1000001, 0b1011101, 0b1011101, 0b1011101, 0b1000001, 0b1111111, 0,
+    ];
+    let tiled = |side: u32| {
+        GrayImage::from_fn(side, side, |x, y| {
+            let dark = x % 8 < 7 && ROWS[(y % 8) as usize] >> (6 - x % 8) & 1 == 1;
+            Luma([if dark { 0 } else { 255 }])
+        })
+    };
+    for side in [256, 512] {
+        let png = gray_to_png(&tiled(side));
+        let started = std::time::Instant::now();
+        let r = qr::decode_image(&png);
+        assert!(matches!(r, Err(QrError::NoQrCode)), "{side}: {r:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{side}: {:?}",
+            started.elapsed()
+        );
+    }
+    // A label (its three finder patterns) with a strip of twelve more finder-like marks.
+    let label = png_to_gray(&qr::png(&content(), 400).unwrap());
+    let mut sheet = GrayImage::from_pixel(400, 520, Luma([255]));
+    imageops::overlay(&mut sheet, &label, 0, 0);
+    let strip = GrayImage::from_fn(384, 24, |x, y| {
+        let (mx, my) = (x / 3, y / 3);
+        let dark = mx % 8 < 7 && ROWS[(my % 8) as usize] >> (6 - mx % 8) & 1 == 1;
+        Luma([if dark { 0 } else { 255 }])
+    });
+    imageops::overlay(&mut sheet, &strip, 8, 460);
+    assert_eq!(
+        qr::decode_image(&gray_to_png(&sheet)).unwrap(),
+        vec![content()]
+    );
+}
