@@ -40,6 +40,9 @@ pub const MAX_PHOTO_SIDE: u32 = 8192;
 /// The most memory, in bytes, the image decoder may allocate for one photo.
 const MAX_PHOTO_ALLOC: u64 = 256 * 1024 * 1024;
 
+/// [`MAX_PHOTO_ALLOC`] in MiB, for messages.
+const MAX_PHOTO_MIB: u64 = MAX_PHOTO_ALLOC / (1024 * 1024);
+
 /// Photos are first searched at this size (longest side), which keeps the search fast and
 /// still leaves several pixels per module for a label that fills a fair part of the frame.
 const WORK_SIDE: u32 = 1600;
@@ -96,7 +99,9 @@ pub enum QrError {
     #[error("the image could not be decoded ({0}): upload the complete, undamaged file")]
     BadImage(String),
     /// The image is larger than the decoder accepts.
-    #[error("the image is too large ({0}): at most {MAX_PHOTO_SIDE} pixels on a side are accepted")]
+    #[error(
+        "the image is too large ({0}): at most {MAX_PHOTO_SIDE} pixels on a side and {MAX_PHOTO_MIB} MiB once decoded are accepted; send a smaller or 8-bit picture"
+    )]
     ImageTooLarge(String),
     /// No QR code was found in the image.
     #[error(
