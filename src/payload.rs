@@ -229,13 +229,7 @@ pub fn parse(payload_type: &str, bytes: &[u8]) -> Result<Payload, PayloadError> 
     let text = std::str::from_utf8(bytes).map_err(|e| PayloadError::InvalidUtf8 {
         offset: e.valid_up_to(),
     })?;
-    check_json_object(text).map_err(|e| match e {
-        PayloadError::Schema { message, .. } => PayloadError::Schema {
-            payload_type: ty,
-            message,
-        },
-        other => other,
-    })?;
+    check_json_object(text, ty)?;
 
     let schema = |e: serde_json::Error| PayloadError::Schema {
         payload_type: ty,
@@ -267,8 +261,8 @@ pub fn parse(payload_type: &str, bytes: &[u8]) -> Result<Payload, PayloadError> 
 /// duplicates could mean one thing to the ledger and another to a verifier).
 ///
 /// It also refuses an array where SPEC §3 has none (see [`ARRAY_FIELDS`]), as content that
-/// does not match the schema; the payload type is filled in by the caller.
-fn check_json_object(text: &str) -> Result<(), PayloadError> {
+/// does not match the schema of `ty`.
+fn check_json_object(text: &str, ty: PayloadType) -> Result<(), PayloadError> {
     match serde_json::from_str::<JsonShape>(text) {
         Ok(JsonShape("object")) => Ok(()),
         Ok(JsonShape(kind)) => Err(PayloadError::NotAnObject(kind)),
@@ -276,7 +270,7 @@ fn check_json_object(text: &str) -> Result<(), PayloadError> {
             let message = e.to_string();
             if message.starts_with(MISPLACED_ARRAY) {
                 Err(PayloadError::Schema {
-                    payload_type: PayloadType::Party,
+                    payload_type: ty,
                     message,
                 })
             } else {
@@ -448,22 +442,26 @@ mod tests {
     #[test]
     fn duplicate_keys_found_at_any_depth() {
         assert!(matches!(
-            check_json_object(r#"{"a":[{"b":1,"c":{"d":1,"d":2}}]}"#),
+            check_json_object(r#"{"a":[{"b":1,"c":{"d":1,"d":2}}]}"#, PayloadType::Certificate),
             Err(PayloadError::DuplicateKey(m)) if m.contains("\"d\" appears twice")
         ));
         // The same key in sibling objects is fine; escaped spellings are the same key.
-        assert!(check_json_object(r#"{"a":{"x":1},"b":{"x":1}}"#).is_ok());
+        assert!(
+            check_json_object(r#"{"a":{"x":1},"b":{"x":1}}"#, PayloadType::Certificate).is_ok()
+        );
         assert!(matches!(
-            check_json_object(r#"{"a":1,"\u0061":2}"#),
+            check_json_object(r#"{"a":1,"\u0061":2}"#, PayloadType::Certificate),
             Err(PayloadError::DuplicateKey(_))
         ));
         // Large objects too, wherever the repeat is.
         let keys: Vec<String> = (0..100).map(|i| format!("\"k{i}\":{i}")).collect();
-        assert!(check_json_object(&format!("{{{}}}", keys.join(","))).is_ok());
+        assert!(
+            check_json_object(&format!("{{{}}}", keys.join(",")), PayloadType::Certificate).is_ok()
+        );
         for repeat in [3, 50, 99] {
             let text = format!("{{{},\"k{repeat}\":0}}", keys.join(","));
             assert!(matches!(
-                check_json_object(&text),
+                check_json_object(&text, PayloadType::Certificate),
                 Err(PayloadError::DuplicateKey(m)) if m.contains(&format!("\"k{repeat}\" appears twice"))
             ));
         }

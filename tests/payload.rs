@@ -275,7 +275,11 @@ fn arrays_stand_only_where_the_schema_has_them() {
         let e = parse(ty, text.as_bytes()).unwrap_err();
         assert!(!e.is_malformed(), "{why}: {e:?}");
         match e {
-            PayloadError::Schema { message, .. } => {
+            PayloadError::Schema {
+                payload_type,
+                message,
+            } => {
+                assert_eq!(payload_type.media_type(), ty, "{why}");
                 assert!(message.contains(why), "{why} not in {message}")
             }
             other => panic!("{why}: {other:?}"),
