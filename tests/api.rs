@@ -1287,13 +1287,7 @@ async fn home_lookup_and_scan_lead_to_the_status_page() {
 /// before the decoder refused such pictures.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_photo_tiled_with_finder_patterns_is_refused_promptly() {
-    const ROWS: [u8; 8] = [
-        0b1111111, 0b1000001, 0b1011101, 0b1011101, 0b1011101, 0b1000001, 0b1111111, 0,
-    ];
-    let img = image::GrayImage::from_fn(512, 512, |x, y| {
-        let dark = x % 8 < 7 && ROWS[(y % 8) as usize] >> (6 - x % 8) & 1 == 1;
-        image::Luma([if dark { 0 } else { 255 }])
-    });
+    let img = finder_tiling(512, 512, 1);
     let mut png = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .unwrap();

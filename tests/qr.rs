@@ -1,5 +1,7 @@
 //! QR rendering and reading (SPEC §5): version bound, round trips through PNG, SVG and photos.
 
+mod common;
+
 use image::{GrayImage, ImageFormat, Luma, imageops};
 use reman_ledger::keys::PrivateKey;
 use reman_ledger::qr::{self, DEFAULT_SIZE, MAX_SIZE, MIN_SIZE, QrError};
@@ -335,17 +337,8 @@ fn crc32(data: &[u8]) -> u32 {
 /// finder-like marks is still read.
 #[test]
 fn a_picture_tiled_with_finder_patterns_is_refused_promptly() {
-    const ROWS: [u8; 8] = [
-        0b1111111, 0b1000001, 0b1011101, 0b1011101, 0b1011101, 0b1000001, 0b1111111, 0,
-    ];
-    let tiled = |side: u32| {
-        GrayImage::from_fn(side, side, |x, y| {
-            let dark = x % 8 < 7 && ROWS[(y % 8) as usize] >> (6 - x % 8) & 1 == 1;
-            Luma([if dark { 0 } else { 255 }])
-        })
-    };
     for side in [256, 512] {
-        let png = gray_to_png(&tiled(side));
+        let png = gray_to_png(&common::finder_tiling(side, side, 1));
         let started = std::time::Instant::now();
         let r = qr::decode_image(&png);
         assert!(matches!(r, Err(QrError::NoQrCode)), "{side}: {r:?}");
@@ -359,11 +352,7 @@ fn a_picture_tiled_with_finder_patterns_is_refused_promptly() {
     let label = png_to_gray(&qr::png(&content(), 400).unwrap());
     let mut sheet = GrayImage::from_pixel(400, 520, Luma([255]));
     imageops::overlay(&mut sheet, &label, 0, 0);
-    let strip = GrayImage::from_fn(384, 24, |x, y| {
-        let (mx, my) = (x / 3, y / 3);
-        let dark = mx % 8 < 7 && ROWS[(my % 8) as usize] >> (6 - mx % 8) & 1 == 1;
-        Luma([if dark { 0 } else { 255 }])
-    });
+    let strip = common::finder_tiling(384, 24, 3);
     imageops::overlay(&mut sheet, &strip, 8, 460);
     assert_eq!(
         qr::decode_image(&gray_to_png(&sheet)).unwrap(),

@@ -172,3 +172,16 @@ pub fn served_address(child: &mut std::process::Child) -> String {
     let _ = child.wait();
     panic!("the server did not start");
 }
+
+/// A picture tiled with QR finder patterns (7 modules and a 1-module gap each way, `module`
+/// pixels per module), `width` × `height` pixels: what made the QR decoder work for minutes.
+pub fn finder_tiling(width: u32, height: u32, module: u32) -> image::GrayImage {
+    const ROWS: [u8; 8] = [
+        0b1111111, 0b1000001, 0b1011101, 0b1011101, 0b1011101, 0b1000001, 0b1111111, 0,
+    ];
+    image::GrayImage::from_fn(width, height, |x, y| {
+        let (mx, my) = (x / module, y / module);
+        let dark = mx % 8 < 7 && ROWS[(my % 8) as usize] >> (6 - mx % 8) & 1 == 1;
+        image::Luma([if dark { 0 } else { 255 }])
+    })
+}
