@@ -75,6 +75,8 @@ pub struct ServeOptions {
     pub witness_quorum: Option<usize>,
     /// For a mirror ([`Ledger::open_mirror`]): the ledger it follows, and how.
     pub mirror: Option<crate::mirroring::FollowConfig>,
+    /// How many connections may be open, and how long a request's headers may take.
+    pub connections: crate::server::ConnectionLimits,
 }
 
 impl Default for ServeOptions {
@@ -89,6 +91,7 @@ impl Default for ServeOptions {
             witness_wait: Duration::from_secs(10),
             witness_quorum: None,
             mirror: None,
+            connections: crate::server::ConnectionLimits::default(),
         }
     }
 }
@@ -785,7 +788,6 @@ pub async fn serve(
     opts: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
     let grace = opts.shutdown_grace;
     let witnesses = opts.witnesses.clone();
     let state = AppState::new(ledger.clone(), opts);
@@ -805,22 +807,16 @@ pub async fn serve(
         .map(|(config, status)| {
             tokio::spawn(crate::mirroring::run(ledger.clone(), config, status))
         });
+    let limits = state.opts.connections;
+    let stats = state.metrics.connections.clone();
     let app = router(state);
-    // Small answers on keep-alive connections: do not let Nagle's algorithm delay them.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections, finishing requests in flight");
         let _ = signalled_tx.send(());
     };
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(signal)
-        .into_future();
+    let server = crate::server::serve(listener, app, limits, stats, signal);
     // Witnessing stops with the server, so that the ledger can then be closed.
     let _stop_witnessing = witnessing.map(AbortOnDrop);
     let _stop_following = following.map(AbortOnDrop);
@@ -1553,6 +1549,7 @@ fn follow_metrics(st: &AppState) -> String {
 async fn get_metrics(State(st): State<AppState>) -> Response {
     let mut text = st.metrics.render(st.ledger.head().size, st.ledger.stats());
     text.push_str(&follow_metrics(&st));
+    text.push_str(&st.metrics.connections.prometheus());
     (
         [(
             header::CONTENT_TYPE,
@@ -2186,6 +2183,8 @@ pub struct Metrics {
     append_latency: Histogram,
     /// One histogram per (route, status class); the last route slot is "unmatched".
     http: Box<[Histogram]>,
+    /// The connections the server accepted.
+    connections: Arc<crate::server::ConnectionStats>,
 }
 
 impl Default for Metrics {
@@ -2205,6 +2204,7 @@ impl Metrics {
             http: (0..http_slots)
                 .map(|_| Histogram::new(crate::metrics::LATENCY_BUCKETS, 1e9))
                 .collect(),
+            connections: Arc::default(),
         }
     }
 

@@ -238,6 +238,8 @@ pub struct ServeCommand {
     /// How many witnesses must cosign a checkpoint before answers are made against it
     /// (`None`: all of them).
     pub witness_quorum: Option<usize>,
+    /// How many connections may be open, and how long a request's headers may take.
+    pub connections: crate::server::ConnectionLimits,
 }
 
 /// The default origin of a ledger created by `serve` on an empty directory.
@@ -448,6 +450,7 @@ pub fn serve(cmd: ServeCommand) -> Result<(), CliError> {
             witnesses,
             witness_wait: cmd.witness_wait,
             witness_quorum: cmd.witness_quorum,
+            connections: cmd.connections,
             ..crate::api::ServeOptions::default()
         };
         Ok(serve_until_stopped(listener, ledger, opts).await)
@@ -502,6 +505,8 @@ pub struct WitnessCommand {
     pub logs: Vec<String>,
     /// The listen address.
     pub listen: String,
+    /// How many connections may be open, and how long a request's headers may take.
+    pub connections: crate::server::ConnectionLimits,
 }
 
 /// `witness`: runs a C2SP tlog-witness for the given logs until Ctrl-C or SIGTERM.
@@ -535,7 +540,7 @@ pub fn witness(cmd: WitnessCommand) -> Result<(), CliError> {
             "witnessing on http://{} (POST /add-checkpoint; Ctrl-C to stop)",
             listener.local_addr()?
         );
-        crate::witness_service::serve(listener, w, shutdown_signal()).await
+        crate::witness_service::serve(listener, w, cmd.connections, shutdown_signal()).await
     })
     .map_err(io)?;
     println!("stopped");
@@ -561,6 +566,8 @@ pub struct MirrorCommand {
     pub step_entries: u64,
     /// Follow again after an earlier stop (its record is cleared).
     pub resume: bool,
+    /// How many connections may be open, and how long a request's headers may take.
+    pub connections: crate::server::ConnectionLimits,
 }
 
 /// `mirror`: follows another ledger (SPEC §8), verifying everything it fetches, and serves the
@@ -603,6 +610,7 @@ pub fn mirror(cmd: MirrorCommand) -> Result<(), CliError> {
                 interval: cmd.interval,
                 step_entries: cmd.step_entries,
             }),
+            connections: cmd.connections,
             ..crate::api::ServeOptions::default()
         };
         Ok(serve_until_stopped(listener, ledger, opts).await)

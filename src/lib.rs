@@ -37,6 +37,7 @@ pub mod query;
 pub mod receipt;
 pub mod revocation;
 pub mod seal;
+pub mod server;
 pub mod state;
 pub mod store;
 pub mod tiles;

@@ -215,6 +215,8 @@ enum Command {
         /// checkpoint before they are made against the latest one anyway (a witness down).
         #[arg(long = "witness-wait", value_name = "SECONDS", default_value_t = 10.0)]
         witness_wait: f64,
+        #[command(flatten)]
+        connections: ConnectionOpts,
     },
     /// Re-check every entry, the hash chain, every signature and the tree against the checkpoint.
     ///
@@ -302,6 +304,8 @@ enum Command {
         /// Listen address.
         #[arg(long, default_value = "127.0.0.1:8090")]
         listen: String,
+        #[command(flatten)]
+        connections: ConnectionOpts,
     },
     /// Mirror another ledger: follow it, verify everything, serve the same read API.
     ///
@@ -342,6 +346,8 @@ enum Command {
         /// then (the reason and evidence stay in /healthz and its log).
         #[arg(long)]
         resume: bool,
+        #[command(flatten)]
+        connections: ConnectionOpts,
     },
     #[command(after_long_help = VERIFY_HELP)]
     /// Verify a QR label, a QR URL or a certificate: offline with the log key, or with a server.
@@ -363,6 +369,33 @@ enum Command {
     /// Not provable from one certificate's entries: that the server hides no later entry (a
     /// revocation), and who signed events (as the entries name them): `audit` checks those.
     Verify(VerifyArgs),
+}
+
+/// The connection limits of a server command (`serve`, `mirror`, `witness`).
+#[derive(Debug, clap::Args)]
+struct ConnectionOpts {
+    /// Most connections open at once; beyond it new clients wait until one closes.
+    #[arg(long = "max-connections", value_name = "N", default_value_t = reman_ledger::server::DEFAULT_MAX_CONNECTIONS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_connections: usize,
+    /// Seconds a client has to send a request's headers, and the longest a keep-alive
+    /// connection may stay idle: slower or idle connections are closed.
+    #[arg(long = "header-timeout", value_name = "SECONDS", default_value_t = reman_ledger::server::DEFAULT_HEADER_TIMEOUT_SECS as f64)]
+    header_timeout: f64,
+}
+
+impl ConnectionOpts {
+    fn limits(&self) -> Result<reman_ledger::server::ConnectionLimits, CliError> {
+        let header_timeout = std::time::Duration::try_from_secs_f64(self.header_timeout)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                CliError::Usage("--header-timeout: a number of seconds above 0".into())
+            })?;
+        Ok(reman_ledger::server::ConnectionLimits {
+            max_connections: self.max_connections,
+            header_timeout,
+        })
+    }
 }
 
 fn run(args: Args) -> Result<cli::Verdict, CliError> {
@@ -401,6 +434,7 @@ fn run(args: Args) -> Result<cli::Verdict, CliError> {
             witnesses,
             witness_wait,
             witness_quorum,
+            connections,
         } => {
             let witness_wait =
                 std::time::Duration::try_from_secs_f64(witness_wait).map_err(|_| {
@@ -416,6 +450,7 @@ fn run(args: Args) -> Result<cli::Verdict, CliError> {
                 witnesses,
                 witness_wait,
                 witness_quorum,
+                connections: connections.limits()?,
             };
             cli::serve(cmd)?;
         }
@@ -488,11 +523,13 @@ fn run(args: Args) -> Result<cli::Verdict, CliError> {
             key,
             logs,
             listen,
+            connections,
         } => cli::witness(cli::WitnessCommand {
             data,
             key,
             logs,
             listen,
+            connections: connections.limits()?,
         })?,
         Command::Mirror {
             from,
@@ -503,6 +540,7 @@ fn run(args: Args) -> Result<cli::Verdict, CliError> {
             interval_ms,
             step_entries,
             resume,
+            connections,
         } => cli::mirror(cli::MirrorCommand {
             from,
             log_key,
@@ -512,6 +550,7 @@ fn run(args: Args) -> Result<cli::Verdict, CliError> {
             interval: std::time::Duration::from_millis(interval_ms),
             step_entries,
             resume,
+            connections: connections.limits()?,
         })?,
         Command::Verify(v) => verify_main(v)?,
     }

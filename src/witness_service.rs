@@ -246,15 +246,16 @@ async fn add_checkpoint(
     }
 }
 
-/// Serves the witness on `listener` until `shutdown` completes, then flushes its state.
+/// Serves the witness on `listener` within `limits` until `shutdown` completes, then flushes
+/// its state.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     witness: Arc<Witness>,
+    limits: crate::server::ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(witness.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let stats = Arc::default();
+    crate::server::serve(listener, router(witness.clone()), limits, stats, shutdown).await?;
     witness
         .db
         .flush()

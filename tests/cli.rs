@@ -329,6 +329,62 @@ fn bad_origin_and_bad_base_url_are_usage_errors_that_create_nothing() {
     assert!(!dir.path().join("d").exists());
 }
 
+#[test]
+fn bad_connection_limits_are_usage_errors_that_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (&["serve", "--header-timeout", "0"][..], "--header-timeout"),
+        (
+            &["serve", "--header-timeout", "soon"][..],
+            "--header-timeout",
+        ),
+        (
+            &["serve", "--max-connections", "0"][..],
+            "--max-connections",
+        ),
+        (
+            &[
+                "mirror",
+                "--from",
+                "http://127.0.0.1:9",
+                "--log-key",
+                "k",
+                "--header-timeout=-1",
+            ][..],
+            "--header-timeout",
+        ),
+        (
+            &[
+                "witness",
+                "--key",
+                "w.key",
+                "--log",
+                "k",
+                "--max-connections",
+                "0",
+            ][..],
+            "--max-connections",
+        ),
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["--data", "d", "--listen", "127.0.0.1:0"]);
+        let out = bin(&all, dir.path());
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(!dir.path().join("d").exists(), "{args:?}");
+        assert!(!dir.path().join("keys").exists(), "{args:?}");
+    }
+}
+
 /// Runs `serve --demo --listen 127.0.0.1:0` and `extra` in `cwd` until it says it is serving,
 /// then kills it; returns what it printed up to then (stderr too, for failure messages).
 fn serve_demo_until_serving(cwd: &Path, extra: &[&Path]) -> (String, String) {
