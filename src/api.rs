@@ -277,6 +277,32 @@ impl From<QueryRejection> for Problem {
     }
 }
 
+/// A request's query parameters, each given at most once. `?index=1&index=2` is refused
+/// (400): which of two values a client meant is not for the server to guess, and a proof or
+/// a label answered for the one it did not mean would look like the log's mistake.
+struct Params(HashMap<String, String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Params {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Problem> {
+        let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, state).await?;
+        let mut params = HashMap::with_capacity(pairs.len());
+        for (name, value) in pairs {
+            if params.contains_key(&name) {
+                return Err(Problem::bad_request(format!(
+                    "the query parameter {name} is given more than once: give it once"
+                )));
+            }
+            params.insert(name, value);
+        }
+        Ok(Params(params))
+    }
+}
+
 fn unavailable(detail: String) -> Problem {
     Problem::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -1406,22 +1432,14 @@ fn query_u64(q: &HashMap<String, String>, name: &str, usage: &str) -> ApiResult<
     parse_u64(name, v)
 }
 
-async fn get_inclusion(
-    State(st): State<AppState>,
-    q: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> ApiResult<Response> {
-    let Query(q) = q?;
+async fn get_inclusion(State(st): State<AppState>, Params(q): Params) -> ApiResult<Response> {
     let usage = "?index=I&tree_size=N";
     let index = query_u64(&q, "index", usage)?;
     let tree_size = query_u64(&q, "tree_size", usage)?;
     Ok(Json(st.ledger.inclusion_json(index, tree_size)?).into_response())
 }
 
-async fn get_consistency(
-    State(st): State<AppState>,
-    q: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> ApiResult<Response> {
-    let Query(q) = q?;
+async fn get_consistency(State(st): State<AppState>, Params(q): Params) -> ApiResult<Response> {
     let usage = "?first=M&second=N";
     let first = query_u64(&q, "first", usage)?;
     let second = query_u64(&q, "second", usage)?;
@@ -1918,11 +1936,11 @@ async fn get_qr(
     st: AppState,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
-    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+    q: Result<Params, Problem>,
     svg: bool,
 ) -> ApiResult<Response> {
     let Path(id) = id?;
-    let Query(q) = q?;
+    let Params(q) = q?;
     let id = certificate_id(&id)?;
     let size = qr_size(&q)?;
     // A certificate's QR image never changes (its seal and the base URL are fixed).
@@ -1967,7 +1985,7 @@ async fn get_qr_png(
     State(st): State<AppState>,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
-    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+    q: Result<Params, Problem>,
 ) -> ApiResult<Response> {
     get_qr(st, headers, id, q, false).await
 }
@@ -1976,7 +1994,7 @@ async fn get_qr_svg(
     State(st): State<AppState>,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
-    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+    q: Result<Params, Problem>,
 ) -> ApiResult<Response> {
     get_qr(st, headers, id, q, true).await
 }

@@ -794,6 +794,60 @@ async fn read_errors_are_problems() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_parameter_given_twice_is_refused_not_guessed() {
+    let (s, valid, _) = populated().await;
+    let before = s.state().await;
+    for (path, name) in [
+        (
+            "/api/v1/proof/inclusion?index=1&tree_size=8&index=2",
+            "index",
+        ),
+        (
+            "/api/v1/proof/inclusion?index=1&tree_size=8&tree_size=8",
+            "tree_size",
+        ),
+        (
+            "/api/v1/proof/consistency?first=2&first=3&second=8",
+            "first",
+        ),
+        (
+            &format!("/api/v1/certificates/{valid}/qr.png?size=300&size=600"),
+            "size",
+        ),
+        (
+            &format!("/api/v1/certificates/{valid}/qr.svg?size=300&size=300"),
+            "size",
+        ),
+    ] {
+        let p = s.get(path).await.problem(400);
+        assert_eq!(
+            p["type"], "https://reman-ledger.example/problems/malformed",
+            "{path}: {p}"
+        );
+        assert_eq!(
+            p["detail"],
+            format!("the query parameter {name} is given more than once: give it once"),
+            "{path}"
+        );
+    }
+    // Given once, the same parameters are answered.
+    assert_eq!(
+        s.get("/api/v1/proof/inclusion?index=1&tree_size=8")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        s.get(&format!("/api/v1/certificates/{valid}/qr.png?size=300"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(s.state().await, before);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_is_served_and_in_the_openapi_document() {
     let (s, valid, _) = populated().await;
     let qr_png = s
