@@ -119,15 +119,20 @@ pub async fn serve(
     // receiver is gone.
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
+    // At the limit under a flood, the server is there at every accept: say so now and then.
+    let mut warned: Option<std::time::Instant> = None;
     loop {
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
             Err(_) => {
                 stats.at_limit.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    max_connections = limits.max_connections,
-                    "connection limit reached; accepting again when one closes"
-                );
+                if warned.is_none_or(|at| at.elapsed() >= LIMIT_WARNING_EVERY) {
+                    warned = Some(std::time::Instant::now());
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "connection limit reached; accepting again when one closes (see reman_ledger_connections_at_limit_total)"
+                    );
+                }
                 tokio::select! {
                     slot = slots.clone().acquire_owned() => match slot {
                         Ok(slot) => slot,
@@ -194,6 +199,9 @@ pub async fn serve(
     stop_tx.closed().await;
     Ok(())
 }
+
+/// How often, at most, the server logs that it is at its connection limit.
+const LIMIT_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 /// Errors of one incoming connection (it went away before it was accepted), as opposed to the
 /// listener's own trouble.
