@@ -7,7 +7,7 @@
 
 use crate::merkle::Hash;
 use serde_json::Value;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long one request may take, connect to last byte, before it fails.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -58,6 +58,18 @@ pub enum ClientError {
         url: String,
         /// What is wrong with it.
         reason: String,
+    },
+    /// The server's answers, all together, took longer than the client's time limit (see
+    /// [`Client::with_time_limit`]): a slow or stalling server cannot keep a check from ending.
+    #[error(
+        "{url}: the server's answers took more than {} s in all, the time limit of this check: it is too slow or stalling; try again later, or give a longer time limit",
+        .limit.as_secs()
+    )]
+    TimeLimit {
+        /// The request that was not made or not finished in time.
+        url: String,
+        /// The time limit.
+        limit: Duration,
     },
 }
 
@@ -117,6 +129,10 @@ pub struct SubmitAnswer {
 pub struct Client {
     agent: ureq::Agent,
     base: String,
+    /// Each request's own limit.
+    timeout: Duration,
+    /// When every request must have ended, and the limit that set it.
+    deadline: Option<(Instant, Duration)>,
 }
 
 impl Client {
@@ -134,7 +150,46 @@ impl Client {
             .user_agent(concat!("reman-ledger/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        Ok(Client { agent, base })
+        Ok(Client {
+            agent,
+            base,
+            timeout,
+            deadline: None,
+        })
+    }
+
+    /// This client, with a limit on the time all its requests from now on may take together:
+    /// the number of requests a check makes follows the server's answers (one per event of a
+    /// certificate), so a per-request limit alone would let a slow server stall it for hours.
+    pub fn with_time_limit(mut self, limit: Duration) -> Client {
+        self.deadline = Some((Instant::now() + limit, limit));
+        self
+    }
+
+    /// The time limit of the next request: its own, or what is left of the overall limit.
+    fn request_timeout(&self, url: &str) -> Result<Duration, ClientError> {
+        let Some((deadline, limit)) = self.deadline else {
+            return Ok(self.timeout);
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ClientError::TimeLimit {
+                url: url.to_owned(),
+                limit,
+            });
+        }
+        Ok(left.min(self.timeout))
+    }
+
+    /// A failed transfer: past the overall deadline, the time limit says why.
+    fn transfer_error(&self, url: &str, e: ureq::Error) -> ClientError {
+        match self.deadline {
+            Some((deadline, limit)) if Instant::now() >= deadline => ClientError::TimeLimit {
+                url: url.to_owned(),
+                limit,
+            },
+            _ => transport(url, e),
+        }
     }
 
     /// The server's base URL, without a trailing slash.
@@ -228,15 +283,19 @@ impl Client {
     /// `POST /api/v1/entries` with an envelope's bytes.
     pub fn submit(&self, envelope: &[u8]) -> Result<SubmitAnswer, ClientError> {
         let url = self.url("/api/v1/entries");
+        let timeout = self.request_timeout(&url)?;
         let mut resp = self
             .agent
             .post(&url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
             .header("Content-Type", "application/json")
             .header("Accept", "application/json")
             .send(envelope)
-            .map_err(|e| transport(&url, e))?;
+            .map_err(|e| self.transfer_error(&url, e))?;
         let status = resp.status().as_u16();
-        let body = read_body(&url, &mut resp)?;
+        let body = read_body(&url, &mut resp).map_err(|e| self.after_deadline(e))?;
         if status != 200 && status != 201 {
             return Err(status_error(&url, status, &body));
         }
@@ -250,19 +309,35 @@ impl Client {
         self.get(&self.url(path_and_query), accept)
     }
 
+    /// A body read that failed past the overall deadline failed for the time limit.
+    fn after_deadline(&self, e: ClientError) -> ClientError {
+        match (e, self.deadline) {
+            (ClientError::Transport { url, .. }, Some((deadline, limit)))
+                if Instant::now() >= deadline =>
+            {
+                ClientError::TimeLimit { url, limit }
+            }
+            (e, _) => e,
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     fn get(&self, url: &str, accept: &str) -> Result<Vec<u8>, ClientError> {
+        let timeout = self.request_timeout(url)?;
         let mut resp = self
             .agent
             .get(url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
             .header("Accept", accept)
             .call()
-            .map_err(|e| transport(url, e))?;
+            .map_err(|e| self.transfer_error(url, e))?;
         let status = resp.status().as_u16();
-        let body = read_body(url, &mut resp)?;
+        let body = read_body(url, &mut resp).map_err(|e| self.after_deadline(e))?;
         if status != 200 {
             return Err(status_error(url, status, &body));
         }

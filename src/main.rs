@@ -367,7 +367,8 @@ enum Command {
     /// certificate and is signed by the issuer's registered key; each event and a revocation
     /// are in the log too. Only the status valid is VALID: revoked or superseded is INVALID.
     /// Not provable from one certificate's entries: that the server hides no later entry (a
-    /// revocation), and who signed events (as the entries name them): `audit` checks those.
+    /// revocation), and who signed events (as the entries name them): `audit` checks those,
+    /// and a mirror you run computes the status from the log itself.
     Verify(VerifyArgs),
 }
 
@@ -607,8 +608,12 @@ Exit codes: 0 VALID; 1 checked and not valid (forged or altered label, wrong log
 revoked or superseded certificate, a server that rewrote its history); 2 usage or I/O error
 (unreadable file, no QR code found in the image, server unreachable).
 
-A server can still leave entries out (hide a revocation or an event): only a full audit of the
-log, or witnesses that cosign its checkpoints, rule that out.
+The status and the list of events are the server's answer: every event and revocation it shows
+is proven to be in the log, but one it leaves out (a hidden revocation) is not caught here.
+`audit --server` compares what a server serves for every certificate with the whole log; for a
+status you can rely on, verify against a mirror you run (`reman-ledger mirror`), which computes
+it from the entries it verified. Witnesses make sure everyone sees the same log; they do not
+vouch for a server's answers about it.
 
 Examples:
   reman-ledger verify --log-key keys/log.key.pub label.jpg
@@ -642,6 +647,10 @@ struct VerifyArgs {
     /// key of its .pub file), or a file holding it. Repeat to require several.
     #[arg(long = "witness", value_name = "VKEY-or-FILE")]
     witnesses: Vec<String>,
+    /// With --server: the longest all the server's answers may take together; a slow or
+    /// stalling server then fails the check as unfinished (exit 2) instead of holding it.
+    #[arg(long = "time-limit", value_name = "SECONDS", default_value_t = reman_ledger::verify::DEFAULT_TIME_LIMIT.as_secs_f64())]
+    time_limit: f64,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -649,7 +658,12 @@ struct VerifyArgs {
 
 /// Runs `verify`, prints its report (warnings on stderr) and maps the verdict to the exit code.
 fn verify_main(args: VerifyArgs) -> Result<(), CliError> {
+    let time_limit = std::time::Duration::try_from_secs_f64(args.time_limit)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| CliError::Usage("--time-limit: a number of seconds above 0".into()))?;
     let opts = reman_ledger::verify::VerifyOptions {
+        time_limit,
         target: args.target,
         log_key: args.log_key,
         trust: args.trust,

@@ -556,7 +556,7 @@ pub fn check_extends(
     match compared {
         Compared::FirstSight | Compared::Same => Ok(compared),
         Compared::Rollback { seen } => Err(format!(
-            "rolled back: it shows {} entries, but a checkpoint of {seen} was seen before",
+            "rolled back: it shows {} entries, but a checkpoint of {seen} was seen before (a log's tree never shrinks: a rollback, or a fork onto a shorter branch)",
             fresh.size
         )),
         Compared::Fork { size } => Err(format!(

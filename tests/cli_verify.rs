@@ -1533,3 +1533,251 @@ fn an_event_whose_signature_does_not_verify_under_its_signers_registered_key_is_
         reman_ledger::audit::audit_store(&store, Some(log_key().public()), |_, _| {}).unwrap_err();
     assert_eq!(err.index(), Some(event), "{err}");
 }
+
+/// A certificate view's JSON, changed by `change`.
+fn changed_view(body: &[u8], change: fn(&mut Value)) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(body).unwrap();
+    change(&mut v);
+    serde_json::to_vec(&v).unwrap()
+}
+
+fn is_view(path: &str) -> bool {
+    path.starts_with("/api/v1/certificates/") && path.matches('/').count() == 4
+}
+
+#[test]
+fn a_server_that_repeats_misplaces_or_reorders_events_or_hides_a_revocations_entry() {
+    let (server, ids) = Server::demo();
+    let home = Home::new();
+    let eng = ids["eng-001"];
+    let verify = |url: &str, id: &CertificateId, json: bool| {
+        let id = id.to_string();
+        let mut args = vec!["--server", url, "--log-key", LOG_PUB, id.as_str()];
+        if json {
+            args.push("--json");
+        }
+        home.run(&args)
+    };
+    type Case = (
+        fn(&str, &[u8]) -> Option<(u16, Vec<u8>)>,
+        &'static str,
+        &'static str,
+    );
+    let cases: [Case; 4] = [
+        (
+            // Each event listed twice: the history would show two customs releases.
+            |p, b| {
+                is_view(p).then(|| {
+                    let v = changed_view(b, |v| {
+                        let events = v["events"].as_array().unwrap().clone();
+                        v["events"] = Value::Array([events.clone(), events].concat());
+                    });
+                    (200, v)
+                })
+            },
+            "eng-001",
+            "more than once among the certificate's events",
+        ),
+        (
+            // An entry before the certificate shown as its event.
+            |p, b| {
+                is_view(p).then(|| {
+                    let v = changed_view(b, |v| {
+                        v["events"].as_array_mut().unwrap()[0]["index"] = 1.into();
+                    });
+                    (200, v)
+                })
+            },
+            "eng-001",
+            "the server lists entry 1 as an event of certificate",
+        ),
+        (
+            // A revocation shown without the entry that would prove it.
+            |p, b| {
+                is_view(p).then(|| {
+                    let v = changed_view(b, |v| {
+                        v["revocation"].as_object_mut().unwrap().remove("index");
+                    });
+                    (200, v)
+                })
+            },
+            "alt-003",
+            "the server shows a revocation without its entry index",
+        ),
+        (
+            // The view names another certificate's entry.
+            |p, b| {
+                is_view(p).then(|| {
+                    let v = changed_view(b, |v| {
+                        let i = v["index"].as_u64().unwrap();
+                        v["index"] = (i + 1).into();
+                    });
+                    (200, v)
+                })
+            },
+            "eng-001",
+            "the server names the wrong entry for it",
+        ),
+    ];
+    for (rewrite, label, why) in cases {
+        let proxy = proxy::start(&server.url, rewrite);
+        verify(&proxy, &ids[label], false).invalid(why);
+    }
+
+    // Events listed newest first are checked and shown in the log's order.
+    let proxy = proxy::start(&server.url, |p, b| {
+        is_view(p).then(|| {
+            let v = changed_view(b, |v| {
+                v["events"].as_array_mut().unwrap().reverse();
+            });
+            (200, v)
+        })
+    });
+    let j = verify(&proxy, &eng, true).valid_json();
+    let shown: Vec<u64> = j["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(shown.len(), 8);
+    assert!(shown.windows(2).all(|w| w[0] < w[1]), "{shown:?}");
+    assert_eq!(j["events"][0]["event"], "shipped");
+}
+
+#[test]
+fn a_server_that_hides_a_revocation_is_valid_and_the_report_says_the_status_is_its_word() {
+    let (server, ids) = Server::demo();
+    let home = Home::new();
+    let proxy = proxy::start(&server.url, |p, b| {
+        is_view(p).then(|| {
+            let v = changed_view(b, |v| {
+                v["status"] = "valid".into();
+                v["revocation"] = Value::Null;
+            });
+            (200, v)
+        })
+    });
+    // Not provable from the certificate's entries: the report does not claim it is.
+    home.run(&[
+        "--server",
+        &proxy,
+        "--log-key",
+        LOG_PUB,
+        &ids["alt-003"].to_string(),
+    ])
+    .valid()
+    .has("valid, as the server says")
+    .has("a revocation it leaves out is not caught by this check");
+    let help = Command::new(env!("CARGO_BIN_EXE_reman-ledger"))
+        .args(["verify", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("a mirror you run"), "{help}");
+    assert!(
+        !help.contains("witnesses that cosign its checkpoints, rule"),
+        "{help}"
+    );
+}
+
+#[test]
+fn a_server_too_slow_over_all_its_answers_fails_the_check_as_unfinished() {
+    let (server, ids) = Server::demo();
+    let home = Home::new();
+    // Each entry and proof answer comes after 400 ms: well within a request's own timeout,
+    // but eng-001's 8 events take two such answers each.
+    let proxy = proxy::start(&server.url, |p, _| {
+        if p.starts_with("/api/v1/entries/") || p.starts_with("/api/v1/proof/") {
+            std::thread::sleep(std::time::Duration::from_millis(400));
+        }
+        None
+    });
+    let started = std::time::Instant::now();
+    let r = home.run(&[
+        "--server",
+        &proxy,
+        "--log-key",
+        LOG_PUB,
+        "--time-limit",
+        "2",
+        &ids["eng-001"].to_string(),
+    ]);
+    r.expect(2);
+    assert!(
+        r.stderr.contains(
+            "the server's answers took more than 2 s in all, the time limit of this check"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(8));
+    home.run(&["--server", &proxy, "--time-limit", "0", "x"])
+        .expect(2);
+    // With time enough, the same slow server's answers verify.
+    home.run(&[
+        "--server",
+        &proxy,
+        "--log-key",
+        LOG_PUB,
+        "--time-limit",
+        "60",
+        &ids["eng-001"].to_string(),
+    ])
+    .valid();
+}
+
+#[test]
+fn the_report_shows_where_a_labels_link_leads_and_warns_when_it_is_not_the_ledger() {
+    let (server, ids) = Server::demo();
+    let home = Home::new();
+    let genuine = server.qr_url(&ids["eng-001"]);
+    let (ledger_site, path) = genuine.split_at(genuine.find("/01/").unwrap());
+    let elsewhere = format!("https://Ledger-Check.example{path}");
+
+    // Offline: the seal does not cover the site, so the report shows it; and the status.
+    home.run(&["--log-key", LOG_PUB, &elsewhere])
+        .valid()
+        .has("link:        https://ledger-check.example (where the label's QR code leads)")
+        .has("status:      not checked offline");
+    // Online: the site is not the ledger's.
+    let r = home.run(&["--server", &server.url, "--log-key", LOG_PUB, &elsewhere]);
+    r.valid();
+    assert!(
+        r.stderr.contains(&format!(
+            "the label's QR code leads to https://ledger-check.example, but this ledger's labels lead to {ledger_site}"
+        )),
+        "{}",
+        r.stderr
+    );
+    let r = home.run(&["--server", &server.url, "--log-key", LOG_PUB, &genuine]);
+    r.valid();
+    assert!(!r.stderr.contains("leads to"), "{}", r.stderr);
+
+    // A QR code holding a link that is not a web link is not a ledger's label.
+    let img = home.path().join("ftp-label.png");
+    let ftp = format!("ftp://ledger.example{path}");
+    std::fs::write(&img, reman_ledger::qr::png(&ftp, 400).unwrap()).unwrap();
+    home.run(&["--log-key", LOG_PUB, img.to_str().unwrap()])
+        .invalid("not a web link (http:// or https://)");
+}
+
+#[test]
+fn a_server_presenting_its_key_under_another_origin_is_named_as_it_presents_itself() {
+    let (server, ids) = Server::demo();
+    let home = Home::new();
+    let proxy = proxy::start(&server.url, |p, b| {
+        (p == "/api/v1/log").then(|| {
+            let v = changed_view(b, |v| v["origin"] = "other.example/log".into());
+            (200, v)
+        })
+    });
+    home.run(&[
+        "--server",
+        &proxy,
+        "--log-key",
+        LOG_PUB,
+        &ids["eng-001"].to_string(),
+    ])
+    .invalid("presents the log other.example/log with the key of reman-ledger.example/log");
+}
