@@ -18,6 +18,7 @@ use crate::gs1;
 use crate::ledger::{Ledger, MAX_SUBMISSION_BYTES, Receipt, SubmitError};
 use crate::merkle;
 use crate::metrics::Histogram;
+use crate::negotiate::{self, Representation};
 use crate::pages::{self, SealCheck, StatusView, Verdict};
 use crate::payload::PayloadType;
 use crate::qr;
@@ -1711,14 +1712,10 @@ fn seal_json(s: &SealCheck) -> Value {
     }
 }
 
-/// True when the client asks for JSON rather than a page.
+/// True when the client prefers JSON to a page (RFC 9110 negotiation over every `Accept`
+/// line, see [`negotiate`]); a tie, or no `Accept`, is a page.
 fn wants_json(headers: &HeaderMap) -> bool {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    (accept.contains("application/json") || accept.contains("+json"))
-        && !accept.contains("text/html")
+    negotiate::choose(headers.get_all(header::ACCEPT)) == Representation::Json
 }
 
 /// The link's `seal` parameter, if any. A link with two is refused rather than judged by one

@@ -1282,6 +1282,56 @@ async fn home_lookup_and_scan_lead_to_the_status_page() {
     s.stop().await;
 }
 
+/// What a browser sends when it follows a link (Firefox and Safari; Chrome adds image types
+/// before `*/*;q=0.8`).
+const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+
+/// The resolver weighs the `Accept` field by RFC 9110 (found by fuzzing: it was matched as
+/// text, so `text/html;q=0.1, application/json` got the page): a client that weighs JSON above
+/// HTML gets JSON, a browser or a client without `Accept` the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resolver_answers_json_only_when_it_weighs_more_than_html() {
+    let (s, valid, _) = populated().await;
+    let unit = format!("/01/{}/21/U-1", gtin(1));
+    let unknown = format!("/01/{}/21/NOPE", gtin(13));
+    for accept in [
+        &[("accept", "text/html;q=0.1, application/json")][..],
+        &[("accept", "application/json, text/html;q=0.9")],
+        &[("accept", "application/problem+json")],
+        &[
+            ("accept", "text/html;q=0.1"),
+            ("accept", "application/json"),
+        ],
+    ] {
+        let r = s.req("GET", &unit, accept, b"").await;
+        assert_eq!(r.status, 200, "{accept:?}: {}", r.text());
+        assert_eq!(r.content_type(), "application/json", "{accept:?}");
+        assert_eq!(r.json()["certificate_id"], valid.as_str(), "{accept:?}");
+        let p = s.req("GET", &unknown, accept, b"").await.problem(404);
+        assert!(
+            p["detail"].as_str().unwrap().contains("no certificate"),
+            "{p}"
+        );
+    }
+    for accept in [
+        &[("accept", BROWSER_ACCEPT)][..],
+        &[("accept", "*/*")],
+        &[],
+        &[("accept", "application/json;q=0, text/html")],
+        &[("accept", "application/json, text/html")],
+        &[("accept", "application/json;q=2")],
+    ] {
+        let r = s.req("GET", &unit, accept, b"").await;
+        assert_eq!(r.status, 200, "{accept:?}");
+        assert_eq!(r.content_type(), "text/html; charset=utf-8", "{accept:?}");
+        assert!(r.text().contains("banner verdict-valid"), "{accept:?}");
+        let r = s.req("GET", &unknown, accept, b"").await;
+        assert_eq!(r.status, 404, "{accept:?}");
+        assert_eq!(r.content_type(), "text/html; charset=utf-8", "{accept:?}");
+    }
+    s.stop().await;
+}
+
 /// A photo tiled with QR finder patterns (found by fuzzing) is answered promptly, 422 "no QR
 /// code", and the server goes on answering: it kept a core busy for minutes and took gigabytes
 /// before the decoder refused such pictures.
