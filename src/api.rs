@@ -18,6 +18,7 @@ use crate::gs1;
 use crate::ledger::{Ledger, MAX_SUBMISSION_BYTES, Receipt, SubmitError};
 use crate::merkle;
 use crate::metrics::Histogram;
+use crate::negotiate::{self, Representation};
 use crate::pages::{self, SealCheck, StatusView, Verdict};
 use crate::payload::PayloadType;
 use crate::qr;
@@ -145,7 +146,9 @@ impl AppState {
 // ---------------------------------------------------------------------------------------------
 
 /// An error answer: RFC 9457 `application/problem+json` with `type`, `title`, `status` and
-/// `detail`. Every error of this API, axum's own included, is answered as one.
+/// `detail`. Every error of this API, axum's own included, is answered as one, except on the
+/// routes browsers use ([`Route::html_errors`]), which answer pages to clients that do not
+/// prefer JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     /// The HTTP status.
@@ -373,6 +376,9 @@ pub struct Route {
     pub ok: &'static [Answer],
     /// The error statuses it may answer (each as problem+json).
     pub errors: &'static [u16],
+    /// Whether its errors are negotiated ([`crate::negotiate`]): HTML pages, problem+json only
+    /// for a client that prefers JSON. Otherwise every error is problem+json.
+    pub html_errors: bool,
 }
 
 const fn path_param(name: &'static str, kind: &'static str, description: &'static str) -> Param {
@@ -437,6 +443,7 @@ pub const ROUTES: &[Route] = &[
             json_answer(200, "Receipt", "already logged: the existing entry"),
         ],
         errors: &[400, 401, 403, 404, 408, 409, 413, 422, 500, 503],
+        html_errors: false,
     },
     Route {
         method: "GET",
@@ -445,6 +452,7 @@ pub const ROUTES: &[Route] = &[
         params: &[path_param("index", "integer", "entry index, from 0")],
         ok: &[json_answer(200, "EntryAnswer", "the entry")],
         errors: &[400, 404],
+        html_errors: false,
     },
     Route {
         method: "GET",
@@ -453,6 +461,7 @@ pub const ROUTES: &[Route] = &[
         params: &[P_CERT_ID],
         ok: &[json_answer(200, "CertificateView", "the certificate")],
         errors: &[400, 404],
+        html_errors: false,
     },
     Route {
         method: "GET",
@@ -466,6 +475,7 @@ pub const ROUTES: &[Route] = &[
             description: "the QR code",
         }],
         errors: &[400, 404],
+        html_errors: false,
     },
     Route {
         method: "GET",
@@ -479,6 +489,7 @@ pub const ROUTES: &[Route] = &[
             description: "the QR code",
         }],
         errors: &[400, 404],
+        html_errors: false,
     },
     Route {
         method: "GET",
@@ -489,6 +500,7 @@ pub const ROUTES: &[Route] = &[
         params: &[P_CERT_ID],
         ok: &[text_answer("the proof (save it as <id>.tlog-proof)")],
         errors: &[400, 404],
+        html_errors: false,
     },
     Route {
         method: "GET",
@@ -497,12 +509,14 @@ pub const ROUTES: &[Route] = &[
         params: &[P_GTIN, P_SERIAL],
         ok: &[json_answer(200, "Product", "the unit's certificates")],
         errors: &[400, 404],
+        html_errors: false,
     },
     Route {
         method: "GET",
         path: "/01/{gtin}/21/{*serial}",
         summary: "GS1 Digital Link resolver: the status page (HTML), or the product JSON with \
-                  the verdict and the seal check for Accept: application/json",
+                  the verdict and the seal check for a client that prefers JSON to text/html \
+                  (Accept: application/json); errors likewise a page or a problem",
         params: &[
             P_GTIN,
             P_SERIAL,
@@ -534,6 +548,7 @@ pub const ROUTES: &[Route] = &[
             },
         ],
         errors: &[400, 404],
+        html_errors: true,
     },
     Route {
         method: "GET",
@@ -547,6 +562,7 @@ pub const ROUTES: &[Route] = &[
             description: "every party's current registration",
         }],
         errors: &[],
+        html_errors: false,
     },
     Route {
         method: "GET",
@@ -555,6 +571,7 @@ pub const ROUTES: &[Route] = &[
         params: &[path_param("name", "string", "the party's key name")],
         ok: &[json_answer(200, "Party", "its current registration")],
         errors: &[404],
+        html_errors: false,
     },
     Route {
         method: "GET",
@@ -563,6 +580,7 @@ pub const ROUTES: &[Route] = &[
         params: &[],
         ok: &[text_answer("the signed note")],
         errors: &[],
+        html_errors: false,
     },
     Route {
         method: "GET",
@@ -571,6 +589,7 @@ pub const ROUTES: &[Route] = &[
         params: &[],
         ok: &[text_answer("the signed note")],
         errors: &[],
+        html_errors: false,
     },
     Route {
         method: "GET",
@@ -593,6 +612,7 @@ pub const ROUTES: &[Route] = &[
             description: "the tile's hashes back to back, or the entry bundle",
         }],
         errors: &[400, 404],
+        html_errors: false,
     },
     Route {
         method: "GET",
@@ -601,6 +621,7 @@ pub const ROUTES: &[Route] = &[
         params: &[],
         ok: &[json_answer(200, "Log", "the log's identity and head")],
         errors: &[],
+        html_errors: false,
     },
     Route {
         method: "GET",
@@ -612,6 +633,7 @@ pub const ROUTES: &[Route] = &[
         ],
         ok: &[json_answer(200, "InclusionAnswer", "the proof")],
         errors: &[400, 404],
+        html_errors: false,
     },
     Route {
         method: "GET",
@@ -623,6 +645,7 @@ pub const ROUTES: &[Route] = &[
         ],
         ok: &[json_answer(200, "ConsistencyAnswer", "the proof")],
         errors: &[400, 404],
+        html_errors: false,
     },
     Route {
         method: "GET",
@@ -638,6 +661,7 @@ pub const ROUTES: &[Route] = &[
             ),
         ],
         errors: &[],
+        html_errors: false,
     },
     Route {
         method: "GET",
@@ -651,6 +675,7 @@ pub const ROUTES: &[Route] = &[
             description: "the metrics",
         }],
         errors: &[],
+        html_errors: false,
     },
     Route {
         method: "GET",
@@ -659,6 +684,7 @@ pub const ROUTES: &[Route] = &[
         params: &[],
         ok: &[json_answer(200, "", "the document")],
         errors: &[],
+        html_errors: false,
     },
     Route {
         method: "GET",
@@ -667,11 +693,15 @@ pub const ROUTES: &[Route] = &[
         params: &[],
         ok: &[HTML_PAGE],
         errors: &[],
+        html_errors: false,
     },
     Route {
         method: "GET",
         path: "/lookup",
-        summary: "The home page's look-up form: redirects (303) to the unit's status page",
+        summary: "The home page's look-up form: redirects (303) to the unit's resolver link, \
+                  whatever the Accept (followed with Accept: application/json, it answers the \
+                  product JSON). A mistake is the home page with a message, or a problem for a \
+                  client that prefers JSON to text/html",
         params: &[
             optional_query("gtin", "GTIN (8 to 14 digits; left-padded to 14)"),
             optional_query("serial", "serial number"),
@@ -683,21 +713,26 @@ pub const ROUTES: &[Route] = &[
             schema: "",
             description: "redirect to /01/{gtin}/21/{serial}",
         }],
-        errors: &[400, 404],
+        errors: &[400, 404, 503],
+        html_errors: true,
     },
     Route {
         method: "POST",
         path: "/scan",
         summary: "Upload a photo of a QR label (multipart/form-data): decoded on the server, \
-                  redirects (303) to its status page",
+                  redirects (303) to its resolver link, whatever the Accept (followed with \
+                  Accept: application/json, it answers the product JSON). A photo that cannot \
+                  be read is the home page with a message, or a problem for a client that \
+                  prefers JSON to text/html",
         params: &[],
         ok: &[Answer {
             status: 303,
             media_type: "",
             schema: "",
-            description: "redirect to the status page of the code read",
+            description: "redirect to the resolver link of the code read",
         }],
-        errors: &[400, 408, 413, 422],
+        errors: &[400, 408, 413, 422, 503],
+        html_errors: true,
     },
 ];
 
@@ -1726,14 +1761,10 @@ fn seal_json(s: &SealCheck) -> Value {
     }
 }
 
-/// True when the client asks for JSON rather than a page.
+/// True when the client prefers JSON to a page (RFC 9110 negotiation over every `Accept`
+/// line, see [`negotiate`]); a tie, or no `Accept`, is a page.
 fn wants_json(headers: &HeaderMap) -> bool {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    (accept.contains("application/json") || accept.contains("+json"))
-        && !accept.contains("text/html")
+    negotiate::choose(headers.get_all(header::ACCEPT)) == Representation::Json
 }
 
 /// The link's `seal` parameter, if any. A link with two is refused rather than judged by one
@@ -2026,60 +2057,78 @@ fn resolver_path(gtin: &str, serial: &str, seal: Option<&str>) -> String {
     p
 }
 
-/// `GET /lookup?gtin=…&serial=…` or `?id=…`: the home page's form; redirects to the status page.
+/// An error of the home page's forms (`/lookup`, `/scan`): the problem for a client that
+/// prefers JSON, otherwise the home page again with the problem's detail on top; the same
+/// status either way.
+fn form_error(json: bool, problem: Problem) -> Response {
+    if json {
+        problem.into_response()
+    } else {
+        html(problem.status, pages::home_page(Some(&problem.detail)))
+    }
+}
+
+/// `GET /lookup?gtin=…&serial=…` or `?id=…`: the home page's form; redirects (303) to the
+/// unit's resolver link, whatever the `Accept` (followed with it, the resolver answers the
+/// page or the product JSON). A mistake is the home page with a message, or a problem for a
+/// client that prefers JSON.
 async fn get_lookup(
     State(st): State<AppState>,
+    headers: HeaderMap,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Response {
-    let again = |status: StatusCode, msg: &str| html(status, pages::home_page(Some(msg)));
+    match lookup_target(&st, q) {
+        Ok(location) => see_other(&location),
+        Err(p) => form_error(wants_json(&headers), p),
+    }
+}
+
+/// The resolver link a look-up leads to.
+fn lookup_target(
+    st: &AppState,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<String> {
     let Ok(Query(q)) = q else {
-        return again(
-            StatusCode::BAD_REQUEST,
+        return Err(Problem::bad_request(
             "The form could not be read; try again.",
-        );
+        ));
     };
     let field = |k: &str| q.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     if let Some(id) = field("id") {
         let id = id.to_ascii_lowercase();
         let Ok(cid) = id.parse::<CertificateId>() else {
-            return again(
-                StatusCode::BAD_REQUEST,
+            return Err(Problem::bad_request(
                 "A certificate ID is 32 hexadecimal digits (0-9, a-f).",
-            );
+            ));
         };
         return match st.ledger.certificate(&cid) {
-            Ok(v) => see_other(&resolver_path(&v.gtin, &v.serial, Some(&v.seal))),
-            Err(QueryError::NotFound(_)) => again(
-                StatusCode::NOT_FOUND,
-                &format!("No certificate {id} is in the ledger."),
-            ),
-            Err(e @ QueryError::NotYet(_)) => {
-                again(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
-            }
-            Err(e) => again(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            Ok(v) => Ok(resolver_path(&v.gtin, &v.serial, Some(&v.seal))),
+            Err(QueryError::NotFound(_)) => Err(Problem::from_refusal(
+                RefusalKind::NotFound,
+                format!("No certificate {id} is in the ledger."),
+            )),
+            Err(e @ QueryError::NotYet(_)) => Err(unavailable(e.to_string())),
+            Err(e) => Err(Problem::from_refusal(RefusalKind::Internal, e.to_string())),
         };
     }
     let (Some(gtin), Some(serial)) = (field("gtin"), field("serial")) else {
-        return again(
-            StatusCode::BAD_REQUEST,
+        return Err(Problem::bad_request(
             "Enter a GTIN and a serial number, or a certificate ID.",
-        );
+        ));
     };
     let digits: String = gtin.chars().filter(|c| !c.is_whitespace()).collect();
     let padded = format!("{digits:0>14}");
     if !gs1::gtin14_is_valid(&padded) {
-        return again(
-            StatusCode::BAD_REQUEST,
-            &format!("{gtin} is not a valid GTIN: 8 to 14 digits with a correct GS1 check digit."),
-        );
+        return Err(Problem::bad_request(format!(
+            "{gtin} is not a valid GTIN: 8 to 14 digits with a correct GS1 check digit."
+        )));
     }
     if !gs1::is_valid_serial(serial) {
-        return again(
-            StatusCode::BAD_REQUEST,
+        return Err(Problem::bad_request(
             "A serial number is 1 to 20 characters of the GS1 character set (letters, digits and !\"%&'()*+,-./:;<=>?_).",
-        );
+        ));
     }
-    see_other(&resolver_path(&padded, serial, None))
+    Ok(resolver_path(&padded, serial, None))
 }
 
 /// The largest photo upload accepted by `/scan`.
@@ -2089,17 +2138,28 @@ pub const MAX_PHOTO_BYTES: usize = 16 * 1024 * 1024;
 const SCAN_QUEUE_WAIT: Duration = Duration::from_secs(10);
 
 /// `POST /scan` (multipart/form-data, one image file): decodes the QR code on the server and
-/// redirects to its status page.
+/// redirects (303) to its resolver link, whatever the `Accept`. A photo that cannot be read is
+/// the home page with a message, or a problem for a client that prefers JSON.
 async fn post_scan(
     State(st): State<AppState>,
+    headers: HeaderMap,
     mp: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Response {
-    let again = |status: StatusCode, msg: &str| html(status, pages::home_page(Some(msg)));
+    match scan_target(&st, mp).await {
+        Ok(location) => see_other(&location),
+        Err(p) => form_error(wants_json(&headers), p),
+    }
+}
+
+/// The resolver link of the first ledger QR code in the uploaded photo.
+async fn scan_target(
+    st: &AppState,
+    mp: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
+) -> ApiResult<String> {
     let Ok(mut mp) = mp else {
-        return again(
-            StatusCode::BAD_REQUEST,
+        return Err(Problem::bad_request(
             "Upload the photo with the form on this page (multipart/form-data).",
-        );
+        ));
     };
     let read = async {
         let mut photo = None;
@@ -2114,24 +2174,26 @@ async fn post_scan(
     };
     let photo = match tokio::time::timeout(st.opts.upload_timeout, read).await {
         Err(_) => {
-            return again(
+            return Err(Problem::new(
                 StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "Request body too slow",
                 "The upload took too long. Try a smaller photo.",
-            );
+            ));
         }
         Ok(Err(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return again(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!(
+            return Err(Problem::from_refusal(
+                RefusalKind::TooLarge,
+                format!(
                     "The photo is larger than {} MB. Take a smaller one.",
                     MAX_PHOTO_BYTES / (1024 * 1024)
                 ),
-            );
+            ));
         }
-        Ok(Err(e)) => return again(StatusCode::BAD_REQUEST, &format!("The upload failed: {e}")),
-        Ok(Ok(None)) => return again(StatusCode::BAD_REQUEST, "Choose a photo of the QR label."),
+        Ok(Err(e)) => return Err(Problem::bad_request(format!("The upload failed: {e}"))),
+        Ok(Ok(None)) => return Err(Problem::bad_request("Choose a photo of the QR label.")),
         Ok(Ok(Some(p))) if p.is_empty() => {
-            return again(StatusCode::BAD_REQUEST, "Choose a photo of the QR label.");
+            return Err(Problem::bad_request("Choose a photo of the QR label."));
         }
         Ok(Ok(Some(p))) => p,
     };
@@ -2140,10 +2202,9 @@ async fn post_scan(
     let Ok(Ok(turn)) =
         tokio::time::timeout(SCAN_QUEUE_WAIT, st.scans.clone().acquire_owned()).await
     else {
-        return again(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Other photos are being read. Try again in a moment.",
-        );
+        return Err(unavailable(
+            "Other photos are being read. Try again in a moment.".to_owned(),
+        ));
     };
     let decoded = tokio::task::spawn_blocking(move || {
         let _turn = turn;
@@ -2152,25 +2213,25 @@ async fn post_scan(
     .await;
     let codes = match decoded {
         Ok(Ok(c)) => c,
-        Ok(Err(e)) => return again(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
-        Err(e) => return again(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Ok(Err(e)) => return Err(Problem::from_refusal(RefusalKind::Invalid, e.to_string())),
+        Err(e) => return Err(Problem::from_refusal(RefusalKind::Internal, e.to_string())),
     };
     for code in &codes {
         if let Ok(link) = seal::parse_digital_link(code) {
             let seal = link.seal.map(|s| s.to_base64url());
-            return see_other(&resolver_path(&link.gtin, &link.serial, seal.as_deref()));
+            return Ok(resolver_path(&link.gtin, &link.serial, seal.as_deref()));
         }
     }
     let shown: String = codes
         .first()
         .map_or(String::new(), |c| c.chars().take(80).collect());
-    again(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        &format!(
+    Err(Problem::from_refusal(
+        RefusalKind::Invalid,
+        format!(
             "The QR code was read, but it is not a certificate link (it holds \"{shown}\"). \
              Scan the ledger's QR label on the product."
         ),
-    )
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2400,10 +2461,17 @@ pub fn openapi() -> Value {
                 .ok()
                 .and_then(|c| c.canonical_reason())
                 .unwrap_or("error");
+            let mut content = json!({PROBLEM_JSON: {"schema": schema_ref("Problem")}});
+            let mut description = reason.to_owned();
+            if r.html_errors {
+                content[HTML_PAGE.media_type] = json!({"schema": {"type": "string"}});
+                description.push_str(
+                    ": a problem when the Accept header prefers JSON to text/html, else a page",
+                );
+            }
             responses.insert(
                 s.to_string(),
-                json!({"description": reason,
-                       "content": {PROBLEM_JSON: {"schema": schema_ref("Problem")}}}),
+                json!({"description": description, "content": content}),
             );
         }
         let mut op = json!({
@@ -2441,7 +2509,10 @@ pub fn openapi() -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Certification and traceability ledger for remanufactured products: \
                 signed certificates on a verifiable, append-only Merkle-tree log (RFC 6962/9162). \
-                Errors are RFC 9457 application/problem+json. Hashes are lowercase hex.",
+                Errors are RFC 9457 application/problem+json; the routes browsers use (the \
+                resolver, /lookup, /scan) answer pages instead, errors included, unless the \
+                Accept header weighs JSON (application/json or an application/*+json type) \
+                above text/html (RFC 9110 §12.5.1; a tie is a page). Hashes are lowercase hex.",
             "license": {"name": "Apache-2.0"},
         },
         "paths": paths,

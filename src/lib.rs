@@ -28,6 +28,7 @@ pub mod merkle;
 pub mod metrics;
 pub mod mirror;
 pub mod mirroring;
+pub mod negotiate;
 pub mod note;
 pub mod pages;
 pub mod party;

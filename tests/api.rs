@@ -1336,6 +1336,200 @@ async fn home_lookup_and_scan_lead_to_the_status_page() {
     s.stop().await;
 }
 
+/// What a browser sends when it follows a link (Firefox and Safari; Chrome adds image types
+/// before `*/*;q=0.8`).
+const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+
+/// The resolver weighs the `Accept` field by RFC 9110 (found by fuzzing: it was matched as
+/// text, so `text/html;q=0.1, application/json` got the page): a client that weighs JSON above
+/// HTML gets JSON, a browser or a client without `Accept` the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resolver_answers_json_only_when_it_weighs_more_than_html() {
+    let (s, valid, _) = populated().await;
+    let unit = format!("/01/{}/21/U-1", gtin(1));
+    let unknown = format!("/01/{}/21/NOPE", gtin(13));
+    for accept in [
+        &[("accept", "text/html;q=0.1, application/json")][..],
+        &[("accept", "application/json, text/html;q=0.9")],
+        &[("accept", "application/problem+json")],
+        &[
+            ("accept", "text/html;q=0.1"),
+            ("accept", "application/json"),
+        ],
+    ] {
+        let r = s.req("GET", &unit, accept, b"").await;
+        assert_eq!(r.status, 200, "{accept:?}: {}", r.text());
+        assert_eq!(r.content_type(), "application/json", "{accept:?}");
+        assert_eq!(r.json()["certificate_id"], valid.as_str(), "{accept:?}");
+        let p = s.req("GET", &unknown, accept, b"").await.problem(404);
+        assert!(
+            p["detail"].as_str().unwrap().contains("no certificate"),
+            "{p}"
+        );
+    }
+    for accept in [
+        &[("accept", BROWSER_ACCEPT)][..],
+        &[("accept", "*/*")],
+        &[],
+        &[("accept", "application/json;q=0, text/html")],
+        &[("accept", "application/json, text/html")],
+        &[("accept", "application/json;q=2")],
+    ] {
+        let r = s.req("GET", &unit, accept, b"").await;
+        assert_eq!(r.status, 200, "{accept:?}");
+        assert_eq!(r.content_type(), "text/html; charset=utf-8", "{accept:?}");
+        assert!(r.text().contains("banner verdict-valid"), "{accept:?}");
+        let r = s.req("GET", &unknown, accept, b"").await;
+        assert_eq!(r.status, 404, "{accept:?}");
+        assert_eq!(r.content_type(), "text/html; charset=utf-8", "{accept:?}");
+    }
+    s.stop().await;
+}
+
+/// `/lookup` answers its mistakes as problems to a client that prefers JSON, with the status
+/// of the page a browser gets (found by fuzzing: always the page, while the OpenAPI document
+/// said problem+json); what it looks up is a redirect either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_mistakes_are_problems_for_json_clients_and_pages_for_browsers() {
+    let (s, valid, _) = populated().await;
+    let json = [("accept", "application/json")];
+    let weighted = [("accept", "text/html;q=0.5, application/problem+json")];
+    for (q, status, detail) in [
+        (
+            "gtin=09506000000019&serial=X",
+            400,
+            "09506000000019 is not a valid GTIN",
+        ),
+        (
+            "gtin=&serial=",
+            400,
+            "Enter a GTIN and a serial number, or a certificate ID.",
+        ),
+        (
+            "gtin=09506000000019",
+            400,
+            "Enter a GTIN and a serial number",
+        ),
+        ("id=xyz", 400, "A certificate ID is 32 hexadecimal digits"),
+        (
+            "id=00112233445566778899aabbccddeeff",
+            404,
+            "No certificate 00112233445566778899aabbccddeeff is in the ledger.",
+        ),
+    ] {
+        let path = format!("/lookup?{q}");
+        for accept in [&json, &weighted] {
+            let p = s.req("GET", &path, accept, b"").await.problem(status);
+            assert!(p["detail"].as_str().unwrap().contains(detail), "{q}: {p}");
+        }
+        for accept in [&[("accept", BROWSER_ACCEPT)][..], &[]] {
+            let page = s.req("GET", &path, accept, b"").await;
+            assert_eq!(page.status, status, "{q}");
+            assert_eq!(page.content_type(), "text/html; charset=utf-8", "{q}");
+            assert!(page.text().contains(detail), "{q}: {}", page.text());
+            assert!(page.text().contains("action=\"/lookup\""), "{q}");
+        }
+    }
+    // Found: the same redirect for every client; followed with its Accept, the product JSON.
+    let r = s
+        .req("GET", &format!("/lookup?id={valid}"), &json, b"")
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let location = r.headers["location"].to_str().unwrap().to_owned();
+    let found = s.req("GET", &location, &json, b"").await;
+    assert_eq!(found.content_type(), "application/json");
+    assert_eq!(found.json()["certificate_id"], valid.as_str());
+    s.stop().await;
+}
+
+/// `/scan` answers a photo it cannot read as a problem to a client that prefers JSON, with the
+/// status of the page a browser gets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_refusals_are_problems_for_json_clients_and_pages_for_browsers() {
+    let s = start(ServeOptions::default()).await;
+    let other = qr::png("https://example.com/hello", qr::DEFAULT_SIZE).unwrap();
+    let cases: [(&str, Vec<u8>, u16, &str); 4] = [
+        // Not an image.
+        (
+            MULTIPART,
+            multipart(b"hello"),
+            422,
+            "is not a PNG or JPEG image",
+        ),
+        // A QR code, but not a ledger link.
+        (MULTIPART, multipart(&other), 422, "not a certificate link"),
+        // No file.
+        (MULTIPART, b"--XyZzY--\r\n".to_vec(), 400, "Choose a photo"),
+        // Not a multipart form.
+        (
+            "application/json",
+            b"{}".to_vec(),
+            400,
+            "multipart/form-data",
+        ),
+    ];
+    for (ctype, body, status, detail) in &cases {
+        for accept in ["application/json", "text/html;q=0.1, application/json"] {
+            let p = s
+                .req(
+                    "POST",
+                    "/scan",
+                    &[("content-type", ctype), ("accept", accept)],
+                    body,
+                )
+                .await
+                .problem(*status);
+            assert!(
+                p["detail"].as_str().unwrap().contains(detail),
+                "{detail}: {p}"
+            );
+        }
+        for accept in [&[("accept", BROWSER_ACCEPT)][..], &[]] {
+            let mut headers = vec![("content-type", *ctype)];
+            headers.extend_from_slice(accept);
+            let page = s.req("POST", "/scan", &headers, body).await;
+            assert_eq!(page.status, *status, "{detail}");
+            assert_eq!(page.content_type(), "text/html; charset=utf-8", "{detail}");
+            assert!(page.text().contains(detail), "{detail}: {}", page.text());
+        }
+    }
+    s.stop().await;
+}
+
+/// The OpenAPI document says which routes answer their errors as pages unless the client
+/// prefers JSON: the resolver, /lookup and /scan; every other error is problem+json only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_says_which_errors_are_negotiated() {
+    let s = start(ServeOptions::default()).await;
+    let doc = s.get("/api/v1/openapi.json").await.json();
+    let negotiated = ["/01/{gtin}/21/{serial}", "/lookup", "/scan"];
+    let mut seen = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            for (status, answer) in op["responses"].as_object().unwrap() {
+                if !status.starts_with('4') && !status.starts_with('5') {
+                    continue;
+                }
+                let content = answer["content"].as_object().unwrap();
+                // Not an error but an answer of its own (/healthz once writes are halted).
+                if !content.contains_key("application/problem+json") {
+                    continue;
+                }
+                let page = content.contains_key("text/html; charset=utf-8");
+                assert_eq!(
+                    page,
+                    negotiated.contains(&path.as_str()),
+                    "{method} {path} {status}"
+                );
+                seen += usize::from(page);
+            }
+        }
+    }
+    // 400 and 404 of the resolver and /lookup, 400, 408, 413 and 422 of /scan at least.
+    assert!(seen >= 8, "{seen}");
+    s.stop().await;
+}
+
 /// A photo tiled with QR finder patterns (found by fuzzing) is answered promptly, 422 "no QR
 /// code", and the server goes on answering: it kept a core busy for minutes and took gigabytes
 /// before the decoder refused such pictures.
