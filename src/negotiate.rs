@@ -14,12 +14,12 @@
 //!   range matches has weight 0, and weight 0 means "not acceptable";
 //! - the page is `text/html`. JSON is `application/json`, or any `application/…+json` the
 //!   client lists (such as `application/problem+json`), whichever weighs most;
-//! - JSON is chosen only when it weighs strictly more than the page. A tie goes to the page,
-//!   so a request without `Accept`, with `*/*`, or a browser's
+//! - JSON is chosen when it weighs more than the page, or as much but through a more
+//!   specific range: `application/json, text/plain, */*` (axios's default) names JSON and
+//!   reaches the page only through `*/*`, so it gets JSON. Any other tie goes to the page, so
+//!   a request without `Accept`, with `*/*`, or a browser's
 //!   `text/html,application/xhtml+xml,…,*/*;q=0.8` gets the page, and a client that accepts
-//!   neither (`image/png`) gets the page rather than a 406. So does
-//!   `application/json, text/plain, */*` (axios's default): `*/*` weighs `text/html` as much
-//!   as JSON. A program wanting JSON lists `application/json` alone, or weighs `*/*` lower.
+//!   neither (`image/png`) gets the page rather than a 406.
 //!
 //! Lenient by design, since nothing here is a reason to refuse a request: type names are
 //! compared without regard to case, parameters other than `q` are ignored (the API offers
@@ -45,7 +45,8 @@ pub enum Representation {
 
 /// Chooses between the page and JSON from a request's `Accept` lines (none, one or several;
 /// several are one list). Never fails: whatever cannot be read counts for nothing, and JSON
-/// is chosen only when the client weighs it strictly above `text/html`.
+/// is chosen only when the client weighs it above `text/html`, or as much through a more
+/// specific range.
 ///
 /// Takes anything that gives bytes, so that header values are read as they come:
 /// `choose(["application/json"])`, `choose(headers.get_all(ACCEPT))`.
@@ -95,9 +96,19 @@ impl Weights {
         self.html.specificity == Some(EXACT) && self.html.weight == FULL
     }
 
-    /// JSON if it weighs strictly more than the page, else the page.
+    /// JSON if it weighs more than the page, or as much through a more specific range; else
+    /// the page.
     fn choice(&self) -> Representation {
-        if self.json.weight.max(self.json_suffix) > self.html.weight {
+        let suffix = (self.json_suffix > 0).then_some(EXACT);
+        let (json_weight, json_specificity) = match self.json_suffix.cmp(&self.json.weight) {
+            std::cmp::Ordering::Greater => (self.json_suffix, suffix),
+            std::cmp::Ordering::Less => (self.json.weight, self.json.specificity),
+            std::cmp::Ordering::Equal => (self.json.weight, self.json.specificity.max(suffix)),
+        };
+        let more_specific = json_specificity > self.html.specificity;
+        if json_weight > self.html.weight
+            || (json_weight > 0 && json_weight == self.html.weight && more_specific)
+        {
             Representation::Json
         } else {
             Representation::Html

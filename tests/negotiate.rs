@@ -10,7 +10,7 @@ fn one(accept: &str) -> Representation {
 #[test]
 fn no_accept_and_wildcards_get_the_page() {
     assert_eq!(choose(Vec::<&str>::new()), Representation::Html);
-    for accept in ["", " ", "*/*", "*/*;q=1", "text/*", "*/*, application/*"] {
+    for accept in ["", " ", "*/*", "*/*;q=1", "text/*", "*/*, text/*"] {
         assert_eq!(one(accept), Representation::Html, "{accept:?}");
     }
 }
@@ -31,8 +31,8 @@ fn browsers_get_the_page() {
         "text/html, application/json",
         "application/json, text/html",
         "text/html;q=0.5, application/json;q=0.5",
-        // A tie through `*/*` too (axios's default): JSON is not weighed above the page.
-        "application/json, text/plain, */*",
+        // Named as specifically and weighed the same: a tie is the page.
+        "text/*, application/*",
     ] {
         assert_eq!(one(accept), Representation::Html, "{accept:?}");
     }
@@ -53,6 +53,11 @@ fn a_client_preferring_json_gets_json() {
         "*/*;q=0.5, application/json",
         // Everything but HTML.
         "*/*, text/html;q=0",
+        // As much weight as the page, but named where the page is only reached through `*/*`
+        // (axios's default) or `text/*`.
+        "application/json, text/plain, */*",
+        "*/*, application/*",
+        "text/*, application/json",
         "text/*;q=0.2, application/problem+json;q=0.3",
         // JSON weighs what its best candidate weighs.
         "application/json;q=0.1, application/problem+json, text/html;q=0.5",
@@ -242,6 +247,10 @@ fn text_html_at_full_weight_settles_it_whatever_follows() {
     );
     assert_eq!(
         one("text/*, */*;q=0.1, application/json"),
+        Representation::Json
+    );
+    assert_eq!(
+        one("text/*, */*;q=0.1, application/json;q=0.9"),
         Representation::Html
     );
     assert_eq!(
