@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 /// How long one request may take, connect to last byte, before it fails.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The longest a kept-alive connection waits idle to be reused: under the header timeout
+/// of a `reman-ledger` server (10 s by default, [`crate::server::ConnectionLimits`]).
+pub const IDLE_REUSE: Duration = Duration::from_secs(5);
+
 /// The largest answer body the client reads: the largest entry bundle a log may serve (256
 /// entries of up to 65,535 bytes, each with its 2-byte length) fits; a certificate view with
 /// many events or a resolver page stays far below it, and a hostile server cannot exhaust
@@ -146,6 +150,9 @@ impl Client {
         let base = normalize_base(base_url)?;
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
+            // Servers close idle connections (ours after 10 s): a connection is not reused
+            // after 5 s idle, so that a request does not race the server's close.
+            .max_idle_age(IDLE_REUSE)
             .http_status_as_error(false)
             .user_agent(concat!("reman-ledger/", env!("CARGO_PKG_VERSION")))
             .build()
