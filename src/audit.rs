@@ -6,7 +6,9 @@
 //! the log, the envelope signature under the key in force, and the business rules (replayed
 //! with the same [`crate::state`] functions the sequencer uses). At the end it checks the
 //! Merkle root of the entries against the signed checkpoint. The first bad index is reported.
-//! A local store's kept seal signatures, which lookups serve, are checked too ([`check_seals`]).
+//! A local store's kept seal signatures, which lookups serve, are checked too ([`check_seals`]);
+//! so are, over HTTP, the seal, status and history a remote ledger serves for each certificate
+//! ([`audit_remote`]).
 //!
 //! The auditor is pure; [`audit_store`] feeds it from a local store, and a remote auditor can
 //! feed it entries fetched over HTTP.
@@ -17,7 +19,7 @@ use crate::entry::Entry;
 use crate::keys::PublicKey;
 use crate::merkle::{self, Hash, NodeId, TreeBuilder};
 use crate::payload::{self, Payload};
-use crate::state::{self, Accepted, Empty, Overlay, StateRead};
+use crate::state::{self, Accepted, CertStatus, Empty, Overlay, StateRead};
 use crate::store::{Store, StoreError};
 use rayon::prelude::*;
 
@@ -603,8 +605,11 @@ fn audit_stored(
 /// names in `GET /api/v1/log`, which proves only that the log is consistent with itself: the
 /// caller must say so) and returned with the report; every entry up to it is fetched, over `jobs` parallel connections, its
 /// served index and leaf hash are checked against the bytes, the entries are replayed by an
-/// [`Auditor`], and the seal served for each certificate is checked as [`check_seals`] checks
-/// a store's (one more request per certificate). Returns the report and the log key used.
+/// [`Auditor`], and the view served for each certificate (one more request per certificate)
+/// is checked: its seal as [`check_seals`] checks a store's, and, once the replay is whole,
+/// its status, revocation, successor and events against what the replay established
+/// ([`check_served_status`]: a server that hides a revocation from lookups is caught). Returns
+/// the report and the log key used.
 ///
 /// When the log does not verify, the first entry whose bytes are not those the signed
 /// checkpoint covers is located with consistency proofs (about log2(size) requests), so a
@@ -636,6 +641,9 @@ pub fn audit_remote(
         Checkpoint::open(&checkpoint, &key).map_err(|e| AuditError::Checkpoint(e.to_string()))?;
     let mut auditor = Auditor::new();
     let mut leaves: Vec<Hash> = Vec::new();
+    // What the server serves of each certificate's status and history, compared with the
+    // replay once it is whole.
+    let mut served: Vec<ServedStatus> = Vec::new();
     let mut next = 0u64;
     let failed = |e: AuditError, leaves: &[Hash]| -> AuditError {
         let upto = e.index().unwrap_or(cp.size).min(leaves.len() as u64);
@@ -680,12 +688,15 @@ pub fn audit_remote(
                 e => failed(e, &leaves),
             });
         }
-        check_served_seals(client, next, &chunk, &key, &cp.origin, jobs)?;
+        served.extend(check_served_views(
+            client, next, &chunk, &key, &cp.origin, cp.size, jobs,
+        )?);
         next = end;
         progress(next, cp.size);
     }
-    match auditor.finish(&checkpoint, &key) {
+    match auditor.check_root(&checkpoint, &key) {
         Ok(report) => {
+            check_served_status(&auditor.state, &mut served, cp.size)?;
             let prefix_root = prefix
                 .and_then(|m| leaves.get(..usize::try_from(m).ok()?))
                 .map(|l| {
@@ -706,20 +717,23 @@ pub fn audit_remote(
     }
 }
 
-/// Checks the seal the server serves for each certificate entry of `entries` (the entries
-/// from `start`), over `jobs` connections: the remote counterpart of [`check_seals`]. The seal
-/// in `GET /api/v1/certificates/{id}` is what a lookup and the status page show, so it must be
-/// this entry's (index, time, certificate) and verify under `log_key` for this origin and the
-/// certificate's unit. The first bad index is reported; a server that cannot be asked is
-/// [`AuditError::Read`].
-fn check_served_seals(
+/// Checks the view the server serves for each certificate entry of `entries` (the entries
+/// from `start`), over `jobs` connections, and returns what each says of its certificate's
+/// status and history ([`ServedStatus`]): later entries revoke and supersede certificates and
+/// add events, so that is compared with the replay once it is whole ([`check_served_status`]).
+/// The seal in `GET /api/v1/certificates/{id}` is what a lookup and the status page show, so
+/// it must be this entry's (index, time, certificate) and verify under `log_key` for this
+/// origin and the certificate's unit: the remote counterpart of [`check_seals`]. The first
+/// bad index is reported; a server that cannot be asked is [`AuditError::Read`].
+fn check_served_views(
     client: &crate::client::Client,
     start: u64,
     entries: &[(Vec<u8>, Option<Hash>)],
     log_key: &PublicKey,
     origin: &str,
+    size: u64,
     jobs: usize,
-) -> Result<(), AuditError> {
+) -> Result<Vec<ServedStatus>, AuditError> {
     let certificates: Vec<SealFacts> = (start..)
         .zip(entries)
         .filter_map(|(index, (bytes, _))| SealFacts::of(index, bytes)?.ok())
@@ -729,51 +743,66 @@ fn check_served_seals(
         jobs,
         |k| {
             let facts = &certificates[k as usize];
-            let served = served_seal(client, facts.index, &facts.certificate_id)?;
-            if served != facts.seal(log_key, served.signature) {
+            let view = served_view(client, facts.index, &facts.certificate_id)?;
+            let seal = served_seal(facts.index, &view)?;
+            if seal != facts.seal(log_key, seal.signature) {
                 return Err(bad(
                     facts.index,
                     "the seal the server serves for it is not its entry's (index, time, certificate or log key differ)",
                 ));
             }
-            facts.verify(&served, log_key, origin).map_err(|e| {
+            facts.verify(&seal, log_key, origin).map_err(|e| {
                 bad(
                     facts.index,
                     format!("the seal the server serves for it is not valid ({e})"),
                 )
-            })
+            })?;
+            ServedStatus::of_view(facts.certificate_id, &view, size)
+                .map_err(|reason| malformed(facts.index, reason))
         },
         |_| false,
     );
-    let mut failures: Vec<AuditError> = checked.into_iter().filter_map(|(_, r)| r.err()).collect();
+    let mut served = Vec::with_capacity(checked.len());
+    let mut failures = Vec::new();
+    for (_, r) in checked {
+        match r {
+            Ok(s) => served.push(s),
+            Err(e) => failures.push(e),
+        }
+    }
     // A server that cannot be asked stops the audit as unfinished, whatever else was found.
     failures.sort_by_key(|e| (!matches!(e, AuditError::Read(_)), e.index()));
-    failures.into_iter().next().map_or(Ok(()), Err)
+    failures.into_iter().next().map_or(Ok(served), Err)
 }
 
-/// The seal the server serves for certificate `id`, logged at `index`.
-fn served_seal(
+/// A malformed answer of the server about the certificate of entry `index`.
+fn malformed(index: u64, reason: impl std::fmt::Display) -> AuditError {
+    bad(
+        index,
+        format!("the server's answer for its certificate is malformed: {reason}"),
+    )
+}
+
+/// The view the server serves for certificate `id`, logged at `index`.
+fn served_view(
     client: &crate::client::Client,
     index: u64,
     id: &CertificateId,
-) -> Result<crate::seal::Seal, AuditError> {
+) -> Result<serde_json::Value, AuditError> {
     use crate::client::ClientError;
-    let view = match client.certificate(&id.to_string()) {
-        Ok(v) => v,
-        Err(ClientError::Status { status, .. }) if (400..500).contains(&status) => {
-            return Err(bad(
-                index,
-                format!("the server does not serve its certificate {id} (HTTP {status})"),
-            ));
-        }
-        Err(ClientError::BadAnswer { reason, .. }) => {
-            return Err(bad(
-                index,
-                format!("the server's answer for its certificate is malformed: {reason}"),
-            ));
-        }
-        Err(e) => return Err(AuditError::Read(e.to_string())),
-    };
+    match client.certificate(&id.to_string()) {
+        Ok(v) => Ok(v),
+        Err(ClientError::Status { status, .. }) if (400..500).contains(&status) => Err(bad(
+            index,
+            format!("the server does not serve its certificate {id} (HTTP {status})"),
+        )),
+        Err(ClientError::BadAnswer { reason, .. }) => Err(malformed(index, reason)),
+        Err(e) => Err(AuditError::Read(e.to_string())),
+    }
+}
+
+/// The seal in the view served for the certificate logged at `index`.
+fn served_seal(index: u64, view: &serde_json::Value) -> Result<crate::seal::Seal, AuditError> {
     let text = view
         .get("seal")
         .and_then(serde_json::Value::as_str)
@@ -784,6 +813,268 @@ fn served_seal(
             format!("the seal the server serves for it is malformed: {e}"),
         )
     })
+}
+
+/// What the server serves of a certificate's status and history (`GET
+/// /api/v1/certificates/{id}`), kept from the chunk of the certificate's entry to the end of
+/// the replay: 72 bytes, and 8 more for each event shown below the audited size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ServedStatus {
+    /// The certificate.
+    id: CertificateId,
+    /// The status shown.
+    status: CertStatus,
+    /// The entry index of the revocation shown, if any.
+    revocation: Option<u64>,
+    /// The certificate shown as its successor (`superseded_by`), if any.
+    successor: Option<CertificateId>,
+    /// The entry indices of the events shown below the audited size, as served.
+    events: Box<[u64]>,
+}
+
+impl ServedStatus {
+    /// Reads the status, revocation, successor and events of a served view of certificate
+    /// `id`; `Err` says what is malformed. Events at `size` (the audited tree size) and after
+    /// are newer than the audit, and not kept.
+    fn of_view(
+        id: CertificateId,
+        view: &serde_json::Value,
+        size: u64,
+    ) -> Result<ServedStatus, String> {
+        use serde_json::Value;
+        let status = match view.get("status") {
+            Some(Value::String(s)) if s == "valid" => CertStatus::Valid,
+            Some(Value::String(s)) if s == "revoked" => CertStatus::Revoked,
+            Some(Value::String(s)) if s == "superseded" => CertStatus::Superseded,
+            Some(other) => return Err(format!("unknown status {other}")),
+            None => return Err("no status".into()),
+        };
+        let revocation = match view.get("revocation") {
+            None | Some(Value::Null) => None,
+            Some(r) => Some(
+                r.get("index")
+                    .and_then(Value::as_u64)
+                    .ok_or("a revocation without an entry index")?,
+            ),
+        };
+        let successor = match view.get("superseded_by") {
+            None | Some(Value::Null) => None,
+            Some(s) => Some(
+                s.as_str()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| format!("superseded_by {s} is not a certificate ID"))?,
+            ),
+        };
+        let events = view
+            .get("events")
+            .and_then(Value::as_array)
+            .ok_or("no events list")?
+            .iter()
+            .map(|e| {
+                e.get("index")
+                    .and_then(Value::as_u64)
+                    .ok_or("an event without an entry index")
+            })
+            .filter(|i| !matches!(i, Ok(i) if *i >= size))
+            .collect::<Result<Box<[u64]>, _>>()?;
+        Ok(ServedStatus {
+            id,
+            status,
+            revocation,
+            successor,
+            events,
+        })
+    }
+}
+
+/// What the replay of the audited entries established of a certificate's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Replayed {
+    /// The entry that revoked it.
+    revoked_at: Option<u64>,
+    /// The certificate that superseded it, and that certificate's entry.
+    successor: Option<(CertificateId, u64)>,
+}
+
+/// What is false in the status, revocation and successor the server serves for a certificate,
+/// against what the replay of the first `size` entries established, if anything. The
+/// server answers against its latest tree, which may have grown since the checkpoint audited:
+/// a revocation it shows at `size` or after, or a successor the audited entries do not log
+/// (`logged_at` gives the entry of a certificate they log), is newer than the audit; the
+/// status must then be the one those give (a revocation outranks a supersession, as
+/// [`crate::query`] has it).
+fn status_problem(
+    served: &ServedStatus,
+    replayed: Replayed,
+    size: u64,
+    logged_at: impl Fn(&CertificateId) -> Option<u64>,
+) -> Option<String> {
+    let shown = served.status.as_str();
+    let serves = format!("the server serves certificate {}", served.id);
+    match (replayed.revoked_at, served.revocation) {
+        (Some(r), Some(x)) if x == r => {}
+        (Some(r), _) if served.status != CertStatus::Revoked => {
+            return Some(format!("{serves} as {shown}, but entry {r} revoked it"));
+        }
+        (Some(r), Some(x)) => {
+            return Some(format!(
+                "{serves} as revoked by entry {x}, but entry {r} revoked it"
+            ));
+        }
+        (Some(r), None) => {
+            return Some(format!(
+                "{serves} as revoked without its revocation, entry {r}"
+            ));
+        }
+        (None, Some(x)) if x < size => {
+            return Some(format!(
+                "{serves} as revoked by entry {x}, but entry {x} does not revoke it (none of the {size} entries audited does)"
+            ));
+        }
+        (None, _) => {}
+    }
+    match (replayed.successor, served.successor) {
+        (Some((c, _)), Some(d)) if c == d => {}
+        (Some((c, s)), None) if served.status == CertStatus::Valid => {
+            return Some(format!(
+                "{serves} as valid, but entry {s} (certificate {c}) superseded it"
+            ));
+        }
+        (Some((c, s)), None) => {
+            return Some(format!(
+                "{serves} as {shown} without its successor, but entry {s} (certificate {c}) superseded it"
+            ));
+        }
+        (Some((c, s)), Some(d)) => {
+            return Some(format!(
+                "{serves} as superseded by {d}, but entry {s} (certificate {c}) superseded it"
+            ));
+        }
+        (None, Some(d)) => {
+            if let Some(at) = logged_at(&d) {
+                return Some(format!(
+                    "{serves} as superseded by {d}, but {d} (entry {at}) does not supersede it"
+                ));
+            }
+        }
+        (None, None) => {}
+    }
+    // The revocation and successor shown are the log's, or newer than the audit.
+    let implied = match (served.revocation, served.successor) {
+        (Some(_), _) => CertStatus::Revoked,
+        (None, Some(_)) => CertStatus::Superseded,
+        (None, None) => CertStatus::Valid,
+    };
+    if served.status == implied {
+        return None;
+    }
+    let fact = match (served.revocation, replayed.successor, served.successor) {
+        (Some(x), ..) if x >= size => format!("it shows a revocation at entry {x}"),
+        (Some(x), ..) => format!("entry {x} revoked it"),
+        (None, Some((c, s)), _) => format!("entry {s} (certificate {c}) superseded it"),
+        (None, None, Some(d)) => format!("it shows {d} as its successor"),
+        (None, None, None) => format!(
+            "it shows no revocation nor successor, and none of the {size} entries audited revokes or supersedes it"
+        ),
+    };
+    Some(format!("{serves} as {shown}, but {fact}"))
+}
+
+/// What is false in the events the server serves for a certificate below the audited size:
+/// each must be an event of it in the replay (`is_event`), once, in log order. That none is
+/// left out is checked from the replay's side ([`check_served_status`]).
+fn served_events_problem(served: &ServedStatus, is_event: impl Fn(u64) -> bool) -> Option<String> {
+    let serves = format!("the server serves certificate {}", served.id);
+    let mut before: Option<u64> = None;
+    for &e in &served.events {
+        match before {
+            Some(b) if b == e => {
+                return Some(format!("{serves} with its event of entry {e} twice"));
+            }
+            Some(b) if b > e => {
+                return Some(format!(
+                    "{serves} with its events out of order (entry {b} before entry {e})"
+                ));
+            }
+            _ => {}
+        }
+        if !is_event(e) {
+            return Some(format!(
+                "{serves} with entry {e} as its event, but entry {e} is not an event of it"
+            ));
+        }
+        before = Some(e);
+    }
+    None
+}
+
+/// Compares what the server served of every certificate's status and history (`served`,
+/// from [`check_served_views`]) with what the replay of the audited `size` entries established
+/// (`replay`): its revocation, its successor, and its events, each of them, once, in order.
+/// What the server shows from entry `size` on is newer than the audit and allowed. The
+/// certificate of the lowest entry whose view is false is reported.
+fn check_served_status(
+    replay: &Overlay<'_, Empty>,
+    served: &mut [ServedStatus],
+    size: u64,
+) -> Result<(), AuditError> {
+    use state::key;
+    let record = |id: &CertificateId| -> Result<state::CertRecord, AuditError> {
+        state::certificate(replay, id)
+            .map_err(|e| AuditError::Read(e.to_string()))?
+            .ok_or_else(|| AuditError::Read(format!("certificate {id} is not in the replay")))
+    };
+    let logged_at = |id: &CertificateId| record(id).ok().map(|r| r.index);
+    // The first problem: (certificate's entry, order within it, what is false). Only it is
+    // kept, so that a server that lies about everything does not fill the memory.
+    let mut first: Option<(u64, u64, String)> = None;
+    let mut note = |index: u64, order: u64, problem: &dyn Fn() -> String| {
+        if first
+            .as_ref()
+            .is_none_or(|(i, o, _)| (index, order) < (*i, *o))
+        {
+            first = Some((index, order, problem()));
+        }
+    };
+    for s in served.iter() {
+        let rec = record(&s.id)?;
+        let successor = match rec.superseded_by {
+            Some(c) => Some((c, record(&c)?.index)),
+            None => None,
+        };
+        let replayed = Replayed {
+            revoked_at: rec.revoked_at,
+            successor,
+        };
+        let is_event = |e: u64| {
+            replay
+                .get(&key::history(&s.id, e))
+                .is_ok_and(|v| v.as_deref() == Some(key::EVENT))
+        };
+        if let Some(p) = status_problem(s, replayed, size, logged_at)
+            .or_else(|| served_events_problem(s, is_event))
+        {
+            note(rec.index, 0, &|| p.clone());
+        }
+    }
+    // Every event of the replay must be among those served for its certificate. (A list
+    // served out of order is a problem of its certificate already, found above and ranked
+    // first: the binary search below may then miss.)
+    served.sort_unstable_by_key(|s| s.id);
+    for (k, v) in replay.writes() {
+        let Some((id, e)) = key::parse_history(k).filter(|_| v == Some(key::EVENT)) else {
+            continue;
+        };
+        let shown = served
+            .binary_search_by_key(&id, |s| s.id)
+            .is_ok_and(|at| served[at].events.binary_search(&e).is_ok());
+        if !shown {
+            let problem =
+                || format!("the server serves certificate {id} without its event of entry {e}");
+            note(record(&id)?.index, 1 + e, &problem);
+        }
+    }
+    first.map_or(Ok(()), |(index, _, problem)| Err(bad(index, problem)))
 }
 
 /// Runs `work(i)` for every `i` of `range` on `jobs` threads (each a connection of its own),
@@ -902,4 +1193,224 @@ fn locate_changed(
         }
     }
     Some(hi - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use CertStatus::{Revoked, Superseded, Valid};
+
+    /// The audited tree size.
+    const N: u64 = 100;
+
+    fn id(b: u8) -> CertificateId {
+        CertificateId([b; 16])
+    }
+
+    fn served(
+        status: CertStatus,
+        revocation: Option<u64>,
+        successor: Option<CertificateId>,
+        events: &[u64],
+    ) -> ServedStatus {
+        ServedStatus {
+            id: id(1),
+            status,
+            revocation,
+            successor,
+            events: events.into(),
+        }
+    }
+
+    const VALID: Replayed = Replayed {
+        revoked_at: None,
+        successor: None,
+    };
+    const REVOKED: Replayed = Replayed {
+        revoked_at: Some(60),
+        successor: None,
+    };
+    const SUPERSEDED: Replayed = Replayed {
+        revoked_at: None,
+        successor: Some((CertificateId([2; 16]), 40)),
+    };
+    /// Superseded, then revoked.
+    const BOTH: Replayed = Replayed {
+        revoked_at: Some(60),
+        successor: Some((CertificateId([2; 16]), 40)),
+    };
+
+    /// Certificate 1's problem, in a replay that logs certificate 2 at entry 40 and not 3.
+    fn problem(s: &ServedStatus, r: Replayed) -> Option<String> {
+        status_problem(s, r, N, |c| (*c == id(2)).then_some(40))
+    }
+
+    fn says(s: &ServedStatus, r: Replayed, what: &str) {
+        let p = problem(s, r).unwrap_or_else(|| panic!("{s:?} against {r:?} passes"));
+        let id = id(1);
+        assert_eq!(p, format!("the server serves certificate {id} {what}"));
+    }
+
+    #[test]
+    fn the_served_status_revocation_and_successor_are_the_replayed_ones() {
+        let two = id(2);
+        assert_eq!(problem(&served(Valid, None, None, &[]), VALID), None);
+        assert_eq!(
+            problem(&served(Revoked, Some(60), None, &[]), REVOKED),
+            None
+        );
+        let s = served(Superseded, None, Some(two), &[]);
+        assert_eq!(problem(&s, SUPERSEDED), None);
+        assert_eq!(
+            problem(&served(Revoked, Some(60), Some(two), &[]), BOTH),
+            None
+        );
+        // Hidden.
+        let valid = served(Valid, None, None, &[]);
+        says(&valid, REVOKED, "as valid, but entry 60 revoked it");
+        says(&valid, BOTH, "as valid, but entry 60 revoked it");
+        let s = served(Superseded, None, Some(two), &[]);
+        says(&s, BOTH, "as superseded, but entry 60 revoked it");
+        let what = format!("as valid, but entry 40 (certificate {two}) superseded it");
+        says(&valid, SUPERSEDED, &what);
+        // The status alone changed: told by what the log says.
+        says(&served(Valid, None, Some(two), &[]), SUPERSEDED, &what);
+        let s = served(Revoked, Some(60), None, &[]);
+        let what = format!(
+            "as revoked without its successor, but entry 40 (certificate {two}) superseded it"
+        );
+        says(&s, BOTH, &what);
+        // Other ones than the log's.
+        let s = served(Revoked, Some(61), None, &[]);
+        says(
+            &s,
+            REVOKED,
+            "as revoked by entry 61, but entry 60 revoked it",
+        );
+        let s = served(Revoked, None, None, &[]);
+        says(&s, REVOKED, "as revoked without its revocation, entry 60");
+        let s = served(Superseded, None, Some(id(3)), &[]);
+        let what = format!(
+            "as superseded by {}, but entry 40 (certificate {two}) superseded it",
+            id(3)
+        );
+        says(&s, SUPERSEDED, &what);
+        // Made up.
+        let what = "as revoked by entry 60, but entry 60 does not revoke it (none of the 100 entries audited does)";
+        says(&served(Revoked, Some(60), None, &[]), VALID, what);
+        let s = served(Superseded, None, Some(two), &[]);
+        let what = format!("as superseded by {two}, but {two} (entry 40) does not supersede it");
+        says(&s, VALID, &what);
+        let what = "as revoked, but it shows no revocation nor successor, and none of the 100 entries audited revokes or supersedes it";
+        says(&served(Revoked, None, None, &[]), VALID, what);
+        says(
+            &served(Superseded, None, None, &[]),
+            VALID,
+            "as superseded, but it shows no revocation nor successor, and none of the 100 entries audited revokes or supersedes it",
+        );
+    }
+
+    /// The server answers against its latest tree: what it shows from entry N on is newer
+    /// than the audit.
+    #[test]
+    fn what_is_newer_than_the_audited_tree_is_no_lie() {
+        let (two, three) = (id(2), id(3));
+        assert_eq!(problem(&served(Revoked, Some(N), None, &[]), VALID), None);
+        let s = served(Revoked, Some(N + 5), Some(two), &[]);
+        assert_eq!(problem(&s, SUPERSEDED), None);
+        // A successor the audited entries do not log is logged after them.
+        assert_eq!(
+            problem(&served(Superseded, None, Some(three), &[]), VALID),
+            None
+        );
+        let s = served(Revoked, Some(N + 5), Some(three), &[]);
+        assert_eq!(problem(&s, VALID), None);
+        // The status must still be the one they give.
+        let s = served(Valid, Some(N), None, &[]);
+        says(
+            &s,
+            VALID,
+            "as valid, but it shows a revocation at entry 100",
+        );
+        let s = served(Valid, None, Some(three), &[]);
+        says(
+            &s,
+            VALID,
+            &format!("as valid, but it shows {three} as its successor"),
+        );
+        // A certificate is revoked once: a newer revocation of a revoked one is false.
+        let s = served(Revoked, Some(N), None, &[]);
+        says(
+            &s,
+            REVOKED,
+            "as revoked by entry 100, but entry 60 revoked it",
+        );
+        // Events from entry N on are not kept.
+        let view = serde_json::json!({"status": "valid", "revocation": null,
+            "events": [{"index": 5}, {"index": N}, {"index": 7}, {"index": N + 1}]});
+        let s = ServedStatus::of_view(id(1), &view, N).unwrap();
+        assert_eq!(s, served(Valid, None, None, &[5, 7]));
+    }
+
+    #[test]
+    fn malformed_views_are_refused() {
+        use serde_json::json;
+        let two = id(2).to_string();
+        let upper = id(0xab).to_string().to_uppercase();
+        for (view, says) in [
+            (
+                json!({"status": "void", "events": []}),
+                "unknown status \"void\"",
+            ),
+            (json!({"status": 3, "events": []}), "unknown status 3"),
+            (json!({"events": []}), "no status"),
+            (
+                json!({"status": "revoked", "revocation": {"reason": "fraud"}, "events": []}),
+                "a revocation without an entry index",
+            ),
+            (
+                json!({"status": "revoked", "revocation": {"index": "7"}, "events": []}),
+                "a revocation without an entry index",
+            ),
+            (
+                json!({"status": "valid", "events": [{"index": 5}, {"at": 6}]}),
+                "an event without an entry index",
+            ),
+            (json!({"status": "valid"}), "no events list"),
+            (
+                json!({"status": "superseded", "superseded_by": upper, "events": []}),
+                &format!("superseded_by \"{upper}\" is not a certificate ID"),
+            ),
+        ] {
+            assert_eq!(ServedStatus::of_view(id(1), &view, N).unwrap_err(), says);
+        }
+        let view = json!({"status": "superseded", "superseded_by": two, "revocation": {"index": 9},
+            "events": [{"index": 4}]});
+        let s = ServedStatus::of_view(id(1), &view, N).unwrap();
+        assert_eq!(s, served(Superseded, Some(9), Some(id(2)), &[4]));
+    }
+
+    #[test]
+    fn served_events_are_events_of_it_once_each_in_order() {
+        let is_event = |e: u64| [5, 7, 9].contains(&e);
+        let check =
+            |events: &[u64]| served_events_problem(&served(Valid, None, None, events), is_event);
+        assert_eq!(check(&[5, 7, 9]), None);
+        // One left out is found from the replay's side (check_served_status).
+        assert_eq!(check(&[5, 9]), None);
+        let serves = format!("the server serves certificate {}", id(1));
+        let twice = format!("{serves} with its event of entry 7 twice");
+        assert_eq!(check(&[5, 7, 7, 9]), Some(twice));
+        let order = format!("{serves} with its events out of order (entry 7 before entry 5)");
+        assert_eq!(check(&[7, 5, 9]), Some(order));
+        let other =
+            format!("{serves} with entry 6 as its event, but entry 6 is not an event of it");
+        assert_eq!(check(&[5, 6, 7]), Some(other));
+    }
+
+    /// Kept for every certificate until the replay is whole: 72 bytes and its events.
+    #[test]
+    fn what_is_kept_of_a_served_view_is_small() {
+        assert!(std::mem::size_of::<ServedStatus>() <= 72);
+    }
 }

@@ -223,11 +223,14 @@ enum Command {
     /// Audits a local ledger (--data DIR; stop its server first) or a remote one over HTTP
     /// (--server URL), trusting nothing it serves: every entry is fetched and replayed, the
     /// Merkle root of all of them must be the one in the checkpoint signed by the log key, and
-    /// every certificate's seal (kept in the store, or served) must verify under it. Pin
-    /// the log key with --log-key: without it, a remote audit uses the key the server names and
-    /// warns that it is not pinned. The first bad entry is named. Exit 0: the log verifies;
-    /// 1: it does not (tampered, bad signature, wrong key); 2: usage, unreadable store or
-    /// unreachable server.
+    /// every certificate's seal (kept in the store, or served) must verify under it. Over
+    /// HTTP, the status, revocation, successor and events the server serves for each
+    /// certificate must be those its entries give it (a hidden revocation fails the audit;
+    /// what the server shows from entries after the audited checkpoint is newer, not a lie).
+    /// Pin the log key with --log-key: without it, a remote audit uses the key the server
+    /// names and warns that it is not pinned. The first bad entry is named. Exit 0: the log
+    /// verifies; 1: it does not (tampered, bad signature, wrong key, a false status served);
+    /// 2: usage, unreadable store or unreachable server.
     #[command(
         group(clap::ArgGroup::new("source").required(true).args(["data", "server"])),
         after_help = "Examples:\n  reman-ledger audit --data data\n  reman-ledger audit --server http://127.0.0.1:8080 --log-key keys/log.key.pub"

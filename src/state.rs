@@ -73,6 +73,19 @@ pub mod key {
     pub fn history(id: &CertificateId, index: u64) -> Vec<u8> {
         [history_prefix(id), index.to_be_bytes().to_vec()].concat()
     }
+    /// The value under a [`history`] key for an event entry.
+    pub const EVENT: &[u8] = b"event";
+    /// The value under a [`history`] key for a revocation entry.
+    pub const REVOCATION: &[u8] = b"revocation";
+    /// The certificate and entry index a [`history`] key names; `None` for any other key.
+    pub fn parse_history(key: &[u8]) -> Option<(CertificateId, u64)> {
+        let rest = key.strip_prefix(b"v")?;
+        let (id, index) = rest.split_first_chunk::<16>()?;
+        Some((
+            CertificateId(*id),
+            u64::from_be_bytes(index.try_into().ok()?),
+        ))
+    }
     /// The entry index of a logged envelope, by envelope digest (certificates are found
     /// through their record instead).
     pub fn envelope(digest: &Hash) -> Vec<u8> {
@@ -761,7 +774,7 @@ pub fn apply<R: StateRead + ?Sized>(
                 k.has_history = true;
             }
             w.push((key::certificate(&id), Some(encode(&rec))));
-            w.push((key::history(&id, index), Some(b"revocation".to_vec())));
+            w.push((key::history(&id, index), Some(key::REVOCATION.to_vec())));
         }
         Payload::Event(e) => {
             let id = e.certificate_id;
@@ -774,7 +787,7 @@ pub fn apply<R: StateRead + ?Sized>(
                 k.has_history = true;
                 w.push((key::certificate(&id), Some(encode(&rec))));
             }
-            w.push((key::history(&id, index), Some(b"event".to_vec())));
+            w.push((key::history(&id, index), Some(key::EVENT.to_vec())));
         }
     }
     Ok(w)
@@ -818,6 +831,13 @@ impl<'a, R: StateRead + ?Sized> Overlay<'a, R> {
     /// Records writes; later ones win.
     pub fn apply(&mut self, writes: Vec<Write>) {
         self.writes.extend(writes);
+    }
+
+    /// The pending writes, in no particular order (`None`: the key is deleted).
+    pub fn writes(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        self.writes
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_deref()))
     }
 
     /// The pending writes, in no particular order.
@@ -885,6 +905,16 @@ mod tests {
                 supersedes: superseded.then_some(CertificateId([8; 16])),
             }),
         }
+    }
+
+    #[test]
+    fn history_keys_are_read_back() {
+        let id = CertificateId([7; 16]);
+        let k = key::history(&id, 1_234_567_890_123);
+        assert_eq!(key::parse_history(&k), Some((id, 1_234_567_890_123)));
+        assert_eq!(key::parse_history(&k[..k.len() - 1]), None);
+        assert_eq!(key::parse_history(&key::certificate(&id)), None);
+        assert_eq!(key::parse_history(&[k.as_slice(), &[0]].concat()), None);
     }
 
     #[test]

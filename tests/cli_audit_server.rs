@@ -1,7 +1,8 @@
 //! `reman-ledger audit --server` against a real `serve --demo` on a loopback port: a clean log,
 //! the unpinned-key warning, a wrong pinned key, an unreachable server, and a store tampered
 //! on disk between two runs of the server, whose changed entry is named, a server that lies
-//! about an entry it serves, and a false seal it serves.
+//! about an entry it serves, a false seal it serves, and a status or history it serves that
+//! the log contradicts (a status newer than the audited checkpoint is no lie).
 
 mod cli_support;
 mod common;
@@ -408,4 +409,260 @@ fn a_data_directory_in_use_is_refused_with_what_to_do() {
     assert_eq!(s.tree_size(), size);
     let out = audit(&s, &["--log-key", "keys/log.key.pub"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+/// The entry index of a demo line: line n of the demo file is entry n (entry 0 registers the
+/// operator).
+fn demo_index(label: &str) -> u64 {
+    let jsonl = common::demo_jsonl();
+    let line = jsonl
+        .lines()
+        .position(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["label"] == label)
+        .unwrap();
+    line as u64 + 1
+}
+
+/// The certificate ID of a demo certificate line.
+fn demo_id(label: &str) -> reman_ledger::certificate::CertificateId {
+    let envelopes =
+        reman_ledger::demo::envelopes(&common::demo_jsonl(), &common::demo_keys()).unwrap();
+    let (_, env) = envelopes.iter().find(|(l, _)| l == label).unwrap();
+    reman_ledger::certificate::CertificateId::of_payload(&env.payload)
+}
+
+/// A certificate view changed by `change` when it returns true; any other answer passes.
+fn lie_in_view(
+    path: &str,
+    body: &[u8],
+    change: fn(&mut serde_json::Value) -> bool,
+) -> Option<(u16, Vec<u8>)> {
+    if !path.starts_with("/api/v1/certificates/") {
+        return None;
+    }
+    let mut view: serde_json::Value = serde_json::from_slice(body).ok()?;
+    change(&mut view).then(|| (200, serde_json::to_vec(&view).unwrap()))
+}
+
+/// The view's certificate's serial number.
+fn serial(view: &serde_json::Value) -> &str {
+    view["certificate"]["product"]["serial"].as_str().unwrap()
+}
+
+/// The status, revocation, successor and events a server serves for a certificate are those
+/// the audited entries give it (found in review: the remote audit replayed every revocation,
+/// supersession and event but compared only the seal it served, so a server that hid a
+/// revocation from lookups passed the audit that had just replayed it).
+#[test]
+fn a_served_status_or_history_the_log_contradicts_is_caught_at_the_certificate() {
+    let s = Served::demo();
+    let (r1, eng_001) = (demo_id("eng-002-r1"), demo_id("eng-001"));
+    let lies: [(&str, proxy::Rewrite, &str, String); 8] = [
+        (
+            "a hidden revocation",
+            |p, b| {
+                lie_in_view(p, b, |v| {
+                    if v["revocation"]["index"] != 87 {
+                        return false;
+                    }
+                    v["status"] = "valid".into();
+                    v["revocation"] = serde_json::Value::Null;
+                    true
+                })
+            },
+            "tc-003",
+            format!(
+                "the server serves certificate {} as valid, but entry 87 revoked it",
+                demo_id("tc-003")
+            ),
+        ),
+        (
+            "a hidden supersession",
+            |p, b| {
+                lie_in_view(p, b, |v| {
+                    if v["status"] != "superseded" {
+                        return false;
+                    }
+                    v["status"] = "valid".into();
+                    v.as_object_mut().unwrap().remove("superseded_by");
+                    true
+                })
+            },
+            "eng-002",
+            format!(
+                "the server serves certificate {} as valid, but entry 45 (certificate {r1}) superseded it",
+                demo_id("eng-002")
+            ),
+        ),
+        (
+            "a dropped event",
+            |p, b| {
+                lie_in_view(p, b, |v| {
+                    let events = v["events"].as_array_mut().unwrap();
+                    let before = events.len();
+                    events.retain(|e| e["index"] != 50);
+                    events.len() < before
+                })
+            },
+            "eng-001",
+            format!("the server serves certificate {eng_001} without its event of entry 50"),
+        ),
+        (
+            "a repeated event",
+            |p, b| {
+                lie_in_view(p, b, |v| {
+                    let events = v["events"].as_array_mut().unwrap();
+                    let Some(at) = events.iter().position(|e| e["index"] == 50) else {
+                        return false;
+                    };
+                    let again = events[at].clone();
+                    events.insert(at, again);
+                    true
+                })
+            },
+            "eng-001",
+            format!("the server serves certificate {eng_001} with its event of entry 50 twice"),
+        ),
+        (
+            "another certificate's event",
+            |p, b| {
+                lie_in_view(p, b, |v| {
+                    if serial(v) != "SZR26E00412" {
+                        return false;
+                    }
+                    // Entry 50, an event of eng-001, shown as eng-003's.
+                    v["events"] = serde_json::json!([{"index": 50}]);
+                    true
+                })
+            },
+            "eng-003",
+            format!(
+                "the server serves certificate {} with entry 50 as its event, but entry 50 is not an event of it",
+                demo_id("eng-003")
+            ),
+        ),
+        (
+            "a false revocation",
+            |p, b| {
+                lie_in_view(p, b, |v| {
+                    if serial(v) != "SZR26E00412" {
+                        return false;
+                    }
+                    let id = v["certificate_id"].clone();
+                    v["status"] = "revoked".into();
+                    v["revocation"] = serde_json::json!({
+                        "index": 86, "integrated_time": "2026-11-28T20:00:00.000Z",
+                        "signer": "suzhou-reman.example",
+                        "revocation": {"certificate_id": id, "reason": "fraud", "note": ""}
+                    });
+                    true
+                })
+            },
+            "eng-003",
+            format!(
+                "the server serves certificate {} as revoked by entry 86, but entry 86 does not revoke it",
+                demo_id("eng-003")
+            ),
+        ),
+        (
+            "an unknown status",
+            |p, b| {
+                lie_in_view(p, b, |v| {
+                    if serial(v) != "SZR26E00412" {
+                        return false;
+                    }
+                    v["status"] = "void".into();
+                    true
+                })
+            },
+            "eng-003",
+            "the server's answer for its certificate is malformed: unknown status \"void\"".into(),
+        ),
+        (
+            "a revocation without its index",
+            |p, b| {
+                lie_in_view(p, b, |v| {
+                    if v["revocation"]["index"] != 86 {
+                        return false;
+                    }
+                    v["revocation"].as_object_mut().unwrap().remove("index");
+                    true
+                })
+            },
+            "alt-003",
+            "the server's answer for its certificate is malformed: a revocation without an entry index".into(),
+        ),
+    ];
+    for (lie, rewrite, label, says) in lies {
+        let proxy = proxy::start(&s.url, rewrite);
+        let args = ["audit", "--server", &proxy, "--log-key", "keys/log.key.pub"];
+        let out = bin(&args, s.dir.path());
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{lie}: {err}");
+        let index = demo_index(label);
+        assert!(
+            err.contains(&format!("AUDIT FAILED: entry {index}: {says}")),
+            "{lie}: {err}"
+        );
+        let out = bin(&[&args[..], &["--json"]].concat(), s.dir.path());
+        assert_eq!(out.status.code(), Some(1), "{lie}");
+        let v = json(&out);
+        assert_eq!(v["first_bad_index"], index, "{lie}: {v}");
+    }
+}
+
+/// The checkpoint the proxy of the next test serves instead of the server's latest.
+static OLD_CHECKPOINT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// A server answers lookups against its latest tree: a revocation, an event or a successor
+/// logged after the checkpoint audited shows in the views, and is newer than the audit, not a
+/// lie. Here the proxy serves the checkpoint of 89 entries while the server holds 3 more.
+#[test]
+fn a_status_or_event_newer_than_the_audited_checkpoint_is_not_a_lie() {
+    use common::{certificate_json, key, sign};
+    use reman_ledger::payload::PayloadType;
+    let s = Served::demo();
+    let client = reman_ledger::client::Client::new(&s.url).unwrap();
+    OLD_CHECKPOINT.set(client.checkpoint().unwrap()).unwrap();
+    let (str_001, eng_003, eng_004) = (demo_id("str-001"), demo_id("eng-003"), demo_id("eng-004"));
+    let revocation = format!(r#"{{"certificate_id":"{str_001}","reason":"recall","note":""}}"#);
+    let event = format!(
+        r#"{{"certificate_id":"{eng_003}","event":"shipped","time":"2026-11-25T09:30:00+08:00","location":{{"country":"CN","place":"Suzhou"}},"reference":"B/L 1","note":""}}"#
+    );
+    let successor = certificate_json("09506001201336", "SZR26E00458", Some(&eng_004.to_string()));
+    for (kind, json, signer) in [
+        (PayloadType::Revocation, revocation, "texas-reman.example"),
+        (PayloadType::Event, event, "suzhou-reman.example"),
+        (PayloadType::Certificate, successor, "suzhou-reman.example"),
+    ] {
+        let answer = client.submit(&sign(kind, &json, &key(signer))).unwrap();
+        assert_eq!(answer.status, 201, "{}", answer.body);
+    }
+    // The server shows them (entries 89, 90 and 91)...
+    let view = |id: &reman_ledger::certificate::CertificateId| {
+        client.certificate(&id.to_string()).unwrap()
+    };
+    assert_eq!(view(&str_001)["status"], "revoked");
+    assert_eq!(view(&str_001)["revocation"]["index"], 89);
+    assert_eq!(view(&eng_003)["events"][0]["index"], 90);
+    assert_eq!(view(&eng_004)["status"], "superseded");
+    assert!(view(&eng_004)["superseded_by"].is_string());
+    // ... and the audit of the first 89 entries, whose replay has none of them, passes.
+    let proxy = proxy::start(&s.url, |p, _| {
+        (p == "/api/v1/checkpoint")
+            .then(|| (200, OLD_CHECKPOINT.get().unwrap().clone().into_bytes()))
+    });
+    let out = bin(
+        &["audit", "--server", &proxy, "--log-key", "keys/log.key.pub"],
+        s.dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("OK: 89 entries of reman-ledger.example/log verified"),
+        "{}",
+        text(&out.stdout)
+    );
+    // The server's own latest checkpoint audits clean too.
+    let out = audit(&s, &["--log-key", "keys/log.key.pub"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("OK: 92 entries"));
 }
