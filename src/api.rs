@@ -713,7 +713,7 @@ pub const ROUTES: &[Route] = &[
             schema: "",
             description: "redirect to /01/{gtin}/21/{serial}",
         }],
-        errors: &[400, 404, 503],
+        errors: &[400, 404, 500, 503],
         html_errors: true,
     },
     Route {
@@ -731,7 +731,7 @@ pub const ROUTES: &[Route] = &[
             schema: "",
             description: "redirect to the resolver link of the code read",
         }],
-        errors: &[400, 408, 413, 422, 503],
+        errors: &[400, 408, 413, 422, 500, 503],
         html_errors: true,
     },
 ];
@@ -871,29 +871,14 @@ pub async fn serve(
     let limits = state.opts.connections;
     let stats = state.metrics.connections.clone();
     let app = router(state);
-    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections, finishing requests in flight");
-        let _ = signalled_tx.send(());
     };
-    let server = crate::server::serve(listener, app, limits, stats, signal);
     // Witnessing stops with the server, so that the ledger can then be closed.
     let _stop_witnessing = witnessing.map(AbortOnDrop);
     let _stop_following = following.map(AbortOnDrop);
-    tokio::select! {
-        r = server => r,
-        _ = async {
-            if signalled_rx.await.is_ok() {
-                tokio::time::sleep(grace).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        } => {
-            tracing::warn!(grace_s = grace.as_secs_f64(), "requests still in flight after the grace period; stopping anyway");
-            Ok(())
-        }
-    }
+    crate::server::serve(listener, app, limits, stats, grace, signal).await
 }
 
 /// Aborts a task when dropped.
@@ -997,8 +982,12 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
             HeaderValue::from_static("*"),
         );
     }
-    let elapsed = start.elapsed();
     let route_str = route.as_ref().map_or("unmatched", |r| r.as_str());
+    // A page or JSON, by the request's Accept (crate::negotiate): caches must key on it.
+    if ROUTES.iter().any(|r| r.html_errors && r.path == route_str) {
+        h.append(header::VARY, HeaderValue::from_static("accept"));
+    }
+    let elapsed = start.elapsed();
     st.metrics.observe_http(route_str, resp.status(), elapsed);
     tracing::info!(
         target: "reman_ledger::http",

@@ -169,7 +169,8 @@ impl Client {
     /// the number of requests a check makes follows the server's answers (one per event of a
     /// certificate), so a per-request limit alone would let a slow server stall it for hours.
     pub fn with_time_limit(mut self, limit: Duration) -> Client {
-        self.deadline = Some((Instant::now() + limit, limit));
+        // A limit too far to be a time on this clock is no limit.
+        self.deadline = Instant::now().checked_add(limit).map(|at| (at, limit));
         self
     }
 

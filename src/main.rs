@@ -379,7 +379,7 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct ConnectionOpts {
     /// Most connections open at once; beyond it new clients wait until one closes.
-    #[arg(long = "max-connections", value_name = "N", default_value_t = reman_ledger::server::DEFAULT_MAX_CONNECTIONS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long = "max-connections", value_name = "N", default_value_t = reman_ledger::server::DEFAULT_MAX_CONNECTIONS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=reman_ledger::server::MAX_CONNECTIONS as u64))]
     max_connections: usize,
     /// Seconds a client has to send a request's headers, and the longest a keep-alive
     /// connection may stay idle: slower or idle connections are closed.
@@ -389,17 +389,32 @@ struct ConnectionOpts {
 
 impl ConnectionOpts {
     fn limits(&self) -> Result<reman_ledger::server::ConnectionLimits, CliError> {
-        let header_timeout = std::time::Duration::try_from_secs_f64(self.header_timeout)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                CliError::Usage("--header-timeout: a number of seconds above 0".into())
-            })?;
+        let header_timeout = seconds(
+            "--header-timeout",
+            self.header_timeout,
+            false,
+            reman_ledger::server::MAX_HEADER_TIMEOUT_SECS,
+        )?;
         Ok(reman_ledger::server::ConnectionLimits {
             max_connections: self.max_connections,
             header_timeout,
+            ..Default::default()
         })
     }
+}
+
+/// A flag's number of seconds, up to `max` (and above 0 unless `zero` is allowed): a time far
+/// in the future would overflow the clock it is added to.
+fn seconds(flag: &str, value: f64, zero: bool, max: u64) -> Result<std::time::Duration, CliError> {
+    std::time::Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| (zero || !d.is_zero()) && d.as_secs_f64() <= max as f64)
+        .ok_or_else(|| {
+            let low = if zero { "0" } else { "above 0" };
+            CliError::Usage(format!(
+                "{flag}: a number of seconds, {low} and at most {max}"
+            ))
+        })
 }
 
 fn run(args: Args) -> Result<cli::Verdict, CliError> {
@@ -440,10 +455,7 @@ fn run(args: Args) -> Result<cli::Verdict, CliError> {
             witness_quorum,
             connections,
         } => {
-            let witness_wait =
-                std::time::Duration::try_from_secs_f64(witness_wait).map_err(|_| {
-                    CliError::Usage("--witness-wait: a number of seconds, 0 or more".into())
-                })?;
+            let witness_wait = seconds("--witness-wait", witness_wait, true, 3600)?;
             let cmd = cli::ServeCommand {
                 base_url,
                 data,
@@ -661,10 +673,7 @@ struct VerifyArgs {
 
 /// Runs `verify`, prints its report (warnings on stderr) and maps the verdict to the exit code.
 fn verify_main(args: VerifyArgs) -> Result<(), CliError> {
-    let time_limit = std::time::Duration::try_from_secs_f64(args.time_limit)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| CliError::Usage("--time-limit: a number of seconds above 0".into()))?;
+    let time_limit = seconds("--time-limit", args.time_limit, false, 86_400)?;
     let opts = reman_ledger::verify::VerifyOptions {
         time_limit,
         target: args.target,

@@ -1210,14 +1210,31 @@ fn read_label(r: &mut Report, url: &str) -> Step<Label> {
 /// The web site a link leads to, `scheme://host[:port]` in lower case, or `None` for a link
 /// that is not `http(s)://` with a host. The seal does not cover it: a label reprinted with a
 /// genuine seal and another site's link still verifies, so the report shows it.
+///
+/// It is the site a browser would open: a user name before `@` is dropped (in
+/// `https://ledger.example@evil.example/…` the site is evil.example), `\` ends the host as
+/// `/` does, and a default port and a trailing dot are left out.
 fn web_base(url: &str) -> Option<String> {
     let lower = url.trim().to_ascii_lowercase();
-    let rest = lower
+    let (scheme, rest) = lower
         .strip_prefix("https://")
         .map(|r| ("https", r))
         .or_else(|| lower.strip_prefix("http://").map(|r| ("http", r)))?;
-    let host = rest.1.split(['/', '?', '#']).next().unwrap_or("");
-    (!host.is_empty()).then(|| format!("{}://{host}", rest.0))
+    let authority = rest.split(['/', '\\', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => (h, Some(p)),
+        _ => (host_port, None),
+    };
+    let host = host.trim_end_matches('.');
+    let default_port = if scheme == "https" { "443" } else { "80" };
+    if host.is_empty() {
+        return None;
+    }
+    Some(match port.filter(|p| *p != default_port) {
+        Some(p) => format!("{scheme}://{host}:{p}"),
+        None => format!("{scheme}://{host}"),
+    })
 }
 
 /// Unix seconds as RFC 3339 UTC.
@@ -1227,7 +1244,6 @@ fn seal_time(secs: u64) -> String {
         .map_or(t.clone(), |s| format!("{s}Z"))
 }
 
-/// The pinned key a seal names by its key ID.
 /// The trusted key that made this label's seal, picked by the seal's key ID. A key ID is 4
 /// bytes: should two trusted keys share one (a key made to collide with a trusted log's), the
 /// one under which the seal verifies is picked, so that the collision cannot make a genuine
@@ -1684,8 +1700,6 @@ fn fetch_included(
     Ok(entry)
 }
 
-/// Checks that a logged entry holds the certificate `id` (and, from a label, its GTIN, serial
-/// and time); returns the certificate.
 /// Who placed the certificate at the entry that does not hold it: the seal, or the server.
 fn index_mismatch(label: Option<&Label>) -> &'static str {
     match label {
@@ -1694,6 +1708,8 @@ fn index_mismatch(label: Option<&Label>) -> &'static str {
     }
 }
 
+/// Checks that a logged entry holds the certificate `id` (and, from a label, its GTIN, serial
+/// and time); returns the certificate.
 fn check_certificate_entry(
     entry: &Entry,
     id: &CertificateId,
@@ -2264,6 +2280,52 @@ mod tests {
             Target::parse("label.jpg"),
             Target::Image(PathBuf::from("label.jpg"))
         );
+    }
+
+    #[test]
+    fn a_links_site_is_the_one_a_browser_opens() {
+        for (url, site) in [
+            (
+                "https://ledger.example/01/x",
+                Some("https://ledger.example"),
+            ),
+            (
+                "HTTPS://Ledger.Example:443/01/x",
+                Some("https://ledger.example"),
+            ),
+            (
+                "http://ledger.example:80/01/x",
+                Some("http://ledger.example"),
+            ),
+            ("http://127.0.0.1:8080/01/x", Some("http://127.0.0.1:8080")),
+            (
+                "https://ledger.example./01/x",
+                Some("https://ledger.example"),
+            ),
+            (
+                "https://ledger.example@evil.example/01/x",
+                Some("https://evil.example"),
+            ),
+            (
+                "https://a@ledger.example:1@evil.example:8443/01",
+                Some("https://evil.example:8443"),
+            ),
+            (
+                "https://evil.example\\@ledger.example/01",
+                Some("https://evil.example"),
+            ),
+            ("https://[::1]:8080/01/x", Some("https://[::1]:8080")),
+            (
+                "https://ledger.example?seal=x",
+                Some("https://ledger.example"),
+            ),
+            ("https:///01/x", None),
+            ("https://user@/01/x", None),
+            ("ftp://ledger.example/01/x", None),
+            ("ledger.example/01/x", None),
+        ] {
+            assert_eq!(web_base(url).as_deref(), site, "{url}");
+        }
     }
 
     #[test]

@@ -246,8 +246,11 @@ async fn add_checkpoint(
     }
 }
 
-/// Serves the witness on `listener` within `limits` until `shutdown` completes, then flushes
-/// its state.
+/// How long a stopping witness lets requests in flight finish.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves the witness on `listener` within `limits` until `shutdown` completes (requests in
+/// flight get [`SHUTDOWN_GRACE`]), then flushes its state.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     witness: Arc<Witness>,
@@ -255,7 +258,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let stats = Arc::default();
-    crate::server::serve(listener, router(witness.clone()), limits, stats, shutdown).await?;
+    let app = router(witness.clone());
+    crate::server::serve(listener, app, limits, stats, SHUTDOWN_GRACE, shutdown).await?;
     witness
         .db
         .flush()

@@ -185,6 +185,8 @@ pub async fn run(
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(TIMEOUT))
+        // Witnesses close idle connections: see the client's own setting.
+        .max_idle_age(crate::client::IDLE_REUSE)
         .build()
         .new_agent();
     let mut asked: Vec<Asked> = witnesses

@@ -342,6 +342,16 @@ fn bad_connection_limits_are_usage_errors_that_create_nothing() {
             &["serve", "--max-connections", "0"][..],
             "--max-connections",
         ),
+        // Values too large for the clock or a semaphore: refused, not a panic later.
+        (
+            &["serve", "--max-connections", "18446744073709551615"][..],
+            "--max-connections",
+        ),
+        (
+            &["serve", "--header-timeout", "1e19"][..],
+            "--header-timeout",
+        ),
+        (&["serve", "--witness-wait", "1e19"][..], "--witness-wait"),
         (
             &[
                 "mirror",
@@ -382,6 +392,109 @@ fn bad_connection_limits_are_usage_errors_that_create_nothing() {
         );
         assert!(!dir.path().join("d").exists(), "{args:?}");
         assert!(!dir.path().join("keys").exists(), "{args:?}");
+    }
+}
+
+#[test]
+fn verify_refuses_a_time_limit_beyond_a_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin(
+        &[
+            "verify",
+            "--time-limit",
+            "1e19",
+            "--server",
+            "http://127.0.0.1:9",
+            "x",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--time-limit: a number of seconds, above 0 and at most 86400"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// Starts the binary with `args` (a server printing "… on http://ADDR"), opens a connection
+/// that sends nothing, and returns how long the server took to close it.
+fn idle_connection_closed_after(args: &[&str], cwd: &Path) -> std::time::Duration {
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reman-ledger"))
+        .args(args)
+        .current_dir(cwd)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("the server did not start").unwrap();
+        if let Some(rest) = line.split(" on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let start = std::time::Instant::now();
+    let n = s.read(&mut [0u8; 16]).unwrap_or(0);
+    let waited = start.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(n, 0);
+    waited
+}
+
+#[test]
+fn witness_and_mirror_apply_the_connection_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_pub = root().join("keys/log.key.pub");
+    let log_pub = log_pub.to_str().unwrap();
+    let o = bin(
+        &["keygen", "--name", "w.example", "--out", "w.key"],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let witness = idle_connection_closed_after(
+        &[
+            "witness",
+            "--data",
+            "w",
+            "--key",
+            "w.key",
+            "--log",
+            log_pub,
+            "--listen",
+            "127.0.0.1:0",
+            "--header-timeout",
+            "1",
+        ],
+        dir.path(),
+    );
+    let mirror = idle_connection_closed_after(
+        &[
+            "mirror",
+            "--from",
+            "http://127.0.0.1:9",
+            "--log-key",
+            log_pub,
+            "--data",
+            "m",
+            "--listen",
+            "127.0.0.1:0",
+            "--header-timeout",
+            "1",
+        ],
+        dir.path(),
+    );
+    for waited in [witness, mirror] {
+        assert!(
+            waited >= std::time::Duration::from_millis(500)
+                && waited < std::time::Duration::from_secs(8),
+            "{waited:?}"
+        );
     }
 }
 

@@ -1563,7 +1563,7 @@ fn a_server_that_repeats_misplaces_or_reorders_events_or_hides_a_revocations_ent
         &'static str,
         &'static str,
     );
-    let cases: [Case; 4] = [
+    let cases: [Case; 5] = [
         (
             // Each event listed twice: the history would show two customs releases.
             |p, b| {
@@ -1603,6 +1603,19 @@ fn a_server_that_repeats_misplaces_or_reorders_events_or_hides_a_revocations_ent
             },
             "alt-003",
             "the server shows a revocation without its entry index",
+        ),
+        (
+            // An entry before the certificate shown as its revocation.
+            |p, b| {
+                is_view(p).then(|| {
+                    let v = changed_view(b, |v| {
+                        v["revocation"]["index"] = 1.into();
+                    });
+                    (200, v)
+                })
+            },
+            "alt-003",
+            "a revocation comes after its certificate",
         ),
         (
             // The view names another certificate's entry.

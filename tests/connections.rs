@@ -1,6 +1,6 @@
 //! The limits a server puts on its clients' connections (src/server.rs), over a real loopback
-//! socket: slow and idle clients are closed, at most so many connections are open, and a
-//! shutdown does not wait for idle ones.
+//! socket: slow, idle and non-reading clients are closed, at most so many connections are
+//! open, and a shutdown does not wait for idle ones nor, past its grace, for busy ones.
 
 mod common;
 
@@ -22,6 +22,10 @@ struct Server {
 }
 
 async fn start(limits: ConnectionLimits) -> Server {
+    start_with(limits, Duration::from_secs(10)).await
+}
+
+async fn start_with(limits: ConnectionLimits, grace: Duration) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_owned();
     let ledger = tokio::task::spawn_blocking(move || new_ledger(&path))
@@ -33,6 +37,7 @@ async fn start(limits: ConnectionLimits) -> Server {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let opts = ServeOptions {
         connections: limits,
+        shutdown_grace: grace,
         ..ServeOptions::default()
     };
     let task = tokio::spawn(api::serve(listener, ledger.clone(), opts, async move {
@@ -98,6 +103,35 @@ fn limits(max_connections: usize, header_timeout_ms: u64) -> ConnectionLimits {
     ConnectionLimits {
         max_connections,
         header_timeout: Duration::from_millis(header_timeout_ms),
+        ..ConnectionLimits::default()
+    }
+}
+
+/// A client that asks for many answers and reads none: its socket's receive buffer is small,
+/// so the server's writes soon block.
+async fn non_reader(addr: std::net::SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    let request = b"GET /api/v1/openapi.json HTTP/1.1\r\nHost: ledger\r\n\r\n".repeat(200);
+    s.write_all(&request).await.unwrap();
+    s
+}
+
+/// Waits (at most 10 s) until the open-connections gauge is `n`.
+async fn open_becomes(addr: std::net::SocketAddr, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // The connection asking counts itself.
+        let open = metric(addr, "reman_ledger_connections_open").await - 1;
+        if open == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{open} connections open, not {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -198,4 +232,74 @@ async fn a_shutdown_closes_idle_connections_at_once_and_the_ledger_closes() {
     api::close_ledger(server.ledger, Duration::from_secs(5))
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_its_answers_is_closed_after_the_write_timeout() {
+    let server = start(ConnectionLimits {
+        max_connections: 2,
+        header_timeout: Duration::from_secs(60),
+        write_timeout: Duration::from_millis(500),
+    })
+    .await;
+    let _first = non_reader(server.addr).await;
+    let _second = non_reader(server.addr).await;
+    // Both slots are taken until their writes time out; then others are served again.
+    let mut other = TcpStream::connect(server.addr).await.unwrap();
+    other.write_all(HEALTHZ).await.unwrap();
+    let answered = tokio::time::timeout(Duration::from_secs(8), read_answer(&mut other))
+        .await
+        .expect("the non-reading clients kept every connection");
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+    drop(other);
+    assert!(metric(server.addr, "reman_ledger_connections_write_timeouts_total").await >= 2);
+    // Their connections are counted closed, as every other is.
+    open_becomes(server.addr, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_drops_connections_still_busy_after_its_grace_and_lets_go_of_the_ledger() {
+    let mut server = start_with(
+        ConnectionLimits {
+            max_connections: 64,
+            header_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(60),
+        },
+        Duration::from_millis(500),
+    )
+    .await;
+    let _stuck = non_reader(server.addr).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let start = Instant::now();
+    server.shutdown.take().unwrap().send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), &mut server.task)
+        .await
+        .expect("the server waited for a client that does not read")
+        .unwrap()
+        .unwrap();
+    assert!(start.elapsed() < Duration::from_secs(3));
+    // Nothing the server ran holds the ledger: it closes cleanly, not by a flush only.
+    assert_eq!(Arc::strong_count(&server.ledger), 1);
+    api::close_ledger(server.ledger, Duration::from_secs(5))
+        .await
+        .unwrap();
+}
+
+#[test]
+fn the_connection_limit_fits_the_open_file_limit() {
+    use reman_ledger::server::{RESERVED_FILES, fit_to_open_files, parse_max_open_files};
+    assert_eq!(fit_to_open_files(1024, None), (1024, false));
+    assert_eq!(fit_to_open_files(1024, Some(20_000)), (1024, false));
+    assert_eq!(
+        fit_to_open_files(1024, Some(1024)),
+        (1024 - RESERVED_FILES as usize, true)
+    );
+    assert_eq!(fit_to_open_files(1024, Some(10)), (1, true));
+    let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                  Max cpu time              unlimited            unlimited            seconds   \n\
+                  Max open files            1024                 524288               files     \n";
+    assert_eq!(parse_max_open_files(limits), Some(1024));
+    let unlimited = "Max open files            unlimited            unlimited            files\n";
+    assert_eq!(parse_max_open_files(unlimited), None);
+    assert_eq!(parse_max_open_files(""), None);
 }
