@@ -1534,6 +1534,14 @@ fn an_event_whose_signature_does_not_verify_under_its_signers_registered_key_is_
     assert_eq!(err.index(), Some(event), "{err}");
 }
 
+/// A proxy rewrite (a `fn`, as the proxy takes) that changes every certificate view with
+/// the closure given.
+macro_rules! view_rewrite {
+    ($change:expr) => {
+        |p: &str, b: &[u8]| is_view(p).then(|| (200, changed_view(b, $change)))
+    };
+}
+
 /// A certificate view's JSON, changed by `change`.
 fn changed_view(body: &[u8], change: fn(&mut Value)) -> Vec<u8> {
     let mut v: Value = serde_json::from_slice(body).unwrap();
@@ -1566,68 +1574,43 @@ fn a_server_that_repeats_misplaces_or_reorders_events_or_hides_a_revocations_ent
     let cases: [Case; 5] = [
         (
             // Each event listed twice: the history would show two customs releases.
-            |p, b| {
-                is_view(p).then(|| {
-                    let v = changed_view(b, |v| {
-                        let events = v["events"].as_array().unwrap().clone();
-                        v["events"] = Value::Array([events.clone(), events].concat());
-                    });
-                    (200, v)
-                })
-            },
+            view_rewrite!(|v| {
+                let events = v["events"].as_array().unwrap().clone();
+                v["events"] = Value::Array([events.clone(), events].concat());
+            }),
             "eng-001",
             "more than once among the certificate's events",
         ),
         (
             // An entry before the certificate shown as its event.
-            |p, b| {
-                is_view(p).then(|| {
-                    let v = changed_view(b, |v| {
-                        v["events"].as_array_mut().unwrap()[0]["index"] = 1.into();
-                    });
-                    (200, v)
-                })
-            },
+            view_rewrite!(|v| {
+                v["events"].as_array_mut().unwrap()[0]["index"] = 1.into();
+            }),
             "eng-001",
             "the server lists entry 1 as an event of certificate",
         ),
         (
             // A revocation shown without the entry that would prove it.
-            |p, b| {
-                is_view(p).then(|| {
-                    let v = changed_view(b, |v| {
-                        v["revocation"].as_object_mut().unwrap().remove("index");
-                    });
-                    (200, v)
-                })
-            },
+            view_rewrite!(|v| {
+                v["revocation"].as_object_mut().unwrap().remove("index");
+            }),
             "alt-003",
             "the server shows a revocation without its entry index",
         ),
         (
             // An entry before the certificate shown as its revocation.
-            |p, b| {
-                is_view(p).then(|| {
-                    let v = changed_view(b, |v| {
-                        v["revocation"]["index"] = 1.into();
-                    });
-                    (200, v)
-                })
-            },
+            view_rewrite!(|v| {
+                v["revocation"]["index"] = 1.into();
+            }),
             "alt-003",
             "a revocation comes after its certificate",
         ),
         (
             // The view names another certificate's entry.
-            |p, b| {
-                is_view(p).then(|| {
-                    let v = changed_view(b, |v| {
-                        let i = v["index"].as_u64().unwrap();
-                        v["index"] = (i + 1).into();
-                    });
-                    (200, v)
-                })
-            },
+            view_rewrite!(|v| {
+                let i = v["index"].as_u64().unwrap();
+                v["index"] = (i + 1).into();
+            }),
             "eng-001",
             "the server names the wrong entry for it",
         ),
@@ -1638,14 +1621,12 @@ fn a_server_that_repeats_misplaces_or_reorders_events_or_hides_a_revocations_ent
     }
 
     // Events listed newest first are checked and shown in the log's order.
-    let proxy = proxy::start(&server.url, |p, b| {
-        is_view(p).then(|| {
-            let v = changed_view(b, |v| {
-                v["events"].as_array_mut().unwrap().reverse();
-            });
-            (200, v)
-        })
-    });
+    let proxy = proxy::start(
+        &server.url,
+        view_rewrite!(|v| {
+            v["events"].as_array_mut().unwrap().reverse();
+        }),
+    );
     let j = verify(&proxy, &eng, true).valid_json();
     let shown: Vec<u64> = j["events"]
         .as_array()
@@ -1662,15 +1643,13 @@ fn a_server_that_repeats_misplaces_or_reorders_events_or_hides_a_revocations_ent
 fn a_server_that_hides_a_revocation_is_valid_and_the_report_says_the_status_is_its_word() {
     let (server, ids) = Server::demo();
     let home = Home::new();
-    let proxy = proxy::start(&server.url, |p, b| {
-        is_view(p).then(|| {
-            let v = changed_view(b, |v| {
-                v["status"] = "valid".into();
-                v["revocation"] = Value::Null;
-            });
-            (200, v)
-        })
-    });
+    let proxy = proxy::start(
+        &server.url,
+        view_rewrite!(|v| {
+            v["status"] = "valid".into();
+            v["revocation"] = Value::Null;
+        }),
+    );
     // Not provable from the certificate's entries: the report does not claim it is.
     home.run(&[
         "--server",
