@@ -410,7 +410,7 @@ fn seconds(flag: &str, value: f64, zero: bool, max: u64) -> Result<std::time::Du
         .ok()
         .filter(|d| (zero || !d.is_zero()) && d.as_secs_f64() <= max as f64)
         .ok_or_else(|| {
-            let low = if zero { "0" } else { "above 0" };
+            let low = if zero { "0 or more" } else { "above 0" };
             CliError::Usage(format!(
                 "{flag}: a number of seconds, {low} and at most {max}"
             ))

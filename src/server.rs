@@ -181,11 +181,16 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let wanted = limits.max_connections.clamp(1, MAX_CONNECTIONS);
     let (max_connections, lowered) = fit_to_open_files(wanted, max_open_files());
-    if lowered {
+    if lowered && wanted != DEFAULT_MAX_CONNECTIONS {
         tracing::warn!(
             wanted,
             max_connections,
-            "the connection limit is lowered to fit this process's open-file limit (raise it with ulimit -n, or give --max-connections)"
+            "the connection limit is lowered to fit this process's open-file limit (raise it with ulimit -n)"
+        );
+    } else if lowered {
+        tracing::info!(
+            max_connections,
+            "the default connection limit is lowered to fit this process's open-file limit"
         );
     }
     let slots = Arc::new(Semaphore::new(max_connections));
@@ -198,7 +203,9 @@ pub async fn serve(
     let mut warned_limit = Warned::default();
     let mut warned_accept = Warned::default();
     loop {
-        while connections.try_join_next().is_some() {}
+        while let Some(ended) = connections.try_join_next() {
+            log_panic(ended);
+        }
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
             Err(_) => {
@@ -273,7 +280,9 @@ pub async fn serve(
     drop(listener);
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(grace, async {
-        while connections.join_next().await.is_some() {}
+        while let Some(ended) = connections.join_next().await {
+            log_panic(ended);
+        }
     })
     .await;
     if drained.is_err() {
@@ -286,6 +295,16 @@ pub async fn serve(
         while connections.join_next().await.is_some() {}
     }
     Ok(())
+}
+
+/// A connection task that panicked (a bug) is logged: the panic hook alone writes to stderr,
+/// not to the server's log.
+fn log_panic(ended: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = ended
+        && e.is_panic()
+    {
+        tracing::error!(error = %e, "a connection's task panicked");
+    }
 }
 
 /// The most connections a server may be told to keep open: far above what a process's file

@@ -1215,7 +1215,15 @@ fn read_label(r: &mut Report, url: &str) -> Step<Label> {
 /// `https://ledger.example@evil.example/…` the site is evil.example), `\` ends the host as
 /// `/` does, and a default port and a trailing dot are left out.
 fn web_base(url: &str) -> Option<String> {
-    let lower = url.trim().to_ascii_lowercase();
+    // A browser drops tabs and line breaks anywhere in a link, and opens no host holding
+    // other control characters, spaces or these: such a "site" is no site (and printed, it
+    // could forge lines of the report).
+    let lower: String = url
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .collect::<String>()
+        .to_ascii_lowercase();
     let (scheme, rest) = lower
         .strip_prefix("https://")
         .map(|r| ("https", r))
@@ -1223,14 +1231,20 @@ fn web_base(url: &str) -> Option<String> {
     let authority = rest.split(['/', '\\', '?', '#']).next().unwrap_or("");
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let (host, port) = match host_port.rsplit_once(':') {
-        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => (h, Some(p)),
-        _ => (host_port, None),
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => (h, p),
+        _ => (host_port, ""),
     };
     let host = host.trim_end_matches('.');
-    let default_port = if scheme == "https" { "443" } else { "80" };
-    if host.is_empty() {
+    let forbidden = |c: char| c.is_control() || c.is_whitespace() || "<>^|\"%{}`".contains(c);
+    if host.is_empty() || host.contains(forbidden) {
         return None;
     }
+    // An empty port is none; a port is a number (`:0443` is 443), at most 65535.
+    let port: Option<u16> = match port {
+        "" => None,
+        p => Some(p.parse().ok()?),
+    };
+    let default_port = if scheme == "https" { 443 } else { 80 };
     Some(match port.filter(|p| *p != default_port) {
         Some(p) => format!("{scheme}://{host}:{p}"),
         None => format!("{scheme}://{host}"),
@@ -2315,6 +2329,26 @@ mod tests {
                 Some("https://evil.example"),
             ),
             ("https://[::1]:8080/01/x", Some("https://[::1]:8080")),
+            (
+                "https://ledger.example:/01/x",
+                Some("https://ledger.example"),
+            ),
+            (
+                "https://ledger.example:0443/01/x",
+                Some("https://ledger.example"),
+            ),
+            (
+                "https://ledger.example:08443/01/x",
+                Some("https://ledger.example:8443"),
+            ),
+            ("https://ledger.example:65536/01/x", None),
+            (
+                "https://ledger.\nexample/01/x",
+                Some("https://ledger.example"),
+            ),
+            ("https://evil.example\u{1b}[8m/01/x", None),
+            ("https://evil example/01/x", None),
+            ("https://ledger%2eexample/01/x", None),
             (
                 "https://ledger.example?seal=x",
                 Some("https://ledger.example"),
