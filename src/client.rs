@@ -189,17 +189,6 @@ impl Client {
         Ok(left.min(self.timeout))
     }
 
-    /// A failed transfer: past the overall deadline, the time limit says why.
-    fn transfer_error(&self, url: &str, e: ureq::Error) -> ClientError {
-        match self.deadline {
-            Some((deadline, limit)) if Instant::now() >= deadline => ClientError::TimeLimit {
-                url: url.to_owned(),
-                limit,
-            },
-            _ => transport(url, e),
-        }
-    }
-
     /// The server's base URL, without a trailing slash.
     pub fn base_url(&self) -> &str {
         &self.base
@@ -301,7 +290,7 @@ impl Client {
             .header("Content-Type", "application/json")
             .header("Accept", "application/json")
             .send(envelope)
-            .map_err(|e| self.transfer_error(&url, e))?;
+            .map_err(|e| self.after_deadline(transport(&url, e)))?;
         let status = resp.status().as_u16();
         let body = read_body(&url, &mut resp).map_err(|e| self.after_deadline(e))?;
         if status != 200 && status != 201 {
@@ -317,7 +306,8 @@ impl Client {
         self.get(&self.url(path_and_query), accept)
     }
 
-    /// A body read that failed past the overall deadline failed for the time limit.
+    /// A transfer (request or body) that failed past the overall deadline failed for the time
+    /// limit, whatever the transport says.
     fn after_deadline(&self, e: ClientError) -> ClientError {
         match (e, self.deadline) {
             (ClientError::Transport { url, .. }, Some((deadline, limit)))
@@ -343,7 +333,7 @@ impl Client {
             .build()
             .header("Accept", accept)
             .call()
-            .map_err(|e| self.transfer_error(url, e))?;
+            .map_err(|e| self.after_deadline(transport(url, e)))?;
         let status = resp.status().as_u16();
         let body = read_body(url, &mut resp).map_err(|e| self.after_deadline(e))?;
         if status != 200 {
