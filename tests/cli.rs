@@ -420,7 +420,7 @@ fn verify_refuses_a_time_limit_beyond_a_day() {
 /// Starts the binary with `args` (a server printing "… on http://ADDR"), opens a connection
 /// that sends nothing, and returns how long the server took to close it.
 fn idle_connection_closed_after(args: &[&str], cwd: &Path) -> std::time::Duration {
-    use std::io::{BufRead, BufReader, Read};
+    use std::io::Read;
     let mut child = Command::new(env!("CARGO_BIN_EXE_reman-ledger"))
         .args(args)
         .current_dir(cwd)
@@ -428,13 +428,7 @@ fn idle_connection_closed_after(args: &[&str], cwd: &Path) -> std::time::Duratio
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("the server did not start").unwrap();
-        if let Some(rest) = line.split(" on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
+    let addr = served_address(&mut child);
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
         .unwrap();
