@@ -6,7 +6,9 @@
 //! the log, the envelope signature under the key in force, and the business rules (replayed
 //! with the same [`crate::state`] functions the sequencer uses). At the end it checks the
 //! Merkle root of the entries against the signed checkpoint. The first bad index is reported.
-//! A local store's kept seal signatures, which lookups serve, are checked too ([`check_seals`]);
+//! A local store's kept seal signatures, which lookups serve, are checked too ([`check_seals`]),
+//! and its state records, which lookups and the rules answer from, against those the replay
+//! made ([`audit_store`]);
 //! so are, over HTTP, the seal, status and history a remote ledger serves for each certificate
 //! ([`audit_remote`]).
 //!
@@ -56,6 +58,17 @@ pub enum AuditError {
     RootMismatch {
         /// The tree size compared.
         size: u64,
+    },
+    /// The log verifies, but a state record a local store keeps beside it (what lookups,
+    /// the resolver and the rules answer from) is not what a replay of the log makes.
+    #[error(
+        "{record}: {problem}. The entries and checkpoint verify, but lookups and the rules answer from this derived record: it was changed or damaged on disk; restore the data directory from a backup, or mirror the log into a new one"
+    )]
+    State {
+        /// Which record, in words.
+        record: String,
+        /// What is wrong with it.
+        problem: String,
     },
     /// The log could not be read.
     #[error("cannot read the log: {0}")]
@@ -121,6 +134,10 @@ pub struct AuditReport {
     /// For a mirror's store caught mid-way: the entries it stores beyond its checkpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub catching_up: Option<CatchingUp>,
+    /// For a local store: the state records it keeps beside the log (what lookups and the
+    /// rules answer from), each found to be what the replay of the log makes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_records: Option<u64>,
 }
 
 /// The entries a mirror stores beyond the last checkpoint whose tree it holds whole, while it
@@ -389,6 +406,7 @@ impl<'a, R: StateRead + ?Sized> Auditor<'a, R> {
             origin: cp.origin,
             by_type: self.by_type.clone(),
             catching_up: None,
+            state_records: None,
         })
     }
 }
@@ -496,7 +514,9 @@ fn payload_name(p: &Payload) -> &'static str {
 /// Audits a local store: every entry up to its signed checkpoint, and the seal signatures it
 /// kept for them, against the given log key (or, when `None`, the log key the store was
 /// created with). A mirror's store caught mid-way through a catch-up holds entries beyond its
-/// checkpoint: they are checked too, entry by entry, and reported ([`CatchingUp`]).
+/// checkpoint: they are checked too, entry by entry, and reported ([`CatchingUp`]). Last, the
+/// state records the store keeps beside its entries are compared with the replay's: the entries
+/// may all verify while a record lookups answer from was changed on disk ([`AuditError::State`]).
 pub fn audit_store(
     store: &Store,
     log_key: Option<&PublicKey>,
@@ -546,7 +566,69 @@ pub fn audit_store(
             target_size,
         });
     }
+    let (replayed, _) = auditor.into_parts();
+    report.state_records = Some(check_state(store, replayed.into_writes())?);
     Ok(report)
+}
+
+/// Compares the state records a store keeps with those the replay of its entries made: each
+/// stored record must be one the replay made, saying the same ([`state::record_difference`]),
+/// and each record the replay made must be stored. The first difference in key order is
+/// reported (a record missing from the store after the stored records compared). Returns how
+/// many records were compared.
+fn check_state(
+    store: &Store,
+    mut replayed: std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>,
+) -> Result<u64, AuditError> {
+    let problem = |key: &[u8], problem: String| AuditError::State {
+        record: state::record_name(key),
+        problem,
+    };
+    let mut found: Option<AuditError> = None;
+    let mut compared = 0;
+    store
+        .visit_state(|key, stored| {
+            compared += 1;
+            found = match replayed.remove(key).flatten() {
+                None => Some(problem(
+                    key,
+                    "the store holds it, but no entry of the log makes it".into(),
+                )),
+                Some(made) => match state::record_difference(key, stored, &made) {
+                    Ok(None) => None,
+                    Ok(Some(diff)) => Some(problem(key, diff)),
+                    Err(e) => Some(problem(key, e.to_string())),
+                },
+            };
+            if found.is_some() {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        })
+        .map_err(|e| match e {
+            // Read, but not what this ledger writes: damaged or tampered, not unreadable.
+            StoreError::Corrupt(_) | StoreError::Bucket(_) => AuditError::State {
+                record: "the store's state records".into(),
+                problem: e.to_string(),
+            },
+            e => e.into(),
+        })?;
+    if let Some(e) = found {
+        return Err(e);
+    }
+    let missing = replayed
+        .into_iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(k, _)| k)
+        .min();
+    match missing {
+        Some(key) => Err(problem(
+            &key,
+            "the log makes it, but the store does not hold it where lookups look".into(),
+        )),
+        None => Ok(compared),
+    }
 }
 
 /// Feeds entries `from..to` of `store`, with their kept seals, to `auditor`.

@@ -1121,6 +1121,11 @@ pub fn audit(cmd: &AuditCommand) -> Result<Verdict, CliError> {
                     ),
                 }
             }
+            if let Some(n) = r.state_records {
+                println!(
+                    "   and the {n} state records it keeps beside them, which lookups and the rules answer from, are those the log makes"
+                );
+            }
             if let Some(c) = r.catching_up.as_ref().filter(|c| c.entries > 0) {
                 println!(
                     "   and {} more entries this mirror stores while catching up to a tree of {}, each checked (chain, signature, rules, seal); their tree is checked once the mirror holds it whole",

@@ -126,7 +126,7 @@ pub struct UnitRecord {
 }
 
 /// The current registration of a party.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PartyRecord {
     /// Entry index of this registration.
     pub index: u64,
@@ -521,6 +521,119 @@ impl Record for UnitRecord {
 /// Decodes a stored party record.
 pub fn decode_party(key: &[u8], bytes: &[u8]) -> Result<PartyRecord, ReadError> {
     decode(key, bytes)
+}
+
+/// What the state record under `key` is about, in words, for audit reports.
+pub fn record_name(key: &[u8]) -> String {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let index = |b: &[u8]| <[u8; 8]>::try_from(b).ok().map(u64::from_be_bytes);
+    let id = |b: &[u8]| <[u8; 16]>::try_from(b).ok().map(CertificateId);
+    let (kind, rest) = key.split_first().unwrap_or((&0, &[]));
+    let named = match kind {
+        b'p' => Some(format!("the current registration of party {}", text(rest))),
+        b'r' => rest
+            .split_last_chunk::<9>()
+            .filter(|(_, tail)| tail[0] == 0)
+            .and_then(|(name, tail)| {
+                Some(format!(
+                    "party {}'s registration at entry {}",
+                    text(name),
+                    index(&tail[1..])?
+                ))
+            }),
+        b'c' => id(rest).map(|id| format!("the record of certificate {id}")),
+        b'u' if rest.len() >= 14 => Some(format!(
+            "the certificates of unit {}/{}",
+            text(&rest[..14]),
+            text(&rest[14..])
+        )),
+        b'v' => key::parse_history(key)
+            .map(|(id, at)| format!("entry {at} in the history of certificate {id}")),
+        b'h' => Some(format!("the entry of envelope {}", hex::encode(rest))),
+        _ => None,
+    };
+    named.unwrap_or_else(|| format!("record {}", text(key)))
+}
+
+/// What differs between a stored state record and the one a replay of the log makes under
+/// `key`, in words; `None` when they say the same. Records are compared by meaning, not by
+/// bytes: stores converted from earlier layouts keep some records in JSON, and certificate
+/// records without [`Known`] (written before format 4; lookups then read the log instead).
+pub fn record_difference(
+    key: &[u8],
+    stored: &[u8],
+    replayed: &[u8],
+) -> Result<Option<String>, ReadError> {
+    fn field<T: PartialEq + std::fmt::Debug>(
+        out: &mut Vec<String>,
+        name: &str,
+        stored: &T,
+        replayed: &T,
+    ) {
+        if stored != replayed {
+            out.push(format!(
+                "{name} is {stored:?} in the store, {replayed:?} by the log"
+            ));
+        }
+    }
+    let mut out = Vec::new();
+    match key.first() {
+        Some(b'c') => {
+            let (s, mut r): (CertRecord, CertRecord) =
+                (decode(key, stored)?, decode(key, replayed)?);
+            if s.known.is_none() {
+                r.known = None;
+            }
+            field(&mut out, "index", &s.index, &r.index);
+            field(
+                &mut out,
+                "integrated time",
+                &s.integrated_time_ms,
+                &r.integrated_time_ms,
+            );
+            field(&mut out, "issuer", &s.issuer, &r.issuer);
+            field(
+                &mut out,
+                "unit",
+                &(&s.gtin, &s.serial),
+                &(&r.gtin, &r.serial),
+            );
+            field(&mut out, "status", &s.status, &r.status);
+            field(&mut out, "successor", &s.superseded_by, &r.superseded_by);
+            field(&mut out, "revocation entry", &s.revoked_at, &r.revoked_at);
+            field(
+                &mut out,
+                "envelope digest",
+                &hex::encode(s.envelope_digest),
+                &hex::encode(r.envelope_digest),
+            );
+            field(&mut out, "what lookups know of it", &s.known, &r.known);
+        }
+        Some(b'u') => {
+            let (s, r): (UnitRecord, UnitRecord) = (decode(key, stored)?, decode(key, replayed)?);
+            field(&mut out, "valid certificate", &s.valid, &r.valid);
+            field(&mut out, "certificates", &s.certificates, &r.certificates);
+        }
+        Some(b'p') => {
+            let (s, r): (PartyRecord, PartyRecord) = (decode(key, stored)?, decode(key, replayed)?);
+            field(&mut out, "registration entry", &s.index, &r.index);
+            field(&mut out, "registration", &s.party, &r.party);
+        }
+        Some(b'h') => {
+            let entry = |v: &[u8]| match <[u8; 8]>::try_from(v) {
+                Ok(b) => format!("entry {}", u64::from_be_bytes(b)),
+                Err(_) => format!("0x{}", hex::encode(v)),
+            };
+            field(&mut out, "value", &entry(stored), &entry(replayed));
+        }
+        _ => field(
+            &mut out,
+            "value",
+            &String::from_utf8_lossy(stored),
+            &String::from_utf8_lossy(replayed),
+        ),
+    }
+    Ok((!out.is_empty()).then(|| out.join("; ")))
 }
 
 /// Reads a certificate's record.
@@ -1002,5 +1115,85 @@ mod tests {
         unit.extend_from_slice(&u32::MAX.to_be_bytes());
         let err = decode::<UnitRecord>(b"u1", &unit).unwrap_err();
         assert!(err.0.contains("record u1 is corrupt"), "{}", err.0);
+    }
+
+    #[test]
+    fn records_are_compared_by_meaning() {
+        let k = key::certificate(&CertificateId([1; 16]));
+        let rec = cert_record(true, true);
+        let binary = encode(&rec);
+        // Earlier versions' JSON, and a record written before format 4 (no `Known`), say the
+        // same as the binary record a replay makes.
+        let json = serde_json::to_vec(&rec).unwrap();
+        assert_eq!(record_difference(&k, &json, &binary).unwrap(), None);
+        let legacy = encode(&CertRecord {
+            known: None,
+            ..rec.clone()
+        });
+        assert_eq!(record_difference(&k, &legacy, &binary).unwrap(), None);
+        // ... but a record that claims to know, and knows wrong, differs.
+        let wrong = encode(&CertRecord {
+            known: Some(Known {
+                has_history: false,
+                supersedes: None,
+            }),
+            ..rec.clone()
+        });
+        let diff = record_difference(&k, &wrong, &binary).unwrap().unwrap();
+        assert!(diff.starts_with("what lookups know of it is"), "{diff}");
+        let two = encode(&CertRecord {
+            index: 5,
+            status: CertStatus::Valid,
+            ..rec.clone()
+        });
+        let diff = record_difference(&k, &two, &binary).unwrap().unwrap();
+        assert_eq!(
+            diff,
+            "index is 5 in the store, 1234567 by the log; status is Valid in the store, Revoked by the log"
+        );
+        assert!(record_difference(&k, b"{", &binary).is_err());
+        let e = key::envelope(&[2; 32]);
+        let diff = record_difference(&e, &7u64.to_be_bytes(), &[1, 2]).unwrap();
+        assert_eq!(
+            diff.as_deref(),
+            Some("value is \"entry 7\" in the store, \"0x0102\" by the log")
+        );
+    }
+
+    #[test]
+    fn records_are_named() {
+        let id = CertificateId([0xab; 16]);
+        let hexid = "ab".repeat(16);
+        assert_eq!(
+            record_name(&key::certificate(&id)),
+            format!("the record of certificate {hexid}")
+        );
+        assert_eq!(
+            record_name(&key::history(&id, 42)),
+            format!("entry 42 in the history of certificate {hexid}")
+        );
+        assert_eq!(
+            record_name(&key::unit("06901234567892", "SN/1")),
+            "the certificates of unit 06901234567892/SN/1"
+        );
+        assert_eq!(
+            record_name(&key::party("acme.example")),
+            "the current registration of party acme.example"
+        );
+        assert_eq!(
+            record_name(&key::party_history("acme.example", 3)),
+            "party acme.example's registration at entry 3"
+        );
+        assert_eq!(
+            record_name(&key::envelope(&[0; 32])),
+            format!("the entry of envelope {}", "00".repeat(32))
+        );
+        // Keys of no known shape are named as they are.
+        for k in [&b"c12"[..], b"r", b"rname", b"v", b"zz", b""] {
+            assert_eq!(
+                record_name(k),
+                format!("record {}", String::from_utf8_lossy(k))
+            );
+        }
     }
 }

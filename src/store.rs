@@ -1405,6 +1405,38 @@ impl Store {
         Ok(out)
     }
 
+    /// Calls `f` with every state record, in key order, as lookups find them, until it breaks
+    /// (for audits, which compare them with a replay of the log). A record a lookup would not
+    /// find, because its bucket's key range does not hold it, is reported as corruption, not
+    /// visited: a bucket holds the keys from its own key to the next bucket's, sorted.
+    pub fn visit_state(
+        &self,
+        mut f: impl FnMut(&[u8], &[u8]) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        let buckets = self.db()?.scan_prefix([BUCKET]);
+        let mut current: Option<(sled::IVec, sled::IVec)> = None;
+        for next in buckets.map(Some).chain([None]) {
+            let next = next.transpose()?;
+            if let Some((start, bytes)) = current.take() {
+                let end = next.as_ref().map(|(k, _)| &k[1..]);
+                for r in crate::bucket::records(&bytes) {
+                    let (k, v) = r?;
+                    if k < &start[1..] || end.is_some_and(|end| k >= end) {
+                        return Err(StoreError::Corrupt(format!(
+                            "state record {} is stored outside its bucket's key range, where lookups do not find it",
+                            String::from_utf8_lossy(k)
+                        )));
+                    }
+                    if f(k, v).is_break() {
+                        return Ok(());
+                    }
+                }
+            }
+            current = next;
+        }
+        Ok(())
+    }
+
     /// Adds a batch's state writes to `b`: each touched bucket read, changed, split when it
     /// outgrew its size, and written back. The last write of a key wins.
     fn state_writes(
@@ -1483,6 +1515,17 @@ impl Store {
         *slot = bytes.to_vec();
         self.db()?
             .insert(run_key(first), Run::encode(&entries, &mut run.nodes()))?;
+        self.db()?.flush()?;
+        Ok(())
+    }
+
+    /// Stores `value` as the state record under `key` (or deletes it), in the bucket where
+    /// lookups find it, with no check at all (see [`Store::raw_put_entry`]).
+    pub fn raw_put_state(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+        let mut b = sled::Batch::default();
+        let write = vec![(key.to_vec(), value.map(<[u8]>::to_vec))];
+        self.state_writes(write, &BucketReads::default(), &mut b)?;
+        self.db()?.apply_batch(b)?;
         self.db()?.flush()?;
         Ok(())
     }

@@ -1,0 +1,309 @@
+//! `audit --data` compares the state records a store keeps beside its log (what lookups, the
+//! resolver and the admission rules answer from) with a replay of the log: a record changed,
+//! added, deleted or moved on disk is reported, though every entry still verifies. One test per
+//! kind of tampering, on a copy of a real demo store.
+
+mod common;
+
+use common::*;
+use reman_ledger::audit::{AuditError, audit_store};
+use reman_ledger::certificate::CertificateId;
+use reman_ledger::state::{self, CertRecord, CertStatus, StateRead, UnitRecord, key};
+use reman_ledger::store::Store;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// One demo ledger (parties, certificates, supersessions, revocations, events), built once.
+fn pristine() -> &'static std::path::Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let (l, _) = demo_ledger(dir.path());
+        l.close().unwrap();
+        dir
+    })
+    .path()
+}
+
+fn copy() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(pristine(), dir.path());
+    let store = Store::open(dir.path()).unwrap();
+    (dir, store)
+}
+
+/// The audit's finding, which must be about a state record, not an entry.
+fn state_finding(store: &Store) -> (String, String) {
+    match audit_store(store, Some(log_key().public()), |_, _| {}) {
+        Err(e @ AuditError::State { .. }) => {
+            assert_eq!(e.index(), None, "no entry is bad: {e}");
+            let text = e.to_string();
+            assert!(text.contains("restore the data directory"), "{text}");
+            let AuditError::State { record, problem } = e else {
+                unreachable!()
+            };
+            (record, problem)
+        }
+        other => panic!("expected a state finding, got {other:?}"),
+    }
+}
+
+/// Every certificate record of the store, by ID.
+fn certificates(store: &Store) -> Vec<(CertificateId, CertRecord)> {
+    store
+        .scan_state(b"c")
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| {
+            let id = CertificateId(k[1..].try_into().unwrap());
+            (id, state::certificate(store, &id).unwrap().unwrap())
+        })
+        .collect()
+}
+
+fn first_with(store: &Store, status: CertStatus) -> (CertificateId, CertRecord) {
+    certificates(store)
+        .into_iter()
+        .find(|(_, r)| r.status == status)
+        .unwrap_or_else(|| panic!("the demo has no {status:?} certificate"))
+}
+
+#[test]
+fn the_untouched_demo_store_passes() {
+    let (_d, store) = copy();
+    let report = audit_store(&store, Some(log_key().public()), |_, _| {}).unwrap();
+    let kept = store.scan_state(b"").unwrap().len() as u64;
+    assert!(kept > 89, "two or more records per certificate: {kept}");
+    assert_eq!(report.state_records, Some(kept));
+}
+
+/// The attack that matters most: a revoked certificate made valid again for lookups.
+#[test]
+fn a_revocation_hidden_in_a_certificate_record_is_reported() {
+    let (_d, store) = copy();
+    let (id, mut rec) = first_with(&store, CertStatus::Revoked);
+    rec.status = CertStatus::Valid;
+    rec.revoked_at = None;
+    store
+        .raw_put_state(
+            &key::certificate(&id),
+            Some(&serde_json::to_vec(&rec).unwrap()),
+        )
+        .unwrap();
+    let (record, problem) = state_finding(&store);
+    assert_eq!(record, format!("the record of certificate {id}"));
+    assert!(
+        problem.contains("status is Valid in the store, Revoked by the log"),
+        "{problem}"
+    );
+    assert!(
+        problem.contains("revocation entry is None in the store"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn a_unit_record_naming_another_valid_certificate_is_reported() {
+    let (_d, store) = copy();
+    let (old, rec) = first_with(&store, CertStatus::Superseded);
+    let k = key::unit(&rec.gtin, &rec.serial);
+    let mut unit: UnitRecord = state::unit(&store, &rec.gtin, &rec.serial).unwrap();
+    assert_ne!(unit.valid, Some(old));
+    unit.valid = Some(old);
+    store
+        .raw_put_state(&k, Some(&serde_json::to_vec(&unit).unwrap()))
+        .unwrap();
+    let (record, problem) = state_finding(&store);
+    assert_eq!(
+        record,
+        format!("the certificates of unit {}/{}", rec.gtin, rec.serial)
+    );
+    assert!(
+        problem.starts_with("valid certificate is Some"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn a_party_given_another_role_is_reported() {
+    let (_d, store) = copy();
+    let (k, v) = store
+        .scan_state(b"p")
+        .unwrap()
+        .into_iter()
+        .find(|(_, v)| String::from_utf8_lossy(v).contains("\"remanufacturer\""))
+        .expect("a remanufacturer's registration");
+    let mut rec: serde_json::Value = serde_json::from_slice(&v).unwrap();
+    rec["party"]["role"] = "operator".into();
+    store
+        .raw_put_state(&k, Some(&serde_json::to_vec(&rec).unwrap()))
+        .unwrap();
+    let (record, problem) = state_finding(&store);
+    assert!(
+        record.starts_with("the current registration of party "),
+        "{record}"
+    );
+    assert!(problem.starts_with("registration is Party {"), "{problem}");
+    assert!(problem.contains("role: Operator"), "{problem}");
+}
+
+#[test]
+fn a_deleted_event_is_reported_missing() {
+    let (_d, store) = copy();
+    let (k, _) = store
+        .scan_state(b"v")
+        .unwrap()
+        .into_iter()
+        .find(|(_, v)| v == key::EVENT)
+        .expect("an event in the demo");
+    let (id, at) = key::parse_history(&k).unwrap();
+    store.raw_put_state(&k, None).unwrap();
+    let (record, problem) = state_finding(&store);
+    assert_eq!(
+        record,
+        format!("entry {at} in the history of certificate {id}")
+    );
+    assert!(problem.contains("the store does not hold it"), "{problem}");
+}
+
+#[test]
+fn a_certificate_record_no_entry_makes_is_reported() {
+    let (_d, store) = copy();
+    let (_, rec) = first_with(&store, CertStatus::Valid);
+    let forged = CertificateId([0x5a; 16]);
+    store
+        .raw_put_state(
+            &key::certificate(&forged),
+            Some(&serde_json::to_vec(&rec).unwrap()),
+        )
+        .unwrap();
+    let (record, problem) = state_finding(&store);
+    assert_eq!(record, format!("the record of certificate {forged}"));
+    assert!(
+        problem.contains("no entry of the log makes it"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn an_envelope_index_pointing_elsewhere_is_reported() {
+    let (_d, store) = copy();
+    let (k, v) = store.scan_state(b"h").unwrap().into_iter().next().unwrap();
+    let at = u64::from_be_bytes(v.try_into().unwrap());
+    store
+        .raw_put_state(&k, Some(&(at + 1).to_be_bytes()))
+        .unwrap();
+    let (record, problem) = state_finding(&store);
+    assert!(record.starts_with("the entry of envelope "), "{record}");
+    assert_eq!(
+        problem,
+        format!(
+            "value is \"entry {}\" in the store, \"entry {at}\" by the log",
+            at + 1
+        )
+    );
+}
+
+#[test]
+fn a_record_that_does_not_decode_is_reported() {
+    let (_d, store) = copy();
+    let (id, _) = first_with(&store, CertStatus::Valid);
+    store
+        .raw_put_state(&key::certificate(&id), Some(&[1, 2, 3]))
+        .unwrap();
+    let (record, problem) = state_finding(&store);
+    assert_eq!(record, format!("the record of certificate {id}"));
+    assert!(problem.contains("is corrupt"), "{problem}");
+}
+
+/// A record moved into the bucket before its own: still on disk, but where a lookup does not
+/// look (lookups read the bucket whose key range holds the key).
+#[test]
+fn a_record_moved_out_of_its_buckets_key_range_is_reported() {
+    use reman_ledger::bucket::Bucket;
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(pristine(), dir.path());
+    let moved = {
+        let db = raw_sled(dir.path());
+        let buckets: Vec<_> = db.scan_prefix(b"S").map(Result::unwrap).collect();
+        assert!(buckets.len() >= 2, "the demo's state fills several buckets");
+        let (ka, va) = &buckets[0];
+        let (kb, vb) = &buckets[1];
+        let (mut a, mut b) = (Bucket::decode(va).unwrap(), Bucket::decode(vb).unwrap());
+        let first = b.first_key().unwrap().to_vec();
+        assert_eq!(&kb[1..], first.as_slice());
+        let value = reman_ledger::bucket::find(vb, &first)
+            .unwrap()
+            .unwrap()
+            .to_vec();
+        // The bucket keeps its key (its range still starts there) without its first record.
+        b.set(&first, None);
+        a.set(&first, Some(value));
+        db.insert(ka, a.encode()).unwrap();
+        db.insert(kb, b.encode()).unwrap();
+        db.flush().unwrap();
+        first
+    };
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store.get(&moved).unwrap(),
+        None,
+        "lookups no longer find it"
+    );
+    let (record, problem) = state_finding(&store);
+    assert_eq!(record, "the store's state records");
+    assert!(
+        problem.contains("outside its bucket's key range"),
+        "{problem}"
+    );
+}
+
+/// The binary: exit 1, AUDIT FAILED naming the record; `--json` has no bad index (the entries
+/// are sound) and the reason.
+#[test]
+fn the_cli_exits_1_and_names_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    copy_dir(pristine(), &data);
+    let id = {
+        let store = Store::open(&data).unwrap();
+        let (id, mut rec) = first_with(&store, CertStatus::Revoked);
+        rec.status = CertStatus::Valid;
+        store
+            .raw_put_state(
+                &key::certificate(&id),
+                Some(&serde_json::to_vec(&rec).unwrap()),
+            )
+            .unwrap();
+        id
+    };
+    let run = |json: bool| {
+        let mut args = vec!["audit", "--data", "data"];
+        args.extend(json.then_some("--json"));
+        Command::new(env!("CARGO_BIN_EXE_reman-ledger"))
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(false);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "AUDIT FAILED: the record of certificate {id}: status"
+        )),
+        "{err}"
+    );
+    let out = run(true);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["first_bad_index"], serde_json::Value::Null);
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&id.to_string())),
+        "{v}"
+    );
+}
