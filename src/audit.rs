@@ -7,8 +7,9 @@
 //! with the same [`crate::state`] functions the sequencer uses). At the end it checks the
 //! Merkle root of the entries against the signed checkpoint. The first bad index is reported.
 //! A local store's kept seal signatures, which lookups serve, are checked too ([`check_seals`]),
-//! and its state records, which lookups and the rules answer from, against those the replay
-//! made ([`audit_store`]);
+//! and what it derives from the entries: its state records, which lookups and the rules
+//! answer from, against those the replay made, and its Merkle nodes, which proofs are made of,
+//! against the entries' tree ([`audit_store`]);
 //! so are, over HTTP, the seal, status and history a remote ledger serves for each certificate
 //! ([`audit_remote`]).
 //!
@@ -59,12 +60,13 @@ pub enum AuditError {
         /// The tree size compared.
         size: u64,
     },
-    /// The log verifies, but a state record a local store keeps beside it (what lookups,
-    /// the resolver and the rules answer from) is not what a replay of the log makes.
+    /// The log verifies, but what a local store derives from it and keeps beside it (a state
+    /// record that lookups, the resolver and the rules answer from, or a Merkle node that
+    /// proofs are made of) is not what the log's entries make.
     #[error(
-        "{record}: {problem}. The entries and checkpoint verify, but lookups and the rules answer from this derived record: it was changed or damaged on disk; restore the data directory from a backup, or mirror the log into a new one"
+        "{record}: {problem}. The entries and checkpoint verify, but the ledger answers from this derived data (lookups, the rules, proofs): it was changed or damaged on disk; restore the data directory from a backup, or mirror the log into a new one"
     )]
-    State {
+    Derived {
         /// Which record, in words.
         record: String,
         /// What is wrong with it.
@@ -208,7 +210,8 @@ pub struct Auditor<'a, R: ?Sized = Empty> {
     prev: Hash,
     last_time: u64,
     by_type: std::collections::BTreeMap<String, u64>,
-    /// The Merkle nodes completed so far, when kept ([`Auditor::resume`]).
+    /// The Merkle nodes completed so far, when kept ([`Auditor::resume`],
+    /// [`Auditor::keeping_nodes`]).
     completed: Option<Vec<(NodeId, Hash)>>,
 }
 
@@ -271,6 +274,21 @@ impl<'a, R: StateRead + ?Sized> Auditor<'a, R> {
             prev: self.prev,
             last_time: self.last_time,
         }
+    }
+
+    /// Keeps the Merkle nodes the entries complete, for [`Auditor::take_nodes`]: a store's
+    /// stored nodes are compared with them.
+    pub fn keeping_nodes(mut self) -> Self {
+        self.completed.get_or_insert_with(Vec::new);
+        self
+    }
+
+    /// The Merkle nodes completed since the last call, when kept, leaves included.
+    pub fn take_nodes(&mut self) -> Vec<(NodeId, Hash)> {
+        self.completed
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// The state writes of the entries replayed and the Merkle nodes they completed.
@@ -514,9 +532,11 @@ fn payload_name(p: &Payload) -> &'static str {
 /// Audits a local store: every entry up to its signed checkpoint, and the seal signatures it
 /// kept for them, against the given log key (or, when `None`, the log key the store was
 /// created with). A mirror's store caught mid-way through a catch-up holds entries beyond its
-/// checkpoint: they are checked too, entry by entry, and reported ([`CatchingUp`]). Last, the
-/// state records the store keeps beside its entries are compared with the replay's: the entries
-/// may all verify while a record lookups answer from was changed on disk ([`AuditError::State`]).
+/// checkpoint: they are checked too, entry by entry, and reported ([`CatchingUp`]). What the
+/// store derives from its entries is compared with what they make, its Merkle nodes chunk by
+/// chunk and, last, its state records with the replay's: the entries may all verify while a
+/// record lookups answer from, or a node proofs are made of, was changed on disk
+/// ([`AuditError::Derived`]).
 pub fn audit_store(
     store: &Store,
     log_key: Option<&PublicKey>,
@@ -551,7 +571,7 @@ pub fn audit_store(
         None => None,
     };
     let total = target.map_or(cp.size, |(stored, _)| stored);
-    let mut auditor = Auditor::new();
+    let mut auditor = Auditor::new().keeping_nodes();
     let mut audit = |auditor: &mut Auditor, from: u64, to: u64| {
         audit_stored(store, auditor, from, to, key, &cp.origin, |done| {
             progress(done, total);
@@ -571,6 +591,37 @@ pub fn audit_store(
     Ok(report)
 }
 
+/// Compares the Merkle nodes above the leaves that a store keeps (inclusion and consistency
+/// proofs are made of them) with those the audited entries complete; the leaves themselves are
+/// compared as the entries are read.
+fn check_nodes(store: &Store, made: Vec<(NodeId, Hash)>) -> Result<(), AuditError> {
+    for (id, hash) in made.into_iter().filter(|(id, _)| id.level > 0) {
+        let problem = match store.node(id) {
+            Ok(Some(stored)) if stored == hash => continue,
+            Ok(Some(stored)) => format!(
+                "the store holds {}, the entries hash to {}: proofs made from it do not verify",
+                hex::encode(stored),
+                hex::encode(hash)
+            ),
+            Ok(None) => "the store does not hold it: proofs that need it cannot be made".into(),
+            Err(StoreError::Corrupt(why)) => format!("what is stored for it is corrupt: {why}"),
+            Err(e) => return Err(e.into()),
+        };
+        let width = 1u64 << id.level;
+        let first = id.index * width;
+        return Err(AuditError::Derived {
+            record: format!(
+                "the Merkle node at level {}, index {} (entries {first}..{})",
+                id.level,
+                id.index,
+                first + width
+            ),
+            problem,
+        });
+    }
+    Ok(())
+}
+
 /// Compares the state records a store keeps with those the replay of its entries made: each
 /// stored record must be one the replay made, saying the same ([`state::record_difference`]),
 /// and each record the replay made must be stored. The first difference in key order is
@@ -580,7 +631,7 @@ fn check_state(
     store: &Store,
     mut replayed: std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>,
 ) -> Result<u64, AuditError> {
-    let problem = |key: &[u8], problem: String| AuditError::State {
+    let problem = |key: &[u8], problem: String| AuditError::Derived {
         record: state::record_name(key),
         problem,
     };
@@ -608,7 +659,7 @@ fn check_state(
         })
         .map_err(|e| match e {
             // Read, but not what this ledger writes: damaged or tampered, not unreadable.
-            StoreError::Corrupt(_) | StoreError::Bucket(_) => AuditError::State {
+            StoreError::Corrupt(_) | StoreError::Bucket(_) => AuditError::Derived {
                 record: "the store's state records".into(),
                 problem: e.to_string(),
             },
@@ -675,6 +726,7 @@ fn audit_stored(
             (Err(a), _) | (_, Err(a)) => return Err(a),
             _ => {}
         }
+        check_nodes(store, auditor.take_nodes())?;
         seals.clear();
         next = end;
         progress(next);

@@ -1123,7 +1123,7 @@ pub fn audit(cmd: &AuditCommand) -> Result<Verdict, CliError> {
             }
             if let Some(n) = r.state_records {
                 println!(
-                    "   and the {n} state records it keeps beside them, which lookups and the rules answer from, are those the log makes"
+                    "   and what it keeps beside them is what they make: the Merkle nodes proofs are made of, and the {n} state records lookups and the rules answer from"
                 );
             }
             if let Some(c) = r.catching_up.as_ref().filter(|c| c.entries > 0) {

@@ -1,7 +1,9 @@
-//! `audit --data` compares the state records a store keeps beside its log (what lookups, the
-//! resolver and the admission rules answer from) with a replay of the log: a record changed,
-//! added, deleted or moved on disk is reported, though every entry still verifies. One test per
-//! kind of tampering, on a copy of a real demo store.
+//! `audit --data` compares what a store derives from its log and keeps beside it with what the
+//! log's entries make: the state records (what lookups, the resolver and the admission rules
+//! answer from) with a replay of the log, and the stored Merkle nodes (what proofs are made of)
+//! with the entries' tree. A record changed, added, deleted or moved on disk, or a node
+//! changed, is reported, though every entry still verifies. One test per kind of tampering, on
+//! a copy of a real demo store.
 
 mod common;
 
@@ -32,14 +34,14 @@ fn copy() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-/// The audit's finding, which must be about a state record, not an entry.
-fn state_finding(store: &Store) -> (String, String) {
+/// The audit's finding, which must be about derived data, not an entry.
+fn derived_finding(store: &Store) -> (String, String) {
     match audit_store(store, Some(log_key().public()), |_, _| {}) {
-        Err(e @ AuditError::State { .. }) => {
+        Err(e @ AuditError::Derived { .. }) => {
             assert_eq!(e.index(), None, "no entry is bad: {e}");
             let text = e.to_string();
             assert!(text.contains("restore the data directory"), "{text}");
-            let AuditError::State { record, problem } = e else {
+            let AuditError::Derived { record, problem } = e else {
                 unreachable!()
             };
             (record, problem)
@@ -90,7 +92,7 @@ fn a_revocation_hidden_in_a_certificate_record_is_reported() {
             Some(&serde_json::to_vec(&rec).unwrap()),
         )
         .unwrap();
-    let (record, problem) = state_finding(&store);
+    let (record, problem) = derived_finding(&store);
     assert_eq!(record, format!("the record of certificate {id}"));
     assert!(
         problem.contains("status is Valid in the store, Revoked by the log"),
@@ -113,7 +115,7 @@ fn a_unit_record_naming_another_valid_certificate_is_reported() {
     store
         .raw_put_state(&k, Some(&serde_json::to_vec(&unit).unwrap()))
         .unwrap();
-    let (record, problem) = state_finding(&store);
+    let (record, problem) = derived_finding(&store);
     assert_eq!(
         record,
         format!("the certificates of unit {}/{}", rec.gtin, rec.serial)
@@ -138,7 +140,7 @@ fn a_party_given_another_role_is_reported() {
     store
         .raw_put_state(&k, Some(&serde_json::to_vec(&rec).unwrap()))
         .unwrap();
-    let (record, problem) = state_finding(&store);
+    let (record, problem) = derived_finding(&store);
     assert!(
         record.starts_with("the current registration of party "),
         "{record}"
@@ -158,7 +160,7 @@ fn a_deleted_event_is_reported_missing() {
         .expect("an event in the demo");
     let (id, at) = key::parse_history(&k).unwrap();
     store.raw_put_state(&k, None).unwrap();
-    let (record, problem) = state_finding(&store);
+    let (record, problem) = derived_finding(&store);
     assert_eq!(
         record,
         format!("entry {at} in the history of certificate {id}")
@@ -177,7 +179,7 @@ fn a_certificate_record_no_entry_makes_is_reported() {
             Some(&serde_json::to_vec(&rec).unwrap()),
         )
         .unwrap();
-    let (record, problem) = state_finding(&store);
+    let (record, problem) = derived_finding(&store);
     assert_eq!(record, format!("the record of certificate {forged}"));
     assert!(
         problem.contains("no entry of the log makes it"),
@@ -193,7 +195,7 @@ fn an_envelope_index_pointing_elsewhere_is_reported() {
     store
         .raw_put_state(&k, Some(&(at + 1).to_be_bytes()))
         .unwrap();
-    let (record, problem) = state_finding(&store);
+    let (record, problem) = derived_finding(&store);
     assert!(record.starts_with("the entry of envelope "), "{record}");
     assert_eq!(
         problem,
@@ -211,7 +213,7 @@ fn a_record_that_does_not_decode_is_reported() {
     store
         .raw_put_state(&key::certificate(&id), Some(&[1, 2, 3]))
         .unwrap();
-    let (record, problem) = state_finding(&store);
+    let (record, problem) = derived_finding(&store);
     assert_eq!(record, format!("the record of certificate {id}"));
     assert!(problem.contains("is corrupt"), "{problem}");
 }
@@ -250,10 +252,58 @@ fn a_record_moved_out_of_its_buckets_key_range_is_reported() {
         None,
         "lookups no longer find it"
     );
-    let (record, problem) = state_finding(&store);
+    let (record, problem) = derived_finding(&store);
     assert_eq!(record, "the store's state records");
     assert!(
         problem.contains("outside its bucket's key range"),
+        "{problem}"
+    );
+}
+
+/// Flips one byte of the value stored under `key` in a copy of the demo store, at `at`.
+fn flip_stored(key: &[u8], at: usize) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(pristine(), dir.path());
+    {
+        let db = raw_sled(dir.path());
+        let mut v = db.get(key).unwrap().expect("stored").to_vec();
+        v[at] ^= 0x20;
+        db.insert(key, v).unwrap();
+        db.flush().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    (dir, store)
+}
+
+/// A node of the block of the first 64 leaves (`B`, block 0: a count byte, then the hashes
+/// of levels 0, 1, ...): the first node of level 1, right after the 64 leaf hashes.
+#[test]
+fn a_changed_lower_merkle_node_is_reported() {
+    let mut key = vec![b'B'];
+    key.extend_from_slice(&0u64.to_be_bytes());
+    let (_d, store) = flip_stored(&key, 1 + 32 * 64);
+    let (record, problem) = derived_finding(&store);
+    assert_eq!(record, "the Merkle node at level 1, index 0 (entries 0..2)");
+    assert!(
+        problem.contains("proofs made from it do not verify"),
+        "{problem}"
+    );
+}
+
+/// An upper node, kept in a tile of its level (`T`, level 6, tile 0): the root of the first
+/// 64 entries.
+#[test]
+fn a_changed_upper_merkle_node_is_reported() {
+    let mut key = vec![b'T', 6];
+    key.extend_from_slice(&0u64.to_be_bytes());
+    let (_d, store) = flip_stored(&key, 5);
+    let (record, problem) = derived_finding(&store);
+    assert_eq!(
+        record,
+        "the Merkle node at level 6, index 0 (entries 0..64)"
+    );
+    assert!(
+        problem.contains("proofs made from it do not verify"),
         "{problem}"
     );
 }
