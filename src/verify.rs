@@ -1610,16 +1610,21 @@ fn check_consistency(
                 Ok(p) => p,
                 Err(e) => {
                     // With a checkpoint seen before, any answer but a valid proof (a refusal,
-                    // a server error, a malformed proof) is a failure to prove consistency;
-                    // only no answer at all leaves the question open (exit 2).
-                    if matches!(e, ClientError::Transport { .. }) {
+                    // a server error, a malformed proof) is a failure to prove consistency:
+                    // a fork must not hide behind errors. Only no answer at all, or none in
+                    // the check's time, leaves the question open (exit 2): a slow server is
+                    // not accused.
+                    if matches!(
+                        e,
+                        ClientError::Transport { .. } | ClientError::TimeLimit { .. }
+                    ) {
                         return Err(e.into());
                     }
                     evidence(r);
                     return Err(r.fail(
                         "consistency",
                         format!(
-                            "not consistent: the server cannot prove that its tree of size {} extends the one of size {first} seen before ({e}); the server rewrote its history",
+                            "not consistent: the server does not prove that its tree of size {} extends the one of size {first} seen before ({e}); a server that kept its history can: until it does, treat it as rewritten",
                             cp.size
                         ),
                     ));

@@ -1773,3 +1773,63 @@ fn a_server_presenting_its_key_under_another_origin_is_named_as_it_presents_itse
     ])
     .invalid("presents the log other.example/log with the key of reman-ledger.example/log");
 }
+
+/// With a checkpoint seen before, a grown log must prove that its tree extends it: a refusal
+/// is INVALID (as a server error is: a fork must not hide behind errors), but a server too slow
+/// to answer within the check's time limit leaves the check open (exit 2) and is not accused
+/// of rewriting its history. Nothing is remembered from a check that did not pass.
+#[test]
+fn online_a_refused_consistency_proof_is_invalid_and_a_slow_server_is_not_accused() {
+    let (server, ids) = Server::demo();
+    let home = Home::new();
+    let state_file = home.path().join("checkpoints.json");
+    let state = state_file.display().to_string();
+    let eng = ids["eng-001"].to_string();
+    let verify = |url: &str| {
+        home.run(&[
+            "--server",
+            url,
+            "--log-key",
+            LOG_PUB,
+            "--state",
+            &state,
+            "--time-limit",
+            "2",
+            &eng,
+        ])
+    };
+    verify(&server.url).valid();
+    let seen = std::fs::read_to_string(&state_file).unwrap();
+    add_certificates(&server.ledger, 900, 3);
+    let slow = proxy::start(&server.url, |p, _| {
+        if p.starts_with("/api/v1/proof/consistency") {
+            std::thread::sleep(std::time::Duration::from_secs(4));
+        }
+        None
+    });
+    let r = verify(&slow);
+    r.expect(2);
+    assert!(
+        r.stderr.contains("took more than 2 s in all"),
+        "{}",
+        r.stderr
+    );
+    for said in [&r.stdout, &r.stderr] {
+        assert!(!said.contains("rewr"), "{said}");
+    }
+    assert_eq!(std::fs::read_to_string(&state_file).unwrap(), seen);
+    let refusing = proxy::start(&server.url, |p, _| {
+        p.starts_with("/api/v1/proof/consistency")
+            .then(|| (404, br#"{"title":"Not Found"}"#.to_vec()))
+    });
+    verify(&refusing)
+        .invalid("not consistent")
+        .has("HTTP 404")
+        .has("treat it as rewritten");
+    assert_eq!(std::fs::read_to_string(&state_file).unwrap(), seen);
+    // The honest server proves it, and the grown checkpoint is remembered.
+    verify(&server.url)
+        .valid()
+        .has("extends the one of size 89 seen before");
+    assert_ne!(std::fs::read_to_string(&state_file).unwrap(), seen);
+}
