@@ -4,7 +4,8 @@
 //! ([`Ledger::submit_async`]) or read methods (`crate::query`), and turn the answer into JSON,
 //! text or an RFC 9457 problem. Around every request one middleware enforces the request
 //! timeout, turns every error answer into `application/problem+json` (including axum's own
-//! 404, 405 and extractor rejections), records the Prometheus metrics and writes one structured
+//! 404, 405 and extractor rejections), or into an error page on the routes browsers use when
+//! the client does not prefer JSON, records the Prometheus metrics and writes one structured
 //! log line. Submissions are read with a size limit and a deadline against slow senders.
 //!
 //! Every route is listed once in [`ROUTES`]: the router is built from handlers registered
@@ -936,6 +937,11 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().cloned();
     let path = req.uri().path().to_owned();
+    // On the routes browsers use, a browser gets a page for every error, wherever it comes
+    // from (the handler, the timeout, a mirror not serving yet, axum itself).
+    let route_str = route.as_ref().map_or("unmatched", |r| r.as_str());
+    let html_errors = ROUTES.iter().any(|r| r.html_errors && r.path == route_str);
+    let page = html_errors && !wants_json(req.headers());
     // Photo uploads have their own, longer deadline (checked in the handler).
     let limit = if route.as_ref().is_some_and(|r| r.as_str() == "/scan") {
         st.opts.upload_timeout + Duration::from_secs(5)
@@ -970,6 +976,9 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
     if (status.is_client_error() || status.is_server_error()) && needs_problem(resp.headers()) {
         resp = as_problem(resp, &method, &path).await;
     }
+    if page && is_problem(resp.headers()) {
+        resp = as_page(resp).await;
+    }
     let h = resp.headers_mut();
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -982,9 +991,8 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
             HeaderValue::from_static("*"),
         );
     }
-    let route_str = route.as_ref().map_or("unmatched", |r| r.as_str());
     // A page or JSON, by the request's Accept (crate::negotiate): caches must key on it.
-    if ROUTES.iter().any(|r| r.html_errors && r.path == route_str) {
+    if html_errors {
         h.append(header::VARY, HeaderValue::from_static("accept"));
     }
     let elapsed = start.elapsed();
@@ -1066,6 +1074,33 @@ async fn as_problem(resp: Response, method: &Method, path: &str) -> Response {
     let mut out = problem.into_response();
     for (k, v) in parts.headers.iter() {
         if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+fn is_problem(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes())
+}
+
+/// A problem answer as an error page for a browser: the same status, its detail, and its
+/// other headers (`Retry-After`, `Allow`).
+async fn as_page(resp: Response) -> Response {
+    let (parts, body) = resp.into_parts();
+    let problem: Value = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let detail = problem["detail"]
+        .as_str()
+        .or(problem["title"].as_str())
+        .unwrap_or_else(|| parts.status.canonical_reason().unwrap_or("Error"));
+    let mut out = html_error(parts.status, detail);
+    for (k, v) in parts.headers.iter() {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH && k != header::CACHE_CONTROL {
             out.headers_mut().insert(k.clone(), v.clone());
         }
     }

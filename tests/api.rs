@@ -1442,6 +1442,32 @@ async fn lookup_mistakes_are_problems_for_json_clients_and_pages_for_browsers() 
     s.stop().await;
 }
 
+/// Errors that do not come from a page route's handler (here axum's 405 for a method the
+/// route does not take) are pages for browsers too, with their headers, and problems for JSON
+/// clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_from_outside_a_page_handler_are_pages_for_browsers() {
+    let s = start(ServeOptions::default()).await;
+    let path = "/01/09506000134352/21/RM-1";
+    let page = s
+        .req("DELETE", path, &[("accept", BROWSER_ACCEPT)], b"")
+        .await;
+    assert_eq!(page.status, 405);
+    assert_eq!(page.content_type(), "text/html; charset=utf-8");
+    assert!(page.headers.contains_key("allow"), "{:?}", page.headers);
+    assert!(
+        page.text().contains("DELETE is not allowed on"),
+        "{}",
+        page.text()
+    );
+    let p = s
+        .req("DELETE", path, &[("accept", "application/json")], b"")
+        .await
+        .problem(405);
+    assert_eq!(p["title"], "Method not allowed", "{p}");
+    s.stop().await;
+}
+
 /// `/scan` answers a photo it cannot read as a problem to a client that prefers JSON, with the
 /// status of the page a browser gets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -299,6 +299,24 @@ fn a_mirror_refuses_a_changed_entry_and_writes_nothing() {
         .get_path("/checkpoint", "text/plain")
         .unwrap_err();
     assert_eq!(err.status(), Some(503), "{err}");
+    // A phone scanning a label meanwhile gets a page that says so, not JSON.
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut page = agent
+        .get(format!("{}/01/09506000134352/21/RM-1", m.url))
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .call()
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 503);
+    assert_eq!(page.headers()["retry-after"], "5");
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let text = page.body_mut().read_to_string().unwrap();
+    assert!(
+        text.contains("this mirror has not yet verified any checkpoint"),
+        "{text}"
+    );
     assert_eq!(m.stored_size(), 0);
 }
 
