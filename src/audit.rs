@@ -586,6 +586,19 @@ pub fn audit_store(
             target_size,
         });
     }
+    let recorded = store.size()?;
+    if recorded != total {
+        return Err(AuditError::Derived {
+            record: "the store's tree size".into(),
+            problem: format!("it is {recorded}; its entries and checkpoint make {total}"),
+        });
+    }
+    if let Some(problem) = store.kept_beyond(total)? {
+        return Err(AuditError::Derived {
+            record: "what the store keeps beyond its log".into(),
+            problem,
+        });
+    }
     let (replayed, _) = auditor.into_parts();
     report.state_records = Some(check_state(store, replayed.into_writes())?);
     Ok(report)
@@ -694,16 +707,44 @@ fn audit_stored(
 ) -> Result<(), AuditError> {
     let mut next = from;
     let mut seals = Vec::with_capacity(CHUNK);
+    // The run of entries read last: its first index and its length.
+    let mut run: Option<(u64, u64)> = None;
     while next < to {
         let end = (next + CHUNK as u64).min(to);
         let mut chunk = Vec::with_capacity((end - next) as usize);
         for i in next..end {
             let read = || -> Result<_, StoreError> {
                 let recorded = store.node(NodeId { level: 0, index: i })?;
-                Ok((store.entry(i)?, recorded, store.seal_signature(i)?))
+                Ok((store.entry_in_run(i)?, recorded, store.seal_signature(i)?))
             };
             let (bytes, recorded, seal) = match read() {
-                Ok((Some(bytes), recorded, seal)) => (bytes, recorded, seal),
+                Ok((Some((first, len, bytes)), recorded, seal)) => {
+                    // Runs follow each other: every way of reading an entry (by index, or a
+                    // run at a time for entry bundles) then gives the same bytes.
+                    if let Some((before, before_len)) = run.filter(|(f, _)| *f != first)
+                        && before + before_len != first
+                    {
+                        auditor.push_chunk(&chunk)?;
+                        return Err(AuditError::Derived {
+                            record: format!("the runs of entries from {before} and from {first}"),
+                            problem: format!(
+                                "they overlap: the first holds {before_len} entries, up to {}; the ledger never writes overlapping runs",
+                                before + before_len - 1
+                            ),
+                        });
+                    }
+                    run = Some((first, len));
+                    let Some(recorded) = recorded else {
+                        auditor.push_chunk(&chunk)?;
+                        return Err(AuditError::Derived {
+                            record: format!("the leaf hash of entry {i}"),
+                            problem:
+                                "the store does not hold it: proofs that need it cannot be made"
+                                    .into(),
+                        });
+                    };
+                    (bytes, Some(recorded), seal)
+                }
                 Ok((None, ..)) => {
                     auditor.push_chunk(&chunk)?;
                     return Err(AuditError::Missing { index: i, size: to });

@@ -981,6 +981,101 @@ impl Store {
         Ok(Some((first, Run::decode(v)?)))
     }
 
+    /// The first index of the run stored after the one that starts at `first`, if any.
+    fn next_run_start(&self, first: u64) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .db()?
+            .get_gt(run_key(first))?
+            .filter(|(k, _)| k.len() == 9 && k[0] == b'R')
+            .map(|(k, _)| u64::from_be_bytes(k[1..9].try_into().unwrap_or_default())))
+    }
+
+    /// Entry `index` with where it is stored: the first index of its run and the number of
+    /// entries the run holds. For audits, which check that runs follow each other without
+    /// overlapping, so that every way of reading an entry gives the same bytes.
+    pub fn entry_in_run(&self, index: u64) -> Result<Option<(u64, u64, sled::IVec)>, StoreError> {
+        Ok(self.run_of(index)?.and_then(|(first, run)| {
+            let bytes = run.entry((index - first) as usize)?;
+            Some((first, run.n_entries as u64, bytes))
+        }))
+    }
+
+    /// The first thing the store keeps beyond a log of `size` entries, in words, if any: a run
+    /// of entries past its last entry, a seal kept for an entry it does not hold, an upper
+    /// Merkle node of a subtree it does not complete. The ledger writes none; each would be
+    /// served, or kept over what the next appends write, as if it belonged to those entries.
+    /// (Node blocks hold leaves past their count harmlessly: their count says where they end,
+    /// and the next append rewrites them.)
+    pub fn kept_beyond(&self, size: u64) -> Result<Option<String>, StoreError> {
+        let last_run = match size.checked_sub(1) {
+            Some(last) => self.run_of(last)?,
+            None => None,
+        };
+        if let Some((first, run)) = &last_run {
+            let end = first + run.n_entries as u64;
+            if end > size {
+                return Ok(Some(format!(
+                    "the run of entries from {first} holds {} entries, up to {}, past the log's last entry {}",
+                    run.n_entries,
+                    end - 1,
+                    size - 1
+                )));
+            }
+        }
+        let later = match &last_run {
+            Some((first, _)) => self.next_run_start(*first)?,
+            None => self
+                .db()?
+                .scan_prefix(b"R")
+                .next()
+                .transpose()?
+                .map(|(k, _)| u64::from_be_bytes(k[1..9].try_into().unwrap_or_default())),
+        };
+        if let Some(start) = later {
+            return Ok(Some(format!(
+                "a run of entries from {start} is stored past the log's {size} entries"
+            )));
+        }
+        let block = size / SEAL_BLOCK;
+        let from = seals_key(block);
+        // Neither loop asks for the database again while it iterates (see `Store::db`).
+        for item in self.db()?.range::<&[u8], _>(&from[..]..&[BLOCK + 1][..]) {
+            let (k, v) = item?;
+            if k.len() != 10 || k[9] != SEALS {
+                continue;
+            }
+            let first = u64::from_be_bytes(k[1..9].try_into().unwrap_or_default()) * SEAL_BLOCK;
+            if let Some((offset, _)) = seal_list_all(&v)?
+                .into_iter()
+                .find(|(o, _)| first + o >= size)
+            {
+                return Ok(Some(format!(
+                    "a seal signature is kept for entry {}, past the log's {size} entries",
+                    first + offset
+                )));
+            }
+        }
+        for item in self.db()?.scan_prefix(b"T") {
+            let (k, v) = item?;
+            if k.len() != 10 {
+                continue;
+            }
+            let (level, tile) = (
+                k[1],
+                u64::from_be_bytes(k[2..10].try_into().unwrap_or_default()),
+            );
+            let end = tile * TILE_WIDTH + (v.len() / 32) as u64;
+            let complete = if level < 64 { size >> level } else { 0 };
+            if v.len() % 32 != 0 || end > complete {
+                return Ok(Some(format!(
+                    "the tile of Merkle nodes {}..{end} at level {level} holds nodes past the {complete} subtrees of that level the log completes",
+                    tile * TILE_WIDTH
+                )));
+            }
+        }
+        Ok(None)
+    }
+
     /// The exact bytes of entry `index`.
     pub fn entry(&self, index: u64) -> Result<Option<sled::IVec>, StoreError> {
         Ok(self
@@ -996,8 +1091,15 @@ impl Store {
         let mut next = range.start;
         while next < range.end {
             let (first, run) = self.run_of(next)?.ok_or_else(|| missing(next))?;
+            // An entry is read from the run with the greatest start not after it, as
+            // [`Store::entry`] reads it, even from a store whose runs overlap (the ledger never
+            // writes such runs; `audit` reports them): a bundle serves the bytes a lookup does.
+            let end = match self.next_run_start(first)? {
+                Some(start) => start.min(range.end),
+                None => range.end,
+            };
             let before = next;
-            while let Some(e) = (next < range.end)
+            while let Some(e) = (next < end)
                 .then(|| run.entry((next - first) as usize))
                 .flatten()
             {
@@ -1178,8 +1280,20 @@ impl Store {
             let key = tile_key(level, tile);
             let mut value = self.db()?.get(key)?.map_or_else(Vec::new, |v| v.to_vec());
             let mut next = tile * TILE_WIDTH + (value.len() / 32) as u64;
-            if new.first().is_some_and(|(index, _)| *index != next) {
-                continue;
+            match new.first() {
+                // Nodes past the tree this tile was written for (damage, or tampering: the
+                // ledger writes none) give way to the ones the entries complete.
+                Some(&(first, _)) if first < next => {
+                    tracing::warn!(
+                        level,
+                        tile,
+                        "a tile of upper Merkle nodes held nodes past the tree: replaced"
+                    );
+                    value.truncate(((first - tile * TILE_WIDTH) * 32) as usize);
+                    next = first;
+                }
+                Some(&(first, _)) if first > next => continue,
+                _ => {}
             }
             for (index, h) in new {
                 if index == next {

@@ -1,15 +1,19 @@
 //! `audit --data` compares what a store derives from its log and keeps beside it with what the
 //! log's entries make: the state records (what lookups, the resolver and the admission rules
 //! answer from) with a replay of the log, and the stored Merkle nodes (what proofs are made of)
-//! with the entries' tree. A record changed, added, deleted or moved on disk, or a node
-//! changed, is reported, though every entry still verifies. One test per kind of tampering, on
-//! a copy of a real demo store.
+//! with the entries' tree; and it checks that the store keeps nothing beyond its log (runs of
+//! entries, seals, upper nodes) and that its runs of entries do not overlap. A record changed,
+//! added, deleted or moved on disk, a node changed or missing, or anything planted beyond the
+//! log is reported, though every entry still verifies. One test per kind of tampering, on a
+//! copy of a real demo store.
 
 mod common;
 
 use common::*;
 use reman_ledger::audit::{AuditError, audit_store};
 use reman_ledger::certificate::CertificateId;
+use reman_ledger::ledger::Ledger;
+use reman_ledger::payload::PayloadType;
 use reman_ledger::state::{self, CertRecord, CertStatus, StateRead, UnitRecord, key};
 use reman_ledger::store::Store;
 use std::process::Command;
@@ -260,19 +264,159 @@ fn a_record_moved_out_of_its_buckets_key_range_is_reported() {
     );
 }
 
-/// Flips one byte of the value stored under `key` in a copy of the demo store, at `at`.
-fn flip_stored(key: &[u8], at: usize) -> (tempfile::TempDir, Store) {
+/// A copy of the demo store with `change` made to its raw sled records.
+fn changed_raw(change: impl FnOnce(&sled::Db)) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(pristine(), dir.path());
     {
         let db = raw_sled(dir.path());
-        let mut v = db.get(key).unwrap().expect("stored").to_vec();
-        v[at] ^= 0x20;
-        db.insert(key, v).unwrap();
+        change(&db);
         db.flush().unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
     (dir, store)
+}
+
+/// Flips one byte of the value stored under `key` in a copy of the demo store, at `at`.
+fn flip_stored(key: &[u8], at: usize) -> (tempfile::TempDir, Store) {
+    changed_raw(|db| {
+        let mut v = db.get(key).unwrap().expect("stored").to_vec();
+        v[at] ^= 0x20;
+        db.insert(key, v).unwrap();
+    })
+}
+
+fn run_key(first: u64) -> Vec<u8> {
+    [&b"R"[..], &first.to_be_bytes()].concat()
+}
+
+/// A plain run of entries as the store lays it out (`u32 n_entries, u32 n_nodes`, the
+/// entries' end offsets as u32, then the entries back to back), without nodes.
+fn plain_run(entries: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = (entries.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(&0u32.to_be_bytes());
+    let mut end = 0u32;
+    for e in entries {
+        end += e.len() as u32;
+        out.extend_from_slice(&end.to_be_bytes());
+    }
+    for e in entries {
+        out.extend_from_slice(e);
+    }
+    out
+}
+
+/// The first run made to hold entries 0..3 as well: the runs from 1 and 2 start inside it.
+/// Entry bundles read a run at a time, lookups by index: a forged copy of entry 1 there was
+/// served in bundles while every entry read by index verified (review finding).
+#[test]
+fn overlapping_runs_of_entries_are_reported() {
+    let (_d, store) = copy();
+    let entries: Vec<Vec<u8>> = (0..3)
+        .map(|i| store.entry(i).unwrap().unwrap().to_vec())
+        .collect();
+    drop(store);
+    let mut forged = entries.clone();
+    forged[1][20] ^= 1;
+    let (_d, store) = changed_raw(|db| {
+        db.insert(run_key(0), plain_run(&forged)).unwrap();
+    });
+    // Bundles serve what lookups serve: entry 1 from its own run.
+    assert_eq!(
+        store.entries(0..3).unwrap()[1].as_ref(),
+        entries[1].as_slice()
+    );
+    let (record, problem) = derived_finding(&store);
+    assert_eq!(record, "the runs of entries from 0 and from 1");
+    assert!(
+        problem.starts_with("they overlap: the first holds 3 entries, up to 2"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn a_run_of_entries_past_the_log_is_reported() {
+    let (_d, store) = changed_raw(|db| {
+        let last = db.get(run_key(88)).unwrap().unwrap();
+        db.insert(run_key(95), last).unwrap();
+    });
+    let (record, problem) = derived_finding(&store);
+    assert_eq!(record, "what the store keeps beyond its log");
+    assert_eq!(
+        problem,
+        "a run of entries from 95 is stored past the log's 89 entries"
+    );
+}
+
+/// A seal planted for the next entry would be served for it once it is logged.
+#[test]
+fn a_seal_kept_past_the_log_is_reported() {
+    let (_d, store) = copy();
+    store.raw_put_seal(89, Some([7; 64])).unwrap();
+    let (record, problem) = derived_finding(&store);
+    assert_eq!(record, "what the store keeps beyond its log");
+    assert_eq!(
+        problem,
+        "a seal signature is kept for entry 89, past the log's 89 entries"
+    );
+}
+
+/// A hash planted after the last complete upper node: node (6, 1), which the log does not
+/// complete before 128 entries. The appends that complete it write it over the planted one
+/// (they left the tile as it was: review finding).
+#[test]
+fn an_upper_merkle_node_past_the_log_is_reported_and_replaced_by_the_next_appends() {
+    let tile = [&[b'T', 6][..], &0u64.to_be_bytes()].concat();
+    let (d, store) = changed_raw(|db| {
+        let mut v = db.get(&tile).unwrap().unwrap().to_vec();
+        assert_eq!(v.len(), 32);
+        v.extend_from_slice(&[0x33; 32]);
+        db.insert(&tile, v).unwrap();
+    });
+    let (record, problem) = derived_finding(&store);
+    assert_eq!(record, "what the store keeps beyond its log");
+    assert_eq!(
+        problem,
+        "the tile of Merkle nodes 0..2 at level 6 holds nodes past the 1 subtrees of that level the log completes"
+    );
+    drop(store);
+    let l = Ledger::open(d.path(), log_key(), config()).unwrap();
+    let suzhou = key("suzhou-reman.example");
+    for i in 0..40 {
+        let json = certificate_json(&gtin(5000 + i), &format!("TILE-{i}"), None);
+        l.submit(&sign(PayloadType::Certificate, &json, &suzhou))
+            .unwrap();
+    }
+    assert!(l.head().size >= 128);
+    l.close().unwrap();
+    let store = Store::open(d.path()).unwrap();
+    audit_store(&store, Some(log_key().public()), |_, _| {}).unwrap();
+}
+
+/// Block 1 (leaves 64..89) made to hold 24 leaves: entry 88's leaf hash is gone (the block's
+/// nodes above the leaves are the same for 24 and 25 leaves). The server then refused to start.
+#[test]
+fn a_missing_leaf_hash_is_reported() {
+    let block = [&b"B"[..], &1u64.to_be_bytes()].concat();
+    let (_d, store) = changed_raw(|db| {
+        let v = db.get(&block).unwrap().unwrap();
+        assert_eq!(v[0], 25);
+        let cut = [&[24u8][..], &v[1..1 + 32 * 24], &v[1 + 32 * 25..]].concat();
+        db.insert(&block, cut).unwrap();
+    });
+    let (record, problem) = derived_finding(&store);
+    assert_eq!(record, "the leaf hash of entry 88");
+    assert!(problem.contains("does not hold it"), "{problem}");
+}
+
+#[test]
+fn a_tree_size_record_other_than_the_logs_is_reported() {
+    let (_d, store) = changed_raw(|db| {
+        db.insert(b"Msize", &88u64.to_be_bytes()).unwrap();
+    });
+    let (record, problem) = derived_finding(&store);
+    assert_eq!(record, "the store's tree size");
+    assert_eq!(problem, "it is 88; its entries and checkpoint make 89");
 }
 
 /// A node of the block of the first 64 leaves (`B`, block 0: a count byte, then the hashes
