@@ -867,6 +867,20 @@ impl Store {
                  run a newer reman-ledger"
             )));
         }
+        if format.is_none()
+            && db.get(META_SIZE)?.is_some()
+            && old_state().next().is_none()
+            && db.scan_prefix([BUCKET]).next().is_some()
+        {
+            // Format 1 keeps its state records under their own keys (the genesis entry makes
+            // some), and a conversion records the format in the batch that writes its last
+            // bucket: buckets without a format are not a store to convert, whose conversion
+            // would drop them.
+            return Err(StoreError::Corrupt(
+                "the store's layout format record is missing, but it holds state buckets, which                  only format 2 and later write: not converting it (that would drop them);                  nothing was changed. Restore the data directory from a backup"
+                    .into(),
+            ));
+        }
         if format.is_none() && db.get(META_SIZE)?.is_some() {
             tracing::info!(
                 "converting the store to layout format {FORMAT} (packing state records)"

@@ -165,3 +165,43 @@ fn the_conversion_of_an_untouched_format_1_store_keeps_every_record() {
     check_converted(dir.path(), &expected);
     check_converted_again(dir.path(), &expected);
 }
+
+/// A store of the current layout whose format record was removed (damage, or tampering) holds
+/// buckets and no old keys: it is not a format 1 store, and converting it would drop every
+/// state record. It is refused, unchanged; `audit` too leaves it as it was (review finding:
+/// the audit's own open emptied the state).
+#[test]
+fn a_current_store_without_its_format_record_is_refused_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (l, _) = demo_ledger(dir.path());
+        l.close().unwrap();
+    }
+    let before: Vec<(Vec<u8>, Vec<u8>)> = {
+        let db = raw_sled(dir.path());
+        db.remove(b"Mformat").unwrap();
+        db.flush().unwrap();
+        db.iter()
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+            .collect()
+    };
+    let err = match reman_ledger::store::Store::open(dir.path()) {
+        Ok(_) => panic!("opened a store whose format record is missing"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("layout format record is missing"), "{err}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_reman-ledger"))
+        .args(["audit", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    let db = raw_sled(dir.path());
+    let after: Vec<(Vec<u8>, Vec<u8>)> = db
+        .iter()
+        .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+        .collect();
+    assert!(before == after, "the store was changed");
+}
