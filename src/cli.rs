@@ -1013,8 +1013,9 @@ pub struct AuditCommand {
     pub jobs: usize,
     /// Print the report as JSON.
     pub json: bool,
-    /// For `--server`: the state file of checkpoints seen (the one `verify` keeps): the log
-    /// must extend the checkpoint remembered there, and the audited one is remembered.
+    /// The state file of checkpoints seen (the one `verify` keeps): the log, served or on the
+    /// data directory, must extend the checkpoint remembered there, and the audited one is
+    /// remembered.
     pub state: Option<PathBuf>,
 }
 
@@ -1030,12 +1031,38 @@ pub fn audit(cmd: &AuditCommand) -> Result<Verdict, CliError> {
         (Some(dir), None) => {
             let bar = progress_bar(0, "auditing");
             let key = cmd.log_key.as_deref().map(log_key_arg).transpose()?;
-            let r = audit_dir(dir, key.as_ref(), |done, total| {
-                bar.set_length(total);
-                bar.set_position(done);
-            });
+            let seen = remembered_size(cmd.state.as_deref(), key.as_ref())?;
+            let r = (|| {
+                let store = open_data(dir)?;
+                let report = audit_store(&store, key.as_ref(), |done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                })
+                .map_err(CliError::AuditFailed)?;
+                if let (Some(path), Some(key)) = (&cmd.state, &key) {
+                    // The store's nodes were just checked against its entries: the root of a
+                    // tree remembered before can be read from them.
+                    let prefix_root =
+                        match seen.filter(|s| *s <= report.tree_size) {
+                            Some(size) => Some(crate::merkle::root(size, &store).map_err(|e| {
+                                CliError::AuditFailed(AuditError::Read(e.to_string()))
+                            })?),
+                            None => None,
+                        };
+                    let audited = crate::audit::RemoteAudit {
+                        report: report.clone(),
+                        key: key.clone(),
+                        checkpoint: store.checkpoint()?.unwrap_or_default(),
+                        prefix_root,
+                    };
+                    let source = format!("data directory {}", dir.display());
+                    audited_history(path, &source, &audited)?;
+                    history = Some(seen);
+                }
+                Ok((report, None))
+            })();
             bar.finish_and_clear();
-            (r.map(|r| (r, None)), None)
+            (r, None)
         }
         (None, Some(server)) => {
             if cmd.jobs == 0 || cmd.jobs > crate::issue::MAX_JOBS {
@@ -1051,14 +1078,7 @@ pub fn audit(cmd: &AuditCommand) -> Result<Verdict, CliError> {
                 eprintln!("WARNING: {w}");
             }
             let bar = progress_bar(0, "auditing");
-            // The tree remembered from the last audit or verification, to compare with.
-            let seen = match (&cmd.state, &key) {
-                (Some(path), Some(k)) => crate::trust::load_state(path)
-                    .map_err(|e| CliError::Usage(e.to_string()))?
-                    .log(k)
-                    .map(|l| l.tree_size),
-                _ => None,
-            };
+            let seen = remembered_size(cmd.state.as_deref(), key.as_ref())?;
             let r = audit_remote(&client, key.as_ref(), cmd.jobs, seen, |done, total| {
                 bar.set_length(total);
                 bar.set_position(done);
@@ -1066,7 +1086,7 @@ pub fn audit(cmd: &AuditCommand) -> Result<Verdict, CliError> {
             .map_err(CliError::AuditFailed)
             .and_then(|a| {
                 if let Some(path) = &cmd.state {
-                    audited_history(path, &client, &a)?;
+                    audited_history(path, client.base_url(), &a)?;
                     history = Some(seen);
                 }
                 Ok((a.report, Some(a.key)))
@@ -1151,12 +1171,24 @@ pub fn audit(cmd: &AuditCommand) -> Result<Verdict, CliError> {
     }
 }
 
+/// The tree size remembered for the log of `key` in the state file at `path`, from the last
+/// audit or verification, to compare the audited log with (`None`: none remembered).
+fn remembered_size(path: Option<&Path>, key: Option<&PublicKey>) -> Result<Option<u64>, CliError> {
+    match (path, key) {
+        (Some(path), Some(k)) => Ok(crate::trust::load_state(path)
+            .map_err(|e| CliError::Usage(e.to_string()))?
+            .log(k)
+            .map(|l| l.tree_size)),
+        _ => Ok(None),
+    }
+}
+
 /// Checks that the audited checkpoint `text` extends the one of the same log remembered in the
 /// state file at `path` (a rollback or a fork is [`AuditError::Rewritten`], with both signed
-/// checkpoints), then remembers it.
+/// checkpoints), then remembers it, as seen at `source` (a server URL, a data directory).
 fn audited_history(
     path: &Path,
-    client: &crate::client::Client,
+    source: &str,
     audited: &crate::audit::RemoteAudit,
 ) -> Result<(), CliError> {
     let (key, text) = (&audited.key, audited.checkpoint.as_str());
@@ -1182,7 +1214,7 @@ fn audited_history(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
     );
-    state.remember(key, &cp, text, client.base_url(), &now);
+    state.remember(key, &cp, text, source, &now);
     crate::trust::save_state(path, &state).map_err(bad_state)
 }
 

@@ -252,11 +252,13 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
-        /// With --server: the state file of checkpoints seen (the one verify keeps, e.g.
-        /// ~/.local/state/reman-ledger/checkpoints.json). The log must extend the checkpoint
-        /// remembered there (a rollback or fork fails the audit, with both checkpoints), and
-        /// the audited checkpoint is remembered for the next audit or verification.
-        #[arg(long, value_name = "FILE", requires_all = ["server", "log_key"])]
+        /// The state file of checkpoints seen (the one verify keeps, e.g.
+        /// ~/.local/state/reman-ledger/checkpoints.json). The log, served or on the data
+        /// directory, must extend the checkpoint remembered there (a rollback, for instance to
+        /// an older checkpoint the directory still holds, or a fork fails the audit, with both
+        /// checkpoints), and the audited checkpoint is remembered for the next audit or
+        /// verification.
+        #[arg(long, value_name = "FILE", requires = "log_key")]
         state: Option<PathBuf>,
     },
     /// Export the log as static C2SP tlog-tiles files, for any static web server or mirror.

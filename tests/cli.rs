@@ -596,3 +596,67 @@ fn serve_demo_creates_missing_log_and_operator_keys() {
         assert!(tmp.path().join(f).is_file(), "{f} not created");
     }
 }
+
+/// `audit --data --state`: the data directory's log must extend the checkpoint remembered from
+/// the last audit; a directory put back to an older state (a backup, or an older checkpoint
+/// the directory itself still holds) fails with both checkpoints, though it verifies on its
+/// own (review finding: a rollback of the directory passed `audit --data`).
+#[test]
+fn audit_of_a_data_directory_with_a_state_file_catches_a_rollback() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (l, _) = demo_ledger(&data);
+    l.close().unwrap();
+    let older = dir.path().join("older");
+    copy_dir(&data, &older);
+    let pub_key = root().join("keys/log.key.pub").display().to_string();
+    let audit = |d: &str| {
+        bin(
+            &[
+                "audit",
+                "--data",
+                d,
+                "--log-key",
+                &pub_key,
+                "--state",
+                "st.json",
+            ],
+            dir.path(),
+        )
+    };
+    let first = audit("data");
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    assert!(text(&first.stdout).contains("first audit of this log with st.json"));
+    {
+        let l = reman_ledger::ledger::Ledger::open(&data, log_key(), config()).unwrap();
+        let json = certificate_json(&gtin(7001), "ROLL-1", None);
+        l.submit(&sign(
+            reman_ledger::payload::PayloadType::Certificate,
+            &json,
+            &key("suzhou-reman.example"),
+        ))
+        .unwrap();
+        l.close().unwrap();
+    }
+    let grown = audit("data");
+    assert_eq!(grown.status.code(), Some(0), "{}", text(&grown.stderr));
+    assert!(
+        text(&grown.stdout).contains("extends the tree of 89 entries remembered in st.json"),
+        "{}",
+        text(&grown.stdout)
+    );
+    let remembered = std::fs::read(dir.path().join("st.json")).unwrap();
+    let rolled_back = audit("older");
+    assert_eq!(rolled_back.status.code(), Some(1));
+    let err = text(&rolled_back.stderr);
+    assert!(
+        err.contains("AUDIT FAILED: the log rewrote its history"),
+        "{err}"
+    );
+    assert!(err.contains("--- remembered ---"), "{err}");
+    assert_eq!(
+        std::fs::read(dir.path().join("st.json")).unwrap(),
+        remembered,
+        "a failed audit remembers nothing"
+    );
+}
