@@ -7,26 +7,6 @@ use proptest::prelude::*;
 use reman_ledger::audit::{AuditError, audit_store};
 use reman_ledger::ledger::Ledger;
 use reman_ledger::store::Store;
-use std::sync::OnceLock;
-
-/// One demo ledger, built once, copied for each test that tampers with it.
-fn pristine() -> &'static std::path::Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let (l, _) = demo_ledger(dir.path());
-        l.close().unwrap();
-        dir
-    })
-    .path()
-}
-
-fn tampered_copy() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(pristine(), dir.path());
-    let store = Store::open(dir.path()).unwrap();
-    (dir, store)
-}
 
 fn first_bad(store: &Store) -> Option<u64> {
     match audit_store(store, Some(log_key().public()), |_, _| {}) {
@@ -37,7 +17,7 @@ fn first_bad(store: &Store) -> Option<u64> {
 
 #[test]
 fn the_untouched_demo_store_passes() {
-    let (_d, store) = tampered_copy();
+    let (_d, store) = demo_store_copy();
     let report = audit_store(&store, Some(log_key().public()), |_, _| {}).unwrap();
     assert_eq!(report.entries, 89);
 }
@@ -48,7 +28,7 @@ proptest! {
     fn changing_any_byte_of_any_entry_is_reported_at_that_entry(
         index in 0u64..89, pos in any::<prop::sample::Index>(), delta in 1u8..=255,
     ) {
-        let (_d, store) = tampered_copy();
+        let (_d, store) = demo_store_copy();
         let mut bytes = store.entry(index).unwrap().unwrap().to_vec();
         let p = pos.index(bytes.len());
         bytes[p] = bytes[p].wrapping_add(delta);
@@ -60,7 +40,7 @@ proptest! {
 #[test]
 fn changing_the_time_of_the_last_entry_is_reported_there() {
     // The time is not covered by any signature: only the tree records it.
-    let (_d, store) = tampered_copy();
+    let (_d, store) = demo_store_copy();
     let bytes = store.entry(88).unwrap().unwrap().to_vec();
     let text = String::from_utf8(bytes).unwrap();
     let pos = text.find("\"integrated_time\":\"").unwrap() + 19;
@@ -73,7 +53,7 @@ fn changing_the_time_of_the_last_entry_is_reported_there() {
 #[test]
 fn dropping_the_last_entries_is_reported_at_the_first_missing_one() {
     for drop in [1u64, 5, 40] {
-        let (_d, store) = tampered_copy();
+        let (_d, store) = demo_store_copy();
         store.raw_truncate_entries(89 - drop).unwrap();
         let err = audit_store(&store, None, |_, _| {}).unwrap_err();
         assert!(matches!(err, AuditError::Missing { .. }), "{err}");
@@ -84,7 +64,7 @@ fn dropping_the_last_entries_is_reported_at_the_first_missing_one() {
 #[test]
 fn swapping_two_entries_is_reported_at_the_first_of_them() {
     for (i, j) in [(3u64, 4u64), (10, 60), (0, 88)] {
-        let (_d, store) = tampered_copy();
+        let (_d, store) = demo_store_copy();
         let a = store.entry(i).unwrap().unwrap().to_vec();
         let b = store.entry(j).unwrap().unwrap().to_vec();
         store.raw_put_entry(i, &b).unwrap();
@@ -95,7 +75,7 @@ fn swapping_two_entries_is_reported_at_the_first_of_them() {
 
 #[test]
 fn a_checkpoint_under_another_key_is_refused() {
-    let (_d, store) = tampered_copy();
+    let (_d, store) = demo_store_copy();
     let other = reman_ledger::keys::PrivateKey::generate("reman-ledger.example/log").unwrap();
     let err = audit_store(&store, Some(other.public()), |_, _| {}).unwrap_err();
     assert!(matches!(err, AuditError::Checkpoint(_)), "{err}");
@@ -103,7 +83,7 @@ fn a_checkpoint_under_another_key_is_refused() {
 
 #[test]
 fn the_audited_copy_still_opens_as_a_ledger() {
-    let (d, store) = tampered_copy();
+    let (d, store) = demo_store_copy();
     drop(store);
     let l = Ledger::open(d.path(), log_key(), config()).unwrap();
     assert_eq!(l.head().size, 89);
@@ -115,7 +95,7 @@ fn the_audited_copy_still_opens_as_a_ledger() {
 #[test]
 fn a_run_that_no_longer_decodes_is_reported_at_its_first_entry() {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(pristine(), dir.path());
+    copy_dir(pristine_demo(), dir.path());
     let first = {
         let db = raw_sled(dir.path());
         // The last run of the demo log, cut after six bytes: its header no longer holds.

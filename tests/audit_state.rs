@@ -17,26 +17,6 @@ use reman_ledger::payload::PayloadType;
 use reman_ledger::state::{self, CertRecord, CertStatus, StateRead, UnitRecord, key};
 use reman_ledger::store::Store;
 use std::process::Command;
-use std::sync::OnceLock;
-
-/// One demo ledger (parties, certificates, supersessions, revocations, events), built once.
-fn pristine() -> &'static std::path::Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let (l, _) = demo_ledger(dir.path());
-        l.close().unwrap();
-        dir
-    })
-    .path()
-}
-
-fn copy() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(pristine(), dir.path());
-    let store = Store::open(dir.path()).unwrap();
-    (dir, store)
-}
 
 /// The audit's finding, which must be about derived data, not an entry.
 fn derived_finding(store: &Store) -> (String, String) {
@@ -76,7 +56,7 @@ fn first_with(store: &Store, status: CertStatus) -> (CertificateId, CertRecord) 
 
 #[test]
 fn the_untouched_demo_store_passes() {
-    let (_d, store) = copy();
+    let (_d, store) = demo_store_copy();
     let report = audit_store(&store, Some(log_key().public()), |_, _| {}).unwrap();
     let kept = store.scan_state(b"").unwrap().len() as u64;
     assert!(kept > 89, "two or more records per certificate: {kept}");
@@ -86,7 +66,7 @@ fn the_untouched_demo_store_passes() {
 /// The attack that matters most: a revoked certificate made valid again for lookups.
 #[test]
 fn a_revocation_hidden_in_a_certificate_record_is_reported() {
-    let (_d, store) = copy();
+    let (_d, store) = demo_store_copy();
     let (id, mut rec) = first_with(&store, CertStatus::Revoked);
     rec.status = CertStatus::Valid;
     rec.revoked_at = None;
@@ -110,7 +90,7 @@ fn a_revocation_hidden_in_a_certificate_record_is_reported() {
 
 #[test]
 fn a_unit_record_naming_another_valid_certificate_is_reported() {
-    let (_d, store) = copy();
+    let (_d, store) = demo_store_copy();
     let (old, rec) = first_with(&store, CertStatus::Superseded);
     let k = key::unit(&rec.gtin, &rec.serial);
     let mut unit: UnitRecord = state::unit(&store, &rec.gtin, &rec.serial).unwrap();
@@ -132,7 +112,7 @@ fn a_unit_record_naming_another_valid_certificate_is_reported() {
 
 #[test]
 fn a_party_given_another_role_is_reported() {
-    let (_d, store) = copy();
+    let (_d, store) = demo_store_copy();
     let (k, v) = store
         .scan_state(b"p")
         .unwrap()
@@ -155,7 +135,7 @@ fn a_party_given_another_role_is_reported() {
 
 #[test]
 fn a_deleted_event_is_reported_missing() {
-    let (_d, store) = copy();
+    let (_d, store) = demo_store_copy();
     let (k, _) = store
         .scan_state(b"v")
         .unwrap()
@@ -174,7 +154,7 @@ fn a_deleted_event_is_reported_missing() {
 
 #[test]
 fn a_certificate_record_no_entry_makes_is_reported() {
-    let (_d, store) = copy();
+    let (_d, store) = demo_store_copy();
     let (_, rec) = first_with(&store, CertStatus::Valid);
     let forged = CertificateId([0x5a; 16]);
     store
@@ -193,7 +173,7 @@ fn a_certificate_record_no_entry_makes_is_reported() {
 
 #[test]
 fn an_envelope_index_pointing_elsewhere_is_reported() {
-    let (_d, store) = copy();
+    let (_d, store) = demo_store_copy();
     let (k, v) = store.scan_state(b"h").unwrap().into_iter().next().unwrap();
     let at = u64::from_be_bytes(v.try_into().unwrap());
     store
@@ -212,7 +192,7 @@ fn an_envelope_index_pointing_elsewhere_is_reported() {
 
 #[test]
 fn a_record_that_does_not_decode_is_reported() {
-    let (_d, store) = copy();
+    let (_d, store) = demo_store_copy();
     let (id, _) = first_with(&store, CertStatus::Valid);
     store
         .raw_put_state(&key::certificate(&id), Some(&[1, 2, 3]))
@@ -228,7 +208,7 @@ fn a_record_that_does_not_decode_is_reported() {
 fn a_record_moved_out_of_its_buckets_key_range_is_reported() {
     use reman_ledger::bucket::Bucket;
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(pristine(), dir.path());
+    copy_dir(pristine_demo(), dir.path());
     let moved = {
         let db = raw_sled(dir.path());
         let buckets: Vec<_> = db.scan_prefix(b"S").map(Result::unwrap).collect();
@@ -267,7 +247,7 @@ fn a_record_moved_out_of_its_buckets_key_range_is_reported() {
 /// A copy of the demo store with `change` made to its raw sled records.
 fn changed_raw(change: impl FnOnce(&sled::Db)) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(pristine(), dir.path());
+    copy_dir(pristine_demo(), dir.path());
     {
         let db = raw_sled(dir.path());
         change(&db);
@@ -311,7 +291,7 @@ fn plain_run(entries: &[Vec<u8>]) -> Vec<u8> {
 /// served in bundles while every entry read by index verified (review finding).
 #[test]
 fn overlapping_runs_of_entries_are_reported() {
-    let (_d, store) = copy();
+    let (_d, store) = demo_store_copy();
     let entries: Vec<Vec<u8>> = (0..3)
         .map(|i| store.entry(i).unwrap().unwrap().to_vec())
         .collect();
@@ -351,7 +331,7 @@ fn a_run_of_entries_past_the_log_is_reported() {
 /// A seal planted for the next entry would be served for it once it is logged.
 #[test]
 fn a_seal_kept_past_the_log_is_reported() {
-    let (_d, store) = copy();
+    let (_d, store) = demo_store_copy();
     store.raw_put_seal(89, Some([7; 64])).unwrap();
     let (record, problem) = derived_finding(&store);
     assert_eq!(record, "what the store keeps beyond its log");
@@ -458,7 +438,7 @@ fn a_changed_upper_merkle_node_is_reported() {
 fn the_cli_exits_1_and_names_the_record() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    copy_dir(pristine(), &data);
+    copy_dir(pristine_demo(), &data);
     let id = {
         let store = Store::open(&data).unwrap();
         let (id, mut rec) = first_with(&store, CertStatus::Revoked);

@@ -185,3 +185,24 @@ pub fn finder_tiling(width: u32, height: u32, module: u32) -> image::GrayImage {
         image::Luma([if dark { 0 } else { 255 }])
     })
 }
+
+/// The data directory of a demo ledger (parties, certificates, supersessions, revocations,
+/// events), built once per test binary and closed, to copy from.
+pub fn pristine_demo() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let (l, _) = demo_ledger(dir.path());
+        l.close().unwrap();
+        dir
+    })
+    .path()
+}
+
+/// A copy of [`pristine_demo`], opened as a store, for a test to tamper with.
+pub fn demo_store_copy() -> (tempfile::TempDir, reman_ledger::store::Store) {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(pristine_demo(), dir.path());
+    let store = reman_ledger::store::Store::open(dir.path()).unwrap();
+    (dir, store)
+}
