@@ -712,10 +712,17 @@ fn audit_stored(
     while next < to {
         let end = (next + CHUNK as u64).min(to);
         let mut chunk = Vec::with_capacity((end - next) as usize);
+        // Each run read once; where that fails or stops, entries are read one by one, which
+        // names the entry missing or damaged.
+        let placed = store.entries_placed(next..end).unwrap_or_default();
         for i in next..end {
             let read = || -> Result<_, StoreError> {
                 let recorded = store.node(NodeId { level: 0, index: i })?;
-                Ok((store.entry_in_run(i)?, recorded, store.seal_signature(i)?))
+                let entry = match placed.get((i - next) as usize) {
+                    Some(p) => Some(p.clone()),
+                    None => store.entry_in_run(i)?,
+                };
+                Ok((entry, recorded, store.seal_signature(i)?))
             };
             let (bytes, recorded, seal) = match read() {
                 Ok((Some((first, len, bytes)), recorded, seal)) => {

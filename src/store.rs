@@ -585,6 +585,10 @@ type BlockRecord = (u64, Vec<u8>);
 /// A state record's key and value.
 pub type StateRecord = (Vec<u8>, Vec<u8>);
 
+/// An entry's bytes with where they are stored: the first index of its run and the number of
+/// entries the run holds.
+pub type Placed = (u64, u64, sled::IVec);
+
 /// A tile's key and value.
 type TileRecord = ([u8; 10], Vec<u8>);
 
@@ -1007,7 +1011,7 @@ impl Store {
     /// Entry `index` with where it is stored: the first index of its run and the number of
     /// entries the run holds. For audits, which check that runs follow each other without
     /// overlapping, so that every way of reading an entry gives the same bytes.
-    pub fn entry_in_run(&self, index: u64) -> Result<Option<(u64, u64, sled::IVec)>, StoreError> {
+    pub fn entry_in_run(&self, index: u64) -> Result<Option<Placed>, StoreError> {
         Ok(self.run_of(index)?.and_then(|(first, run)| {
             let bytes = run.entry((index - first) as usize)?;
             Some((first, run.n_entries as u64, bytes))
@@ -1100,11 +1104,24 @@ impl Store {
     /// The exact bytes of the entries of `range`, in order, each run read (and unpacked) once:
     /// an entry bundle's 256 entries are 16 runs or so, not 256 reads. Fails if one is missing.
     pub fn entries(&self, range: std::ops::Range<u64>) -> Result<Vec<sled::IVec>, StoreError> {
+        let placed = self.entries_placed(range.clone())?;
+        let found = range.start + placed.len() as u64;
+        if found < range.end {
+            return Err(StoreError::Corrupt(format!("entry {found} is missing")));
+        }
+        Ok(placed.into_iter().map(|(_, _, e)| e).collect())
+    }
+
+    /// The entries of `range` from its start, in order, each with where it is stored (as
+    /// [`Store::entry_in_run`] gives it), each run read once; stops before the first one
+    /// missing.
+    pub fn entries_placed(&self, range: std::ops::Range<u64>) -> Result<Vec<Placed>, StoreError> {
         let mut out = Vec::with_capacity(range.end.saturating_sub(range.start) as usize);
-        let missing = |i: u64| StoreError::Corrupt(format!("entry {i} is missing"));
         let mut next = range.start;
         while next < range.end {
-            let (first, run) = self.run_of(next)?.ok_or_else(|| missing(next))?;
+            let Some((first, run)) = self.run_of(next)? else {
+                break;
+            };
             // An entry is read from the run with the greatest start not after it, as
             // [`Store::entry`] reads it, even from a store whose runs overlap (the ledger never
             // writes such runs; `audit` reports them): a bundle serves the bytes a lookup does.
@@ -1112,16 +1129,16 @@ impl Store {
                 Some(start) => start.min(range.end),
                 None => range.end,
             };
-            let before = next;
+            let (before, len) = (next, run.n_entries as u64);
             while let Some(e) = (next < end)
                 .then(|| run.entry((next - first) as usize))
                 .flatten()
             {
-                out.push(e);
+                out.push((first, len, e));
                 next += 1;
             }
             if next == before {
-                return Err(missing(next));
+                break;
             }
         }
         Ok(out)
