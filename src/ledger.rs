@@ -1033,7 +1033,16 @@ impl Ledger {
     /// signature, or signed now.
     pub fn seal_of(&self, id: &CertificateId, rec: &state::CertRecord) -> Result<Seal, StoreError> {
         let time = rec.integrated_time_ms / 1000;
-        let kept = self.inner.store.seal_signature(rec.index)?;
+        let kept = match self.inner.store.seal_signature(rec.index) {
+            Ok(kept) => kept,
+            // A damaged seal list (audit names it) is not misread: a ledger signs the seal
+            // again, so lookups keep answering; a mirror, which cannot, fails below.
+            Err(StoreError::Corrupt(why)) if self.inner.signer.is_some() => {
+                warn_damaged_seals(rec.index, &why);
+                None
+            }
+            Err(e) => return Err(e),
+        };
         Ok(match (kept, &self.inner.signer) {
             (Some(signature), _) => Seal {
                 key_id: self.inner.log_public.id(),
@@ -1390,5 +1399,26 @@ fn reply_all(
             }),
         };
         let _ = job.reply.send(answer);
+    }
+}
+
+/// Warns that a kept seal list is damaged, at most every 10 s: every lookup of the entries it
+/// covers meets it until the next write to the list replaces it.
+fn warn_damaged_seals(index: u64, why: &str) {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST.load(Ordering::Relaxed);
+    if now >= last + 10
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            index,
+            error = why,
+            "a kept seal list is damaged: its seals are signed again when read; run `reman-ledger audit --data` on the stopped ledger"
+        );
     }
 }
