@@ -1082,7 +1082,7 @@ async fn as_problem(resp: Response, method: &Method, path: &str) -> Response {
 
 fn is_problem(h: &HeaderMap) -> bool {
     h.get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes())
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()))
 }
 
 /// A problem answer as an error page for a browser: the same status, its detail, and its
@@ -1101,7 +1101,7 @@ async fn as_page(resp: Response) -> Response {
     let mut out = html_error(parts.status, detail);
     for (k, v) in parts.headers.iter() {
         if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH && k != header::CACHE_CONTROL {
-            out.headers_mut().insert(k.clone(), v.clone());
+            out.headers_mut().append(k.clone(), v.clone());
         }
     }
     out

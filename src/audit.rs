@@ -64,7 +64,7 @@ pub enum AuditError {
     /// record that lookups, the resolver and the rules answer from, or a Merkle node that
     /// proofs are made of) is not what the log's entries make.
     #[error(
-        "{record}: {problem}. The entries and checkpoint verify, but the ledger answers from this derived data (lookups, the rules, proofs): it was changed or damaged on disk; restore the data directory from a backup, or mirror the log into a new one"
+        "{record}: {problem}. The log's entries and checkpoint verify; this is what the store keeps beside them, which the ledger answers from (lookups, the rules, proofs) or builds on (appends): it was changed or damaged on disk; restore the data directory from a backup, or mirror the log into a new one"
     )]
     Derived {
         /// Which record, in words.
@@ -572,32 +572,46 @@ pub fn audit_store(
     };
     let total = target.map_or(cp.size, |(stored, _)| stored);
     let mut auditor = Auditor::new().keeping_nodes();
-    let mut audit = |auditor: &mut Auditor, from: u64, to: u64| {
-        audit_stored(store, auditor, from, to, key, &cp.origin, |done| {
+    let mut reading = Reading::default();
+    let mut audit = |auditor: &mut Auditor, reading: &mut Reading, from: u64, to: u64| {
+        audit_stored(store, auditor, reading, from, to, key, &cp.origin, |done| {
             progress(done, total);
         })
     };
-    audit(&mut auditor, 0, cp.size)?;
+    audit(&mut auditor, &mut reading, 0, cp.size)?;
     let mut report = auditor.check_root(&checkpoint, key)?;
     if let Some((stored, target_size)) = target {
-        audit(&mut auditor, cp.size, stored)?;
+        audit(&mut auditor, &mut reading, cp.size, stored)?;
         report.catching_up = Some(CatchingUp {
             entries: stored - cp.size,
             target_size,
         });
     }
-    let recorded = store.size()?;
-    if recorded != total {
-        return Err(AuditError::Derived {
-            record: "the store's tree size".into(),
-            problem: format!("it is {recorded}; its entries and checkpoint make {total}"),
-        });
+    // What the store derives from the log is judged once the log itself has held: a problem
+    // of the log (a changed entry whose leaf hash was changed with it) is not a damaged node.
+    if let Some(e) = reading.derived {
+        return Err(e);
     }
-    if let Some(problem) = store.kept_beyond(total)? {
-        return Err(AuditError::Derived {
-            record: "what the store keeps beyond its log".into(),
-            problem,
-        });
+    let derived = |record: &str, problem: String| AuditError::Derived {
+        record: record.into(),
+        problem,
+    };
+    let corrupt = |record: &'static str| {
+        move |e: StoreError| match e {
+            StoreError::Corrupt(_) | StoreError::Bucket(_) => derived(record, e.to_string()),
+            e => e.into(),
+        }
+    };
+    let recorded = store.size().map_err(corrupt("the store's tree size"))?;
+    if recorded != total {
+        return Err(derived(
+            "the store's tree size",
+            format!("it is {recorded}; its entries and checkpoint make {total}"),
+        ));
+    }
+    let beyond = "what the store keeps beyond its log";
+    if let Some(problem) = store.kept_beyond(total).map_err(corrupt(beyond))? {
+        return Err(derived(beyond, problem));
     }
     let (replayed, _) = auditor.into_parts();
     report.state_records = Some(check_state(store, replayed.into_writes())?);
@@ -695,10 +709,23 @@ fn check_state(
     }
 }
 
+/// What reading a store's entries has found so far, across the checkpoint's entries and a
+/// mirror's catch-up beyond them.
+#[derive(Default)]
+struct Reading {
+    /// The run of entries read last: its first index and its length.
+    run: Option<(u64, u64)>,
+    /// The first problem found in what the store derives from its entries (runs, leaf
+    /// hashes, nodes), reported once the entries and checkpoint have held.
+    derived: Option<AuditError>,
+}
+
 /// Feeds entries `from..to` of `store`, with their kept seals, to `auditor`.
+#[allow(clippy::too_many_arguments)]
 fn audit_stored(
     store: &Store,
     auditor: &mut Auditor,
+    reading: &mut Reading,
     from: u64,
     to: u64,
     key: &PublicKey,
@@ -707,8 +734,6 @@ fn audit_stored(
 ) -> Result<(), AuditError> {
     let mut next = from;
     let mut seals = Vec::with_capacity(CHUNK);
-    // The run of entries read last: its first index and its length.
-    let mut run: Option<(u64, u64)> = None;
     while next < to {
         let end = (next + CHUNK as u64).min(to);
         let mut chunk = Vec::with_capacity((end - next) as usize);
@@ -728,11 +753,10 @@ fn audit_stored(
                 Ok((Some((first, len, bytes)), recorded, seal)) => {
                     // Runs follow each other: every way of reading an entry (by index, or a
                     // run at a time for entry bundles) then gives the same bytes.
-                    if let Some((before, before_len)) = run.filter(|(f, _)| *f != first)
+                    if let Some((before, before_len)) = reading.run.filter(|(f, _)| *f != first)
                         && before + before_len != first
                     {
-                        auditor.push_chunk(&chunk)?;
-                        return Err(AuditError::Derived {
+                        reading.derived.get_or_insert(AuditError::Derived {
                             record: format!("the runs of entries from {before} and from {first}"),
                             problem: format!(
                                 "they overlap: the first holds {before_len} entries, up to {}; the ledger never writes overlapping runs",
@@ -740,17 +764,16 @@ fn audit_stored(
                             ),
                         });
                     }
-                    run = Some((first, len));
-                    let Some(recorded) = recorded else {
-                        auditor.push_chunk(&chunk)?;
-                        return Err(AuditError::Derived {
+                    reading.run = Some((first, len));
+                    if recorded.is_none() {
+                        reading.derived.get_or_insert(AuditError::Derived {
                             record: format!("the leaf hash of entry {i}"),
                             problem:
                                 "the store does not hold it: proofs that need it cannot be made"
                                     .into(),
                         });
-                    };
-                    (bytes, Some(recorded), seal)
+                    }
+                    (bytes, recorded, seal)
                 }
                 Ok((None, ..)) => {
                     auditor.push_chunk(&chunk)?;
@@ -774,7 +797,12 @@ fn audit_stored(
             (Err(a), _) | (_, Err(a)) => return Err(a),
             _ => {}
         }
-        check_nodes(store, auditor.take_nodes())?;
+        match check_nodes(store, auditor.take_nodes()) {
+            Err(e @ AuditError::Derived { .. }) => {
+                reading.derived.get_or_insert(e);
+            }
+            other => other?,
+        }
         seals.clear();
         next = end;
         progress(next);

@@ -1125,6 +1125,11 @@ pub fn audit(cmd: &AuditCommand) -> Result<Verdict, CliError> {
                 r.origin,
                 hex::encode(r.root)
             );
+            if let Some(n) = r.state_records {
+                println!(
+                    "   and what the store keeps beside them is what they make: the Merkle nodes proofs are made of, and the {n} state records lookups and the rules answer from"
+                );
+            }
             if let (Some(seen), Some(path)) = (history, &cmd.state) {
                 match seen {
                     Some(size) if size == r.entries => println!(
@@ -1140,11 +1145,6 @@ pub fn audit(cmd: &AuditCommand) -> Result<Verdict, CliError> {
                         path.display()
                     ),
                 }
-            }
-            if let Some(n) = r.state_records {
-                println!(
-                    "   and what it keeps beside them is what they make: the Merkle nodes proofs are made of, and the {n} state records lookups and the rules answer from"
-                );
             }
             if let Some(c) = r.catching_up.as_ref().filter(|c| c.entries > 0) {
                 println!(

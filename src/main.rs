@@ -227,10 +227,14 @@ enum Command {
     /// HTTP, the status, revocation, successor and events the server serves for each
     /// certificate must be those its entries give it (a hidden revocation fails the audit;
     /// what the server shows from entries after the audited checkpoint is newer, not a lie).
+    /// On a data directory, what the store keeps beside its entries must be what they make:
+    /// every state record lookups and the rules answer from, every Merkle node proofs are
+    /// made of, nothing kept beyond the log.
     /// Pin the log key with --log-key: without it, a remote audit uses the key the server
     /// names and warns that it is not pinned. The first bad entry is named. Exit 0: the log
-    /// verifies; 1: it does not (tampered, bad signature, wrong key, a false status served);
-    /// 2: usage, unreadable store or unreachable server.
+    /// verifies; 1: it does not (tampered, bad signature, wrong key, a false status served, a
+    /// derived record or node changed on disk, a rollback seen with --state); 2: usage,
+    /// unreadable store or unreachable server.
     #[command(
         group(clap::ArgGroup::new("source").required(true).args(["data", "server"])),
         after_help = "Examples:\n  reman-ledger audit --data data\n  reman-ledger audit --server http://127.0.0.1:8080 --log-key keys/log.key.pub"
@@ -257,7 +261,8 @@ enum Command {
         /// directory, must extend the checkpoint remembered there (a rollback, for instance to
         /// an older checkpoint the directory still holds, or a fork fails the audit, with both
         /// checkpoints), and the audited checkpoint is remembered for the next audit or
-        /// verification.
+        /// verification. The file follows the log, not a directory or server: a mirror still
+        /// catching up to a checkpoint remembered from its origin is behind it, and fails.
         #[arg(long, value_name = "FILE", requires = "log_key")]
         state: Option<PathBuf>,
     },

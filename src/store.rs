@@ -881,8 +881,8 @@ impl Store {
             // bucket: buckets without a format are not a store to convert, whose conversion
             // would drop them.
             return Err(StoreError::Corrupt(
-                "the store's layout format record is missing, but it holds state buckets, which                  only format 2 and later write: not converting it (that would drop them);                  nothing was changed. Restore the data directory from a backup"
-                    .into(),
+                "the store's layout format record is missing, but it holds state buckets, which only format 2 and later write: not converting it (that would drop them); nothing was changed. Restore the data directory from a backup"
+ .into(),
             ));
         }
         if format.is_none() && db.get(META_SIZE)?.is_some() {
@@ -1001,6 +1001,7 @@ impl Store {
 
     /// The first index of the run stored after the one that starts at `first`, if any.
     fn next_run_start(&self, first: u64) -> Result<Option<u64>, StoreError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
         Ok(self
             .db()?
             .get_gt(run_key(first))?
@@ -1047,7 +1048,11 @@ impl Store {
                 .scan_prefix(b"R")
                 .next()
                 .transpose()?
-                .map(|(k, _)| u64::from_be_bytes(k[1..9].try_into().unwrap_or_default())),
+                .map(|(k, _)| {
+                    k.get(1..9)
+                        .and_then(|b| b.try_into().ok())
+                        .map_or(0, u64::from_be_bytes)
+                }),
         };
         if let Some(start) = later {
             return Ok(Some(format!(
@@ -1117,27 +1122,46 @@ impl Store {
     /// missing.
     pub fn entries_placed(&self, range: std::ops::Range<u64>) -> Result<Vec<Placed>, StoreError> {
         let mut out = Vec::with_capacity(range.end.saturating_sub(range.start) as usize);
+        if range.is_empty() {
+            return Ok(out);
+        }
+        let Some(first_run) = self.run_of(range.start)? else {
+            return Ok(out);
+        };
+        // The runs that start inside the range, read at once (no second handle while the
+        // iterator holds one: see `Store::db`).
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let later: Vec<(sled::IVec, sled::IVec)> = self
+            .db()?
+            .range(run_key(first_run.0 + 1)..run_key(range.end))
+            .collect::<Result<_, _>>()?;
+        let mut runs = vec![first_run];
+        for (k, v) in later {
+            if k.len() == 9 {
+                runs.push((
+                    u64::from_be_bytes(k[1..9].try_into().unwrap_or_default()),
+                    Run::decode(v)?,
+                ));
+            }
+        }
         let mut next = range.start;
-        while next < range.end {
-            let Some((first, run)) = self.run_of(next)? else {
-                break;
-            };
+        for (i, (first, run)) in runs.iter().enumerate() {
             // An entry is read from the run with the greatest start not after it, as
             // [`Store::entry`] reads it, even from a store whose runs overlap (the ledger never
             // writes such runs; `audit` reports them): a bundle serves the bytes a lookup does.
-            let end = match self.next_run_start(first)? {
-                Some(start) => start.min(range.end),
-                None => range.end,
-            };
-            let (before, len) = (next, run.n_entries as u64);
+            let end = runs.get(i + 1).map_or(range.end, |(start, _)| *start);
+            if next < *first {
+                break;
+            }
+            let len = run.n_entries as u64;
             while let Some(e) = (next < end)
                 .then(|| run.entry((next - first) as usize))
                 .flatten()
             {
-                out.push((first, len, e));
+                out.push((*first, len, e));
                 next += 1;
             }
-            if next == before {
+            if next < end {
                 break;
             }
         }
@@ -1553,7 +1577,8 @@ impl Store {
     /// Calls `f` with every state record, in key order, as lookups find them, until it breaks
     /// (for audits, which compare them with a replay of the log). A record a lookup would not
     /// find, because its bucket's key range does not hold it, is reported as corruption, not
-    /// visited: a bucket holds the keys from its own key to the next bucket's, sorted.
+    /// visited: a bucket holds the keys from its own key to the next bucket's, sorted. sled's
+    /// iterator reads on while the store may be closed or refreshed: for an offline audit.
     pub fn visit_state(
         &self,
         mut f: impl FnMut(&[u8], &[u8]) -> std::ops::ControlFlow<()>,

@@ -481,3 +481,51 @@ fn the_cli_exits_1_and_names_the_record() {
         "{v}"
     );
 }
+
+/// A changed last entry whose leaf hash was changed with it in its node block (the time of an
+/// entry is not under any signature) is a log that does not match its signed checkpoint, not a
+/// damaged node: the derived data is judged only once the entries and checkpoint have held
+/// (review finding: the level-1 node above it was reported as damaged, "the entries and
+/// checkpoint verify").
+#[test]
+fn a_changed_last_entry_with_its_leaf_hash_is_a_root_mismatch_not_a_damaged_node() {
+    let (d, store) = demo_store_copy();
+    drop(store);
+    {
+        let l = Ledger::open(d.path(), log_key(), config()).unwrap();
+        let json = certificate_json(&gtin(6001), "EVEN-1", None);
+        l.submit(&sign(
+            PayloadType::Certificate,
+            &json,
+            &key("suzhou-reman.example"),
+        ))
+        .unwrap();
+        assert_eq!(l.head().size, 90);
+        l.close().unwrap();
+    }
+    let store = Store::open(d.path()).unwrap();
+    let mut entry = store.entry(89).unwrap().unwrap().to_vec();
+    let at = entry.windows(2).position(|w| w == b"Z\"").unwrap() - 1;
+    entry[at] = if entry[at] < b'9' {
+        entry[at] + 1
+    } else {
+        entry[at] - 1
+    };
+    store.raw_put_entry(89, &entry).unwrap();
+    drop(store);
+    let block = [&b"B"[..], &1u64.to_be_bytes()].concat();
+    let (_d2, store) = {
+        let db = raw_sled(d.path());
+        let mut v = db.get(&block).unwrap().unwrap().to_vec();
+        assert_eq!(v[0], 26);
+        let leaf = reman_ledger::merkle::leaf_hash(&entry);
+        v[1 + 32 * 25..1 + 32 * 26].copy_from_slice(&leaf);
+        db.insert(&block, v).unwrap();
+        db.flush().unwrap();
+        drop(db);
+        let store = Store::open(d.path()).unwrap();
+        (d, store)
+    };
+    let e = audit_store(&store, Some(log_key().public()), |_, _| {}).unwrap_err();
+    assert!(matches!(e, AuditError::RootMismatch { size: 90 }), "{e}");
+}
