@@ -1135,22 +1135,26 @@ impl Store {
             .db()?
             .range(run_key(first_run.0 + 1)..run_key(range.end))
             .collect::<Result<_, _>>()?;
-        let mut runs = vec![first_run];
-        for (k, v) in later {
-            if k.len() == 9 {
-                runs.push((
+        let starts: Vec<(u64, sled::IVec)> = later
+            .into_iter()
+            .filter(|(k, _)| k.len() == 9)
+            .map(|(k, v)| {
+                (
                     u64::from_be_bytes(k[1..9].try_into().unwrap_or_default()),
-                    Run::decode(v)?,
-                ));
-            }
-        }
+                    v,
+                )
+            })
+            .collect();
+        // Each run is unpacked only when reached, one at a time.
+        let mut current = Some(first_run);
         let mut next = range.start;
-        for (i, (first, run)) in runs.iter().enumerate() {
+        let mut i = 0;
+        while let Some((first, run)) = current.take() {
             // An entry is read from the run with the greatest start not after it, as
             // [`Store::entry`] reads it, even from a store whose runs overlap (the ledger never
             // writes such runs; `audit` reports them): a bundle serves the bytes a lookup does.
-            let end = runs.get(i + 1).map_or(range.end, |(start, _)| *start);
-            if next < *first {
+            let end = starts.get(i).map_or(range.end, |(start, _)| *start);
+            if next < first {
                 break;
             }
             let len = run.n_entries as u64;
@@ -1158,12 +1162,16 @@ impl Store {
                 .then(|| run.entry((next - first) as usize))
                 .flatten()
             {
-                out.push((*first, len, e));
+                out.push((first, len, e));
                 next += 1;
             }
             if next < end {
                 break;
             }
+            if let Some((start, bytes)) = starts.get(i) {
+                current = Some((*start, Run::decode(bytes.clone())?));
+            }
+            i += 1;
         }
         Ok(out)
     }
