@@ -596,13 +596,7 @@ pub fn audit_store(
         record: record.into(),
         problem,
     };
-    let corrupt = |record: &'static str| {
-        move |e: StoreError| match e {
-            StoreError::Corrupt(_) | StoreError::Bucket(_) => derived(record, e.to_string()),
-            e => e.into(),
-        }
-    };
-    let recorded = store.size().map_err(corrupt("the store's tree size"))?;
+    let recorded = store.size().map_err(damaged("the store's tree size"))?;
     if recorded != total {
         return Err(derived(
             "the store's tree size",
@@ -610,12 +604,24 @@ pub fn audit_store(
         ));
     }
     let beyond = "what the store keeps beyond its log";
-    if let Some(problem) = store.kept_beyond(total).map_err(corrupt(beyond))? {
+    if let Some(problem) = store.kept_beyond(total).map_err(damaged(beyond))? {
         return Err(derived(beyond, problem));
     }
     let (replayed, _) = auditor.into_parts();
     report.state_records = Some(check_state(store, replayed.into_writes())?);
     Ok(report)
+}
+
+/// A store error about `record`, as the audit reports it: what was read but is not what this
+/// ledger writes is damage or tampering (exit 1), not an unreadable store.
+fn damaged(record: &'static str) -> impl Fn(StoreError) -> AuditError {
+    move |e| match e {
+        StoreError::Corrupt(_) | StoreError::Bucket(_) => AuditError::Derived {
+            record: record.into(),
+            problem: e.to_string(),
+        },
+        e => e.into(),
+    }
 }
 
 /// Compares the Merkle nodes above the leaves that a store keeps (inclusion and consistency
@@ -684,14 +690,7 @@ fn check_state(
                 std::ops::ControlFlow::Continue(())
             }
         })
-        .map_err(|e| match e {
-            // Read, but not what this ledger writes: damaged or tampered, not unreadable.
-            StoreError::Corrupt(_) | StoreError::Bucket(_) => AuditError::Derived {
-                record: "the store's state records".into(),
-                problem: e.to_string(),
-            },
-            e => e.into(),
-        })?;
+        .map_err(damaged("the store's state records"))?;
     if let Some(e) = found {
         return Err(e);
     }
