@@ -180,7 +180,22 @@ fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
         .mode(sled::Mode::HighThroughput);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
-        match config.open() {
+        // sled panics on some damaged directories (a `conf` whose segment size is not the
+        // one its data was written with): that is a damaged store, not a crash.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
+            .map_err(|panic| {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                let why = why.lines().next().unwrap_or_default();
+                StoreError::Corrupt(format!(
+                    "sled failed while opening {} ({why}): its `conf` file or its data is damaged; restore the data directory from a backup",
+                    dir.display()
+                ))
+            })?;
+        match opened {
             Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
                 if std::time::Instant::now() >= deadline {
                     return Err(StoreError::InUse(dir.display().to_string()));

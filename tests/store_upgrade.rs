@@ -205,3 +205,43 @@ fn a_current_store_without_its_format_record_is_refused_unchanged() {
         .collect();
     assert!(before == after, "the store was changed");
 }
+
+/// A `conf` file whose segment size is not the one the data was written with makes sled panic
+/// while opening: the store says so and `audit` exits 2 with that message, instead of
+/// crashing (review finding: exit 101).
+#[test]
+fn a_conf_file_that_does_not_fit_the_data_is_a_damaged_store_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(pristine_demo(), dir.path());
+    // sled's `conf`: text lines, then a CRC that sled only warns about.
+    let conf = dir.path().join("conf");
+    let bytes = std::fs::read(&conf).unwrap();
+    let line = format!("segment_size: {}", reman_ledger::store::SEGMENT_SIZE);
+    let at = bytes
+        .windows(line.len())
+        .position(|w| w == line.as_bytes())
+        .unwrap();
+    let changed = [
+        &bytes[..at],
+        b"segment_size: 4096",
+        &bytes[at + line.len()..],
+    ]
+    .concat();
+    std::fs::write(&conf, changed).unwrap();
+    let err = match reman_ledger::store::Store::open(dir.path()) {
+        Ok(_) => panic!("opened a store whose conf does not fit its data"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("sled failed while opening"), "{err}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_reman-ledger"))
+        .args(["audit", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("its `conf` file or its data is damaged"),
+        "{stderr}"
+    );
+}
