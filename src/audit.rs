@@ -817,8 +817,9 @@ fn audit_stored(
 /// [`Auditor`], and the view served for each certificate (one more request per certificate)
 /// is checked: its seal as [`check_seals`] checks a store's, and, once the replay is whole,
 /// its status, revocation, successor and events against what the replay established
-/// ([`check_served_status`]: a server that hides a revocation from lookups is caught). Returns
-/// the report and the log key used.
+/// ([`check_served_status`]: a server that hides a revocation from lookups is caught), and
+/// what it shows of each event and revocation against that entry ([`check_shown_history`]: a
+/// shipment shown as a customs release is caught). Returns the report and the log key used.
 ///
 /// When the log does not verify, the first entry whose bytes are not those the signed
 /// checkpoint covers is located with consistency proofs (about log2(size) requests), so a
@@ -853,6 +854,9 @@ pub fn audit_remote(
     // What the server serves of each certificate's status and history, compared with the
     // replay once it is whole.
     let mut served: Vec<ServedStatus> = Vec::new();
+    // What a view must show of each event and revocation entry, and what the views showed.
+    let mut logged: std::collections::HashMap<u64, Hash> = std::collections::HashMap::new();
+    let mut shown: Vec<(u64, u64, Hash)> = Vec::new();
     let mut next = 0u64;
     let failed = |e: AuditError, leaves: &[Hash]| -> AuditError {
         let upto = e.index().unwrap_or(cp.size).min(leaves.len() as u64);
@@ -897,8 +901,13 @@ pub fn audit_remote(
                 e => failed(e, &leaves),
             });
         }
+        logged.extend(
+            (next..)
+                .zip(&chunk)
+                .filter_map(|(i, (bytes, _))| Some((i, logged_history_digest(bytes)?))),
+        );
         served.extend(check_served_views(
-            client, next, &chunk, &key, &cp.origin, cp.size, jobs,
+            client, next, &chunk, &key, &cp.origin, cp.size, jobs, &mut shown,
         )?);
         next = end;
         progress(next, cp.size);
@@ -906,6 +915,7 @@ pub fn audit_remote(
     match auditor.check_root(&checkpoint, &key) {
         Ok(report) => {
             check_served_status(&auditor.state, &mut served, cp.size)?;
+            check_shown_history(&shown, &logged)?;
             let prefix_root = prefix
                 .and_then(|m| leaves.get(..usize::try_from(m).ok()?))
                 .map(|l| {
@@ -934,6 +944,7 @@ pub fn audit_remote(
 /// it must be this entry's (index, time, certificate) and verify under `log_key` for this
 /// origin and the certificate's unit: the remote counterpart of [`check_seals`]. The first
 /// bad index is reported; a server that cannot be asked is [`AuditError::Read`].
+#[allow(clippy::too_many_arguments)]
 fn check_served_views(
     client: &crate::client::Client,
     start: u64,
@@ -942,6 +953,7 @@ fn check_served_views(
     origin: &str,
     size: u64,
     jobs: usize,
+    shown: &mut Vec<(u64, u64, Hash)>,
 ) -> Result<Vec<ServedStatus>, AuditError> {
     let certificates: Vec<SealFacts> = (start..)
         .zip(entries)
@@ -966,22 +978,50 @@ fn check_served_views(
                     format!("the seal the server serves for it is not valid ({e})"),
                 )
             })?;
-            ServedStatus::of_view(facts.certificate_id, &view, size)
-                .map_err(|reason| malformed(facts.index, reason))
+            let status = ServedStatus::of_view(facts.certificate_id, &view, size)
+                .map_err(|reason| malformed(facts.index, reason))?;
+            let history = shown_history(&view, size);
+            Ok((status, history))
         },
         |_| false,
     );
     let mut served = Vec::with_capacity(checked.len());
     let mut failures = Vec::new();
-    for (_, r) in checked {
+    for (k, r) in checked {
         match r {
-            Ok(s) => served.push(s),
+            Ok((s, history)) => {
+                served.push(s);
+                let at = certificates[k as usize].index;
+                shown.extend(history.into_iter().map(|(e, digest)| (at, e, digest)));
+            }
             Err(e) => failures.push(e),
         }
     }
     // A server that cannot be asked stops the audit as unfinished, whatever else was found.
     failures.sort_by_key(|e| (!matches!(e, AuditError::Read(_)), e.index()));
     failures.into_iter().next().map_or(Ok(served), Err)
+}
+
+/// Checks that what the views showed of each event and revocation (`shown`: the certificate's
+/// entry, the event's or revocation's entry, the digest of what was shown) is what that entry
+/// says (`logged`, by entry). The certificate of the lowest entry shown otherwise is reported.
+fn check_shown_history(
+    shown: &[(u64, u64, Hash)],
+    logged: &std::collections::HashMap<u64, Hash>,
+) -> Result<(), AuditError> {
+    match shown
+        .iter()
+        .filter(|(_, e, digest)| logged.get(e) != Some(digest))
+        .min_by_key(|(at, e, _)| (*at, *e))
+    {
+        Some((at, e, _)) => Err(bad(
+            *at,
+            format!(
+                "the server serves its certificate with entry {e} not as logged (its type, time, place, reference or signer differ from the entry's)"
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// A malformed answer of the server about the certificate of entry `index`.
@@ -1097,6 +1137,76 @@ impl ServedStatus {
             events,
         })
     }
+}
+
+/// What a view shows of its events and revocation below the audited `size`: each entry index
+/// with the digest of what is shown of it besides the index ([`history_digest`]), to be
+/// compared with what the entry says ([`logged_history_digest`]).
+fn shown_history(view: &serde_json::Value, size: u64) -> Vec<(u64, Hash)> {
+    let events = view.get("events").and_then(serde_json::Value::as_array);
+    let revocation = view.get("revocation").filter(|r| !r.is_null());
+    events
+        .into_iter()
+        .flatten()
+        .chain(revocation)
+        .filter_map(|item| {
+            let mut item = item.as_object()?.clone();
+            let index = item.remove("index")?.as_u64().filter(|i| *i < size)?;
+            Some((index, history_digest(&serde_json::Value::Object(item))))
+        })
+        .collect()
+}
+
+/// A digest of what a certificate view shows of an event or revocation entry besides its
+/// index (`integrated_time`, `signer`, and the payload under `event` or `revocation`, as
+/// [`crate::query`] shows them), whatever the order of the JSON object keys.
+fn history_digest(item: &serde_json::Value) -> Hash {
+    use sha2::Digest;
+    fn feed(v: &serde_json::Value, h: &mut sha2::Sha256) {
+        match v {
+            serde_json::Value::Object(m) => {
+                let mut fields: Vec<_> = m.iter().collect();
+                fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                h.update(b"{");
+                for (k, v) in fields {
+                    h.update(serde_json::Value::from(k.as_str()).to_string());
+                    h.update(b":");
+                    feed(v, h);
+                    h.update(b",");
+                }
+                h.update(b"}");
+            }
+            serde_json::Value::Array(a) => {
+                h.update(b"[");
+                for v in a {
+                    feed(v, h);
+                    h.update(b",");
+                }
+                h.update(b"]");
+            }
+            other => h.update(other.to_string()),
+        }
+    }
+    let mut h = sha2::Sha256::new();
+    feed(item, &mut h);
+    h.finalize().into()
+}
+
+/// What a certificate view must show of entry `bytes` (an event or a revocation; `None` for
+/// other entries): the digest [`history_digest`] makes of it.
+fn logged_history_digest(bytes: &[u8]) -> Option<Hash> {
+    let entry = Entry::parse(bytes).ok()?;
+    let kind = match payload::parse(&entry.envelope.payload_type, &entry.envelope.payload).ok()? {
+        Payload::Event(_) => "event",
+        Payload::Revocation(_) => "revocation",
+        _ => return None,
+    };
+    let payload: serde_json::Value = serde_json::from_slice(&entry.envelope.payload).ok()?;
+    Some(history_digest(&serde_json::json!({
+        "integrated_time": entry.integrated_time(),
+        "signer": entry.envelope.signature.keyid.name,
+        kind: payload,
+    })))
 }
 
 /// What the replay of the audited entries established of a certificate's status.
@@ -1405,6 +1515,7 @@ fn locate_changed(
 mod tests {
     use super::*;
     use CertStatus::{Revoked, Superseded, Valid};
+    use serde_json::json;
 
     /// The audited tree size.
     const N: u64 = 100;
@@ -1615,6 +1726,27 @@ mod tests {
         let other =
             format!("{serves} with entry 6 as its event, but entry 6 is not an event of it");
         assert_eq!(check(&[5, 6, 7]), Some(other));
+    }
+
+    /// What a view shows of an event is compared whatever the order of its JSON keys, and
+    /// any changed value counts.
+    #[test]
+    fn history_digests_ignore_key_order_only() {
+        let a = json!({"signer": "s", "integrated_time": "t",
+            "event": {"event": "shipped", "location": {"country": "CN", "place": "P"}, "n": [1, 2.5]}});
+        let b = json!({"event": {"n": [1, 2.5], "location": {"place": "P", "country": "CN"},
+            "event": "shipped"}, "integrated_time": "t", "signer": "s"});
+        assert_eq!(history_digest(&a), history_digest(&b));
+        let mut c = b.clone();
+        c["event"]["event"] = "customs_released".into();
+        assert_ne!(history_digest(&a), history_digest(&c));
+        let mut d = b.clone();
+        d["event"]["n"] = json!([2.5, 1]);
+        assert_ne!(history_digest(&a), history_digest(&d));
+        let view = json!({"events": [json!({"index": 4}).as_object().unwrap().clone()
+            .into_iter().chain(a.as_object().unwrap().clone()).collect::<serde_json::Map<_, _>>(),
+            {"index": 12, "signer": "late"}], "revocation": null});
+        assert_eq!(shown_history(&view, 10), vec![(4, history_digest(&a))]);
     }
 
     /// Kept for every certificate until the replay is whole: 72 bytes and its events.

@@ -610,6 +610,58 @@ fn a_served_status_or_history_the_log_contradicts_is_caught_at_the_certificate()
     }
 }
 
+/// What a view shows of an event or a revocation (its type, time, place, reference, signer)
+/// must be what its entry says, not only its index: a server could show a shipment as a
+/// customs release, or move a revocation's time, at the right index.
+#[test]
+fn an_event_or_revocation_shown_otherwise_than_logged_is_caught() {
+    let s = Served::demo();
+    let lies: [(proxy::Rewrite, &str, u64); 2] = [
+        (
+            |p, b| {
+                lie_in_view(p, b, |v| {
+                    if serial(v) != "SZ-2026/000871" {
+                        return false;
+                    }
+                    for e in v["events"].as_array_mut().unwrap() {
+                        if e["event"]["event"] == "shipped" {
+                            e["event"]["event"] = "customs_released".into();
+                        }
+                    }
+                    true
+                })
+            },
+            "eng-001",
+            demo_index("ev-02-eng-001-shipped"),
+        ),
+        (
+            |p, b| {
+                lie_in_view(p, b, |v| {
+                    if v["revocation"]["index"] != 86 {
+                        return false;
+                    }
+                    v["revocation"]["integrated_time"] = "2026-01-01T00:00:00.000Z".into();
+                    true
+                })
+            },
+            "alt-003",
+            86,
+        ),
+    ];
+    for (rewrite, label, entry) in lies {
+        let proxy = proxy::start(&s.url, rewrite);
+        let args = ["audit", "--server", &proxy, "--log-key", "keys/log.key.pub"];
+        let out = bin(&args, s.dir.path());
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{label}: {err}");
+        let says = format!(
+            "AUDIT FAILED: entry {}: the server serves its certificate with entry {entry} not as logged",
+            demo_index(label)
+        );
+        assert!(err.contains(&says), "{label}: {err}");
+    }
+}
+
 /// The checkpoint the proxy of the next test serves instead of the server's latest.
 static OLD_CHECKPOINT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
