@@ -173,37 +173,22 @@ fn the_conversion_of_an_untouched_format_1_store_keeps_every_record() {
 #[test]
 fn a_current_store_without_its_format_record_is_refused_unchanged() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let (l, _) = demo_ledger(dir.path());
-        l.close().unwrap();
-    }
-    let before: Vec<(Vec<u8>, Vec<u8>)> = {
+    copy_dir(pristine_demo(), dir.path());
+    let before = {
         let db = raw_sled(dir.path());
         db.remove(b"Mformat").unwrap();
         db.flush().unwrap();
-        db.iter()
-            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
-            .collect()
+        all_records(&db)
     };
-    let err = match reman_ledger::store::Store::open(dir.path()) {
-        Ok(_) => panic!("opened a store whose format record is missing"),
-        Err(e) => e.to_string(),
-    };
-    assert!(err.contains("layout format record is missing"), "{err}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_reman-ledger"))
-        .args(["audit", "--data"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("nothing was changed"), "{stderr}");
-    let db = raw_sled(dir.path());
-    let after: Vec<(Vec<u8>, Vec<u8>)> = db
-        .iter()
-        .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
-        .collect();
-    assert!(before == after, "the store was changed");
+    refused(
+        dir.path(),
+        "layout format record is missing",
+        "nothing was changed",
+    );
+    assert!(
+        before == all_records(&raw_sled(dir.path())),
+        "the store was changed"
+    );
 }
 
 /// A `conf` file whose segment size is not the one the data was written with makes sled panic
@@ -228,20 +213,34 @@ fn a_conf_file_that_does_not_fit_the_data_is_a_damaged_store_not_a_crash() {
     ]
     .concat();
     std::fs::write(&conf, changed).unwrap();
-    let err = match reman_ledger::store::Store::open(dir.path()) {
-        Ok(_) => panic!("opened a store whose conf does not fit its data"),
+    refused(
+        dir.path(),
+        "sled failed while opening",
+        "its `conf` file or its data is damaged",
+    );
+}
+
+/// Every raw sled record of `db`.
+fn all_records(db: &sled::Db) -> Records {
+    db.iter()
+        .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+        .collect()
+}
+
+/// The store in `dir` does not open (the error says `open_says`), and `audit --data` exits 2
+/// saying `audit_says`.
+fn refused(dir: &Path, open_says: &str, audit_says: &str) {
+    let err = match reman_ledger::store::Store::open(dir) {
+        Ok(_) => panic!("opened a store that should be refused ({open_says})"),
         Err(e) => e.to_string(),
     };
-    assert!(err.contains("sled failed while opening"), "{err}");
+    assert!(err.contains(open_says), "{err}");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_reman-ledger"))
         .args(["audit", "--data"])
-        .arg(dir.path())
+        .arg(dir)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("its `conf` file or its data is damaged"),
-        "{stderr}"
-    );
+    assert!(stderr.contains(audit_says), "{stderr}");
 }
