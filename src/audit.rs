@@ -608,7 +608,7 @@ pub fn audit_store(
         return Err(derived(beyond, problem));
     }
     let (replayed, _) = auditor.into_parts();
-    report.state_records = Some(check_state(store, replayed.into_writes())?);
+    report.state_records = Some(check_state(store, replayed.into_records())?);
     Ok(report)
 }
 
@@ -660,10 +660,7 @@ fn check_nodes(store: &Store, made: Vec<(NodeId, Hash)>) -> Result<(), AuditErro
 /// and each record the replay made must be stored. The first difference in key order is
 /// reported (a record missing from the store after the stored records compared). Returns how
 /// many records were compared.
-fn check_state(
-    store: &Store,
-    mut replayed: std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>,
-) -> Result<u64, AuditError> {
+fn check_state(store: &Store, mut replayed: crate::records::Records) -> Result<u64, AuditError> {
     let problem = |key: &[u8], problem: String| AuditError::Derived {
         record: state::record_name(key),
         problem,
@@ -673,12 +670,12 @@ fn check_state(
     store
         .visit_state(|key, stored| {
             compared += 1;
-            found = match replayed.remove(key).flatten() {
+            found = match replayed.take(key).flatten() {
                 None => Some(problem(
                     key,
                     "the store holds it, but no entry of the log makes it".into(),
                 )),
-                Some(made) => match state::record_difference(key, stored, &made) {
+                Some(made) => match state::record_difference(key, stored, made) {
                     Ok(None) => None,
                     Ok(Some(diff)) => Some(problem(key, diff)),
                     Err(e) => Some(problem(key, e.to_string())),
@@ -694,14 +691,9 @@ fn check_state(
     if let Some(e) = found {
         return Err(e);
     }
-    let missing = replayed
-        .into_iter()
-        .filter(|(_, v)| v.is_some())
-        .map(|(k, _)| k)
-        .min();
-    match missing {
+    match replayed.untaken().min() {
         Some(key) => Err(problem(
-            &key,
+            key,
             "the log makes it, but the store does not hold it where lookups look".into(),
         )),
         None => Ok(compared),

@@ -1228,7 +1228,7 @@ impl Sequencer {
         commit.size = tb.size();
         commit.checkpoint = text.clone();
         commit.log_key = self.inner.log_vkey.clone();
-        commit.state.extend(overlay.into_writes());
+        commit.state.extend(overlay.to_writes());
         commit.buckets = reads;
         let appended = commit.entries.len() as u64;
         let t2 = Instant::now();

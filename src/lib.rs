@@ -36,6 +36,7 @@ pub mod payload;
 pub mod qr;
 pub mod query;
 pub mod receipt;
+pub mod records;
 pub mod revocation;
 pub mod seal;
 pub mod server;

@@ -349,7 +349,7 @@ impl Ledger {
         let commit = Commit {
             entries: (start..).zip(chunk.into_iter().map(|(e, _)| e)).collect(),
             nodes,
-            state: overlay.into_writes().into_iter().collect(),
+            state: overlay.to_writes(),
             size: end,
             checkpoint: head.checkpoint.to_string(),
             log_key: self.log_vkey().to_owned(),

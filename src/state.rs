@@ -13,6 +13,7 @@ use crate::keys::{KeyRef, PublicKey};
 use crate::merkle::Hash;
 use crate::party::{Party, PartyStatus, Role};
 use crate::payload::Payload;
+use crate::records::Records;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -918,7 +919,7 @@ type Answers = HashMap<Vec<u8>, Option<Vec<u8>>>;
 /// lives (the sequencer writes only after the batch is built).
 pub struct Overlay<'a, R: ?Sized> {
     base: &'a R,
-    writes: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    writes: Records,
     /// The base's answers, when remembering.
     read: Option<std::cell::RefCell<Answers>>,
 }
@@ -928,7 +929,7 @@ impl<'a, R: StateRead + ?Sized> Overlay<'a, R> {
     pub fn new(base: &'a R) -> Self {
         Overlay {
             base,
-            writes: HashMap::new(),
+            writes: Records::new(),
             read: None,
         }
     }
@@ -943,18 +944,26 @@ impl<'a, R: StateRead + ?Sized> Overlay<'a, R> {
 
     /// Records writes; later ones win.
     pub fn apply(&mut self, writes: Vec<Write>) {
-        self.writes.extend(writes);
+        for (k, v) in writes {
+            self.writes.insert(&k, v.as_deref());
+        }
     }
 
     /// The pending writes, in no particular order (`None`: the key is deleted).
     pub fn writes(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
-        self.writes
-            .iter()
-            .map(|(k, v)| (k.as_slice(), v.as_deref()))
+        self.writes.iter()
     }
 
-    /// The pending writes, in no particular order.
-    pub fn into_writes(self) -> HashMap<Vec<u8>, Option<Vec<u8>>> {
+    /// The pending writes, one per key, in no particular order.
+    pub fn to_writes(&self) -> Vec<Write> {
+        self.writes
+            .iter()
+            .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
+            .collect()
+    }
+
+    /// The pending writes, packed (see [`Records`]).
+    pub fn into_records(self) -> Records {
         self.writes
     }
 }
@@ -962,7 +971,7 @@ impl<'a, R: StateRead + ?Sized> Overlay<'a, R> {
 impl<R: StateRead + ?Sized> StateRead for Overlay<'_, R> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
         if let Some(v) = self.writes.get(key) {
-            return Ok(v.clone());
+            return Ok(v.map(<[u8]>::to_vec));
         }
         let Some(read) = &self.read else {
             return self.base.get(key);
