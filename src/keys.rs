@@ -55,6 +55,13 @@ pub enum KeyError {
     /// The public key is not a valid curve point.
     #[error("public key is not a valid Ed25519 point")]
     InvalidPoint,
+    /// The public key's bytes are not the canonical encoding of its point (RFC 8032
+    /// §5.1.3: a y coordinate of p or more, or x = 0 with the sign bit set): the same point
+    /// would have a second encoding, and so a second key ID.
+    #[error(
+        "public key is not in canonical form (RFC 8032 §5.1.3): export it again from its private key"
+    )]
+    NonCanonicalKey,
     /// The public key has small order: signatures under it prove nothing.
     #[error("weak Ed25519 public key (small order) refused")]
     WeakKey,
@@ -188,6 +195,9 @@ impl PublicKey {
     pub fn from_bytes(name: &str, key: &[u8; 32]) -> Result<PublicKey, KeyError> {
         check_name(name)?;
         let vk = VerifyingKey::from_bytes(key).map_err(|_| KeyError::InvalidPoint)?;
+        if vk.to_edwards().compress().as_bytes() != key {
+            return Err(KeyError::NonCanonicalKey);
+        }
         if vk.is_weak() {
             return Err(KeyError::WeakKey);
         }

@@ -810,25 +810,41 @@ impl Ledger {
         let admitting = Admitting::new(&self.inner);
         let (envelope, canonical) =
             Envelope::parse_canonical(body).map_err(SubmitError::Envelope)?;
-        let payload = payload::parse(&envelope.payload_type, &envelope.payload)?;
+        let payload_type =
+            PayloadType::from_media_type(&envelope.payload_type).ok_or_else(|| {
+                SubmitError::Payload(PayloadError::UnknownType(envelope.payload_type.clone()))
+            })?;
         let store = &self.inner.store;
         let digest: Hash = sha2::Sha256::digest(canonical.as_bytes()).into();
-        let certificate_id = matches!(payload, Payload::Certificate(_))
+        let certificate_id = (payload_type == PayloadType::Certificate)
             .then(|| CertificateId::of_payload(&envelope.payload));
-        // A new submission, the common case, must pass the signer checks and the signature
-        // anyway, and the sequencer looks for an already logged copy in its batch's view: the
-        // store is searched here only when the checks refuse, so that an envelope logged while
-        // its signer was in force is still answered with its entry (200), whatever the
-        // signer's registration says now.
+        let parse = || payload::parse(&envelope.payload_type, &envelope.payload);
+        // Who signed, then the signature, then what was signed: a forged or unauthorised
+        // envelope is refused as such (401, 403) whatever its payload says, and an unknown
+        // signer costs neither a signature check nor a parse. The first entry of an empty log
+        // carries its own key in its payload.
         let size = self.head().size;
-        let checked = state::signer_key(store, size, &envelope.signature.keyid, &payload)
-            .map_err(SubmitError::from)
-            .and_then(|(key, _)| {
+        let keyid = &envelope.signature.keyid;
+        let checked = (|| {
+            if size == 0 {
+                let payload = parse()?;
+                let (key, _) = state::signer_key(store, size, keyid, &payload)?;
                 envelope.verify(&key).map_err(SubmitError::BadSignature)?;
-                Ok(key)
-            });
-        let key = match checked {
-            Ok(key) => key,
+                return Ok((key, payload));
+            }
+            let (key, _) = state::signer_for_type(store, keyid, payload_type)?;
+            envelope.verify(&key).map_err(SubmitError::BadSignature)?;
+            let payload = parse()?;
+            // The role table of events depends on the kind of event.
+            state::signer_key(store, size, keyid, &payload)?;
+            Ok::<_, SubmitError>((key, payload))
+        })();
+        // A new submission, the common case, passes these checks, and the sequencer looks for
+        // an already logged copy in its batch's view: the store is searched here only when
+        // they refuse, so that an envelope logged while its signer was in force is still
+        // answered with its entry (200), whatever the signer's registration says now.
+        let (key, payload) = match checked {
+            Ok(checked) => checked,
             Err(refusal) => {
                 return match state::logged_envelope(store, &digest, certificate_id.as_ref())
                     .map_err(RuleError::from)?
@@ -836,8 +852,8 @@ impl Ledger {
                     Some(index) => Ok(Admission::Existing(
                         index,
                         Arc::new(Submitted {
+                            payload: parse()?,
                             envelope,
-                            payload,
                             certificate_id,
                         }),
                     )),

@@ -129,6 +129,17 @@ impl PayloadType {
             .find(|t| t.media_type() == media_type)
     }
 
+    /// The roles that may sign payloads of this type: for events, those that may sign some
+    /// kind of event ([`Payload::signer_roles`] says which kind).
+    pub fn signer_roles(self) -> &'static [Role] {
+        match self {
+            PayloadType::Party => PARTY_SIGNERS,
+            PayloadType::Certificate => CERTIFICATE_SIGNERS,
+            PayloadType::Revocation => REVOCATION_SIGNERS,
+            PayloadType::Event => EVENT_SIGNERS,
+        }
+    }
+
     /// The short name, as in `sign --type party|certificate|revocation|event`.
     pub fn name(self) -> &'static str {
         match self {
@@ -158,6 +169,14 @@ pub const CERTIFICATE_SIGNERS: &[Role] = &[Role::Remanufacturer];
 /// Who may revoke a certificate (SPEC §3): a remanufacturer (its issuer, see
 /// [`crate::state::may_revoke`]) or an operator.
 pub const REVOCATION_SIGNERS: &[Role] = &[Role::Remanufacturer, Role::Operator];
+
+/// Who may sign some kind of event (SPEC §3.4): every role but the operator.
+pub const EVENT_SIGNERS: &[Role] = &[
+    Role::Remanufacturer,
+    Role::Importer,
+    Role::Customs,
+    Role::Certifier,
+];
 
 /// A checked payload.
 // A certificate is larger than the other variants, but a payload is parsed once per submission
@@ -422,6 +441,19 @@ impl<'de> Visitor<'de> for TextVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_event_signers_are_those_of_some_kind_of_event() {
+        let mut of_kinds: Vec<Role> = crate::event::EventKind::ALL
+            .into_iter()
+            .flat_map(|k| k.allowed_roles().iter().copied())
+            .collect();
+        of_kinds.sort_by_key(|r| r.as_str());
+        of_kinds.dedup();
+        let mut listed = EVENT_SIGNERS.to_vec();
+        listed.sort_by_key(|r| r.as_str());
+        assert_eq!(listed, of_kinds);
+    }
 
     #[test]
     fn shape_of_each_json_kind() {

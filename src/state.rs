@@ -12,7 +12,7 @@ use crate::certificate::CertificateId;
 use crate::keys::{KeyRef, PublicKey};
 use crate::merkle::Hash;
 use crate::party::{Party, PartyStatus, Role};
-use crate::payload::Payload;
+use crate::payload::{Payload, PayloadType};
 use crate::records::Records;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -216,6 +216,12 @@ pub enum RuleError {
         /// Its issuer.
         issuer: String,
     },
+    /// An operator's registration of itself that leaves it without the operator role or
+    /// suspends it: another operator must sign that, so that one always remains.
+    #[error(
+        "{0} is an operator and may not demote or suspend itself: another operator must sign that registration, so that the ledger keeps an operator who can register parties"
+    )]
+    OperatorDemotesItself(String),
     /// The log is empty and this is not the operator's self-registration.
     #[error("the first entry must register the operator (role operator, signed by its own key)")]
     GenesisRequired,
@@ -318,6 +324,7 @@ impl RuleError {
             RuleError::Suspended(_)
             | RuleError::RoleNotAllowed { .. }
             | RuleError::NotIssuer { .. }
+            | RuleError::OperatorDemotesItself(_)
             | RuleError::GenesisRequired => RefusalKind::Forbidden,
             RuleError::UnknownCertificate(_) => RefusalKind::NotFound,
             RuleError::Revoked(_)
@@ -710,9 +717,8 @@ pub fn may_revoke(signer: &str, role: Role, issuer: &str) -> bool {
 }
 
 /// Finds the key a submission must be verified with, and checks that its signer is a
-/// registered, active party whose role may sign this payload (the cheap checks, before
-/// the signature). For the first entry of an empty log, the key is the one the operator's
-/// self-registration carries.
+/// registered, active party whose role may sign this payload. For the first entry of an empty
+/// log, the key is the one the operator's self-registration carries.
 pub fn signer_key<R: StateRead + ?Sized>(
     view: &R,
     tree_size: u64,
@@ -731,6 +737,52 @@ pub fn signer_key<R: StateRead + ?Sized>(
             _ => Err(RuleError::GenesisRequired),
         };
     }
+    let rec = registered_signer(view, signer)?;
+    let p = &rec.party;
+    if !payload.role_may_sign(p.role) {
+        return Err(RuleError::RoleNotAllowed {
+            name: p.name.clone(),
+            role: p.role,
+            what: describe(payload),
+        });
+    }
+    Ok((p.key.clone(), p.role))
+}
+
+/// The checks of [`signer_key`] that need only the envelope, for a log that is not empty: the
+/// signer is a registered, active party under this key, and its role may sign this type of
+/// payload (for events, some kind of event). Admission runs them before the signature and the
+/// payload, so that a forged or unauthorised envelope is refused as such (401, 403) whatever
+/// it carries, at the cost of a lookup.
+pub fn signer_for_type<R: StateRead + ?Sized>(
+    view: &R,
+    signer: &KeyRef,
+    payload_type: PayloadType,
+) -> Result<(PublicKey, Role), RuleError> {
+    let rec = registered_signer(view, signer)?;
+    let p = &rec.party;
+    if !payload_type.signer_roles().contains(&p.role) {
+        return Err(RuleError::RoleNotAllowed {
+            name: p.name.clone(),
+            role: p.role,
+            what: match payload_type {
+                PayloadType::Party => "party registrations",
+                PayloadType::Certificate => "certificates",
+                PayloadType::Revocation => "revocations",
+                PayloadType::Event => "events",
+            }
+            .into(),
+        });
+    }
+    Ok((p.key.clone(), p.role))
+}
+
+/// The registration in force of a signer: refused when the name is unknown, registered with
+/// another key, or suspended.
+fn registered_signer<R: StateRead + ?Sized>(
+    view: &R,
+    signer: &KeyRef,
+) -> Result<Arc<PartyRecord>, RuleError> {
     let rec = view
         .party_record(&signer.name)?
         .ok_or_else(|| RuleError::UnknownSigner(signer.clone()))?;
@@ -745,14 +797,7 @@ pub fn signer_key<R: StateRead + ?Sized>(
     if p.status == PartyStatus::Suspended {
         return Err(RuleError::Suspended(p.name.clone()));
     }
-    if !payload.role_may_sign(p.role) {
-        return Err(RuleError::RoleNotAllowed {
-            name: p.name.clone(),
-            role: p.role,
-            what: describe(payload),
-        });
-    }
-    Ok((p.key.clone(), p.role))
+    Ok(rec)
 }
 
 /// A submission that passed the stateless checks and its signature, ready for the rules.
@@ -788,6 +833,12 @@ pub fn apply<R: StateRead + ?Sized>(
     }
     match sub.payload {
         Payload::Party(p) => {
+            // Party entries are signed by an active operator: as long as none demotes or
+            // suspends itself, one is always left to register parties and revoke.
+            if p.name == sub.signer && (p.role != Role::Operator || p.status != PartyStatus::Active)
+            {
+                return Err(RuleError::OperatorDemotesItself(p.name.clone()));
+            }
             let rec = PartyRecord {
                 index,
                 party: p.clone(),
@@ -835,8 +886,24 @@ pub fn apply<R: StateRead + ?Sized>(
                             why: format!("is not the unit's valid certificate ({cur} is)"),
                         });
                     }
-                    // Re-issuing after a revocation: the named certificate stays as it is.
-                    None => {}
+                    // Re-issuing after a revocation may name the revoked certificate, the
+                    // unit's latest, which stays as it is; naming an earlier one would fork
+                    // the unit's chain of supersessions.
+                    None => {
+                        let latest = unit_rec.certificates.last().copied();
+                        if latest != Some(named) {
+                            return Err(RuleError::BadSupersede {
+                                named,
+                                why: match latest {
+                                    Some(latest) => format!(
+                                        "is not the unit's latest certificate ({latest} is, revoked): \
+                                         name that one, or nothing"
+                                    ),
+                                    None => "is not among the unit's certificates".into(),
+                                },
+                            });
+                        }
+                    }
                 }
             } else if let Some(current) = current {
                 return Err(RuleError::UnitHasValidCertificate {

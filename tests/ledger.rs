@@ -1125,3 +1125,124 @@ fn a_party_lookup_shows_a_new_registration_only_once_the_checkpoint_covers_it() 
         wrong[0]
     );
 }
+
+/// A party registration of the demo operator's own name and key, signed by `signer`.
+fn operator_registration(role: &str, status: &str, signer: &PrivateKey) -> Vec<u8> {
+    let op = operator();
+    let json = format!(
+        r#"{{"name":"{}","role":"{role}","country":"CN","key":"{}","status":"{status}"}}"#,
+        op.name(),
+        op.public().to_vkey()
+    );
+    sign(PayloadType::Party, &json, signer)
+}
+
+#[test]
+fn refuses_an_operator_demoting_or_suspending_itself() {
+    for (role, status) in [("customs", "active"), ("operator", "suspended")] {
+        let e = refused(|_| {}, || operator_registration(role, status, &operator()));
+        assert!(
+            matches!(e, SubmitError::Rule(RuleError::OperatorDemotesItself(_))),
+            "{role}/{status}: {e}"
+        );
+        assert_eq!(e.kind().status(), 403);
+        assert!(e.to_string().contains("another operator"), "{e}");
+    }
+}
+
+#[test]
+fn another_operator_may_suspend_an_operator_and_the_log_still_audits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, _) = demo_ledger(dir.path());
+    let second = PrivateKey::generate("second-operator.example").unwrap();
+    assert!(
+        l.submit(&party_env_for(&second, "operator"))
+            .unwrap()
+            .created
+    );
+    // The first operator re-registers itself (same role, same key): allowed.
+    assert!(
+        l.submit(&operator_registration("operator", "active", &operator()))
+            .unwrap()
+            .created
+    );
+    let r = l
+        .submit(&operator_registration("operator", "suspended", &second))
+        .unwrap();
+    assert!(r.created);
+    let e = l
+        .submit(&party_json_env("hamburg-import.example", "importer"))
+        .unwrap_err();
+    assert!(
+        matches!(e, SubmitError::Rule(RuleError::Suspended(_))),
+        "{e}"
+    );
+    l.close().unwrap();
+    audit_store(
+        &reman_ledger::store::Store::open(dir.path()).unwrap(),
+        None,
+        |_, _| {},
+    )
+    .unwrap();
+}
+
+#[test]
+fn refuses_a_reissue_that_names_an_earlier_certificate_than_the_revoked_one() {
+    // A, then B supersedes A, then B is revoked: a new certificate may name B, not A.
+    let k = key("kyoto-imaging.example");
+    let g = gtin(77);
+    let ids = std::sync::Mutex::new(None);
+    let e = refused(
+        |l| {
+            let a = log_certificate(l, &certificate_json(&g, "R1", None), &k);
+            let b = log_certificate(
+                l,
+                &certificate_json(&g, "R1", Some(&a.to_string()))
+                    .replace("\"warranty_months\":24", "\"warranty_months\":30"),
+                &k,
+            );
+            l.submit(&sign(
+                PayloadType::Revocation,
+                &format!(r#"{{"certificate_id":"{b}","reason":"error","note":""}}"#),
+                &k,
+            ))
+            .unwrap();
+            *ids.lock().unwrap() = Some((a, b));
+        },
+        || {
+            let (a, _) = ids.lock().unwrap().unwrap();
+            let json = certificate_json(&g, "R1", Some(&a.to_string()))
+                .replace("\"warranty_months\":24", "\"warranty_months\":36");
+            sign(PayloadType::Certificate, &json, &k)
+        },
+    );
+    let (_, b) = ids.lock().unwrap().unwrap();
+    assert!(
+        matches!(&e, SubmitError::Rule(RuleError::BadSupersede { .. })),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains(&b.to_string()),
+        "names the latest: {e}"
+    );
+    assert_eq!(e.kind().status(), 409);
+}
+
+#[test]
+fn a_reissue_may_name_the_revoked_certificate_it_replaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, _) = demo_ledger(dir.path());
+    let k = key("kyoto-imaging.example");
+    let g = gtin(78);
+    let a = log_certificate(&l, &certificate_json(&g, "R2", None), &k);
+    l.submit(&sign(
+        PayloadType::Revocation,
+        &format!(r#"{{"certificate_id":"{a}","reason":"error","note":""}}"#),
+        &k,
+    ))
+    .unwrap();
+    let again = certificate_json(&g, "R2", Some(&a.to_string()));
+    let b = log_certificate(&l, &again, &k);
+    assert_eq!(status(&l, &a), CertStatus::Revoked);
+    assert_eq!(status(&l, &b), CertStatus::Valid);
+}

@@ -11,6 +11,7 @@ use reman_ledger::keys::{KeyError, PrivateKey};
 use reman_ledger::ledger::{Ledger, SubmitError};
 use reman_ledger::party::PartyError;
 use reman_ledger::payload::{PayloadError as P, PayloadType};
+use reman_ledger::state::RuleError;
 use std::sync::OnceLock;
 
 fn ledger() -> &'static Ledger {
@@ -170,6 +171,31 @@ fn a_party_with_a_weak_key() {
 }
 
 #[test]
+fn a_party_with_a_key_not_in_canonical_form() {
+    // y = p + 3 (p = 2^255 - 19): the point y = 3, encoded with a y coordinate of p or more.
+    let mut pk = [0xffu8; 32];
+    pk[0] = 0xed + 3;
+    pk[31] = 0x7f;
+    let mut raw = vec![1u8];
+    raw.extend_from_slice(&pk);
+    use base64::Engine as _;
+    let material = base64::engine::general_purpose::STANDARD.encode(raw);
+    let id = reman_ledger::keys::KeyId::compute("odd.example", &pk);
+    let json = format!(
+        r#"{{"name":"odd.example","role":"importer","country":"DE","key":"odd.example+{id}+{material}","status":"active"}}"#
+    );
+    let e = refuse(&sign(PayloadType::Party, &json, &operator()));
+    assert!(
+        matches!(
+            e,
+            SubmitError::Payload(P::Party(PartyError::Key(KeyError::NonCanonicalKey)))
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.kind().status(), 422);
+}
+
+#[test]
 fn a_party_whose_key_has_another_name() {
     let other = PrivateKey::generate("someone-else.example").unwrap();
     let json = format!(
@@ -253,4 +279,77 @@ fn a_payload_over_32_kib_is_too_large() {
         "{e:?}"
     );
     assert_eq!(e.kind().status(), 413);
+}
+
+// Who signed is checked first, then the signature, then what was signed: a forged or
+// unauthorised envelope is refused as such (401, 403), whatever its payload says.
+
+/// A certificate whose tests include a `fail` (422 when its issuer signs it).
+fn failing_certificate() -> String {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&certificate_json(&gtin(777_003), "REF-3", None)).unwrap();
+    v["process"]["tests"][0]["result"] = "fail".into();
+    v.to_string()
+}
+
+#[test]
+fn an_unknown_signer_is_refused_before_its_payload_is_read() {
+    let stranger = PrivateKey::generate("stranger.example").unwrap();
+    let e = refuse(&sign(
+        PayloadType::Certificate,
+        &failing_certificate(),
+        &stranger,
+    ));
+    assert!(
+        matches!(e, SubmitError::Rule(RuleError::UnknownSigner(_))),
+        "{e:?}"
+    );
+    assert_eq!(e.kind().status(), 401);
+    // Not even JSON: still the signer.
+    let e = refuse(&sign(
+        PayloadType::Certificate,
+        "{\"a\":1,\"a\":2}",
+        &stranger,
+    ));
+    assert_eq!(e.kind().status(), 401, "{e:?}");
+}
+
+#[test]
+fn a_forged_signature_is_refused_before_its_payload_is_read() {
+    // Signed by a stranger, but naming a registered remanufacturer's key.
+    let stranger = PrivateKey::generate("suzhou-reman.example").unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&sign(
+        PayloadType::Certificate,
+        &failing_certificate(),
+        &stranger,
+    ))
+    .unwrap();
+    v["signatures"][0]["keyid"] = key("suzhou-reman.example")
+        .public()
+        .reference()
+        .to_string()
+        .into();
+    let e = refuse(v.to_string().as_bytes());
+    assert!(matches!(e, SubmitError::BadSignature(_)), "{e:?}");
+    assert_eq!(e.kind().status(), 401);
+}
+
+#[test]
+fn a_role_that_may_not_sign_the_type_is_refused_before_its_payload_is_read() {
+    let e = refuse(&sign(
+        PayloadType::Certificate,
+        &failing_certificate(),
+        &key("hamburg-import.example"),
+    ));
+    assert!(
+        matches!(e, SubmitError::Rule(RuleError::RoleNotAllowed { .. })),
+        "{e:?}"
+    );
+    assert_eq!(e.kind().status(), 403);
+    // An operator signs no kind of event.
+    let e = refuse(&sign(PayloadType::Event, "not json", &operator()));
+    assert!(
+        matches!(e, SubmitError::Rule(RuleError::RoleNotAllowed { .. })),
+        "{e:?}"
+    );
 }
