@@ -332,10 +332,27 @@ impl Client {
             .timeout_global(Some(timeout))
             .build()
             .header("Accept", accept)
+            // tlog-tiles: logs (and the CDNs in front of them) may gzip what they serve,
+            // negotiated or not; clients "SHOULD include gzip and identity".
+            .header("Accept-Encoding", "gzip, identity")
             .call()
             .map_err(|e| self.after_deadline(transport(url, e)))?;
         let status = resp.status().as_u16();
+        let encoding = resp
+            .headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
         let body = read_body(url, &mut resp).map_err(|e| self.after_deadline(e))?;
+        let body = match encoding.as_deref() {
+            None | Some("" | "identity") => body,
+            Some("gzip" | "x-gzip") => gunzip(url, &body)?,
+            Some(other) => {
+                return Err(bad(
+                    url,
+                    &format!("its content encoding {other:?} is not gzip or identity"),
+                ));
+            }
+        };
         if status != 200 {
             return Err(status_error(url, status, &body));
         }
@@ -376,6 +393,24 @@ fn read_body(
         .limit(MAX_ANSWER_BYTES)
         .read_to_vec()
         .map_err(|e| transport(url, e))
+}
+
+/// Decodes a gzipped answer, to at most [`MAX_ANSWER_BYTES`]: a few KiB of gzip can
+/// unpack to gigabytes.
+fn gunzip(url: &str, body: &[u8]) -> Result<Vec<u8>, ClientError> {
+    use std::io::Read as _;
+    let mut out = Vec::with_capacity(body.len() * 4);
+    flate2::read::GzDecoder::new(body)
+        .take(MAX_ANSWER_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| bad(url, &format!("its gzip encoding does not decode: {e}")))?;
+    if out.len() as u64 > MAX_ANSWER_BYTES {
+        return Err(bad(
+            url,
+            &format!("it unpacks to more than {MAX_ANSWER_BYTES} bytes"),
+        ));
+    }
+    Ok(out)
 }
 
 fn transport(url: &str, e: ureq::Error) -> ClientError {

@@ -17,9 +17,10 @@ use crate::merkle::{self, Hash};
 /// The most consistency proof lines a request may carry (tlog-witness).
 pub const MAX_PROOF_LINES: usize = 63;
 
-/// The largest request body a witness reads: a checkpoint with its signatures and 63 hashes
-/// take a few KiB.
-pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// The largest request body a witness reads: 63 hashes and a checkpoint with the 16
+/// signatures signed-note requires notes to be accepted with, each of which may be a
+/// post-quantum signature of nearly 5 kB.
+pub const MAX_REQUEST_BYTES: usize = 128 * 1024;
 
 /// The media type of a 409 answer's body: the size the witness last cosigned.
 pub const SIZE_MEDIA_TYPE: &str = "text/x.tlog.size";
@@ -54,7 +55,8 @@ pub enum Refusal {
         /// The size the witness last cosigned (0 if none).
         latest: u64,
     },
-    /// The same size as the tree last cosigned, with another root: a fork (409).
+    /// The same size as the tree last cosigned, with another root: a fork (409, without the
+    /// size body of [`Refusal::WrongOldSize`], which says "ask again from this size").
     #[error(
         "the checkpoint has {size} entries, as the one the witness cosigned, but another root: \
          the log forked"
@@ -87,11 +89,11 @@ impl Refusal {
         }
     }
 
-    /// For a 409, the size the witness last cosigned: the answer's body.
+    /// For a 409 about the old size, the size the witness last cosigned: the answer's body
+    /// (`text/x.tlog.size`).
     pub fn latest_size(&self) -> Option<u64> {
         match self {
             Refusal::WrongOldSize { latest, .. } => Some(*latest),
-            Refusal::Fork { size } => Some(*size),
             _ => None,
         }
     }
@@ -172,6 +174,12 @@ pub fn decide(
     if keys.is_empty() {
         return Err(Refusal::UnknownLog(origin.to_owned()));
     }
+    // A note or checkpoint that does not parse is a malformed request (400); one that parses
+    // but is not signed by the log's key is refused as such (403).
+    crate::note::parse(&req.checkpoint)
+        .map_err(|e| e.to_string())
+        .and_then(|note| Checkpoint::parse_body(&note.text).map_err(|e| e.to_string()))
+        .map_err(|e| Refusal::Malformed(format!("its checkpoint is malformed: {e}")))?;
     let mut last_error = String::new();
     let mut opened = None;
     for key in keys {
@@ -203,7 +211,9 @@ pub fn decide(
             latest: known.size,
         });
     }
-    if req.old == cp.size && known.size > 0 {
+    // At size 0 too: the empty tree has one root (tlog-witness: "the witness MUST check that
+    // the root hashes are also identical").
+    if req.old == cp.size {
         if cp.root != known.root {
             return Err(Refusal::Fork { size: cp.size });
         }
@@ -380,7 +390,33 @@ mod tests {
         let mut r = request(0, &fork);
         r.old = 300;
         let e = status(&r, at(300, &t));
-        assert_eq!((e.status(), e.latest_size()), (409, Some(300)));
+        // Without a size: "ask again from 300" would be wrong.
+        assert_eq!((e.status(), e.latest_size()), (409, None));
+        // At size 0 too: the empty tree has one root.
+        let empty = tree(0, u64::MAX);
+        decide(&request(0, &empty), &logs, None).unwrap();
+        let mut r = request(0, &empty);
+        r.checkpoint = Checkpoint {
+            origin: ORIGIN.into(),
+            size: 0,
+            root: [7; 32],
+            extensions: vec![],
+        }
+        .sign(&log_key())
+        .unwrap();
+        let e = status(&r, None);
+        assert!(matches!(e, Refusal::Fork { size: 0 }), "{e}");
+        // 400: a checkpoint that does not parse (a size with a leading zero, no final
+        // newline), signed or not.
+        let good = request(0, &t).checkpoint;
+        for bad in [
+            good.replacen("\n300\n", "\n0300\n", 1),
+            good.trim_end().to_owned(),
+        ] {
+            let mut r = request(0, &t);
+            r.checkpoint = bad;
+            assert_eq!(status(&r, None).status(), 400, "{:?}", r.checkpoint);
+        }
         // 422: a fork at a larger size, a bent proof, a proof from 0.
         let e = status(&request(250, &fork), at(250, &t));
         assert_eq!(e.status(), 422, "{e}");

@@ -393,6 +393,14 @@ fn ask(
                 Some(size) => known = Some(size),
                 None => return (known, Err(format!("{url}: 409 without a size: {text:?}"))),
             },
+            // Without a size: the witness holds another tree of the size sent.
+            409 if old == head.size => {
+                let e = format!(
+                    "the witness cosigned another tree of {old} entries of this log: the log forked ({})",
+                    text.trim_end()
+                );
+                return (Some(old), Err(e));
+            }
             _ => return (known, Err(format!("{url}: {status} {}", text.trim_end()))),
         }
     }

@@ -287,6 +287,21 @@ fn change_an_entry(path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
 }
 
 #[test]
+fn a_mirror_reads_entry_bundles_gzipped_without_asking() {
+    let up = Served::demo();
+    log_certificates(&up.url, 3000, 200);
+    let m = Mirror::start(&proxy::start_gzipping(&up.url), &[]);
+    m.wait_size(289);
+    for path in [
+        "/checkpoint",
+        "/tile/entries/001.p/33",
+        "/api/v1/entries/250",
+    ] {
+        assert_eq!(get(&up.url, path), m.get(path), "{path}");
+    }
+}
+
+#[test]
 fn a_mirror_refuses_a_changed_entry_and_writes_nothing() {
     let up = Served::demo();
     let lying = proxy::start(&up.url, change_an_entry);

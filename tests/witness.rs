@@ -222,7 +222,11 @@ fn a_witness_cosigns_a_growing_log_and_never_a_rollback_or_a_fork() {
     let fork104 = checkpoint_of(&fork.url);
     assert!(fork104.contains("\n104\n"));
     assert_ne!(fork104, cp104);
-    w.conflicts(104, vec![], &fork104, 104);
+    // Refused without a size body: "ask again from 104" would not help (tlog-witness).
+    let (status, ct, body) = w.add(104, vec![], &fork104);
+    assert_eq!(status, 409, "{body}");
+    assert_ne!(ct, "text/x.tlog.size");
+    assert!(body.contains("the log forked"), "{body}");
     log_certificates(&fork.url, 200, 1);
     let fork105 = checkpoint_of(&fork.url);
     assert_eq!(w.add(104, proof(&fork.url, 104, 105), &fork105).0, 422);
@@ -274,6 +278,21 @@ fn a_witness_refuses_unknown_logs_forged_checkpoints_and_malformed_requests() {
     w.refuses(too_many.as_bytes(), 400, "more than 63");
     // None of these was cosigned: the first real request starts from 0.
     w.cosigns(0, vec![], &cp);
+    // Signed-note: notes with 16 signatures must be accepted, and post-quantum ones take
+    // nearly 5 kB each.
+    let foreign: String = (0..16u8)
+        .map(|i| {
+            use base64::Engine as _;
+            let sig = base64::engine::general_purpose::STANDARD.encode(vec![i; 4 + 4635]);
+            format!("— pq-witness-{i}.example {sig}\n")
+        })
+        .collect();
+    let heavy = format!("{cp}{foreign}");
+    assert!(heavy.len() > 96 * 1024, "{}", heavy.len());
+    w.cosigns(89, vec![], &heavy);
+    // A checkpoint that does not parse is a malformed request, not an unsigned one.
+    let (status, _, body) = w.add(89, vec![], &cp.replacen("\n89\n", "\n089\n", 1));
+    assert_eq!(status, 400, "{body}");
     // A body announced far larger than any request is refused before any of it is sent.
     let addr = w.url.strip_prefix("http://").unwrap();
     let mut tcp = std::net::TcpStream::connect(addr).unwrap();

@@ -9,6 +9,17 @@ pub type Rewrite = fn(path: &str, upstream_body: &[u8]) -> Option<(u16, Vec<u8>)
 
 /// Starts the proxy in front of `upstream`; returns its base URL. It runs until the test ends.
 pub fn start(upstream: &str, rewrite: Rewrite) -> String {
+    serve(upstream, rewrite, false)
+}
+
+/// A proxy that changes nothing but gzips every entry bundle (`Content-Encoding: gzip`,
+/// whatever the client accepts), as tlog-tiles allows logs and CDNs to.
+#[allow(dead_code)]
+pub fn start_gzipping(upstream: &str) -> String {
+    serve(upstream, |_, _| None, true)
+}
+
+fn serve(upstream: &str, rewrite: Rewrite, gzip_entries: bool) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let client = reman_ledger::client::Client::new(upstream).unwrap();
@@ -42,8 +53,15 @@ pub fn start(upstream: &str, rewrite: Rewrite) -> String {
                 } else {
                     "application/json"
                 };
+                let (body, encoding) = if gzip_entries && path.starts_with("/tile/entries/") {
+                    let mut gz = flate2::write::GzEncoder::new(Vec::new(), Default::default());
+                    gz.write_all(&body).unwrap();
+                    (gz.finish().unwrap(), "Content-Encoding: gzip\r\n")
+                } else {
+                    (body, "")
+                };
                 let head = format!(
-                    "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\n{encoding}Content-Length: {}\r\nConnection: close\r\n\r\n",
                     body.len()
                 );
                 let _ = conn.write_all(head.as_bytes());
