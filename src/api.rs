@@ -617,6 +617,27 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/seals/{*path}",
+        summary: "The seals (SPEC §5) of an entry bundle's certificates, `seals/<N>[.p/<W>]` \
+                  beside `tile/entries/<N>[.p/<W>]`: for each entry, 64 bytes, its seal \
+                  signature if it is a certificate, zeros otherwise. What a mirror, even of a \
+                  static export, serves seals from. Immutable",
+        params: &[path_param(
+            "path",
+            "string",
+            "after seals/: <N>[.p/<W>] as for entry bundles, e.g. 005.p/17",
+        )],
+        ok: &[Answer {
+            status: 200,
+            media_type: "application/octet-stream",
+            schema: "",
+            description: "64 bytes per entry of the bundle",
+        }],
+        errors: &[400, 404],
+        html_errors: false,
+    },
+    Route {
+        method: "GET",
         path: "/api/v1/log",
         summary: "What a verifier pins: origin, log key, tree size and root",
         params: &[],
@@ -810,6 +831,7 @@ fn routes() -> Builder {
     .get("/api/v1/checkpoint", get_checkpoint)
     .get("/checkpoint", get_checkpoint)
     .get("/tile/{*path}", get_tile)
+    .get("/seals/{*path}", get_seal_tile)
     .get("/api/v1/log", get_log)
     .get("/api/v1/proof/inclusion", get_inclusion)
     .get("/api/v1/proof/consistency", get_consistency)
@@ -1440,6 +1462,31 @@ async fn get_tile(
         resp_headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     Ok((resp_headers, bytes).into_response())
+}
+
+/// `GET /seals/<N>[.p/<W>]`: the seal signatures of an entry bundle's certificates
+/// ([`Tile::seal_path`]), immutable as the bundle is.
+async fn get_seal_tile(
+    State(st): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let Path(path) = path?;
+    let tile = Tile::parse(&format!("tile/entries/{path}"))
+        .map_err(|e| Problem::bad_request(e.to_string().replace("tile/entries/", "seals/")))?;
+    let ledger = st.ledger.clone();
+    let bytes = tokio::task::spawn_blocking(move || ledger.seal_tile(&tile))
+        .await
+        .map_err(|e| Problem::from_refusal(RefusalKind::Internal, e.to_string()))??;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    Ok((headers, bytes).into_response())
 }
 
 /// Whether `Accept-Encoding` allows gzip (RFC 9110 §12.5.3): `gzip` (or `x-gzip`) with a

@@ -1,8 +1,10 @@
 //! Exports the log as static `tlog-tiles` files (SPEC §8): a directory that any static web
 //! server, CDN or object store serves unchanged as the log's read path.
 //!
-//! The directory holds `checkpoint` and `tile/...`, byte for byte what `GET /checkpoint` and
-//! `GET /tile/...` answer for the same tree. Exports are incremental: the directory's own
+//! The directory holds `checkpoint`, `tile/...` and `seals/...`, byte for byte what
+//! `GET /checkpoint`, `GET /tile/...` and `GET /seals/...` answer for the same tree (but for
+//! witness cosignatures, which a running ledger gathers, and the seals of certificates logged
+//! before seals were kept, which only a ledger holding the log key can sign). Exports are incremental: the directory's own
 //! checkpoint says which tree it already holds, and once that checkpoint verifies under the
 //! log's key and its root is the stored tree's root at its size, the tiles of that tree are
 //! kept (a tile's path names its width, so its bytes never change) and only the rest is
@@ -108,19 +110,27 @@ pub fn export(store: &Store, out: &Path) -> Result<ExportReport, ExportError> {
             // A tile's path names its width, so a tile the previous export wrote is still
             // right (and a full one is so forever): kept, unless its length shows it is not
             // what was written (the bytes are not read again: that is a whole new export).
-            if tile.is_in(previous_size) && plausible(tile, &path) {
+            if tile.is_in(previous_size) && plausible(tile, &path, out) {
                 kept.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
             let bytes = store.tile(tile, cp.size)?.ok_or_else(|| missing(tile))?;
             write_atomic(&path, &bytes)?;
             written.fetch_add(1, Ordering::Relaxed);
+            if let Some(range) = tile.entries().filter(|_| tile.kind == TileKind::Entries) {
+                write_atomic(&out.join(tile.seal_path()), &seal_tile(store, range)?)?;
+                written.fetch_add(1, Ordering::Relaxed);
+            }
             Ok(())
         })?;
     // The tiles' directory entries are durable before the checkpoint that needs them.
     let mut dirs: Vec<PathBuf> = tiles::tiles_of(cp.size)
         .iter()
-        .filter_map(|t| out.join(t.path()).parent().map(Path::to_path_buf))
+        .flat_map(|t| {
+            let seals = (t.kind == TileKind::Entries).then(|| out.join(t.seal_path()));
+            [Some(out.join(t.path())), seals]
+        })
+        .filter_map(|p| Some(p?.parent()?.to_path_buf()))
         .collect();
     dirs.sort();
     dirs.dedup();
@@ -135,18 +145,34 @@ pub fn export(store: &Store, out: &Path) -> Result<ExportReport, ExportError> {
     })
 }
 
+/// The seal tile of the entries of `range` ([`Tile::seal_path`]) from the seals the store
+/// keeps. Certificates logged before seals were kept (layout formats 1 to 3) have zeros
+/// here: the export holds no key to sign them, and a mirror asks the API for those.
+fn seal_tile(store: &Store, range: std::ops::Range<u64>) -> Result<Vec<u8>, ExportError> {
+    Ok(store
+        .seal_signatures(range)?
+        .into_iter()
+        .flat_map(|sig| sig.unwrap_or([0; tiles::SEAL_BYTES]))
+        .collect())
+}
+
 /// Whether an existing file can be the tile: a Merkle tile is exactly 32 bytes per hash, a
-/// bundle at least a 2-byte length per entry.
-fn plausible(tile: &Tile, path: &Path) -> bool {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return false;
+/// bundle at least a 2-byte length per entry; a bundle's seal tile must be there too, of 64
+/// bytes per entry.
+fn plausible(tile: &Tile, path: &Path, out: &Path) -> bool {
+    let is_file_of = |path: &Path, ok: &dyn Fn(u64) -> bool| {
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && ok(m.len()))
     };
     let width = u64::from(tile.width);
-    meta.is_file()
-        && match tile.kind {
-            TileKind::Hashes(_) => meta.len() == 32 * width,
-            TileKind::Entries => meta.len() >= 2 * width,
+    match tile.kind {
+        TileKind::Hashes(_) => is_file_of(path, &|len| len == 32 * width),
+        TileKind::Entries => {
+            is_file_of(path, &|len| len >= 2 * width)
+                && is_file_of(&out.join(tile.seal_path()), &|len| {
+                    len == tiles::SEAL_BYTES as u64 * width
+                })
         }
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<(), ExportError> {

@@ -1085,10 +1085,18 @@ impl Ledger {
         })
     }
 
-    /// Stops the sequencer after it has committed everything queued, flushes and closes the
-    /// store, leaving it quick to open again ([`Store::close`]).
+    /// Stops the sequencer after it has committed everything queued, writes the seal
+    /// signatures still held in memory, flushes and closes the store, leaving it quick to
+    /// open again ([`Store::close`]).
     pub fn close(mut self) -> Result<(), StoreError> {
         self.stop();
+        // The seals of the last, unfinished block are otherwise kept only in memory (the
+        // sequencer writes a block's seal list once the log has moved past it): written now,
+        // a restarted ledger does not sign them again, and an export holds them.
+        if self.inner.signer.is_some() && self.inner.halted.get().is_none() {
+            let pending = std::mem::take(&mut *lock(&self.inner.pending_seals));
+            self.inner.store.write_seals(pending)?;
+        }
         let store = self.inner.store.clone();
         drop(self);
         store.close().map(|_| ())

@@ -268,9 +268,11 @@ enum Command {
     },
     /// Export the log as static C2SP tlog-tiles files, for any static web server or mirror.
     ///
-    /// Writes OUT/checkpoint and OUT/tile/... (Merkle tiles and entry bundles), byte for byte
-    /// what `serve` answers at /checkpoint and /tile/... for the same tree (SPEC §8): serve OUT
-    /// from any web server, CDN or object store and clients read and verify the log from it.
+    /// Writes OUT/checkpoint, OUT/tile/... (Merkle tiles and entry bundles) and OUT/seals/...
+    /// (the seals of each bundle's certificates), byte for byte what `serve` answers at those
+    /// paths for the same tree, but for the witnesses' cosignatures, which only a running
+    /// ledger gathers (SPEC §8): serve OUT from any web server, CDN or object store, and
+    /// clients read and verify the log from it, and `mirror --from` follows it.
     /// Run it again after the log has grown: the tiles already exported are kept, the rest is
     /// written, the checkpoint last. A directory holding another log's export, or a fork of
     /// this one, is refused. The ledger must not be running (sled holds its directory's lock).

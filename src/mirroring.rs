@@ -1,10 +1,12 @@
 //! Following a ledger over HTTP (SPEC §8 mirror): the I/O around [`Ledger::follow`].
 //!
 //! Each round reads the followed ledger's `/checkpoint`, a consistency proof from the
-//! checkpoint held to it (`GET /api/v1/proof/consistency`), then, step by step, the new entries
-//! as C2SP tlog-tiles entry bundles (`/tile/entries/...`), the seal of each new certificate
-//! (`GET /api/v1/certificates/{id}`: a mirror cannot sign seals) and, for a step that ends
-//! before the checkpoint, a consistency proof to it. Nothing the followed ledger answers is
+//! checkpoint held to it (`GET /api/v1/proof/consistency`, or made from its Merkle tiles when
+//! it has no proof API: a static export), then, step by step, the new entries as C2SP
+//! tlog-tiles entry bundles (`/tile/entries/...`), the seals of their certificates from the
+//! seal tiles beside them (`/seals/...`; a mirror cannot sign seals; a certificate the tiles
+//! hold no seal for is asked for at `GET /api/v1/certificates/{id}`) and, for a step that
+//! ends before the checkpoint, a consistency proof to it. Nothing the followed ledger answers is
 //! trusted: [`Ledger::follow`] verifies it, and says which refusals prove that the log
 //! misbehaved (following stops, with the evidence) and which may be tried again.
 
@@ -13,6 +15,7 @@ use crate::checkpoint::Checkpoint;
 use crate::client::{Client, ClientError};
 use crate::entry::Entry;
 use crate::ledger::Ledger;
+use crate::merkle::{self, Hash, NodeId};
 use crate::mirror::{Evidence, FollowStep, MirrorError};
 use crate::payload::{self, Payload};
 use crate::store::StoreError;
@@ -147,7 +150,7 @@ pub fn sync(
     // One proof that the new checkpoint extends the one held, for the round's first step.
     let mut extends = match held.map(|h| Checkpoint::open(&h, ledger.log_key())) {
         Some(Ok(had)) if had.size > 0 && cp.size > had.size => {
-            client.consistency_proof(had.size, cp.size).map_err(read)?
+            consistency_proof(client, had.size, cp.size)?
         }
         _ => Vec::new(),
     };
@@ -187,6 +190,7 @@ fn fetch_step(
     let next_tile = (from / width + 1) * width;
     let mut end = cp.size.min(boundary.max(next_tile));
     let mut entries = Vec::with_capacity((end - from) as usize);
+    let mut tiled_seals: std::collections::BTreeMap<u64, [u8; 64]> = Default::default();
     let mut bytes_held = 0usize;
     for index in from / width..end.div_ceil(width) {
         let first = index * width;
@@ -214,6 +218,11 @@ fn fetch_step(
                 entries.push(e.to_vec());
             }
         }
+        for (i, sig) in (first..).zip(seal_tile(client, &tile)?) {
+            if (from..end).contains(&i) && sig != [0; 64] {
+                tiled_seals.insert(i, sig);
+            }
+        }
         // Large entries: the step ends at this tile's end instead.
         let tile_end = first + width;
         if bytes_held >= STEP_BYTES && tile_end < end {
@@ -222,8 +231,11 @@ fn fetch_step(
         }
     }
     // Entries that do not parse are refused by `follow`, which says why.
+    // Seals the seal tiles did not hold (a ledger of an earlier version, an export of
+    // certificates logged before seals were kept) are asked for one by one.
     let certificates: Vec<(u64, CertificateId)> = (from..)
         .zip(&entries)
+        .filter(|(index, _)| !tiled_seals.contains_key(index))
         .filter_map(|(index, bytes)| Some((index, certificate_id(bytes)?)))
         .collect();
     let mut fetched = crate::audit::in_parallel(
@@ -237,12 +249,13 @@ fn fetch_step(
     );
     // The first failure in log order is the one reported.
     fetched.sort_unstable_by_key(|(i, _)| *i);
-    let mut seals = std::collections::BTreeMap::new();
+    // A seal on an entry that is not a certificate is refused by `follow`.
+    let mut seals = tiled_seals;
     for (i, seal) in fetched {
         seals.insert(certificates[i as usize].0, seal?);
     }
     let consistency = if end < cp.size {
-        client.consistency_proof(end, cp.size).map_err(read)?
+        consistency_proof(client, end, cp.size)?
     } else {
         Vec::new()
     };
@@ -253,6 +266,122 @@ fn fetch_step(
         extends: Vec::new(),
         consistency,
     })
+}
+
+/// The seal signatures of an entry bundle's entries, from its seal tile ([`Tile::seal_path`]):
+/// all zeros (none held) when the followed ledger serves no seal tiles.
+fn seal_tile(client: &Client, tile: &Tile) -> Result<Vec<[u8; 64]>, MirrorError> {
+    let path = format!("/{}", tile.seal_path());
+    let width = usize::from(tile.width);
+    let bytes = match client.get_path(&path, "application/octet-stream") {
+        Ok(bytes) => bytes,
+        Err(e) if e.status() == Some(404) => return Ok(vec![[0; 64]; width]),
+        Err(e) => return Err(read(e)),
+    };
+    if bytes.len() != width * tiles::SEAL_BYTES {
+        return Err(MirrorError::Read(format!(
+            "{path}: {} bytes instead of {}",
+            bytes.len(),
+            width * tiles::SEAL_BYTES
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(tiles::SEAL_BYTES)
+        .filter_map(|c| c.try_into().ok())
+        .collect())
+}
+
+/// A consistency proof between two sizes of the followed log: from its proof API, or, where
+/// it has none (a static export: 404), made from its Merkle tiles of the tree of `second`.
+/// Either way it is verified against the signed roots before anything is stored.
+fn consistency_proof(client: &Client, first: u64, second: u64) -> Result<Vec<Hash>, MirrorError> {
+    match client.consistency_proof(first, second) {
+        Err(e) if e.status() == Some(404) => {
+            let tiles = TileHashes {
+                client,
+                size: second,
+                read: Default::default(),
+            };
+            merkle::consistency_proof(first, second, &tiles).map_err(|e| match e {
+                merkle::ReadError::Read(e) => e,
+                merkle::ReadError::Merkle(e) => MirrorError::Read(e.to_string()),
+            })
+        }
+        answer => answer.map_err(read),
+    }
+}
+
+/// The followed log's Merkle nodes, as its hash tiles of a tree of `size` entries give them:
+/// a node of level 8·L + k is the root of 2^k consecutive hashes of a level-L tile.
+struct TileHashes<'a> {
+    client: &'a Client,
+    size: u64,
+    /// The tiles read so far, by level and index.
+    read: std::cell::RefCell<std::collections::HashMap<(u8, u64), Vec<Hash>>>,
+}
+
+impl TileHashes<'_> {
+    fn tile(&self, level: u8, index: u64) -> Result<Vec<Hash>, MirrorError> {
+        if let Some(t) = self.read.borrow().get(&(level, index)) {
+            return Ok(t.clone());
+        }
+        let complete = self.size >> (u32::from(level) * u32::from(tiles::HEIGHT));
+        let width = complete
+            .saturating_sub(index * tiles::WIDTH)
+            .min(tiles::WIDTH);
+        let tile = Tile {
+            kind: TileKind::Hashes(level),
+            index,
+            width: width as u16,
+        };
+        let path = format!("/{}", tile.path());
+        let bytes = self
+            .client
+            .get_path(&path, "application/octet-stream")
+            .map_err(read)?;
+        if width == 0 || bytes.len() as u64 != 32 * width {
+            return Err(MirrorError::Read(format!(
+                "{path}: {} bytes instead of {}",
+                bytes.len(),
+                32 * width
+            )));
+        }
+        let hashes: Vec<Hash> = bytes
+            .chunks_exact(32)
+            .filter_map(|c| c.try_into().ok())
+            .collect();
+        self.read
+            .borrow_mut()
+            .insert((level, index), hashes.clone());
+        Ok(hashes)
+    }
+
+    fn node(&self, id: NodeId) -> Result<Hash, MirrorError> {
+        let level = id.level / tiles::HEIGHT;
+        let k = id.level % tiles::HEIGHT;
+        let first = id.index << k;
+        let tile = self.tile(level, first / tiles::WIDTH)?;
+        let at = (first % tiles::WIDTH) as usize;
+        let mut layer = tile
+            .get(at..at + (1usize << k))
+            .ok_or_else(|| MirrorError::Read(format!("no tile holds Merkle node {id:?}")))?
+            .to_vec();
+        while layer.len() > 1 {
+            layer = layer
+                .chunks_exact(2)
+                .map(|p| merkle::node_hash(&p[0], &p[1]))
+                .collect();
+        }
+        Ok(layer[0])
+    }
+}
+
+impl merkle::HashReader for TileHashes<'_> {
+    type Error = MirrorError;
+
+    fn read_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>, MirrorError> {
+        ids.iter().map(|id| self.node(*id)).collect()
+    }
 }
 
 /// Seals fetched at once, each over a connection of its own: one request per certificate is

@@ -528,4 +528,46 @@ impl Ledger {
             .map_err(internal)?
             .ok_or_else(|| QueryError::Internal(format!("{} is missing", tile.path())))
     }
+
+    /// The seal tile beside an entry bundle ([`Tile::seal_path`]): for each entry of the
+    /// bundle, its seal signature if it is a certificate (kept, or signed again), 64 zero
+    /// bytes otherwise. Not found while the tree does not have the bundle.
+    pub fn seal_tile(&self, tile: &Tile) -> Result<Vec<u8>, QueryError> {
+        let size = self.head().size;
+        let range = tile.entries().filter(|_| tile.is_in(size)).ok_or_else(|| {
+            QueryError::NotFound(format!(
+                "{} is not in the log's tree of {size} entries",
+                tile.seal_path()
+            ))
+        })?;
+        let kept = self
+            .store()
+            .seal_signatures(range.clone())
+            .map_err(internal)?;
+        let mut out = Vec::with_capacity(kept.len() * crate::tiles::SEAL_BYTES);
+        for (index, kept) in range.zip(kept) {
+            let sig = match kept {
+                Some(sig) => sig,
+                // Not kept: a certificate logged before seals were kept, or another entry.
+                None => self.seal_of_entry(index)?.unwrap_or([0; 64]),
+            };
+            out.extend_from_slice(&sig);
+        }
+        Ok(out)
+    }
+
+    /// The seal signature of entry `index` if it is a certificate.
+    fn seal_of_entry(&self, index: u64) -> Result<Option<[u8; 64]>, QueryError> {
+        let bytes = self
+            .store()
+            .entry(index)
+            .map_err(internal)?
+            .ok_or_else(|| QueryError::Internal(format!("entry {index} missing")))?;
+        let entry = Entry::parse_stored(&bytes).map_err(internal)?;
+        if entry.envelope.payload_type != crate::payload::PayloadType::Certificate.media_type() {
+            return Ok(None);
+        }
+        let id = CertificateId::of_payload(&entry.envelope.payload);
+        Ok(self.seal(&id).map_err(internal)?.map(|s| s.signature))
+    }
 }

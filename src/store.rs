@@ -1540,6 +1540,39 @@ impl Store {
         }
     }
 
+    /// The kept seal signatures of the entries of `range`, in order (`None` where none is
+    /// kept: not a certificate, or logged before seals were kept), each block's list read
+    /// once.
+    pub fn seal_signatures(
+        &self,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<Option<[u8; 64]>>, StoreError> {
+        let mut out = vec![None; range.end.saturating_sub(range.start) as usize];
+        if out.is_empty() {
+            return Ok(out);
+        }
+        for block in range.start / SEAL_BLOCK..=(range.end - 1) / SEAL_BLOCK {
+            let held: Vec<(u64, [u8; 64])> = lock(&self.held_seals)
+                .get(&block)
+                .cloned()
+                .unwrap_or_default();
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            let stored = match self.db()?.get(seals_key(block))? {
+                Some(list) => seal_list_all(&list)?
+                    .into_iter()
+                    .map(|(offset, sig)| (block * SEAL_BLOCK + offset, sig))
+                    .collect(),
+                None => Vec::new(),
+            };
+            for (index, sig) in stored.into_iter().chain(held) {
+                if range.contains(&index) {
+                    out[(index - range.start) as usize].get_or_insert(sig);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The bucket holding `key` (the one with the greatest start not after it): its storage
     /// key and value.
     fn bucket_of(&self, key: &[u8]) -> Result<Option<(sled::IVec, sled::IVec)>, StoreError> {

@@ -65,6 +65,11 @@ pub enum TileKind {
     Entries,
 }
 
+/// Bytes per entry in a seal tile ([`Tile::seal_path`]): the 64-byte seal signature of a
+/// certificate entry, zeros for any other entry (and for a certificate whose seal the tile's
+/// writer does not hold, which a reader then asks the ledger's API for).
+pub const SEAL_BYTES: usize = 64;
+
 /// One tlog-tiles resource: a Merkle tile or an entry bundle, full (`width` 256) or partial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Tile {
@@ -124,6 +129,17 @@ impl Tile {
             TileKind::Entries => "entries".to_owned(),
         };
         let mut p = format!("tile/{kind}/{}", index_path(self.index));
+        if u64::from(self.width) < WIDTH {
+            p.push_str(&format!(".p/{}", self.width));
+        }
+        p
+    }
+
+    /// The path of the seal tile beside an entry bundle, e.g. `seals/x001/234.p/5`: this
+    /// ledger's addition to the tiles (SPEC §5 seals are not part of the entries), so that a
+    /// mirror, even of a static copy, serves the seals of the certificates it follows.
+    pub fn seal_path(&self) -> String {
+        let mut p = format!("seals/{}", index_path(self.index));
         if u64::from(self.width) < WIDTH {
             p.push_str(&format!(".p/{}", self.width));
         }

@@ -268,6 +268,13 @@ fn assert_served_as_exported(served: &Served, exported: &BTreeMap<String, Vec<u8
     let (cp, text) = checkpoint(&served.url);
     assert_eq!(exported["checkpoint"], text.as_bytes());
     let mut want: Vec<String> = tiles::tiles_of(cp.size).iter().map(Tile::path).collect();
+    // Beside each entry bundle, its certificates' seals.
+    want.extend(
+        tiles::tiles_of(cp.size)
+            .iter()
+            .filter(|t| t.kind == TileKind::Entries)
+            .map(Tile::seal_path),
+    );
     want.push("checkpoint".into());
     for path in &want {
         assert!(exported.contains_key(path), "{path} was not exported");
@@ -295,8 +302,9 @@ fn an_export_holds_what_the_server_serves_and_grows_with_the_log() {
         text(&o.stdout)
     );
     let first = files(&out);
-    // checkpoint; level 0 and bundles: a full tile and a partial one; level 1: a partial.
-    assert_eq!(first.len(), 6, "{:?}", first.keys());
+    // checkpoint; level 0, bundles and their seals: a full tile and a partial one; level 1:
+    // a partial.
+    assert_eq!(first.len(), 8, "{:?}", first.keys());
     served.restart();
     assert_served_as_exported(&served, &first);
 
@@ -309,7 +317,7 @@ fn an_export_holds_what_the_server_serves_and_grows_with_the_log() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     let said = text(&o.stdout);
     assert!(said.contains("exported the log at 589 entries"), "{said}");
-    assert!(said.contains("6 file(s) written"), "{said}");
+    assert!(said.contains("8 file(s) written"), "{said}");
     assert!(
         said.contains("2 tiles of the export at 289 entries kept"),
         "{said}"
@@ -433,6 +441,16 @@ fn an_export_is_never_rolled_back_and_a_damaged_tile_is_written_again() {
     std::fs::write(out.join("tile/entries/000"), b"x").unwrap();
     let o = export(&served, &out);
     assert!(o.status.success(), "{}", text(&o.stderr));
+    // The two tiles, the bundle's seals with it, and the checkpoint.
+    assert!(
+        text(&o.stdout).contains("4 file(s) written"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert_eq!(files(&out), before);
+    // A seal tile cut short: written again with its bundle.
+    std::fs::write(out.join("seals/000"), [0u8; 64]).unwrap();
+    let o = export(&served, &out);
     assert!(
         text(&o.stdout).contains("3 file(s) written"),
         "{}",
@@ -443,4 +461,47 @@ fn an_export_is_never_rolled_back_and_a_damaged_tile_is_written_again() {
         files(&out).keys().all(|p| !p.contains(".tmp-")),
         "temporary files left"
     );
+}
+
+/// `GET /seals/<N>[.p/<W>]`: each certificate entry's seal signature, the one its lookup
+/// serves; zeros for the other entries; 404 past the tree, 400 for a path that is not one.
+#[test]
+fn seal_tiles_hold_each_certificates_seal_beside_its_bundle() {
+    let served = Served::demo();
+    let a = fetch(&format!("{}/seals/000.p/89", served.url));
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body.len(), 89 * tiles::SEAL_BYTES);
+    let client = Client::new(&served.url).unwrap();
+    let mut certificates = 0;
+    for (index, sig) in a.body.chunks_exact(64).enumerate() {
+        let entry: serde_json::Value = serde_json::from_slice(
+            &client
+                .get_path(&format!("/api/v1/entries/{index}"), "application/json")
+                .unwrap(),
+        )
+        .unwrap();
+        let is_certificate = entry["entry"]["envelope"]["payloadType"]
+            .as_str()
+            .unwrap()
+            .contains("certificate");
+        if !is_certificate {
+            assert_eq!(sig, [0; 64], "entry {index}");
+            continue;
+        }
+        certificates += 1;
+        let payload = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            entry["entry"]["envelope"]["payload"].as_str().unwrap(),
+        )
+        .unwrap();
+        let id = reman_ledger::certificate::CertificateId::of_payload(&payload);
+        let view = client.certificate(&id.to_string()).unwrap();
+        let seal =
+            reman_ledger::seal::Seal::from_base64url(view["seal"].as_str().unwrap()).unwrap();
+        assert_eq!((seal.index, &seal.signature[..]), (index as u64, sig));
+    }
+    assert!(certificates > 30, "{certificates}");
+    assert_eq!(fetch(&format!("{}/seals/000.p/90", served.url)).status, 404);
+    assert_eq!(fetch(&format!("{}/seals/001", served.url)).status, 404);
+    assert_eq!(fetch(&format!("{}/seals/0000", served.url)).status, 400);
 }
