@@ -932,13 +932,16 @@ pub async fn close_ledger(ledger: Arc<Ledger>, wait: Duration) -> Result<(), Sto
             }
             Err(shared) if Instant::now() >= deadline => {
                 tracing::warn!("ledger still referenced at shutdown; flushing only");
-                return tokio::task::spawn_blocking(move || shared.store().flush())
-                    .await
-                    .unwrap_or_else(|e| {
-                        Err(StoreError::Corrupt(format!(
-                            "flushing the ledger failed: {e}"
-                        )))
-                    });
+                return tokio::task::spawn_blocking(move || {
+                    shared.write_held_seals()?;
+                    shared.store().flush()
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    Err(StoreError::Corrupt(format!(
+                        "flushing the ledger failed: {e}"
+                    )))
+                });
             }
             Err(shared) => {
                 ledger = shared;
@@ -2647,6 +2650,10 @@ fn schemas() -> Value {
                 "certificate_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
                 "seal": {"type": "string", "description": "base64url, no padding (SPEC §5)"},
                 "qr_url": {"type": "string", "format": "uri"},
+                "status": {"type": "string", "enum": ["valid", "revoked", "superseded"],
+                           "description": "for a certificate: its status now"},
+                "in_force": {"type": "boolean",
+                             "description": "for a party registration: whether it is the one in force now"},
                 "checkpoint": {"type": "string"},
                 "inclusion_proof": schema_ref("InclusionProof"),
             },

@@ -434,6 +434,7 @@ pub fn serve(cmd: ServeCommand) -> Result<(), CliError> {
     let rt = tokio::runtime::Runtime::new().map_err(io)?;
     let ledger = std::sync::Arc::new(ledger);
     let result = rt.block_on(async {
+        let stop = shutdown_signal();
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
         for line in &said {
             println!("{line}");
@@ -453,7 +454,7 @@ pub fn serve(cmd: ServeCommand) -> Result<(), CliError> {
             connections: cmd.connections,
             ..crate::api::ServeOptions::default()
         };
-        Ok(serve_until_stopped(listener, ledger, opts).await)
+        Ok(serve_until_stopped(listener, ledger, opts, stop).await)
     });
     result.map_err(io)?.map_err(io)??;
     println!("stopped; everything logged is flushed");
@@ -466,8 +467,9 @@ async fn serve_until_stopped(
     listener: tokio::net::TcpListener,
     ledger: std::sync::Arc<Ledger>,
     opts: crate::api::ServeOptions,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<Result<(), StoreError>, std::io::Error> {
-    let served = crate::api::serve(listener, ledger.clone(), opts, shutdown_signal()).await;
+    let served = crate::api::serve(listener, ledger.clone(), opts, stop).await;
     let closed = crate::api::close_ledger(ledger, std::time::Duration::from_secs(10)).await;
     served.map(|()| closed)
 }
@@ -535,12 +537,13 @@ pub fn witness(cmd: WitnessCommand) -> Result<(), CliError> {
     }
     let rt = tokio::runtime::Runtime::new().map_err(io)?;
     rt.block_on(async {
+        let stop = shutdown_signal();
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
         println!(
             "witnessing on http://{} (POST /add-checkpoint; Ctrl-C to stop)",
             listener.local_addr()?
         );
-        crate::witness_service::serve(listener, w, cmd.connections, shutdown_signal()).await
+        crate::witness_service::serve(listener, w, cmd.connections, stop).await
     })
     .map_err(io)?;
     println!("stopped");
@@ -593,6 +596,7 @@ pub fn mirror(cmd: MirrorCommand) -> Result<(), CliError> {
     }
     let rt = tokio::runtime::Runtime::new().map_err(io)?;
     let result = rt.block_on(async {
+        let stop = shutdown_signal();
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
         println!(
             "mirroring {} from {} ({} entries verified so far)",
@@ -613,32 +617,41 @@ pub fn mirror(cmd: MirrorCommand) -> Result<(), CliError> {
             connections: cmd.connections,
             ..crate::api::ServeOptions::default()
         };
-        Ok(serve_until_stopped(listener, ledger, opts).await)
+        Ok(serve_until_stopped(listener, ledger, opts, stop).await)
     });
     result.map_err(io)?.map_err(io)??;
     println!("stopped; everything verified is flushed");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Ctrl-C or SIGTERM. The handlers are installed when this is called, not when the future is
+/// first polled: a server calls it before it says it is serving, so that a signal sent as soon
+/// as it says so is not lost (without a handler, SIGTERM ends the process at once, without
+/// closing the ledger).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
+        use tokio::signal::unix::{SignalKind, signal};
+        let int = signal(SignalKind::interrupt());
+        let term = signal(SignalKind::terminate());
+        async move {
+            match (int, term) {
+                (Ok(mut int), Ok(mut term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// What a command that ran to the end found: SPEC §7's exit status.
@@ -822,6 +835,14 @@ pub fn submit(cmd: &SubmitCommand) -> Result<Verdict, CliError> {
             ),
             _ => println!("receipt not verified: give --log-key to check it"),
         }
+    }
+    // Logged, but not what the submitter wants in force: say so, and do not exit 0.
+    if let Some(why) = receipt.not_in_force() {
+        eprintln!(
+            "NOT IN FORCE: entry {} holds this envelope, but {why}",
+            receipt.index
+        );
+        return Ok(Verdict::NotValid);
     }
     Ok(Verdict::Ok)
 }

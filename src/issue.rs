@@ -411,6 +411,14 @@ fn issue_one(client: &Client, key: &PrivateKey, item: &Item, opts: &IssueOptions
     } else {
         Status::AlreadyLogged
     };
+    // A certificate logged before and revoked or superseded since: no label for it.
+    if let Some(why) = receipt.not_in_force() {
+        r.status = Status::Refused;
+        return r.because(format!(
+            "already logged as entry {}, but {why}; no label written",
+            receipt.index
+        ));
+    }
     if let (Some(dir), Some(url), Some(id), Some(gtin), Some(serial)) = (
         &opts.qr_dir,
         &r.qr_url,

@@ -168,6 +168,15 @@ pub struct Receipt {
     /// The QR content, for certificates, when the ledger knows its base URL.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub qr_url: Option<String>,
+    /// For a certificate, its status now: `valid`, or, answering again a certificate logged
+    /// before, `revoked` or `superseded` (its label would scan as such).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<state::CertStatus>,
+    /// For a party registration, whether it is the registration in force now: answering
+    /// again one logged before, `false` when a later registration replaced it (logging the
+    /// same envelope again changes nothing; a new registration needs another payload).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_force: Option<bool>,
     /// The signed checkpoint the proof is against.
     pub checkpoint: String,
     /// The inclusion proof of the entry in that checkpoint.
@@ -520,7 +529,53 @@ impl Ledger {
                 given: log_key.public().to_vkey(),
             });
         }
-        Ledger::start(store, log_key, config)
+        let ledger = Ledger::start(store, log_key, config)?;
+        // Derived data: a store whose seals cannot be read or written now still opens (audit
+        // names a damaged seal list; lookups sign again).
+        if let Err(e) = ledger.keep_lost_seals() {
+            tracing::warn!(error = %e, "the seals a stop without closing lost are not kept");
+        }
+        Ok(ledger)
+    }
+
+    /// Signs and writes the seals of the last two blocks' certificates that are not kept: a
+    /// ledger that stopped without closing (a crash, SIGKILL) held them only in memory, and
+    /// lookups would sign them again every time, while an export would lack them.
+    fn keep_lost_seals(&self) -> Result<(), LedgerError> {
+        let store = &self.inner.store;
+        let size = store.size()?;
+        let start = (size / crate::store::SEAL_BLOCK).saturating_sub(1) * crate::store::SEAL_BLOCK;
+        let kept = store.seal_signatures(start..size)?;
+        let mut lost = Vec::new();
+        for (index, kept) in (start..size).zip(kept) {
+            if kept.is_some() {
+                continue;
+            }
+            let Some(bytes) = store.entry(index)? else {
+                continue;
+            };
+            let Ok(entry) = Entry::parse_stored(&bytes) else {
+                continue;
+            };
+            if entry.envelope.payload_type != PayloadType::Certificate.media_type() {
+                continue;
+            }
+            let id = CertificateId::of_payload(&entry.envelope.payload);
+            if let Some(rec) = state::certificate(store, &id).map_err(|e| {
+                LedgerError::Inconsistent(format!("certificate record of entry {index}: {e}"))
+            })? && rec.index == index
+            {
+                lost.push((index, self.seal_of(&id, &rec)?.signature));
+            }
+        }
+        if !lost.is_empty() {
+            tracing::info!(
+                seals = lost.len(),
+                "keeping the seals a stop without closing lost"
+            );
+            store.write_seals(lost)?;
+        }
+        Ok(())
     }
 
     fn start(
@@ -953,6 +1008,9 @@ impl Ledger {
                     certificate_id: seal.as_ref().map(|s| CertificateId(s.certificate_id)),
                     qr_url: seal.as_ref().and_then(|s| self.qr_url(payload, s)),
                     seal: seal.map(|s| s.to_base64url()),
+                    status: matches!(payload, Payload::Certificate(_))
+                        .then_some(state::CertStatus::Valid),
+                    in_force: matches!(payload, Payload::Party(_)).then_some(true),
                     checkpoint: head.checkpoint.to_string(),
                     inclusion_proof: self.proof(index, &head, nodes.as_ref())?,
                 })
@@ -1014,12 +1072,27 @@ impl Ledger {
             .map_err(|e| SubmitError::Store(e.to_string()))?
             .ok_or_else(|| SubmitError::Store(format!("entry {index} missing")))?;
         let entry = Entry::parse(&bytes).map_err(|e| SubmitError::Store(e.to_string()))?;
-        let (certificate_id, seal) = match payload {
+        let store_error = |e: StoreError| SubmitError::Store(e.to_string());
+        let (certificate_id, seal, status) = match payload {
             Payload::Certificate(_) => {
                 let id = CertificateId::of_payload(&env.payload);
-                (Some(id), self.seal(&id)?)
+                let rec = state::certificate(store, &id).map_err(RuleError::from)?;
+                let seal = rec
+                    .as_ref()
+                    .map(|r| self.seal_of(&id, r))
+                    .transpose()
+                    .map_err(store_error)?;
+                (Some(id), seal, rec.map(|r| r.status))
             }
-            _ => (None, None),
+            _ => (None, None, None),
+        };
+        let in_force = match payload {
+            Payload::Party(p) => Some(
+                state::StateRead::party_record(store, &p.name)
+                    .map_err(RuleError::from)?
+                    .is_some_and(|r| r.index == index),
+            ),
+            _ => None,
         };
         Ok(Receipt {
             created: false,
@@ -1030,6 +1103,8 @@ impl Ledger {
             certificate_id,
             qr_url: seal.as_ref().and_then(|s| self.qr_url(payload, s)),
             seal: seal.map(|s| s.to_base64url()),
+            status,
+            in_force,
             checkpoint: head.checkpoint.to_string(),
             inclusion_proof: self.proof(index, &head, &self.inner.store)?,
         })
@@ -1090,16 +1165,22 @@ impl Ledger {
     /// open again ([`Store::close`]).
     pub fn close(mut self) -> Result<(), StoreError> {
         self.stop();
-        // The seals of the last, unfinished block are otherwise kept only in memory (the
-        // sequencer writes a block's seal list once the log has moved past it): written now,
-        // a restarted ledger does not sign them again, and an export holds them.
-        if self.inner.signer.is_some() && self.inner.halted.get().is_none() {
-            let pending = std::mem::take(&mut *lock(&self.inner.pending_seals));
-            self.inner.store.write_seals(pending)?;
-        }
+        self.write_held_seals()?;
         let store = self.inner.store.clone();
         drop(self);
         store.close().map(|_| ())
+    }
+
+    /// Writes the seal signatures held in memory. Those of the last, unfinished blocks are
+    /// kept only there (the sequencer writes a block's seal list once the log has moved past
+    /// it): written at shutdown, a restarted ledger does not sign them again, and an export
+    /// holds them.
+    pub fn write_held_seals(&self) -> Result<(), StoreError> {
+        if self.inner.signer.is_none() || self.inner.halted.get().is_some() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut *lock(&self.inner.pending_seals));
+        self.inner.store.write_seals(pending)
     }
 
     fn stop(&mut self) {

@@ -100,10 +100,37 @@ pub struct RemoteReceipt {
     /// The QR content, for certificates.
     #[serde(default)]
     pub qr_url: Option<String>,
+    /// For a certificate, its status now (`valid`, `revoked`, `superseded`): not signed, the
+    /// ledger's word.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// For a party registration, whether it is the one in force now: not signed, the
+    /// ledger's word.
+    #[serde(default)]
+    pub in_force: Option<bool>,
     /// The signed checkpoint.
     pub checkpoint: String,
     /// The inclusion proof against that checkpoint.
     pub inclusion_proof: ReceiptProof,
+}
+
+impl RemoteReceipt {
+    /// Why what the answer stands for is no longer in force, when the ledger says so: a
+    /// certificate revoked or superseded, a registration replaced since.
+    pub fn not_in_force(&self) -> Option<String> {
+        match (&self.status, self.in_force) {
+            (Some(status), _) if status != "valid" => Some(format!(
+                "the certificate is {status}: its label would scan as {status}"
+            )),
+            (_, Some(false)) => Some(
+                "a later registration of the party replaced it, so it is not in force; logging \
+                 the same envelope again changes nothing: to register the party this way \
+                 again, change the payload (for example its `extensions`) and sign it"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
 }
 
 impl RemoteReceipt {

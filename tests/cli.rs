@@ -660,3 +660,51 @@ fn audit_of_a_data_directory_with_a_state_file_catches_a_rollback() {
         "a failed audit remembers nothing"
     );
 }
+
+/// A SIGTERM sent as soon as a server says it is serving stops it cleanly (the ledger closed,
+/// its held seals written): the handler is installed before it says so.
+#[test]
+fn a_server_stopped_as_soon_as_it_serves_closes_its_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("keys"), &dir.path().join("keys"));
+    copy_dir(
+        &root().join("fixtures/demo"),
+        &dir.path().join("fixtures/demo"),
+    );
+    for round in 0..5 {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_reman-ledger"))
+            .args(["serve", "--data", "data", "--listen", "127.0.0.1:0"])
+            .args(if round == 0 { &["--demo"][..] } else { &[][..] })
+            .current_dir(dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.starts_with("serving ") {
+            line.clear();
+            assert_ne!(
+                std::io::BufRead::read_line(&mut out, &mut line).unwrap(),
+                0,
+                "no serving line"
+            );
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let status = child.wait().unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        assert!(status.success(), "round {round}: {status:?}");
+        assert!(
+            rest.contains("stopped; everything logged is flushed"),
+            "{rest}"
+        );
+    }
+    // The demo's seals are all kept: an export of it holds every one.
+    let store = reman_ledger::store::Store::open(&dir.path().join("data")).unwrap();
+    let kept = store.seal_signatures(0..89).unwrap();
+    assert!(kept.iter().filter(|s| s.is_some()).count() > 30);
+}

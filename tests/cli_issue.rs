@@ -414,3 +414,61 @@ fn unreachable_ledgers_and_usage_errors_exit_2() {
     }
     assert!(!d.join("q").exists());
 }
+
+/// Issuing again a certificate revoked since: no label is written, and it counts as refused.
+#[test]
+fn a_certificate_revoked_since_gets_no_label_when_issued_again() {
+    let s = Served::demo();
+    std::fs::write(s.path("c.json"), cert(301, "RV-1")).unwrap();
+    let issue = || {
+        bin(
+            &[
+                "issue", "--key", SUZHOU, "--server", &s.url, "--qr-dir", "labels", "--json",
+                "c.json",
+            ],
+            s.dir.path(),
+        )
+    };
+    let first = issue();
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let id = items(&json(&first))[0]["certificate_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::fs::remove_dir_all(s.path("labels")).unwrap();
+    std::fs::write(
+        s.path("revoke.json"),
+        format!(r#"{{"certificate_id":"{id}","reason":"recall","note":""}}"#),
+    )
+    .unwrap();
+    let o = bin(
+        &[
+            "sign",
+            "--key",
+            SUZHOU,
+            "--type",
+            "revocation",
+            "revoke.json",
+        ],
+        s.dir.path(),
+    );
+    std::fs::write(s.path("revoke.env"), &o.stdout).unwrap();
+    let o = bin(&["submit", "--server", &s.url, "revoke.env"], s.dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let again = issue();
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again.stdout));
+    let summary = json(&again);
+    let item = &items(&summary)[0];
+    assert_eq!(item["status"], "refused", "{item}");
+    let why = item["reason"].as_str().unwrap_or_default();
+    assert!(why.contains("the certificate is revoked"), "{item}");
+    assert!(why.contains("no label written"), "{item}");
+    let labels = std::fs::read_dir(s.path("labels")).map_or(0, |d| {
+        d.filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "png"))
+        })
+        .count()
+    });
+    assert_eq!(labels, 0);
+}

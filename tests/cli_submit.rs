@@ -326,3 +326,67 @@ fn help_explains_the_commands() {
         }
     }
 }
+
+/// Logged before, but no longer in force: the existing entry (200), and exit 1 saying why.
+#[test]
+fn a_resubmission_no_longer_in_force_exits_1_and_says_why() {
+    let s = Served::demo();
+    let url = s.url.as_str();
+    let submit = |file: &str, bytes: &[u8]| {
+        std::fs::write(s.path(file), bytes).unwrap();
+        bin(&["submit", "--server", url, file], s.dir.path())
+    };
+    let party = PrivateKey::generate("lyon-import.example").unwrap();
+    let registration = |status: &str| {
+        let json = format!(
+            r#"{{"name":"lyon-import.example","role":"importer","country":"FR","key":"{}","status":"{status}"}}"#,
+            party.public().to_vkey()
+        );
+        sign(PayloadType::Party, &json, &common::operator())
+    };
+    let active = registration("active");
+    assert_eq!(submit("active.json", &active).status.code(), Some(0));
+    assert_eq!(
+        submit("suspend.json", &registration("suspended"))
+            .status
+            .code(),
+        Some(0)
+    );
+    let again = submit("active.json", &active);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again.stdout));
+    assert!(text(&again.stdout).starts_with("already logged: entry 89 "));
+    let err = text(&again.stderr);
+    assert!(err.contains("NOT IN FORCE: entry 89"), "{err}");
+    assert!(err.contains("change the payload"), "{err}");
+    let j = bin(
+        &["submit", "--server", url, "--json", "active.json"],
+        s.dir.path(),
+    );
+    assert_eq!(json(&j)["in_force"], false);
+
+    // A certificate revoked since.
+    let cert = envelope(&s, "cert.json", "SUB-9");
+    let first = bin(
+        &["submit", "--server", url, "--json", "cert.json"],
+        s.dir.path(),
+    );
+    assert_eq!(json(&first)["status"], "valid");
+    let id = json(&first)["certificate_id"].as_str().unwrap().to_owned();
+    let revocation = sign(
+        PayloadType::Revocation,
+        &format!(r#"{{"certificate_id":"{id}","reason":"error","note":""}}"#),
+        &key("suzhou-reman.example"),
+    );
+    assert_eq!(submit("revoke.json", &revocation).status.code(), Some(0));
+    let again = bin(
+        &["submit", "--server", url, cert.to_str().unwrap()],
+        s.dir.path(),
+    );
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        text(&again.stderr).contains("the certificate is revoked"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert_eq!(s.tree_size(), 93);
+}

@@ -106,19 +106,47 @@ fn every_receipts_seal_is_kept_and_served_as_it_was_handed_out() {
         None,
         "entry 0 registers the operator"
     );
-    // After a restart, the seals of blocks the log had moved past are read, not signed; the
-    // rest (held in memory when the ledger stopped) are signed again: the same seals.
-    let size = ledger.head().size;
+    // After a restart every seal is read, not signed: those of blocks the log had moved
+    // past were written with later batches, the rest (held in memory) when it closed.
     Arc::into_inner(ledger).unwrap().close().unwrap();
     let ledger = Ledger::open(dir.path(), log_key(), config()).unwrap();
     let certs = certificates(ledger.store());
     for r in &receipts {
         let kept = ledger.store().seal_signature(r.index).unwrap();
-        if r.index / 64 + 1 < size / 64 {
-            assert_eq!(kept, Some(receipt_seal(r).signature), "entry {}", r.index);
-        }
+        assert_eq!(kept, Some(receipt_seal(r).signature), "entry {}", r.index);
         let (_, id, gtin, serial) = certs.iter().find(|c| c.0 == r.index).unwrap();
         assert_eq!(served_seal(&ledger, id, gtin, serial), receipt_seal(r));
+    }
+    audit_store(ledger.store(), None, |_, _| {}).unwrap();
+}
+
+/// A ledger that stopped without closing held the seals of its last blocks in memory only:
+/// the next open signs and keeps them (the same seals), so that an export holds them.
+#[test]
+fn seals_lost_by_a_stop_without_closing_are_kept_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(demo_ledger(dir.path()).0);
+    let receipts = grow(&ledger, 100, 0);
+    let size = ledger.head().size;
+    // Dropped, not closed: what a crash leaves, as far as seals go.
+    drop(Arc::into_inner(ledger).unwrap());
+    let store = Store::open(dir.path()).unwrap();
+    let open_blocks = (size / 64).saturating_sub(1) * 64;
+    let lost = receipts
+        .iter()
+        .filter(|r| r.index >= open_blocks)
+        .filter(|r| store.seal_signature(r.index).unwrap().is_none())
+        .count();
+    assert!(lost > 0, "the test must lose some seals");
+    drop(store);
+    let ledger = Ledger::open(dir.path(), log_key(), config()).unwrap();
+    for r in receipts.iter().filter(|r| r.index >= open_blocks) {
+        assert_eq!(
+            ledger.store().seal_signature(r.index).unwrap(),
+            Some(receipt_seal(r).signature),
+            "entry {}",
+            r.index
+        );
     }
     audit_store(ledger.store(), None, |_, _| {}).unwrap();
 }
@@ -193,12 +221,25 @@ fn a_seal_list_marks_exactly_its_blocks_certificates() {
 
 #[test]
 fn a_seal_that_was_never_kept_is_signed_again_when_read() {
-    // Written before seals were kept: none is.
+    // Written before seals were kept: none is, but for the last two blocks', which the
+    // ledger keeps when it opens (as after a stop without closing).
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&root().join("fixtures/legacy-store-v2"), dir.path());
     let ledger = Ledger::open(dir.path(), log_key(), config()).unwrap();
+    let last_blocks = (ledger.head().size / 64).saturating_sub(1) * 64;
     let certs = certificates(ledger.store());
     assert!(certs.len() > 30, "{} certificates", certs.len());
+    for (index, id, gtin, serial) in &certs {
+        let kept = ledger.store().seal_signature(*index).unwrap();
+        assert_eq!(kept.is_some(), *index >= last_blocks, "entry {index}");
+        if let Some(kept) = kept {
+            assert_eq!(kept, served_seal(&ledger, id, gtin, serial).signature);
+        }
+    }
+    // None kept (this store is all in its last two blocks): each is signed again.
+    for (index, ..) in &certs {
+        ledger.store().raw_put_seal(*index, None).unwrap();
+    }
     for (index, id, gtin, serial) in certs {
         assert_eq!(ledger.store().seal_signature(index).unwrap(), None);
         let served = served_seal(&ledger, &id, &gtin, &serial);
