@@ -1275,8 +1275,18 @@ pub fn export(data: &Path, out: &Path) -> Result<String, CliError> {
     } else {
         String::new()
     };
+    let unsealed = if r.unsealed > 0 {
+        format!(
+            "\nnote: {} certificate(s) have no seal in the export (logged before seals were kept, or \
+             by a ledger stopped without closing: start it once and export again); a mirror of \
+             this copy asks the ledger's API for them",
+            r.unsealed
+        )
+    } else {
+        String::new()
+    };
     Ok(format!(
-        "exported the log at {} entries to {}: {} file(s) written{kept}",
+        "exported the log at {} entries to {}: {} file(s) written{kept}{unsealed}",
         r.size,
         out.display(),
         r.written

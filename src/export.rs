@@ -84,6 +84,10 @@ pub struct ExportReport {
     pub written: u64,
     /// Tiles and bundles of the previous export kept as they were.
     pub kept: u64,
+    /// Certificates written now whose seal the store does not keep (logged before seals
+    /// were kept, or by a ledger that stopped without closing and has not opened since):
+    /// their seal tiles hold zeros, and a mirror of the copy asks the ledger's API for them.
+    pub unsealed: u64,
 }
 
 /// Exports the tree of `store`'s latest checkpoint into `out` (created if missing).
@@ -103,6 +107,7 @@ pub fn export(store: &Store, out: &Path) -> Result<ExportReport, ExportError> {
 
     let written = AtomicU64::new(0);
     let kept = AtomicU64::new(0);
+    let unsealed = AtomicU64::new(0);
     tiles::tiles_of(cp.size)
         .par_iter()
         .try_for_each(|tile| -> Result<(), ExportError> {
@@ -118,8 +123,10 @@ pub fn export(store: &Store, out: &Path) -> Result<ExportReport, ExportError> {
             write_atomic(&path, &bytes)?;
             written.fetch_add(1, Ordering::Relaxed);
             if let Some(range) = tile.entries().filter(|_| tile.kind == TileKind::Entries) {
-                write_atomic(&out.join(tile.seal_path()), &seal_tile(store, range)?)?;
+                let (seals, missing) = seal_tile(store, range, &bytes)?;
+                write_atomic(&out.join(tile.seal_path()), &seals)?;
                 written.fetch_add(1, Ordering::Relaxed);
+                unsealed.fetch_add(missing, Ordering::Relaxed);
             }
             Ok(())
         })?;
@@ -142,18 +149,36 @@ pub fn export(store: &Store, out: &Path) -> Result<ExportReport, ExportError> {
         previous_size,
         written: written.into_inner() + 1,
         kept: kept.into_inner(),
+        unsealed: unsealed.into_inner(),
     })
 }
 
-/// The seal tile of the entries of `range` ([`Tile::seal_path`]) from the seals the store
-/// keeps. Certificates logged before seals were kept (layout formats 1 to 3) have zeros
-/// here: the export holds no key to sign them, and a mirror asks the API for those.
-fn seal_tile(store: &Store, range: std::ops::Range<u64>) -> Result<Vec<u8>, ExportError> {
-    Ok(store
-        .seal_signatures(range)?
+/// The seal tile of the entries of `range` ([`Tile::seal_path`]), whose bundle is `bundle`,
+/// from the seals the store keeps, and how many certificates it has no seal for: the export
+/// holds no key to sign them (zeros are written; a mirror asks the API for those).
+fn seal_tile(
+    store: &Store,
+    range: std::ops::Range<u64>,
+    bundle: &[u8],
+) -> Result<(Vec<u8>, u64), ExportError> {
+    let kept = store.seal_signatures(range)?;
+    let entries =
+        tiles::decode_bundle(bundle).map_err(|e| ExportError::BadLedger(e.to_string()))?;
+    let certificate = crate::payload::PayloadType::Certificate.media_type();
+    let missing = kept
+        .iter()
+        .zip(entries)
+        .filter(|(sig, entry)| {
+            sig.is_none()
+                && crate::entry::Entry::parse_stored(entry)
+                    .is_ok_and(|e| e.envelope.payload_type == certificate)
+        })
+        .count() as u64;
+    let bytes = kept
         .into_iter()
         .flat_map(|sig| sig.unwrap_or([0; tiles::SEAL_BYTES]))
-        .collect())
+        .collect();
+    Ok((bytes, missing))
 }
 
 /// Whether an existing file can be the tile: a Merkle tile is exactly 32 bytes per hash, a

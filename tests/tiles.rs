@@ -505,3 +505,28 @@ fn seal_tiles_hold_each_certificates_seal_beside_its_bundle() {
     assert_eq!(fetch(&format!("{}/seals/001", served.url)).status, 404);
     assert_eq!(fetch(&format!("{}/seals/0000", served.url)).status, 400);
 }
+
+/// Certificates whose seal the store does not keep (logged before seals were kept) are
+/// counted: their seal tiles hold zeros, and the export says so.
+#[test]
+fn an_export_says_which_seals_it_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_dir(
+        &cli_support::root().join("fixtures/legacy-store-v2"),
+        &dir.path().join("data"),
+    );
+    let o = bin(&["export", "--data", "data", "--out", "public"], dir.path());
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let said = text(&o.stdout);
+    assert!(
+        said.contains("certificate(s) have no seal in the export"),
+        "{said}"
+    );
+    let exported = files(&dir.path().join("public"));
+    let seal_tiles: Vec<_> = exported
+        .iter()
+        .filter(|(p, _)| p.starts_with("seals/"))
+        .collect();
+    assert!(!seal_tiles.is_empty());
+    assert!(seal_tiles.iter().all(|(_, b)| b.iter().all(|&x| x == 0)));
+}
