@@ -558,12 +558,7 @@ impl Ledger {
 
     /// The seal signature of entry `index` if it is a certificate.
     fn seal_of_entry(&self, index: u64) -> Result<Option<[u8; 64]>, QueryError> {
-        let bytes = self
-            .store()
-            .entry(index)
-            .map_err(internal)?
-            .ok_or_else(|| QueryError::Internal(format!("entry {index} missing")))?;
-        let entry = Entry::parse_stored(&bytes).map_err(internal)?;
+        let (_, entry) = self.entry_at(index)?;
         if entry.envelope.payload_type != crate::payload::PayloadType::Certificate.media_type() {
             return Ok(None);
         }

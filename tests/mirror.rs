@@ -470,46 +470,6 @@ fn a_mirror_refuses_a_rollback_stops_at_a_fork_and_keeps_serving_what_it_verifie
     assert_eq!(m.stored_size(), 92);
 }
 
-/// A plain static file server over `root` (what a CDN or `python3 -m http.server` does):
-/// GET of a file's path answers its bytes, anything else 404. Returns its base URL.
-fn static_server(root: std::path::PathBuf) -> String {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let root = root.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                let mut request_line = String::new();
-                reader.read_line(&mut request_line).unwrap();
-                loop {
-                    let mut header = String::new();
-                    if reader.read_line(&mut header).unwrap() == 0 || header == "\r\n" {
-                        break;
-                    }
-                }
-                let path = request_line.split_whitespace().nth(1).unwrap_or("/");
-                let file = (!path.contains("..") && !path.contains('?'))
-                    .then(|| std::fs::read(root.join(path.trim_start_matches('/'))).ok())
-                    .flatten();
-                let (status, body) = match file {
-                    Some(bytes) => ("200 OK", bytes),
-                    None => ("404 Not Found", b"not found".to_vec()),
-                };
-                let head = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = conn.write_all(head.as_bytes());
-                let _ = conn.write_all(&body);
-            });
-        }
-    });
-    url
-}
-
 /// SPEC §8: the export is served "unchanged" by any static server, and a mirror follows it:
 /// entries from the bundles, seals from the seal tiles, consistency proofs made from the
 /// Merkle tiles (a static server has no proof API).
@@ -526,7 +486,7 @@ fn a_mirror_follows_a_static_export_of_a_ledger() {
         assert!(o.status.success(), "{}", text(&o.stderr));
     };
     export(&up);
-    let site = static_server(public);
+    let site = proxy::static_files(public);
     let mut m = Mirror::start(&site, &["--step-entries", "256"]);
     m.wait_size(89);
     // The log grows past two tiles; the export follows; the mirror catches up in steps of a
