@@ -1449,15 +1449,7 @@ async fn get_tile(
             .map_err(|e| Problem::from_refusal(RefusalKind::Internal, e.to_string()))??,
         TileKind::Hashes(_) => read()?,
     };
-    let mut resp_headers = HeaderMap::new();
-    resp_headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    resp_headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=31536000, immutable"),
-    );
+    let mut resp_headers = immutable_bytes();
     if tile.kind == TileKind::Entries {
         resp_headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
@@ -1480,6 +1472,11 @@ async fn get_seal_tile(
     let bytes = tokio::task::spawn_blocking(move || ledger.seal_tile(&tile))
         .await
         .map_err(|e| Problem::from_refusal(RefusalKind::Internal, e.to_string()))??;
+    Ok((immutable_bytes(), bytes).into_response())
+}
+
+/// The headers of a tile's bytes: a tile's path names its width, so they never change.
+fn immutable_bytes() -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
@@ -1489,7 +1486,7 @@ async fn get_seal_tile(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=31536000, immutable"),
     );
-    Ok((headers, bytes).into_response())
+    headers
 }
 
 /// Whether `Accept-Encoding` allows gzip (RFC 9110 §12.5.3): `gzip` (or `x-gzip`) with a
