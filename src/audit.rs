@@ -379,6 +379,7 @@ impl<'a, R: StateRead + ?Sized> Auditor<'a, R> {
                 certificate_id,
                 digest: env.digest(),
                 time_ms: p.entry.integrated_time_ms,
+                admission: false,
             };
             let writes = state::apply(view, &accepted, index).map_err(|e| bad(index, e))?;
             Ok((writes, key))

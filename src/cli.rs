@@ -1277,9 +1277,10 @@ pub fn export(data: &Path, out: &Path) -> Result<String, CliError> {
     };
     let unsealed = if r.unsealed > 0 {
         format!(
-            "\nnote: {} certificate(s) have no seal in the export (logged before seals were kept, or \
-             by a ledger stopped without closing: start it once and export again); a mirror of \
-             this copy asks the ledger's API for them",
+            "\nnote: {} certificate(s) have no seal in the export, so their bundles' seal tiles \
+             are left out and a mirror of this copy cannot follow past them (logged before seals \
+             were kept, or by a ledger stopped without closing: start it once, which keeps the \
+             seals of its last entries, and export again)",
             r.unsealed
         )
     } else {

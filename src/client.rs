@@ -346,6 +346,8 @@ impl Client {
         let body = match encoding.as_deref() {
             None | Some("" | "identity") => body,
             Some("gzip" | "x-gzip") => gunzip(url, &body)?,
+            // An error keeps its status, whatever its body.
+            Some(_) if status != 200 => Vec::new(),
             Some(other) => {
                 return Err(bad(
                     url,

@@ -3,8 +3,9 @@
 //!
 //! The directory holds `checkpoint`, `tile/...` and `seals/...`, byte for byte what
 //! `GET /checkpoint`, `GET /tile/...` and `GET /seals/...` answer for the same tree (but for
-//! witness cosignatures, which a running ledger gathers, and the seals of certificates logged
-//! before seals were kept, which only a ledger holding the log key can sign). Exports are incremental: the directory's own
+//! witness cosignatures, which a running ledger gathers, and the seal tiles of bundles holding
+//! a certificate whose seal the store does not keep, which only a ledger holding the log key
+//! can sign: those are left out). Exports are incremental: the directory's own
 //! checkpoint says which tree it already holds, and once that checkpoint verifies under the
 //! log's key and its root is the stored tree's root at its size, the tiles of that tree are
 //! kept (a tile's path names its width, so its bytes never change) and only the rest is
@@ -86,7 +87,7 @@ pub struct ExportReport {
     pub kept: u64,
     /// Certificates written now whose seal the store does not keep (logged before seals
     /// were kept, or by a ledger that stopped without closing and has not opened since):
-    /// their seal tiles hold zeros, and a mirror of the copy asks the ledger's API for them.
+    /// their seal tiles are left out, so a mirror of the copy cannot follow past them.
     pub unsealed: u64,
 }
 
@@ -122,10 +123,15 @@ pub fn export(store: &Store, out: &Path) -> Result<ExportReport, ExportError> {
             let bytes = store.tile(tile, cp.size)?.ok_or_else(|| missing(tile))?;
             write_atomic(&path, &bytes)?;
             written.fetch_add(1, Ordering::Relaxed);
+            // A seal tile is written only whole: one that lacks a certificate's seal is left
+            // out (and its bundle is written again by the next export, which tries again),
+            // so that what is there is what the ledger serves.
             if let Some(range) = tile.entries().filter(|_| tile.kind == TileKind::Entries) {
                 let (seals, missing) = seal_tile(store, range, &bytes)?;
-                write_atomic(&out.join(tile.seal_path()), &seals)?;
-                written.fetch_add(1, Ordering::Relaxed);
+                if missing == 0 {
+                    write_atomic(&out.join(tile.seal_path()), &seals)?;
+                    written.fetch_add(1, Ordering::Relaxed);
+                }
                 unsealed.fetch_add(missing, Ordering::Relaxed);
             }
             Ok(())
@@ -138,6 +144,8 @@ pub fn export(store: &Store, out: &Path) -> Result<ExportReport, ExportError> {
             [Some(out.join(t.path())), seals]
         })
         .filter_map(|p| Some(p?.parent()?.to_path_buf()))
+        // A seal tile left out may leave its directory unmade.
+        .filter(|d| d.is_dir())
         .collect();
     dirs.sort();
     dirs.dedup();
@@ -154,8 +162,8 @@ pub fn export(store: &Store, out: &Path) -> Result<ExportReport, ExportError> {
 }
 
 /// The seal tile of the entries of `range` ([`Tile::seal_path`]), whose bundle is `bundle`,
-/// from the seals the store keeps, and how many certificates it has no seal for: the export
-/// holds no key to sign them (zeros are written; a mirror asks the API for those).
+/// from the seals the store keeps, and how many certificates it has no seal for (the export
+/// holds no key to sign them).
 fn seal_tile(
     store: &Store,
     range: std::ops::Range<u64>,

@@ -195,9 +195,6 @@ impl PublicKey {
     pub fn from_bytes(name: &str, key: &[u8; 32]) -> Result<PublicKey, KeyError> {
         check_name(name)?;
         let vk = VerifyingKey::from_bytes(key).map_err(|_| KeyError::InvalidPoint)?;
-        if vk.to_edwards().compress().as_bytes() != key {
-            return Err(KeyError::NonCanonicalKey);
-        }
         if vk.is_weak() {
             return Err(KeyError::WeakKey);
         }
@@ -206,6 +203,13 @@ impl PublicKey {
             id: KeyId::compute(name, key),
             key: vk,
         })
+    }
+
+    /// Whether the key's bytes are the canonical encoding of its point (RFC 8032 §5.1.3).
+    /// The ledger registers only such keys ([`KeyError::NonCanonicalKey`]); keys registered
+    /// before it checked are still read, so that their logs still audit.
+    pub fn is_canonical(&self) -> bool {
+        self.key.to_edwards().compress().as_bytes() == self.key.as_bytes()
     }
 
     /// Parses the vkey text `<name>+<keyid hex>+<base64(0x01 || pubkey32)>`, checking that the

@@ -538,17 +538,24 @@ impl Ledger {
         Ok(ledger)
     }
 
-    /// Signs and writes the seals of the last two blocks' certificates that are not kept: a
-    /// ledger that stopped without closing (a crash, SIGKILL) held them only in memory, and
-    /// lookups would sign them again every time, while an export would lack them.
+    /// Signs and writes the seals not kept of the certificates a stop without closing (a
+    /// crash, SIGKILL) may have left unwritten: a ledger holds in memory those of its last
+    /// batch (up to `max_batch` entries) and of the blocks the log has not moved past, so
+    /// lookups would sign them again every time, and an export would lack them.
     fn keep_lost_seals(&self) -> Result<(), LedgerError> {
         let store = &self.inner.store;
         let size = store.size()?;
-        let start = (size / crate::store::SEAL_BLOCK).saturating_sub(1) * crate::store::SEAL_BLOCK;
+        let block = crate::store::SEAL_BLOCK;
+        let back = self.inner.config.max_batch as u64 + 2 * block;
+        let start = size.saturating_sub(back) / block * block;
         let kept = store.seal_signatures(start..size)?;
+        // A damaged list (read as empty above) is left for audit to name, not replaced here.
+        let damaged: std::collections::BTreeSet<u64> = (start / block..size.div_ceil(block))
+            .filter(|b| store.seal_signature(b * block).is_err())
+            .collect();
         let mut lost = Vec::new();
         for (index, kept) in (start..size).zip(kept) {
-            if kept.is_some() {
+            if kept.is_some() || damaged.contains(&(index / block)) {
                 continue;
             }
             let Some(bytes) = store.entry(index)? else {
@@ -892,6 +899,14 @@ impl Ledger {
             let payload = parse()?;
             // The role table of events depends on the kind of event.
             state::signer_key(store, size, keyid, &payload)?;
+            if let Payload::Party(p) = &payload
+                && !p.key.is_canonical()
+            {
+                return Err(PayloadError::Party(crate::party::PartyError::Key(
+                    crate::keys::KeyError::NonCanonicalKey,
+                ))
+                .into());
+            }
             Ok::<_, SubmitError>((key, payload))
         })();
         // A new submission, the common case, passes these checks, and the sequencer looks for
@@ -1434,6 +1449,7 @@ impl Sequencer {
             certificate_id: job.certificate_id,
             digest: job.digest,
             time_ms,
+            admission: true,
         };
         let writes = state::apply(&*overlay, &accepted, index)?;
         overlay.apply(writes);

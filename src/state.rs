@@ -814,6 +814,11 @@ pub struct Accepted<'a> {
     pub digest: Hash,
     /// The log's time for the entry, Unix milliseconds.
     pub time_ms: u64,
+    /// A new submission, which the ledger's admission policy applies to as well as SPEC §3:
+    /// rules added since entries were first logged (an operator may not demote itself; a
+    /// re-issue names the unit's latest certificate) hold for what the ledger accepts now,
+    /// not for entries a log already holds, which audits and mirrors replay (`false`).
+    pub admission: bool,
 }
 
 /// Applies the business rules of SPEC §3 (duplicates, supersession, revocation, events on
@@ -835,7 +840,9 @@ pub fn apply<R: StateRead + ?Sized>(
         Payload::Party(p) => {
             // Party entries are signed by an active operator: as long as none demotes or
             // suspends itself, one is always left to register parties and revoke.
-            if p.name == sub.signer && (p.role != Role::Operator || p.status != PartyStatus::Active)
+            if sub.admission
+                && p.name == sub.signer
+                && (p.role != Role::Operator || p.status != PartyStatus::Active)
             {
                 return Err(RuleError::OperatorDemotesItself(p.name.clone()));
             }
@@ -891,7 +898,7 @@ pub fn apply<R: StateRead + ?Sized>(
                     // the unit's chain of supersessions.
                     None => {
                         let latest = unit_rec.certificates.last().copied();
-                        if latest != Some(named) {
+                        if sub.admission && latest != Some(named) {
                             return Err(RuleError::BadSupersede {
                                 named,
                                 why: match latest {
@@ -1094,6 +1101,36 @@ mod tests {
                 supersedes: superseded.then_some(CertificateId([8; 16])),
             }),
         }
+    }
+
+    /// Rules of the admission policy hold for new submissions, not for entries a log already
+    /// holds: a log that logged an operator's own suspension before the ledger refused it
+    /// still audits, and mirrors still follow it.
+    #[test]
+    fn admission_rules_are_not_applied_to_entries_already_logged() {
+        let key = crate::keys::PrivateKey::from_seed("op.example", &[5; 32]).unwrap();
+        let party = Party {
+            name: "op.example".into(),
+            role: Role::Operator,
+            display_name: None,
+            country: None,
+            key: key.public().clone(),
+            status: PartyStatus::Suspended,
+            extensions: None,
+        };
+        let payload = Payload::Party(party);
+        let accepted = |admission| Accepted {
+            signer: "op.example",
+            role: Role::Operator,
+            payload: &payload,
+            certificate_id: None,
+            digest: [0; 32],
+            time_ms: 0,
+            admission,
+        };
+        let e = apply(&Empty, &accepted(true), 5).unwrap_err();
+        assert!(matches!(e, RuleError::OperatorDemotesItself(_)), "{e}");
+        assert!(!apply(&Empty, &accepted(false), 5).unwrap().is_empty());
     }
 
     #[test]

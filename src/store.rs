@@ -35,9 +35,10 @@
 //!   a 64-bit mask of the block's entries that have one, then the signatures in entry order.
 //!   The sequencer hands them over with its next batch; the store holds a block's seals in
 //!   memory until the log has moved a whole block past it, then writes them once (late ones
-//!   are merged in later). A seal not found (held when the ledger stopped, a store from
-//!   before) is signed again: Ed25519 signatures are deterministic, so these are the same
-//!   bytes. Earlier versions kept seals under `Q` by block of 256 entries (records of up to
+//!   are merged in later); a ledger that closes writes those it still holds, and one that
+//!   opens after a stop without closing signs and writes those of its last batch and blocks
+//!   that are not kept. A seal not found (a store from before) is signed again: Ed25519
+//!   signatures are deterministic, so these are the same bytes. Earlier versions kept seals under `Q` by block of 256 entries (records of up to
 //!   16 KiB, a page-in of their own for every lookup); those are deleted at the first open.
 //! - **Metadata** under `M`: tree size, checkpoint, log key, layout format; for a mirror catching
 //!   up, the checkpoint of the followed log its entries lead to ([`crate::mirror`]); for a
@@ -1459,8 +1460,9 @@ impl Store {
         Ok(t.elapsed())
     }
 
-    /// Writes seal signatures (by index) and every seal list held, and flushes them (for
-    /// tools and tests: the ledger writes a list only once the log has moved past its block).
+    /// Writes seal signatures (by index) and every seal list held, and flushes them: what a
+    /// ledger does when it closes, or opens after a stop without closing (otherwise it writes
+    /// a list only once the log has moved past its block).
     pub fn write_seals(&self, seals: Vec<(u64, [u8; 64])>) -> Result<(), StoreError> {
         let _writer = self
             .writer
@@ -1541,8 +1543,8 @@ impl Store {
     }
 
     /// The kept seal signatures of the entries of `range`, in order (`None` where none is
-    /// kept: not a certificate, or logged before seals were kept), each block's list read
-    /// once.
+    /// kept: not a certificate, logged before seals were kept, or in a damaged list), each
+    /// block's list read once.
     pub fn seal_signatures(
         &self,
         range: std::ops::Range<u64>,
@@ -1557,11 +1559,17 @@ impl Store {
                 .cloned()
                 .unwrap_or_default();
             self.reads.fetch_add(1, Ordering::Relaxed);
-            let stored = match self.db()?.get(seals_key(block))? {
-                Some(list) => seal_list_all(&list)?
+            // A damaged list keeps nothing here: readers sign again or ask elsewhere (audit
+            // names the damage), rather than every range over it failing.
+            let stored = match self.db()?.get(seals_key(block))?.map(|l| seal_list_all(&l)) {
+                Some(Ok(list)) => list
                     .into_iter()
                     .map(|(offset, sig)| (block * SEAL_BLOCK + offset, sig))
                     .collect(),
+                Some(Err(e)) => {
+                    tracing::warn!(block, error = %e, "a damaged seal list is read as empty");
+                    Vec::new()
+                }
                 None => Vec::new(),
             };
             for (index, sig) in stored.into_iter().chain(held) {

@@ -358,6 +358,13 @@ fn forge_seals(path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
         .flatten()
 }
 
+/// Changes one bit of every seal in seal tiles only (a damaged copy a cache keeps).
+fn forge_seal_tiles(path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
+    path.starts_with("/seals/")
+        .then(|| forge_seals(path, body))
+        .flatten()
+}
+
 /// Serves no seal tiles (as a ledger of an earlier version), and certificate views whose
 /// seals name the next entry.
 fn misplace_seals(path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
@@ -375,6 +382,19 @@ fn a_mirror_refuses_a_forged_seal_and_writes_nothing() {
     let mut m = Mirror::start(&proxy::start(&up.url, forge_seals), &[]);
     m.wait_refused("seal signature is not valid");
     assert_eq!(m.stored_size(), 0);
+}
+
+#[test]
+fn a_mirror_reads_each_seal_a_seal_tile_has_wrong_from_its_certificate() {
+    let up = Served::demo();
+    let m = Mirror::start(&proxy::start(&up.url, forge_seal_tiles), &[]);
+    m.wait_size(89);
+    let id = &certificate_ids(&up.url)[0];
+    let path = format!("/api/v1/certificates/{id}");
+    assert_eq!(
+        json(&get(&up.url, &path))["seal"],
+        json(&m.get(&path))["seal"]
+    );
 }
 
 #[test]

@@ -140,7 +140,8 @@ fn seals_lost_by_a_stop_without_closing_are_kept_at_the_next_open() {
     assert!(lost > 0, "the test must lose some seals");
     drop(store);
     let ledger = Ledger::open(dir.path(), log_key(), config()).unwrap();
-    for r in receipts.iter().filter(|r| r.index >= open_blocks) {
+    // All of them: those of the last batch may lie in blocks before the last two.
+    for r in &receipts {
         assert_eq!(
             ledger.store().seal_signature(r.index).unwrap(),
             Some(receipt_seal(r).signature),
