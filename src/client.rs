@@ -345,9 +345,9 @@ impl Client {
         let body = read_body(url, &mut resp).map_err(|e| self.after_deadline(e))?;
         let body = match encoding.as_deref() {
             None | Some("" | "identity") => body,
-            Some("gzip" | "x-gzip") => gunzip(url, &body)?,
             // An error keeps its status, whatever its body.
-            Some(_) if status != 200 => Vec::new(),
+            Some(_) if status != 200 => gunzip(url, &body).unwrap_or_default(),
+            Some("gzip" | "x-gzip") => gunzip(url, &body)?,
             Some(other) => {
                 return Err(bad(
                     url,

@@ -116,24 +116,53 @@ pub fn export(store: &Store, out: &Path) -> Result<ExportReport, ExportError> {
             // A tile's path names its width, so a tile the previous export wrote is still
             // right (and a full one is so forever): kept, unless its length shows it is not
             // what was written (the bytes are not read again: that is a whole new export).
-            if tile.is_in(previous_size) && plausible(tile, &path, out) {
+            let mut bundle = None;
+            if tile.is_in(previous_size) && plausible(tile, &path) {
                 kept.fetch_add(1, Ordering::Relaxed);
+            } else {
+                let bytes = store.tile(tile, cp.size)?.ok_or_else(|| missing(tile))?;
+                write_atomic(&path, &bytes)?;
+                written.fetch_add(1, Ordering::Relaxed);
+                bundle = Some(bytes);
+            }
+            // Beside a bundle, its seal tile, written only whole: one that lacks a
+            // certificate's seal is left out (the next export tries again), so that what is
+            // there is what the ledger serves.
+            let Some(range) = tile.entries().filter(|_| tile.kind == TileKind::Entries) else {
+                return Ok(());
+            };
+            let seal_path = out.join(tile.seal_path());
+            let width = u64::from(tile.width);
+            if bundle.is_none() && is_file_of(&seal_path, tiles::SEAL_BYTES as u64 * width) {
                 return Ok(());
             }
-            let bytes = store.tile(tile, cp.size)?.ok_or_else(|| missing(tile))?;
-            write_atomic(&path, &bytes)?;
-            written.fetch_add(1, Ordering::Relaxed);
-            // A seal tile is written only whole: one that lacks a certificate's seal is left
-            // out (and its bundle is written again by the next export, which tries again),
-            // so that what is there is what the ledger serves.
-            if let Some(range) = tile.entries().filter(|_| tile.kind == TileKind::Entries) {
-                let (seals, missing) = seal_tile(store, range, &bytes)?;
-                if missing == 0 {
-                    write_atomic(&out.join(tile.seal_path()), &seals)?;
-                    written.fetch_add(1, Ordering::Relaxed);
+            // Which entries are certificates: the bundle kept says, unread from the store
+            // (unless it does not decode: then it is written again).
+            let kept_bundle = match bundle {
+                Some(_) => None,
+                None => std::fs::read(&path).ok(),
+            };
+            let made = match kept_bundle.map(|b| seal_tile(store, range.clone(), &b)) {
+                Some(Ok(made)) => made,
+                _ => {
+                    let bytes = match bundle {
+                        Some(bytes) => bytes,
+                        None => {
+                            let bytes = store.tile(tile, cp.size)?.ok_or_else(|| missing(tile))?;
+                            write_atomic(&path, &bytes)?;
+                            written.fetch_add(1, Ordering::Relaxed);
+                            bytes
+                        }
+                    };
+                    seal_tile(store, range, &bytes)?
                 }
-                unsealed.fetch_add(missing, Ordering::Relaxed);
+            };
+            let (seals, missing) = made;
+            if missing == 0 {
+                write_atomic(&seal_path, &seals)?;
+                written.fetch_add(1, Ordering::Relaxed);
             }
+            unsealed.fetch_add(missing, Ordering::Relaxed);
             Ok(())
         })?;
     // The tiles' directory entries are durable before the checkpoint that needs them.
@@ -190,22 +219,22 @@ fn seal_tile(
 }
 
 /// Whether an existing file can be the tile: a Merkle tile is exactly 32 bytes per hash, a
-/// bundle at least a 2-byte length per entry; a bundle's seal tile must be there too, of 64
-/// bytes per entry.
-fn plausible(tile: &Tile, path: &Path, out: &Path) -> bool {
-    let is_file_of = |path: &Path, ok: &dyn Fn(u64) -> bool| {
-        std::fs::metadata(path).is_ok_and(|m| m.is_file() && ok(m.len()))
-    };
+/// bundle at least a 2-byte length per entry.
+fn plausible(tile: &Tile, path: &Path) -> bool {
     let width = u64::from(tile.width);
-    match tile.kind {
-        TileKind::Hashes(_) => is_file_of(path, &|len| len == 32 * width),
-        TileKind::Entries => {
-            is_file_of(path, &|len| len >= 2 * width)
-                && is_file_of(&out.join(tile.seal_path()), &|len| {
-                    len == tiles::SEAL_BYTES as u64 * width
-                })
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    meta.is_file()
+        && match tile.kind {
+            TileKind::Hashes(_) => meta.len() == 32 * width,
+            TileKind::Entries => meta.len() >= 2 * width,
         }
-    }
+}
+
+/// Whether `path` is a file of `len` bytes.
+fn is_file_of(path: &Path, len: u64) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == len)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), ExportError> {

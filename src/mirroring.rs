@@ -161,8 +161,15 @@ pub fn sync(
         match ledger.follow(step) {
             // A seal tile that holds a wrong seal (a damaged copy a cache keeps for good, say):
             // the step is fetched again with each seal from the certificate's own answer.
-            Err(MirrorError::Seal { .. }) => {
-                let mut step = fetch_step(client, from, &cp, &text, step_entries, false)?;
+            Err(seal @ MirrorError::Seal { .. }) => {
+                tracing::warn!(error = %seal, "a seal tile does not verify: asking for each seal of the step");
+                // Where there is no API to ask (a static copy), the seal is what is wrong.
+                let mut step = fetch_step(client, from, &cp, &text, step_entries, false).map_err(
+                    |e| match e {
+                        MirrorError::Read(_) => seal,
+                        e => e,
+                    },
+                )?;
                 step.extends = extends.clone();
                 ledger.follow(step)?;
             }
