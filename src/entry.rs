@@ -227,6 +227,13 @@ impl Entry {
         Ok(entry)
     }
 
+    /// The certificate ID, when the entry logs a certificate (by its envelope's payload type;
+    /// the payload itself was checked when it was logged).
+    pub fn certificate_id(&self) -> Option<crate::certificate::CertificateId> {
+        (self.envelope.payload_type == crate::payload::PayloadType::Certificate.media_type())
+            .then(|| crate::certificate::CertificateId::of_payload(&self.envelope.payload))
+    }
+
     /// Parses entry bytes read back from this ledger's own store, to serve them: every check
     /// of [`Entry::parse`] but the last, the canonical form, which the sequencer's encoding
     /// guarantees and `audit` checks (re-encoding took a third of the parse).

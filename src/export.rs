@@ -201,14 +201,13 @@ fn seal_tile(
     let kept = store.seal_signatures(range)?;
     let entries =
         tiles::decode_bundle(bundle).map_err(|e| ExportError::BadLedger(e.to_string()))?;
-    let certificate = crate::payload::PayloadType::Certificate.media_type();
     let missing = kept
         .iter()
         .zip(entries)
         .filter(|(sig, entry)| {
             sig.is_none()
                 && crate::entry::Entry::parse_stored(entry)
-                    .is_ok_and(|e| e.envelope.payload_type == certificate)
+                    .is_ok_and(|e| e.certificate_id().is_some())
         })
         .count() as u64;
     let bytes = kept

@@ -561,13 +561,12 @@ impl Ledger {
             let Some(bytes) = store.entry(index)? else {
                 continue;
             };
-            let Ok(entry) = Entry::parse_stored(&bytes) else {
+            let Some(id) = Entry::parse_stored(&bytes)
+                .ok()
+                .and_then(|e| e.certificate_id())
+            else {
                 continue;
             };
-            if entry.envelope.payload_type != PayloadType::Certificate.media_type() {
-                continue;
-            }
-            let id = CertificateId::of_payload(&entry.envelope.payload);
             if let Some(rec) = state::certificate(store, &id).map_err(|e| {
                 LedgerError::Inconsistent(format!("certificate record of entry {index}: {e}"))
             })? && rec.index == index
@@ -898,7 +897,9 @@ impl Ledger {
             envelope.verify(&key).map_err(SubmitError::BadSignature)?;
             let payload = parse()?;
             // The role table of events depends on the kind of event.
-            state::signer_key(store, size, keyid, &payload)?;
+            if let Payload::Event(_) = payload {
+                state::signer_key(store, size, keyid, &payload)?;
+            }
             if let Payload::Party(p) = &payload
                 && !p.key.is_canonical()
             {

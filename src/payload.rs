@@ -216,10 +216,8 @@ impl Payload {
     /// The roles that may sign this payload (the table of [`Payload::role_may_sign`]).
     pub fn signer_roles(&self) -> &'static [Role] {
         match self {
-            Payload::Party(_) => PARTY_SIGNERS,
-            Payload::Certificate(_) => CERTIFICATE_SIGNERS,
-            Payload::Revocation(_) => REVOCATION_SIGNERS,
             Payload::Event(e) => e.event.allowed_roles(),
+            p => p.payload_type().signer_roles(),
         }
     }
 

@@ -558,11 +558,9 @@ impl Ledger {
 
     /// The seal signature of entry `index` if it is a certificate.
     fn seal_of_entry(&self, index: u64) -> Result<Option<[u8; 64]>, QueryError> {
-        let (_, entry) = self.entry_at(index)?;
-        if entry.envelope.payload_type != crate::payload::PayloadType::Certificate.media_type() {
+        let Some(id) = self.entry_at(index)?.1.certificate_id() else {
             return Ok(None);
-        }
-        let id = CertificateId::of_payload(&entry.envelope.payload);
+        };
         Ok(self.seal(&id).map_err(internal)?.map(|s| s.signature))
     }
 }
